@@ -1,0 +1,40 @@
+/* ctlproto: the shim <-> helperd control protocol (unix stream socket).
+ *
+ * Text lines ending in '\n'. A client line is at most CTL_LINE_MAX bytes
+ * (including '\n'); a server reply at most CTL_REPLY_MAX. Fields are
+ * separated by one space; names are service names (conf_valid_name).
+ * Every request gets exactly one reply line, in order.
+ *
+ *   HELLO <service>
+ *       Binds this control connection to <service>. helperd checks the
+ *       peer's SO_PEERCRED uid against the service's "user" (if any).
+ *       OK port=<outbound-port> dns=<dns_domain> [up=<dest>,<addr>,<port>]...
+ *       ERR <ERRNO-NAME> <message>
+ *   CONNECT <destination> <local-port>
+ *       Registers the original destination of the app socket whose local
+ *       (loopback) port is <local-port>; the app then connects that same
+ *       socket to 127.0.0.1:<outbound-port> (or [::1]:<outbound-port>).
+ *       The registration lives CTL_PENDING_TTL_MS. Checked first against
+ *       the cached intentions: a denied pair gets ERR ECONNREFUSED at once.
+ *       OK
+ *       ERR <ERRNO-NAME> <message>     (ECONNREFUSED, EHOSTUNREACH, EPROTO..)
+ *   ACCEPT <local-port> <peer-port>
+ *       Asked by a shim in a server (inbound) after accept(): is the
+ *       connection from 127.0.0.1:<peer-port> to our <local-port> a mesh
+ *       connection made by helperd?
+ *       OK mesh <source-spiffe-id> <source-addr> <source-port>
+ *       OK direct
+ *   PING
+ *       OK pong
+ *
+ * Anything else, or a line over the limit, gets "ERR EPROTO <message>" and,
+ * for an over-long line, the connection is closed. */
+#ifndef MESH_CTLPROTO_H
+#define MESH_CTLPROTO_H
+
+#define CTL_LINE_MAX        1024
+#define CTL_REPLY_MAX       32768
+#define CTL_PENDING_TTL_MS  5000
+#define CTL_DEFAULT_SOCKET  "/run/meshshim/helperd.sock"
+
+#endif

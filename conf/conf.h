@@ -1,0 +1,137 @@
+/* conf: the configuration model (mesh.conf and service definitions) and its
+ * one validating parser, shared by helperd and meshctl.
+ *
+ * mesh.conf is libconfig syntax (DESIGN.md §2). Service definitions come from
+ * the "services" list of mesh.conf and from services_dir: "*.conf" files
+ * holding a "services = ( ... );" list and Consul JSON files ("*.json",
+ * {"service": {...}} or {"services": [...]}).
+ *
+ * Every error is reported as "file:line: reason" (line 0 when unknown) into
+ * the caller's buffer; nothing is printed. */
+#ifndef MESH_CONF_H
+#define MESH_CONF_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define CONF_NAME_MAX      64   /* service, node, datacenter names (incl NUL) */
+#define CONF_ADDR_MAX      256  /* host or host:port strings (incl NUL) */
+#define CONF_PATH_MAX      512
+#define CONF_MAX_SERVICES  4096 /* per node, all sources together */
+#define CONF_MAX_UPSTREAMS 64   /* per service */
+#define CONF_MAX_ENDPOINTS 16   /* etcd endpoints */
+#define CONF_ERR_MAX       512  /* recommended size of error buffers */
+
+enum conf_inbound { CONF_INBOUND_PERMISSIVE = 0, CONF_INBOUND_STRICT = 1 };
+enum conf_store { CONF_STORE_EMBEDDED = 0, CONF_STORE_ETCD = 1 };
+
+struct conf_upstream {
+	char dest[CONF_NAME_MAX];       /* destination_name */
+	char bind_addr[CONF_ADDR_MAX];  /* local_bind_address [127.0.0.1] */
+	int bind_port;                  /* local_bind_port, 1..65535 */
+};
+
+struct conf_service {
+	char id[CONF_NAME_MAX];         /* [name] */
+	char name[CONF_NAME_MAX];
+	char address[CONF_ADDR_MAX];    /* where helperd dials it [127.0.0.1] */
+	int port;                       /* 1..65535 */
+	int connect;                    /* 1 if a "connect" block is present */
+	char user[CONF_NAME_MAX];       /* "" = any uid */
+	uid_t uid;                      /* resolved user; valid if user[0] */
+	enum conf_inbound inbound;
+	struct conf_upstream *upstreams;
+	size_t n_upstreams;
+	char source[CONF_PATH_MAX];     /* file it came from, for messages */
+	int source_line;
+};
+
+struct conf_ca {
+	long leaf_ttl;                  /* seconds [72h] */
+	long root_ttl;                  /* seconds [87600h] */
+	int allow_short_ttl;            /* leaf_ttl < 1h allowed [false] */
+	int server;                     /* holds the root key [true] */
+};
+
+struct conf_store_cfg {
+	enum conf_store backend;
+	char *endpoints[CONF_MAX_ENDPOINTS];
+	size_t n_endpoints;
+	char prefix[CONF_PATH_MAX];     /* ["/meshshim"] */
+	long lease_ttl;                 /* seconds [10] */
+	char ca_file[CONF_PATH_MAX];    /* etcd TLS, optional */
+	char cert_file[CONF_PATH_MAX];
+	char key_file[CONF_PATH_MAX];
+	char username[CONF_NAME_MAX];
+	char password[CONF_NAME_MAX];
+};
+
+struct conf {
+	char node[CONF_NAME_MAX];           /* [hostname] */
+	char datacenter[CONF_NAME_MAX];     /* ["dc1"] */
+	char data_dir[CONF_PATH_MAX];       /* ["/var/lib/meshshim"] */
+	char socket[108];                   /* ["/run/meshshim/helperd.sock"] */
+	char http_addr[CONF_ADDR_MAX];      /* ["127.0.0.1:8500"], port 0 = any */
+	int mesh_port;                      /* [21000], 0 = any free port */
+	char bind_addr[CONF_ADDR_MAX];      /* mesh_port listen address ["0.0.0.0"] */
+	char advertise_addr[CONF_ADDR_MAX]; /* ["127.0.0.1"] */
+	int default_allow;                  /* default_intention: 1 allow [1] */
+	int same_node_mtls;                 /* [1] */
+	char dns_domain[CONF_NAME_MAX];     /* ["mesh"] */
+	char services_dir[CONF_PATH_MAX];   /* ["/etc/meshshim.d"], "" = none */
+	char log_level[16];                 /* ["info"] */
+	char join_token[CONF_NAME_MAX];     /* cluster join secret, optional */
+	long connect_timeout_ms;            /* [5000] */
+	long handshake_timeout_ms;          /* [10000] */
+	long idle_timeout_s;                /* [0 = none] */
+	long max_conns;                     /* [65536] */
+	int dev;                            /* started with -dev */
+	struct conf_ca ca;
+	struct conf_store_cfg store;
+	struct conf_service *services;      /* mesh.conf + services_dir */
+	size_t n_services;
+	char path[CONF_PATH_MAX];           /* mesh.conf path, "" in -dev */
+};
+
+/* Fill c with the defaults (dev: the -dev defaults: temp data_dir is NOT
+ * created here, default_allow, short TTLs allowed). */
+void conf_defaults(struct conf *c, int dev);
+
+/* Load mesh.conf at path on top of the defaults already in c, then the
+ * service definitions of services_dir. Validates everything: unknown keys,
+ * types, ranges (naming the key), duplicate service names/ids, duplicate
+ * upstream local_bind_port across the node. 0, or -1 with err filled. */
+int conf_load(struct conf *c, const char *path, char *err, size_t errlen);
+
+/* (Re)load only the services: mesh.conf's "services" plus services_dir, into
+ * a fresh array (replacing c->services on success, untouched on error). */
+int conf_reload_services(struct conf *c, char *err, size_t errlen);
+
+/* Parse one service definition file (".conf" libconfig or ".json" Consul)
+ * and append its services to *svcs/*n. 0/-1 with err. */
+int conf_parse_service_file(const char *path, struct conf_service **svcs,
+    size_t *n, char *err, size_t errlen);
+
+/* Parse a Consul JSON service definition held in memory (as sent to
+ * PUT /v1/agent/service/register: the bare service object, or wrapped in
+ * {"service": ...}). origin names it in errors. 0/-1 with err. */
+int conf_parse_service_json(const char *json, size_t len, const char *origin,
+    struct conf_service **svcs, size_t *n, char *err, size_t errlen);
+
+/* Durations: "72h", "30m", "15s", "1h30m", or plain seconds "3600".
+ * Result in seconds, must be > 0. 0/-1. */
+int conf_parse_duration(const char *s, long *secs);
+
+/* Service names: 1..63 chars of [A-Za-z0-9_-], starting with a letter or
+ * digit. 1 if valid. "*" is NOT a valid service name (intentions allow it
+ * separately). */
+int conf_valid_name(const char *s);
+
+/* Find a service by name (first match) or NULL. */
+const struct conf_service *conf_find_service(const struct conf *c,
+    const char *name);
+
+void conf_services_free(struct conf_service *svcs, size_t n);
+void conf_free(struct conf *c);
+
+#endif

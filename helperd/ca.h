@@ -1,0 +1,89 @@
+/* ca: the mesh certificate authority of a node.
+ *
+ * Root: ECDSA P-256, self-signed, URI SAN spiffe://<trust-domain>, name
+ * constraint permitting only the trust domain (as Consul's). The trust
+ * domain "<uuid>.mesh" is created once with the first root and kept.
+ * Files live in one directory (data_dir/ca): written atomically, keys 0600.
+ * A missing directory means "first start": a root is created. A present but
+ * corrupt/truncated file is an error naming the file, never a new root.
+ *
+ * Leaves: one per service, ECDSA P-256, key generated here, CA:FALSE,
+ * digitalSignature+keyAgreement, EKU clientAuth+serverAuth, URI SAN
+ * spiffe://<td>/ns/default/dc/<dc>/svc/<name>. Stored in data_dir/ca/leaf/.
+ *
+ * Refcounted leaves: a TLS session holds a reference to the leaf whose
+ * credentials it uses, so renewal never disturbs open connections. */
+#ifndef MESH_CA_H
+#define MESH_CA_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <jansson.h>
+
+struct ca;
+
+struct ca_leaf {
+	char service[64];
+	char spiffe[256];
+	char serial[128];          /* hex, colon separated, as Consul */
+	char *cert_pem;            /* leaf certificate */
+	char *chain_pem;           /* leaf + intermediates (cross-signed) */
+	char *key_pem;             /* leaf private key */
+	int64_t not_before;        /* unix seconds */
+	int64_t not_after;
+	int64_t renew_at;          /* random point in [60 %, 90 %] of life */
+	char root_id[128];         /* ID of the root that signed it */
+	gnutls_certificate_credentials_t cred; /* key + chain, ready for TLS */
+	int refs;
+};
+
+/* Open the CA kept in dir, creating root and trust domain on first start
+ * (dir missing or empty). root_ttl in seconds. 0, or -1 with err naming
+ * the file and the reason. */
+int ca_open(struct ca **out, const char *dir, long root_ttl, char *err,
+    size_t errlen);
+void ca_free(struct ca *ca);
+
+const char *ca_trust_domain(const struct ca *ca);
+/* ID of the active root (Consul-style "aa:bb:..." key id form). */
+const char *ca_active_root_id(const struct ca *ca);
+
+/* Get a usable leaf for service in datacenter dc: the stored one if it is
+ * valid, signed by a trusted root and before its renew_at; otherwise a new
+ * one (new key) is issued and stored. ttl in seconds. Returns a new
+ * reference, or NULL with err filled. */
+struct ca_leaf *ca_leaf_get(struct ca *ca, const char *dc, const char *service,
+    long ttl, char *err, size_t errlen);
+/* Issue a fresh leaf (new key) now, store it, return a new reference. */
+struct ca_leaf *ca_leaf_issue(struct ca *ca, const char *dc,
+    const char *service, long ttl, char *err, size_t errlen);
+struct ca_leaf *ca_leaf_ref(struct ca_leaf *leaf);
+void ca_leaf_unref(struct ca_leaf *leaf);
+
+/* Verify the peer of a finished (or finishing) handshake, both directions:
+ * chain to a trusted root, validity window, exactly one SPIFFE URI SAN in
+ * our trust domain, EKU (serverAuth when we are the client, clientAuth when
+ * we are the server), CA:FALSE. expected_service: the service the peer must
+ * be (client side) or NULL for any mesh service (server side). On success
+ * the peer's service and SPIFFE ID are copied out. 0/-1 with why filled. */
+int ca_verify_session(struct ca *ca, gnutls_session_t session,
+    const char *expected_service, char *service, size_t servicelen,
+    char *spiffe, size_t spiffelen, char *why, size_t whylen);
+
+/* Rotate: a new root; its certificate cross-signed by the old root is
+ * served as an intermediate; leaves are re-issued under the new root by
+ * the caller (ca_leaf_issue); old roots stay trusted until every leaf they
+ * signed has expired (ca_prune). 0/-1 with err. */
+int ca_rotate(struct ca *ca, char *err, size_t errlen);
+/* Drop old roots whose leaves have all expired (now: unix seconds).
+ * Returns how many were dropped. */
+int ca_prune(struct ca *ca, int64_t now);
+
+/* JSON for GET /v1/agent/connect/ca/roots (Consul field names). */
+json_t *ca_roots_json(const struct ca *ca);
+/* JSON for GET /v1/agent/connect/ca/leaf/:service (Consul field names). */
+json_t *ca_leaf_json(const struct ca *ca, const struct ca_leaf *leaf);
+
+#endif

@@ -1,0 +1,56 @@
+/* http: the Consul-compatible HTTP API (libmicrohttpd, driven by helperd's
+ * event loop). Routes are split by area: http.c (agent, catalog, health),
+ * http_intent.c (intentions, authorize), http_ca.c (CA roots, leaves,
+ * rotation). Errors are plain text with the right status, as Consul's. */
+#ifndef MESH_HTTP_H
+#define MESH_HTTP_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+#define HTTP_BODY_MAX (256 * 1024)
+
+struct helperd;
+struct http_server;
+
+struct http_req {
+	const char *method;        /* "GET", "PUT", ... */
+	const char *path;          /* URL path, no query string */
+	const char *body;          /* NUL-terminated, body_len bytes */
+	size_t body_len;
+	void *mhd_conn;            /* struct MHD_Connection * */
+};
+
+struct http_resp {
+	unsigned status;
+	char *body;                /* malloc'd, owned by the response */
+	size_t len;
+	const char *ctype;         /* "application/json" or "text/plain" */
+};
+
+/* Query string argument, or NULL. */
+const char *http_query(const struct http_req *req, const char *key);
+
+/* Fill resp with JSON (j is consumed) / plain text (a '\n' is appended). */
+void http_reply_json(struct http_resp *resp, unsigned status, json_t *j);
+void http_reply_text(struct http_resp *resp, unsigned status,
+    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* The body as JSON; on failure replies 400 "malformed JSON: <reason> at
+ * line L column C" (or 400 "empty body") and returns NULL. */
+json_t *http_body_json(const struct http_req *req, struct http_resp *resp);
+
+/* Route handlers: return 1 when the path belongs to them (resp filled,
+ * 405 on a wrong method), 0 otherwise. */
+int http_intent_route(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp);
+int http_ca_route(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp);
+
+/* Start listening on addr ("host:port", port 0 = any); the chosen address
+ * is written to bound (CONF_ADDR_MAX). Registers with the event loop. */
+int http_start(struct http_server **out, struct helperd *h, const char *addr,
+    char *bound, size_t boundlen, char *err, size_t errlen);
+void http_stop(struct http_server *s);
+
+#endif
