@@ -7,7 +7,11 @@
  * {"service": {...}} or {"services": [...]}).
  *
  * Every error is reported as "file:line: reason" (line 0 when unknown) into
- * the caller's buffer; nothing is printed. */
+ * the caller's buffer; nothing is printed. A key that is out of range or of
+ * the wrong type is named: "mesh.conf:4: mesh_port: 70000 is out of range
+ * 0..65535". jansson keeps no positions for values, so a Consul JSON
+ * definition that parses but does not validate is reported at line 1 (the
+ * document); a JSON syntax error has jansson's line. */
 #ifndef MESH_CONF_H
 #define MESH_CONF_H
 
@@ -21,6 +25,8 @@
 #define CONF_MAX_UPSTREAMS 64   /* per service */
 #define CONF_MAX_ENDPOINTS 16   /* etcd endpoints */
 #define CONF_ERR_MAX       512  /* recommended size of error buffers */
+#define CONF_FILE_MAX      (1024 * 1024) /* mesh.conf and service files */
+#define CONF_UNSET         (-0x7fffffff - 1) /* parsers: bind_port not given */
 
 enum conf_inbound { CONF_INBOUND_PERMISSIVE = 0, CONF_INBOUND_STRICT = 1 };
 enum conf_store { CONF_STORE_EMBEDDED = 0, CONF_STORE_ETCD = 1 };
@@ -28,14 +34,15 @@ enum conf_store { CONF_STORE_EMBEDDED = 0, CONF_STORE_ETCD = 1 };
 struct conf_upstream {
 	char dest[CONF_NAME_MAX];       /* destination_name */
 	char bind_addr[CONF_ADDR_MAX];  /* local_bind_address [127.0.0.1] */
-	int bind_port;                  /* local_bind_port, 1..65535 */
+	int bind_port;                  /* local_bind_port, 1..65535 (parsers
+	                                 * leave CONF_UNSET when absent) */
 };
 
 struct conf_service {
 	char id[CONF_NAME_MAX];         /* [name] */
 	char name[CONF_NAME_MAX];
 	char address[CONF_ADDR_MAX];    /* where helperd dials it [127.0.0.1] */
-	int port;                       /* 1..65535 */
+	int port;                       /* 1..65535; 0 = no inbound [0] */
 	int connect;                    /* 1 if a "connect" block is present */
 	char user[CONF_NAME_MAX];       /* "" = any uid */
 	uid_t uid;                      /* resolved user; valid if user[0] */
@@ -43,7 +50,7 @@ struct conf_service {
 	struct conf_upstream *upstreams;
 	size_t n_upstreams;
 	char source[CONF_PATH_MAX];     /* file it came from, for messages */
-	int source_line;
+	int source_line;                /* JSON: 1 (see above) */
 };
 
 struct conf_ca {
@@ -94,33 +101,74 @@ struct conf {
 };
 
 /* Fill c with the defaults (dev: the -dev defaults: temp data_dir is NOT
- * created here, default_allow, short TTLs allowed). */
+ * created here, default_allow, short TTLs allowed). Overwrites c without
+ * freeing it: call it on a fresh struct or after conf_free. */
 void conf_defaults(struct conf *c, int dev);
 
 /* Load mesh.conf at path on top of the defaults already in c, then the
  * service definitions of services_dir. Validates everything: unknown keys,
  * types, ranges (naming the key), duplicate service names/ids, duplicate
- * upstream local_bind_port across the node. 0, or -1 with err filled. */
+ * upstream local_bind_port across the node. The loaded services replace
+ * c->services. 0, or -1 with err filled and c untouched. A missing
+ * services_dir counts as empty (the caller may log it). */
 int conf_load(struct conf *c, const char *path, char *err, size_t errlen);
 
 /* (Re)load only the services: mesh.conf's "services" plus services_dir, into
  * a fresh array (replacing c->services on success, untouched on error). */
 int conf_reload_services(struct conf *c, char *err, size_t errlen);
 
-/* Parse one service definition file (".conf" libconfig or ".json" Consul)
- * and append its services to *svcs/*n. 0/-1 with err. */
+/* Set one mesh.conf key from text, as a command-line flag gives it
+ * ("mesh_port" "21001", "ca.leaf_ttl" "5m", "store.endpoints" "a,b"),
+ * through the same key table and checks as the file. Errors read
+ * "origin: key: reason" (no line). "services" cannot be set. 0/-1. */
+int conf_set(struct conf *c, const char *key, const char *value,
+    const char *origin, char *err, size_t errlen);
+
+/* The cross-key checks conf_load runs (leaf_ttl under 1h without -dev or
+ * ca.allow_short_ttl, leaf_ttl >= root_ttl, etcd without endpoints, etcd
+ * cert_file without key_file); for callers that used conf_set. 0/-1. */
+int conf_check(const struct conf *c, char *err, size_t errlen);
+
+/* Parse one service definition file (".conf" libconfig or ".json" Consul,
+ * at most CONF_FILE_MAX bytes) and append its services, each validated with
+ * conf_service_validate, to *svcs and *n (a malloc'd array or NULL; unchanged
+ * on error). Node-wide checks are the caller's (conf_services_check). 0/-1. */
 int conf_parse_service_file(const char *path, struct conf_service **svcs,
     size_t *n, char *err, size_t errlen);
 
 /* Parse a Consul JSON service definition held in memory (as sent to
  * PUT /v1/agent/service/register: the bare service object, or wrapped in
- * {"service": ...}). origin names it in errors. 0/-1 with err. */
+ * {"service": ...} / {"services": [...]}). Field names are matched as Consul
+ * does, ignoring case and "_" ("LocalBindPort" = "local_bind_port");
+ * unknown fields (tags, meta, checks...) are ignored. Upstreams come from
+ * connect.proxy.config.upstreams, connect.proxy.upstreams,
+ * connect.sidecar_service.proxy.upstreams (and a top-level "upstreams").
+ * origin names it in errors. Appends like conf_parse_service_file. 0/-1. */
 int conf_parse_service_json(const char *json, size_t len, const char *origin,
     struct conf_service **svcs, size_t *n, char *err, size_t errlen);
 
 /* Durations: "72h", "30m", "15s", "1h30m", or plain seconds "3600".
- * Result in seconds, must be > 0. 0/-1. */
+ * Result in seconds, must be > 0 and at most 876000h (100 years). 0/-1. */
 int conf_parse_duration(const char *s, long *secs);
+
+/* The same, also accepting "ms" ("500ms", "1s500ms"); result in ms. 0/-1. */
+int conf_parse_duration_ms(const char *s, long *ms);
+
+/* "permissive" or "strict" into *out. 0/-1. */
+int conf_parse_inbound(const char *s, enum conf_inbound *out);
+
+/* Complete and check one service as a parser filled it: id defaults to
+ * name, address to 127.0.0.1, upstream local_bind_address to 127.0.0.1
+ * (normalised); checks names, ids, ranges, IP literals, the upstream cap,
+ * and resolves user to uid (unknown user is an error). Errors are
+ * "source:source_line: service "name": reason". Idempotent. 0/-1. */
+int conf_service_validate(struct conf_service *s, char *err, size_t errlen);
+
+/* Node-wide checks over validated services: at most CONF_MAX_SERVICES,
+ * no duplicate name or id (the message names both files), no two upstreams
+ * on the same local_bind_address:local_bind_port. 0/-1 with err. */
+int conf_services_check(const struct conf_service *svcs, size_t n,
+    char *err, size_t errlen);
 
 /* Service names: 1..63 chars of [A-Za-z0-9_-], starting with a letter or
  * digit. 1 if valid. "*" is NOT a valid service name (intentions allow it

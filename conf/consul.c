@@ -1,1 +1,356 @@
-/* placeholder: being written */
+/* consul: Consul JSON service definitions (agent config files and the
+ * PUT /v1/agent/service/register body) into struct conf_service. The
+ * checks themselves are conf_service_validate's (conf.c). */
+#include "conf/conf.h"
+
+#include "common/util.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* jansson keeps no positions for values: semantic errors point at the
+ * document (see conf.h). */
+#define JSON_DOC_LINE 1
+
+static int
+jfail(char *err, size_t errlen, const char *file, int line, const char *fmt,
+    ...) __attribute__((format(printf, 5, 6)));
+
+static int
+jfail(char *err, size_t errlen, const char *file, int line, const char *fmt,
+    ...)
+{
+	va_list ap;
+	int k;
+
+	if (err == NULL || errlen == 0)
+		return -1;
+	k = snprintf(err, errlen, "%s:%d: ", file, line);
+	if (k < 0 || (size_t)k >= errlen)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(err + k, errlen - (size_t)k, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* Consul decodes field names ignoring case, and takes snake_case and
+ * CamelCase alike: "LocalBindPort" = "local_bind_port". */
+static int
+key_eq(const char *a, const char *b)
+{
+	for (;;) {
+		while (*a == '_')
+			a++;
+		while (*b == '_')
+			b++;
+		if (tolower((unsigned char)*a) != tolower((unsigned char)*b))
+			return 0;
+		if (*a == '\0')
+			return 1;
+		a++;
+		b++;
+	}
+}
+
+/* The member of obj spelled like key; JSON null counts as absent. */
+static json_t *
+jget(json_t *obj, const char *key)
+{
+	const char *k;
+	json_t *v;
+
+	if (!json_is_object(obj))
+		return NULL;
+	json_object_foreach(obj, k, v) {
+		if (key_eq(k, key))
+			return json_is_null(v) ? NULL : v;
+	}
+	return NULL;
+}
+
+struct jctx {
+	const char *origin;
+	char *err;
+	size_t errlen;
+	char what[CONF_NAME_MAX + 64];  /* "service \"web\"" etc. */
+};
+
+static int
+jstr(struct jctx *x, json_t *obj, const char *key, char *dst, size_t size)
+{
+	json_t *v = jget(obj, key);
+
+	if (v == NULL)
+		return 0;
+	if (!json_is_string(v))
+		return jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		    "%s: %s: must be a string", x->what, key);
+	if (json_string_length(v) >= size ||
+	    strlen(json_string_value(v)) != json_string_length(v))
+		return jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		    "%s: %s: too long or contains NUL (max %zu characters)",
+		    x->what, key, size - 1);
+	util_strlcpy(dst, json_string_value(v), size);
+	return 0;
+}
+
+static int
+jint(struct jctx *x, json_t *obj, const char *key, int *dst)
+{
+	json_t *v = jget(obj, key);
+	json_int_t n;
+
+	if (v == NULL)
+		return 0;
+	if (!json_is_integer(v))
+		return jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		    "%s: %s: must be an integer", x->what, key);
+	n = json_integer_value(v);
+	if (n <= INT_MIN || n > INT_MAX)
+		return jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		    "%s: %s: %" JSON_INTEGER_FORMAT " is out of range 1..65535",
+		    x->what, key, n);
+	*dst = (int)n;
+	return 0;
+}
+
+static json_t *
+jobj(struct jctx *x, json_t *obj, const char *key, int *bad)
+{
+	json_t *v = jget(obj, key);
+
+	if (v != NULL && !json_is_object(v)) {
+		jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		    "%s: %s: must be an object", x->what, key);
+		*bad = 1;
+		return NULL;
+	}
+	return v;
+}
+
+/* Append the upstreams of a JSON array to s. */
+static int
+upstreams_add(struct jctx *x, json_t *arr, struct conf_service *s)
+{
+	size_t i, base = s->n_upstreams;
+	struct conf_upstream *nu;
+	char saved[CONF_NAME_MAX + 16];   /* 'service "<name>"' */
+	json_t *u;
+	int rc = -1;
+
+	if (arr == NULL)
+		return 0;
+	if (!json_is_array(arr))
+		return jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		    "%s: upstreams: must be an array", x->what);
+	if (json_array_size(arr) > CONF_MAX_UPSTREAMS - base)
+		return jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		    "%s: too many upstreams (max %d)", x->what,
+		    CONF_MAX_UPSTREAMS);
+	if (json_array_size(arr) == 0)
+		return 0;
+	nu = reallocarray(s->upstreams, base + json_array_size(arr),
+	    sizeof(*nu));
+	if (nu == NULL)
+		return jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		    "out of memory");
+	s->upstreams = nu;
+	util_strlcpy(saved, x->what, sizeof(saved));
+	json_array_foreach(arr, i, u) {
+		struct conf_upstream *up = &s->upstreams[base + i];
+		char type[32] = "";
+
+		memset(up, 0, sizeof(*up));
+		up->bind_port = CONF_UNSET;
+		s->n_upstreams++;
+		snprintf(x->what, sizeof(x->what), "%s: upstream %zu", saved,
+		    base + i + 1);
+		if (!json_is_object(u)) {
+			jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+			    "%s: must be an object", x->what);
+			goto cleanup;
+		}
+		if (jstr(x, u, "destination_name", up->dest,
+		    sizeof(up->dest)) != 0 ||
+		    jstr(x, u, "local_bind_address", up->bind_addr,
+		    sizeof(up->bind_addr)) != 0 ||
+		    jint(x, u, "local_bind_port", &up->bind_port) != 0 ||
+		    jstr(x, u, "destination_type", type, sizeof(type)) != 0)
+			goto cleanup;
+		if (type[0] != '\0' && strcmp(type, "service") != 0) {
+			jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+			    "%s: destination_type \"%s\" is not supported "
+			    "(only \"service\")", x->what,
+			    strcmp(type, "prepared_query") == 0 ?
+			    "prepared_query" : "?");
+			goto cleanup;
+		}
+	}
+	rc = 0;
+cleanup:
+	util_strlcpy(x->what, saved, sizeof(x->what));
+	return rc;
+}
+
+/* One service object into *s (cleared on error). */
+static int
+service_from_json(struct jctx *x, json_t *o, struct conf_service *s)
+{
+	json_t *connect, *proxy, *cfg, *sidecar, *sproxy, *v;
+	int bad = 0;
+
+	memset(s, 0, sizeof(*s));
+	util_strlcpy(s->source, x->origin, sizeof(s->source));
+	s->source_line = JSON_DOC_LINE;
+	snprintf(x->what, sizeof(x->what), "service");
+	if (!json_is_object(o)) {
+		jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		    "service: must be an object");
+		goto err;
+	}
+	if (jstr(x, o, "name", s->name, sizeof(s->name)) != 0)
+		goto err;
+	if (s->name[0] != '\0') {
+		char pn[CONF_NAME_MAX];
+		size_t i;
+
+		for (i = 0; s->name[i] != '\0'; i++)
+			pn[i] = (s->name[i] >= 0x20 && s->name[i] < 0x7f &&
+			    s->name[i] != '"') ? s->name[i] : '?';
+		pn[i] = '\0';
+		snprintf(x->what, sizeof(x->what), "service \"%s\"", pn);
+	}
+	if (jstr(x, o, "id", s->id, sizeof(s->id)) != 0 ||
+	    jstr(x, o, "address", s->address, sizeof(s->address)) != 0 ||
+	    jstr(x, o, "user", s->user, sizeof(s->user)) != 0 ||
+	    jint(x, o, "port", &s->port) != 0)
+		goto err;
+	if ((v = jget(o, "inbound")) != NULL &&
+	    (!json_is_string(v) ||
+	    conf_parse_inbound(json_string_value(v), &s->inbound) != 0)) {
+		jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		    "%s: inbound: must be \"permissive\" or \"strict\"",
+		    x->what);
+		goto err;
+	}
+	connect = jobj(x, o, "connect", &bad);
+	proxy = jobj(x, connect, "proxy", &bad);
+	cfg = jobj(x, proxy, "config", &bad);
+	sidecar = jobj(x, connect, "sidecar_service", &bad);
+	sproxy = jobj(x, sidecar, "proxy", &bad);
+	if (bad)
+		goto err;
+	s->connect = connect != NULL;
+	if (upstreams_add(x, jget(cfg, "upstreams"), s) != 0 ||     /* 1.2 */
+	    upstreams_add(x, jget(proxy, "upstreams"), s) != 0 ||   /* 1.3 */
+	    upstreams_add(x, jget(sproxy, "upstreams"), s) != 0 ||
+	    upstreams_add(x, jget(o, "upstreams"), s) != 0)         /* ours */
+		goto err;
+	if (conf_service_validate(s, x->err, x->errlen) != 0)
+		goto err;
+	return 0;
+err:
+	free(s->upstreams);
+	memset(s, 0, sizeof(*s));
+	return -1;
+}
+
+/* Append the service objects of v (one object or an array) to list. */
+static int
+collect(struct jctx *x, json_t *v, const char *key, json_t **list,
+    size_t *n)
+{
+	size_t i;
+	json_t *e;
+
+	if (v == NULL)
+		return 0;
+	if (json_is_object(v)) {
+		if (*n >= CONF_MAX_SERVICES)
+			goto too_many;
+		list[(*n)++] = v;
+		return 0;
+	}
+	if (!json_is_array(v))
+		return jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		    "%s: must be an object or an array of objects", key);
+	json_array_foreach(v, i, e) {
+		if (*n >= CONF_MAX_SERVICES)
+			goto too_many;
+		list[(*n)++] = e;
+	}
+	return 0;
+too_many:
+	return jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+	    "too many services (max %d)", CONF_MAX_SERVICES);
+}
+
+int
+conf_parse_service_json(const char *json, size_t len, const char *origin,
+    struct conf_service **svcs, size_t *n, char *err, size_t errlen)
+{
+	struct jctx x = { .origin = origin, .err = err, .errlen = errlen };
+	struct conf_service *out = NULL, *nv;
+	json_t *root, **list = NULL;
+	json_error_t je;
+	size_t nl = 0, no = 0;
+	int rc = -1;
+
+	if ((root = json_loadb(json, len, 0, &je)) == NULL)
+		return jfail(err, errlen, origin, je.line > 0 ? je.line : 0,
+		    "invalid JSON: %s", je.text);
+	if (!json_is_object(root)) {
+		jfail(err, errlen, origin, JSON_DOC_LINE, "expected a JSON "
+		    "object ({\"service\": {...}} or {\"services\": [...]})");
+		goto cleanup;
+	}
+	if ((list = calloc(CONF_MAX_SERVICES, sizeof(*list))) == NULL) {
+		jfail(err, errlen, origin, 0, "out of memory");
+		goto cleanup;
+	}
+	if (collect(&x, jget(root, "service"), "service", list, &nl) != 0 ||
+	    collect(&x, jget(root, "services"), "services", list, &nl) != 0)
+		goto cleanup;
+	if (nl == 0) {
+		if (jget(root, "name") == NULL) {
+			jfail(err, errlen, origin, JSON_DOC_LINE, "no \"service\" "
+			    "or \"services\" definition");
+			goto cleanup;
+		}
+		list[nl++] = root;   /* the bare form of the HTTP API */
+	}
+	if (*n + nl > CONF_MAX_SERVICES) {
+		jfail(err, errlen, origin, JSON_DOC_LINE, "too many services "
+		    "(max %d)", CONF_MAX_SERVICES);
+		goto cleanup;
+	}
+	if ((out = calloc(nl, sizeof(*out))) == NULL) {
+		jfail(err, errlen, origin, 0, "out of memory");
+		goto cleanup;
+	}
+	for (no = 0; no < nl; no++)
+		if (service_from_json(&x, list[no], &out[no]) != 0)
+			goto cleanup;
+	if ((nv = reallocarray(*svcs, *n + nl, sizeof(*nv))) == NULL) {
+		jfail(err, errlen, origin, 0, "out of memory");
+		goto cleanup;
+	}
+	memcpy(nv + *n, out, nl * sizeof(*nv));
+	*svcs = nv;
+	*n += nl;
+	free(out);
+	out = NULL;
+	no = 0;
+	rc = 0;
+cleanup:
+	conf_services_free(out, no);
+	free(list);
+	json_decref(root);
+	return rc;
+}

@@ -1,7 +1,9 @@
 /* ca: the mesh certificate authority of a node.
  *
- * Root: ECDSA P-256, self-signed, URI SAN spiffe://<trust-domain>, name
- * constraint permitting only the trust domain (as Consul's). The trust
+ * Root: ECDSA P-256, self-signed, URI SAN spiffe://<trust-domain>, a URI
+ * name constraint permitting only the trust domain (Consul uses a DNS one;
+ * OpenSSL enforces it, GnuTLS does not, so cert_verify_chain checks the
+ * trust domain of the SPIFFE ID itself). The trust
  * domain "<uuid>.mesh" is created once with the first root and kept.
  * Files live in one directory (data_dir/ca): written atomically, keys 0600.
  * A missing directory means "first start": a root is created. A present but
@@ -12,7 +14,9 @@
  * spiffe://<td>/ns/default/dc/<dc>/svc/<name>. Stored in data_dir/ca/leaf/.
  *
  * Refcounted leaves: a TLS session holds a reference to the leaf whose
- * credentials it uses, so renewal never disturbs open connections. */
+ * credentials it uses, so renewal never disturbs open connections. The CA
+ * holds one reference to each service's current leaf; a leaf stays valid
+ * after ca_free until its last reference is dropped. */
 #ifndef MESH_CA_H
 #define MESH_CA_H
 
@@ -41,7 +45,8 @@ struct ca_leaf {
 
 /* Open the CA kept in dir, creating root and trust domain on first start
  * (dir missing or empty). root_ttl in seconds. 0, or -1 with err naming
- * the file and the reason. */
+ * the file and the reason; on error nothing on disk is modified (also when
+ * meta.json is missing but roots/ still holds files: no new root). */
 int ca_open(struct ca **out, const char *dir, long root_ttl, char *err,
     size_t errlen);
 void ca_free(struct ca *ca);
@@ -50,13 +55,16 @@ const char *ca_trust_domain(const struct ca *ca);
 /* ID of the active root (Consul-style "aa:bb:..." key id form). */
 const char *ca_active_root_id(const struct ca *ca);
 
-/* Get a usable leaf for service in datacenter dc: the stored one if it is
- * valid, signed by a trusted root and before its renew_at; otherwise a new
- * one (new key) is issued and stored. ttl in seconds. Returns a new
- * reference, or NULL with err filled. */
+/* Get a usable leaf for service in datacenter dc: the current one (kept in
+ * memory, else loaded from leaf/) if it is valid, for this dc, no longer
+ * lived than ttl, signed by a trusted root and before its renew_at;
+ * otherwise a new one (new key) is issued and stored. ttl in seconds.
+ * renew_at is derived from the random serial, so it is the same after a
+ * restart. Returns a new reference, or NULL with err filled. */
 struct ca_leaf *ca_leaf_get(struct ca *ca, const char *dc, const char *service,
     long ttl, char *err, size_t errlen);
-/* Issue a fresh leaf (new key) now, store it, return a new reference. */
+/* Issue a fresh leaf (new key) under the active root now, store it, make
+ * it the service's current leaf, return a new reference. */
 struct ca_leaf *ca_leaf_issue(struct ca *ca, const char *dc,
     const char *service, long ttl, char *err, size_t errlen);
 struct ca_leaf *ca_leaf_ref(struct ca_leaf *leaf);
@@ -66,8 +74,9 @@ void ca_leaf_unref(struct ca_leaf *leaf);
  * chain to a trusted root, validity window, exactly one SPIFFE URI SAN in
  * our trust domain, EKU (serverAuth when we are the client, clientAuth when
  * we are the server), CA:FALSE. expected_service: the service the peer must
- * be (client side) or NULL for any mesh service (server side). On success
- * the peer's service and SPIFFE ID are copied out. 0/-1 with why filled. */
+ * be (client side) or NULL for any mesh service (server side); the side,
+ * and so the EKU required, follows from it. On success the peer's service
+ * and SPIFFE ID are copied out. 0/-1 with why filled. */
 int ca_verify_session(struct ca *ca, gnutls_session_t session,
     const char *expected_service, char *service, size_t servicelen,
     char *spiffe, size_t spiffelen, char *why, size_t whylen);
@@ -77,11 +86,19 @@ int ca_verify_session(struct ca *ca, gnutls_session_t session,
  * the caller (ca_leaf_issue); old roots stay trusted until every leaf they
  * signed has expired (ca_prune). 0/-1 with err. */
 int ca_rotate(struct ca *ca, char *err, size_t errlen);
-/* Drop old roots whose leaves have all expired (now: unix seconds).
- * Returns how many were dropped. */
+/* Drop old roots whose leaves have all expired (now: unix seconds; a root
+ * stays while now <= the latest not_after of the leaves it signed), with
+ * their files and cached leaves. Returns how many were dropped. */
 int ca_prune(struct ca *ca, int64_t now);
 
-/* JSON for GET /v1/agent/connect/ca/roots (Consul field names). */
+/* The trusted roots (all roots not yet pruned), for cert_verify_chain.
+ * Owned by ca; valid until the next ca_rotate/ca_prune/ca_free. */
+gnutls_x509_trust_list_t ca_trust_list(const struct ca *ca);
+
+/* JSON for GET /v1/agent/connect/ca/roots (Consul field names). Roots[]
+ * SerialNumber is the low 63 bits of the 16-byte serial (Consul has a
+ * uint64 there); IntermediateCerts of a rotated-in root holds its
+ * certificate cross-signed by the previous root. */
 json_t *ca_roots_json(const struct ca *ca);
 /* JSON for GET /v1/agent/connect/ca/leaf/:service (Consul field names). */
 json_t *ca_leaf_json(const struct ca *ca, const struct ca_leaf *leaf);

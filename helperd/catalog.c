@@ -1,1 +1,213 @@
-/* placeholder: being written */
+#include "helperd/catalog.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+struct catalog {
+	char node[CONF_NAME_MAX];
+	char dc[CONF_NAME_MAX];
+	char address[CONF_ADDR_MAX];
+	int mesh_port;
+	const struct conf_service **local;
+	size_t n_local;
+};
+
+int
+catalog_new(struct catalog **out, const char *node, const char *dc)
+{
+	struct catalog *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return -1;
+	util_strlcpy(c->node, node, sizeof(c->node));
+	util_strlcpy(c->dc, dc, sizeof(c->dc));
+	util_strlcpy(c->address, "127.0.0.1", sizeof(c->address));
+	*out = c;
+	return 0;
+}
+
+void
+catalog_free(struct catalog *c)
+{
+	if (c == NULL)
+		return;
+	free(c->local);
+	free(c);
+}
+
+void
+catalog_set_node(struct catalog *c, const char *address, int mesh_port)
+{
+	util_strlcpy(c->address, address, sizeof(c->address));
+	c->mesh_port = mesh_port;
+}
+
+int
+catalog_set_local(struct catalog *c, const struct conf_service *cfg,
+    size_t n_cfg, const struct conf_service *api, size_t n_api)
+{
+	const struct conf_service **v;
+	size_t n = 0;
+
+	v = calloc(n_cfg + n_api + 1, sizeof(*v));
+	if (v == NULL)
+		return -1;
+	for (size_t i = 0; i < n_cfg; i++)
+		v[n++] = &cfg[i];
+	/* An API registration of a name the config already has is refused
+	 * by the API; skip one here defensively rather than duplicate. */
+	for (size_t i = 0; i < n_api; i++) {
+		size_t j;
+
+		for (j = 0; j < n; j++)
+			if (strcmp(v[j]->name, api[i].name) == 0)
+				break;
+		if (j == n)
+			v[n++] = &api[i];
+	}
+	free(c->local);
+	c->local = v;
+	c->n_local = n;
+	return 0;
+}
+
+const struct conf_service *
+catalog_local(const struct catalog *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_local; i++)
+		if (strcmp(c->local[i]->name, name) == 0)
+			return c->local[i];
+	return NULL;
+}
+
+size_t
+catalog_local_count(const struct catalog *c)
+{
+	return c->n_local;
+}
+
+const struct conf_service *
+catalog_local_at(const struct catalog *c, size_t i)
+{
+	return i < c->n_local ? c->local[i] : NULL;
+}
+
+size_t
+catalog_instances(const struct catalog *c, const char *name,
+    struct catalog_instance *out, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->n_local && n < max; i++) {
+		if (strcmp(c->local[i]->name, name) != 0)
+			continue;
+		out[n].node = c->node;
+		out[n].address = c->address;
+		out[n].mesh_port = c->mesh_port;
+		out[n].svc = c->local[i];
+		out[n].local = 1;
+		n++;
+	}
+	return n;
+}
+
+static json_t *
+upstreams_json(const struct conf_service *s)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < s->n_upstreams; i++)
+		json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:i}",
+		    "DestinationType", "service",
+		    "DestinationName", s->upstreams[i].dest,
+		    "LocalBindAddress", s->upstreams[i].bind_addr,
+		    "LocalBindPort", s->upstreams[i].bind_port));
+	return a;
+}
+
+static json_t *
+service_json(const struct conf_service *s)
+{
+	json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:[], s:{}, s:s, s:s}",
+	    "ID", s->id, "Service", s->name, "Address", s->address,
+	    "Port", s->port, "Tags", "Meta", "Namespace", "default",
+	    "Inbound", s->inbound == CONF_INBOUND_STRICT ? "strict" :
+	    "permissive");
+
+	if (s->connect)
+		json_object_set_new(j, "Connect", json_pack("{s:{s:o}}",
+		    "Proxy", "Upstreams", upstreams_json(s)));
+	if (s->user[0] != '\0')
+		json_object_set_new(j, "User", json_string(s->user));
+	return j;
+}
+
+json_t *
+catalog_agent_services_json(const struct catalog *c)
+{
+	json_t *o = json_object();
+
+	for (size_t i = 0; i < c->n_local; i++)
+		json_object_set_new(o, c->local[i]->id,
+		    service_json(c->local[i]));
+	return o;
+}
+
+json_t *
+catalog_services_json(const struct catalog *c)
+{
+	json_t *o = json_object();
+
+	for (size_t i = 0; i < c->n_local; i++)
+		json_object_set_new(o, c->local[i]->name, json_array());
+	return o;
+}
+
+json_t *
+catalog_nodes_json(const struct catalog *c)
+{
+	return json_pack("[{s:s, s:s, s:s, s:{}}]", "Node", c->node,
+	    "Address", c->address, "Datacenter", c->dc, "Meta");
+}
+
+static json_t *
+instance_json(const struct catalog *c, const struct catalog_instance *in)
+{
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:b}",
+	    "Node", in->node, "Address", in->address, "Datacenter", c->dc,
+	    "ServiceID", in->svc->id, "ServiceName", in->svc->name,
+	    "ServiceAddress", in->svc->address, "ServicePort", in->svc->port,
+	    "MeshPort", in->mesh_port, "ServiceConnectNative", 0);
+}
+
+json_t *
+catalog_service_json(const struct catalog *c, const char *name)
+{
+	struct catalog_instance in[64];
+	size_t n = catalog_instances(c, name, in, UTIL_ARRAY_LEN(in));
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, instance_json(c, &in[i]));
+	return a;
+}
+
+json_t *
+catalog_health_connect_json(const struct catalog *c, const char *name)
+{
+	struct catalog_instance in[64];
+	size_t n = catalog_instances(c, name, in, UTIL_ARRAY_LEN(in));
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_pack("{s:{s:s,s:s,s:s}, s:o, "
+		    "s:[{s:s,s:s,s:s}]}",
+		    "Node", "Node", in[i].node, "Address", in[i].address,
+		    "Datacenter", c->dc,
+		    "Service", service_json(in[i].svc),
+		    "Checks", "Node", in[i].node, "CheckID", "serfHealth",
+		    "Status", "passing"));
+	return a;
+}

@@ -1,1 +1,428 @@
-/* placeholder: being written */
+#include "helperd/ctl.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/ctlproto.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "helperd/catalog.h"
+#include "helperd/helperd.h"
+#include "helperd/intent.h"
+#include "helperd/loop.h"
+#include "helperd/relay.h"
+
+#define CTL_MAX_CLIENTS 4096
+
+struct ctl_client {
+	struct ctl_server *s;
+	struct loop_watch w;
+	uid_t uid;
+	pid_t pid;
+	char service[64];          /* "" until HELLO */
+	char in[CTL_LINE_MAX];
+	size_t in_len;
+	char *out;                 /* pending reply bytes */
+	size_t out_off, out_len;
+	int closing;
+	struct ctl_client *prev, *next;
+};
+
+struct ctl_server {
+	struct helperd *h;
+	struct loop_watch w;
+	char path[108];
+	struct ctl_client *clients;
+	size_t n_clients;
+};
+
+static void client_free(void *arg)
+{
+	struct ctl_client *c = arg;
+
+	free(c->out);
+	free(c);
+}
+
+static void
+client_close(struct ctl_client *c)
+{
+	struct ctl_server *s = c->s;
+
+	if (c->closing)
+		return;
+	c->closing = 1;
+	if (c->w.fd >= 0) {
+		int fd = c->w.fd;
+		loop_del(s->h->loop, &c->w);
+		close(fd);
+	}
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		s->clients = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	s->n_clients--;
+	loop_defer(s->h->loop, client_free, c);
+}
+
+static void
+client_flush(struct ctl_client *c)
+{
+	while (c->out_len > 0) {
+		ssize_t n = send(c->w.fd, c->out + c->out_off, c->out_len,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			loop_mod(c->s->h->loop, &c->w, EPOLLIN | EPOLLOUT);
+			return;
+		}
+		if (n <= 0) {
+			client_close(c);
+			return;
+		}
+		c->out_off += (size_t)n;
+		c->out_len -= (size_t)n;
+	}
+	c->out_off = 0;
+	loop_mod(c->s->h->loop, &c->w, EPOLLIN);
+}
+
+static void reply(struct ctl_client *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void
+reply(struct ctl_client *c, const char *fmt, ...)
+{
+	char line[CTL_REPLY_MAX];
+	va_list ap;
+	int n;
+	char *nb;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(line) - 1)
+		n = snprintf(line, sizeof(line), "ERR E2BIG reply too long");
+	line[n++] = '\n';
+	nb = realloc(c->out, c->out_off + c->out_len + (size_t)n);
+	if (nb == NULL) {
+		client_close(c);
+		return;
+	}
+	c->out = nb;
+	memcpy(c->out + c->out_off + c->out_len, line, (size_t)n);
+	c->out_len += (size_t)n;
+}
+
+/* Append " up=dest,addr,port" for every upstream of svc. */
+static void
+hello_ok(struct ctl_client *c, const struct conf_service *svc)
+{
+	struct helperd *h = c->s->h;
+	char line[CTL_REPLY_MAX];
+	size_t off;
+
+	off = (size_t)snprintf(line, sizeof(line), "OK port=%d dns=%s",
+	    h->outbound_port, h->conf.dns_domain);
+	for (size_t i = 0; svc != NULL && i < svc->n_upstreams; i++) {
+		int n = snprintf(line + off, sizeof(line) - off,
+		    " up=%s,%s,%d", svc->upstreams[i].dest,
+		    svc->upstreams[i].bind_addr, svc->upstreams[i].bind_port);
+		if (n < 0 || (size_t)n >= sizeof(line) - off)
+			break;
+		off += (size_t)n;
+	}
+	reply(c, "%s", line);
+}
+
+static void
+do_hello(struct ctl_client *c, const char *arg)
+{
+	struct helperd *h = c->s->h;
+	const struct conf_service *svc;
+
+	if (arg == NULL || !conf_valid_name(arg)) {
+		reply(c, "ERR EINVAL invalid service name");
+		return;
+	}
+	svc = catalog_local(h->catalog, arg);
+	if (svc != NULL && svc->user[0] != '\0' && c->uid != svc->uid &&
+	    c->uid != 0) {
+		log_warn("control: pid %ld uid %ld may not act as %s "
+		    "(user %s)", (long)c->pid, (long)c->uid, arg, svc->user);
+		reply(c, "ERR EACCES uid %ld may not act as %s (user %s)",
+		    (long)c->uid, arg, svc->user);
+		return;
+	}
+	util_strlcpy(c->service, arg, sizeof(c->service));
+	log_debug("control: pid %ld uid %ld is %s", (long)c->pid,
+	    (long)c->uid, arg);
+	hello_ok(c, svc);
+}
+
+static void
+do_connect(struct ctl_client *c, char *args)
+{
+	struct helperd *h = c->s->h;
+	struct catalog_instance in[1];
+	const struct intent *m = NULL;
+	char *dst = strtok_r(args, " ", &args);
+	char *port_s = strtok_r(NULL, " ", &args);
+	long port;
+
+	if (c->service[0] == '\0') {
+		reply(c, "ERR EPROTO HELLO first");
+		return;
+	}
+	if (dst == NULL || !conf_valid_name(dst) || port_s == NULL ||
+	    util_parse_long(port_s, 1, 65535, &port) != 0) {
+		reply(c, "ERR EINVAL usage: CONNECT <service> <local-port>");
+		return;
+	}
+	if (catalog_instances(h->catalog, dst, in, 1) == 0) {
+		log_warn("%s => %s: no instance of %s", c->service, dst, dst);
+		reply(c, "ERR EHOSTUNREACH no instance of %s", dst);
+		return;
+	}
+	/* The source side fails fast on its cached intentions; the
+	 * destination's helperd checks again and stays the authority. */
+	if (!intent_check(h->intents, c->service, dst, h->conf.default_allow,
+	    &m)) {
+		if (m != NULL)
+			log_warn("denied %s (pid %ld uid %ld) => %s: intention "
+			    "%s (%s => %s, deny)", c->service, (long)c->pid,
+			    (long)c->uid, dst, m->id, m->src, m->dst);
+		else
+			log_warn("denied %s (pid %ld uid %ld) => %s: default",
+			    c->service, (long)c->pid, (long)c->uid, dst);
+		reply(c, "ERR ECONNREFUSED %s => %s denied by %s", c->service,
+		    dst, m != NULL ? "intention" : "default_intention");
+		return;
+	}
+	if (relay_pending_add(h->relay, (int)port, c->service, dst,
+	    c->uid) != 0) {
+		reply(c, "ERR ENOMEM cannot register");
+		return;
+	}
+	reply(c, "OK");
+}
+
+static void
+do_accept(struct ctl_client *c, char *args)
+{
+	char *lp = strtok_r(args, " ", &args);
+	char *pp = strtok_r(NULL, " ", &args);
+	char spiffe[256], addr[64];
+	long local, peer;
+	int sport;
+
+	if (lp == NULL || pp == NULL ||
+	    util_parse_long(lp, 1, 65535, &local) != 0 ||
+	    util_parse_long(pp, 1, 65535, &peer) != 0) {
+		reply(c, "ERR EINVAL usage: ACCEPT <local-port> <peer-port>");
+		return;
+	}
+	if (relay_inbound_lookup(c->s->h->relay, (int)peer, spiffe,
+	    sizeof(spiffe), addr, sizeof(addr), &sport) == 0)
+		reply(c, "OK mesh %s %s %d", spiffe, addr, sport);
+	else
+		reply(c, "OK direct");
+}
+
+static void
+handle_line(struct ctl_client *c, char *line)
+{
+	char *args = NULL;
+	char *cmd = strtok_r(line, " ", &args);
+
+	if (cmd == NULL)
+		reply(c, "ERR EPROTO empty request");
+	else if (strcmp(cmd, "HELLO") == 0)
+		do_hello(c, strtok_r(NULL, " ", &args));
+	else if (strcmp(cmd, "CONNECT") == 0)
+		do_connect(c, args);
+	else if (strcmp(cmd, "ACCEPT") == 0)
+		do_accept(c, args);
+	else if (strcmp(cmd, "PING") == 0)
+		reply(c, "OK pong");
+	else
+		reply(c, "ERR EPROTO unknown request %.32s", cmd);
+}
+
+static void
+client_event(void *arg, uint32_t events)
+{
+	struct ctl_client *c = arg;
+	ssize_t n;
+
+	if (events & EPOLLOUT) {
+		client_flush(c);
+		if (c->closing)
+			return;
+	}
+	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		return;
+	n = recv(c->w.fd, c->in + c->in_len, sizeof(c->in) - c->in_len,
+	    MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		client_close(c);
+		return;
+	}
+	c->in_len += (size_t)n;
+	for (;;) {
+		char *nl = memchr(c->in, '\n', c->in_len);
+		size_t used;
+
+		if (nl == NULL)
+			break;
+		*nl = '\0';
+		if (nl > c->in && nl[-1] == '\r')
+			nl[-1] = '\0';
+		handle_line(c, c->in);
+		if (c->closing)
+			return;
+		used = (size_t)(nl - c->in) + 1;
+		memmove(c->in, c->in + used, c->in_len - used);
+		c->in_len -= used;
+	}
+	if (c->in_len == sizeof(c->in)) {
+		log_warn("control: pid %ld sent a line over %d bytes; closing",
+		    (long)c->pid, CTL_LINE_MAX);
+		reply(c, "ERR EPROTO line too long");
+		client_flush(c);
+		client_close(c);
+		return;
+	}
+	client_flush(c);
+}
+
+static void
+server_event(void *arg, uint32_t events)
+{
+	struct ctl_server *s = arg;
+
+	(void)events;
+	for (int i = 0; i < 64; i++) {
+		struct ctl_client *c;
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+		int fd = accept4(s->w.fd, NULL, NULL,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0)
+			return;
+		if (s->n_clients >= CTL_MAX_CLIENTS ||
+		    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+		    (c = calloc(1, sizeof(*c))) == NULL) {
+			log_warn("control: refusing a client (%zu open)",
+			    s->n_clients);
+			close(fd);
+			continue;
+		}
+		c->s = s;
+		c->uid = cred.uid;
+		c->pid = cred.pid;
+		if (loop_add(s->h->loop, &c->w, fd, EPOLLIN, client_event,
+		    c) != 0) {
+			close(fd);
+			free(c);
+			continue;
+		}
+		c->next = s->clients;
+		if (s->clients != NULL)
+			s->clients->prev = c;
+		s->clients = c;
+		s->n_clients++;
+	}
+}
+
+int
+ctl_start(struct ctl_server **out, struct helperd *h, const char *path,
+    char *err, size_t errlen)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct ctl_server *s;
+	char dir[sizeof(sun.sun_path)];
+	char *slash;
+	int fd;
+
+	if (util_strlcpy(sun.sun_path, path, sizeof(sun.sun_path)) >=
+	    sizeof(sun.sun_path)) {
+		snprintf(err, errlen, "socket path too long: %s", path);
+		return -1;
+	}
+	util_strlcpy(dir, path, sizeof(dir));
+	if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+		*slash = '\0';
+		if (util_mkdirs(dir, 0755) != 0) {
+			snprintf(err, errlen, "cannot create %s: %s", dir,
+			    strerror(errno));
+			return -1;
+		}
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	/* A socket someone answers on is a running helperd: refuse. */
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+		snprintf(err, errlen, "another helperd is running on %s",
+		    path);
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	unlink(path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 ||
+	    chmod(path, 0666) != 0 || listen(fd, 256) != 0) {
+		snprintf(err, errlen, "control socket %s: %s", path,
+		    strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		close(fd);
+		return -1;
+	}
+	s->h = h;
+	util_strlcpy(s->path, path, sizeof(s->path));
+	if (loop_add(h->loop, &s->w, fd, EPOLLIN, server_event, s) != 0) {
+		snprintf(err, errlen, "epoll: %s", strerror(errno));
+		close(fd);
+		free(s);
+		return -1;
+	}
+	*out = s;
+	return 0;
+}
+
+void
+ctl_stop(struct ctl_server *s)
+{
+	if (s == NULL)
+		return;
+	while (s->clients != NULL)
+		client_close(s->clients);
+	if (s->w.fd >= 0) {
+		int fd = s->w.fd;
+		loop_del(s->h->loop, &s->w);
+		close(fd);
+	}
+	unlink(s->path);
+	free(s);
+}

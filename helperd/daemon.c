@@ -1,1 +1,454 @@
-/* placeholder: being written */
+/* daemon: the life of one node's helperd: start (CA, store, catalog,
+ * listeners, API), the periodic tick (timeouts, leaf renewal), reload,
+ * leaves per service, API registrations, stop. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gnutls/gnutls.h>
+#include <jansson.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "helperd/ca.h"
+#include "helperd/catalog.h"
+#include "helperd/ctl.h"
+#include "helperd/helperd.h"
+#include "helperd/http.h"
+#include "helperd/intent.h"
+#include "helperd/loop.h"
+#include "helperd/relay.h"
+#include "helperd/tls.h"
+
+#define LEAF_CHECK_MS 1000
+
+static void
+path_in(char *buf, size_t len, const struct helperd *h, const char *name)
+{
+	snprintf(buf, len, "%s/%s", h->conf.data_dir, name);
+}
+
+/* Leaves ---------------------------------------------------------------- */
+
+static struct leaf_slot *
+leaf_slot(struct helperd *h, const char *service)
+{
+	for (size_t i = 0; i < h->n_leaves; i++)
+		if (strcmp(h->leaves[i].service, service) == 0)
+			return &h->leaves[i];
+	return NULL;
+}
+
+struct ca_leaf *
+helperd_leaf(struct helperd *h, const char *service, char *err,
+    size_t errlen)
+{
+	struct leaf_slot *slot = leaf_slot(h, service), *v;
+	struct ca_leaf *leaf;
+
+	if (slot != NULL)
+		return slot->leaf;
+	leaf = ca_leaf_get(h->ca, h->conf.datacenter, service,
+	    h->conf.ca.leaf_ttl, err, errlen);
+	if (leaf == NULL)
+		return NULL;
+	v = realloc(h->leaves, (h->n_leaves + 1) * sizeof(*v));
+	if (v == NULL) {
+		ca_leaf_unref(leaf);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	h->leaves = v;
+	slot = &h->leaves[h->n_leaves++];
+	util_strlcpy(slot->service, service, sizeof(slot->service));
+	slot->leaf = leaf;
+	log_info("leaf for %s: serial %s, valid until %lld, renew at %lld",
+	    service, leaf->serial, (long long)leaf->not_after,
+	    (long long)leaf->renew_at);
+	return leaf;
+}
+
+/* Replace the leaf of a slot with a freshly issued one. Open sessions keep
+ * their reference to the old leaf until they end. */
+static int
+leaf_renew(struct helperd *h, struct leaf_slot *slot, const char *why)
+{
+	char err[256];
+	struct ca_leaf *leaf = ca_leaf_issue(h->ca, h->conf.datacenter,
+	    slot->service, h->conf.ca.leaf_ttl, err, sizeof(err));
+
+	if (leaf == NULL) {
+		log_err("renewing the leaf of %s failed (keeping the current "
+		    "one): %s", slot->service, err);
+		return -1;
+	}
+	log_info("leaf for %s renewed (%s): serial %s -> %s, valid until "
+	    "%lld", slot->service, why, slot->leaf->serial, leaf->serial,
+	    (long long)leaf->not_after);
+	ca_leaf_unref(slot->leaf);
+	slot->leaf = leaf;
+	return 0;
+}
+
+static void
+leaves_check(struct helperd *h)
+{
+	int64_t now = (int64_t)time(NULL);
+
+	for (size_t i = 0; i < h->n_leaves; i++)
+		if (now >= h->leaves[i].leaf->renew_at)
+			leaf_renew(h, &h->leaves[i], "scheduled");
+	if (ca_prune(h->ca, now) > 0)
+		log_info("dropped a retired CA root: every leaf it signed has "
+		    "expired");
+}
+
+/* Leaves for every local connect service, so that the first connection
+ * does not pay for key generation. */
+static void
+leaves_warm(struct helperd *h)
+{
+	char err[256];
+
+	for (size_t i = 0; i < catalog_local_count(h->catalog); i++) {
+		const struct conf_service *s = catalog_local_at(h->catalog, i);
+		if (helperd_leaf(h, s->name, err, sizeof(err)) == NULL)
+			log_err("leaf for %s: %s", s->name, err);
+	}
+}
+
+int
+helperd_ca_rotate(struct helperd *h, char *err, size_t errlen)
+{
+	if (ca_rotate(h->ca, err, errlen) != 0)
+		return -1;
+	log_info("CA root rotated: active root is now %s",
+	    ca_active_root_id(h->ca));
+	for (size_t i = 0; i < h->n_leaves; i++)
+		leaf_renew(h, &h->leaves[i], "root rotation");
+	return 0;
+}
+
+/* Intentions ------------------------------------------------------------ */
+
+void
+helperd_intentions_changed(struct helperd *h, const char *why)
+{
+	size_t n = relay_recheck(h->relay, why);
+
+	if (n > 0)
+		log_warn("%s: closed %zu connection(s) that are now denied",
+		    why, n);
+}
+
+/* Services ------------------------------------------------------------- */
+
+static int
+catalog_refresh(struct helperd *h)
+{
+	if (catalog_set_local(h->catalog, h->conf.services,
+	    h->conf.n_services, h->api_services, h->n_api_services) != 0)
+		return -1;
+	leaves_warm(h);
+	return 0;
+}
+
+static json_t *
+service_def_json(const struct conf_service *s)
+{
+	json_t *ups = json_array();
+
+	for (size_t i = 0; i < s->n_upstreams; i++)
+		json_array_append_new(ups, json_pack("{s:s, s:s, s:i}",
+		    "destination_name", s->upstreams[i].dest,
+		    "local_bind_address", s->upstreams[i].bind_addr,
+		    "local_bind_port", s->upstreams[i].bind_port));
+	return json_pack("{s:s, s:s, s:s, s:i, s:s, s:{s:{s:o}}}",
+	    "id", s->id, "name", s->name, "address", s->address,
+	    "port", s->port, "inbound",
+	    s->inbound == CONF_INBOUND_STRICT ? "strict" : "permissive",
+	    "connect", "proxy", "upstreams", ups);
+}
+
+static int
+api_services_save(struct helperd *h, char *err, size_t errlen)
+{
+	json_t *a = json_array();
+	char path[CONF_PATH_MAX + 32], *s;
+	int rc;
+
+	for (size_t i = 0; i < h->n_api_services; i++) {
+		json_t *j = service_def_json(&h->api_services[i]);
+		if (h->api_services[i].user[0] != '\0')
+			json_object_set_new(j, "user",
+			    json_string(h->api_services[i].user));
+		json_array_append_new(a, j);
+	}
+	s = json_dumps(json_pack("{s:o}", "services", a), JSON_INDENT(2));
+	if (s == NULL) {
+		snprintf(err, errlen, "cannot encode services");
+		return -1;
+	}
+	path_in(path, sizeof(path), h, "services.json");
+	rc = util_write_atomic(path, s, strlen(s), 0600);
+	if (rc != 0)
+		snprintf(err, errlen, "cannot write %s: %s", path,
+		    strerror(errno));
+	free(s);
+	return rc;
+}
+
+int
+helperd_service_register(struct helperd *h, struct conf_service *svcs,
+    size_t n, char *err, size_t errlen)
+{
+	struct conf_service *v;
+	size_t old_n = h->n_api_services;
+
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = 0; j < h->conf.n_services; j++)
+			if (strcmp(h->conf.services[j].name,
+			    svcs[i].name) == 0) {
+				snprintf(err, errlen, "service %s is defined "
+				    "in %s; change it there", svcs[i].name,
+				    h->conf.services[j].source);
+				return -1;
+			}
+	}
+	v = calloc(old_n + n, sizeof(*v));
+	if (v == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	/* Re-registering an ID replaces it, as Consul does. */
+	size_t k = 0;
+	for (size_t i = 0; i < old_n; i++) {
+		int replaced = 0;
+		for (size_t j = 0; j < n; j++)
+			if (strcmp(h->api_services[i].id, svcs[j].id) == 0)
+				replaced = 1;
+		if (replaced)
+			conf_services_free(&h->api_services[i], 1);
+		else
+			v[k++] = h->api_services[i];
+	}
+	for (size_t j = 0; j < n; j++)
+		v[k++] = svcs[j];
+	free(h->api_services);
+	free(svcs);
+	h->api_services = v;
+	h->n_api_services = k;
+	if (api_services_save(h, err, errlen) != 0)
+		log_err("%s (the registration is kept in memory)", err);
+	catalog_refresh(h);
+	log_info("registered %zu service(s) through the API", n);
+	return 0;
+}
+
+int
+helperd_service_deregister(struct helperd *h, const char *id, char *err,
+    size_t errlen)
+{
+	for (size_t i = 0; i < h->n_api_services; i++) {
+		if (strcmp(h->api_services[i].id, id) != 0)
+			continue;
+		conf_services_free(&h->api_services[i], 1);
+		memmove(&h->api_services[i], &h->api_services[i + 1],
+		    (h->n_api_services - i - 1) * sizeof(*h->api_services));
+		h->n_api_services--;
+		if (api_services_save(h, err, errlen) != 0)
+			log_err("%s", err);
+		catalog_refresh(h);
+		log_info("deregistered service %s", id);
+		return 0;
+	}
+	snprintf(err, errlen, "Unknown service ID %s (only services "
+	    "registered through the API can be deregistered)", id);
+	return -1;
+}
+
+static int
+api_services_load(struct helperd *h, char *err, size_t errlen)
+{
+	char path[CONF_PATH_MAX + 32];
+
+	path_in(path, sizeof(path), h, "services.json");
+	if (access(path, F_OK) != 0)
+		return 0;
+	return conf_parse_service_file(path, &h->api_services,
+	    &h->n_api_services, err, errlen);
+}
+
+int
+helperd_reload(struct helperd *h, char *err, size_t errlen)
+{
+	struct conf nc;
+	int old_default = h->conf.default_allow;
+
+	if (h->conf.path[0] == '\0') {
+		/* -dev without a file: only services_dir can change. */
+		if (conf_reload_services(&h->conf, err, errlen) != 0)
+			return -1;
+	} else {
+		conf_defaults(&nc, h->conf.dev);
+		if (conf_load(&nc, h->conf.path, err, errlen) != 0) {
+			conf_free(&nc);
+			return -1;
+		}
+		conf_services_free(h->conf.services, h->conf.n_services);
+		h->conf.services = nc.services;
+		h->conf.n_services = nc.n_services;
+		nc.services = NULL;
+		nc.n_services = 0;
+		h->conf.default_allow = nc.default_allow;
+		if (strcmp(nc.http_addr, h->conf.http_addr) != 0 ||
+		    nc.mesh_port != h->conf.mesh_port ||
+		    strcmp(nc.socket, h->conf.socket) != 0 ||
+		    strcmp(nc.data_dir, h->conf.data_dir) != 0)
+			log_warn("reload: listener addresses and data_dir "
+			    "change only on restart");
+		conf_free(&nc);
+	}
+	if (catalog_refresh(h) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	log_info("reloaded: %zu service(s) from the configuration, "
+	    "default_intention = %s", h->conf.n_services,
+	    h->conf.default_allow ? "allow" : "deny");
+	if (old_default != h->conf.default_allow)
+		helperd_intentions_changed(h, "default_intention changed by "
+		    "reload");
+	return 0;
+}
+
+/* Start and stop ---------------------------------------------------------- */
+
+static int
+write_ports(struct helperd *h, char *err, size_t errlen)
+{
+	char path[CONF_PATH_MAX + 32], *s;
+	json_t *j;
+	int rc;
+
+	j = json_pack("{s:s, s:i, s:i, s:s, s:i, s:s, s:s}",
+	    "http_addr", h->http_bound, "mesh_port", h->mesh_port_bound,
+	    "outbound_port", h->outbound_port, "socket", h->conf.socket,
+	    "pid", (int)getpid(), "node", h->conf.node,
+	    "trust_domain", ca_trust_domain(h->ca));
+	s = json_dumps(j, JSON_INDENT(2));
+	json_decref(j);
+	if (s == NULL)
+		return -1;
+	path_in(path, sizeof(path), h, "ports.json");
+	rc = util_write_atomic(path, s, strlen(s), 0644);
+	if (rc != 0)
+		snprintf(err, errlen, "cannot write %s: %s", path,
+		    strerror(errno));
+	free(s);
+	return rc;
+}
+
+int
+helperd_start(struct helperd *h, char *err, size_t errlen)
+{
+	char path[CONF_PATH_MAX + 32];
+
+	if (h->conf.store.backend != CONF_STORE_EMBEDDED) {
+		snprintf(err, errlen, "store backend \"etcd\" is not "
+		    "supported by this build yet; use store = { backend = "
+		    "\"embedded\"; }");
+		return -1;
+	}
+	if (util_mkdirs(h->conf.data_dir, 0700) != 0) {
+		snprintf(err, errlen, "data_dir %s: %s", h->conf.data_dir,
+		    strerror(errno));
+		return -1;
+	}
+	if (tls_global_init(err, errlen) != 0 || loop_new(&h->loop) != 0)
+		return -1;
+	path_in(path, sizeof(path), h, "ca");
+	if (ca_open(&h->ca, path, h->conf.ca.root_ttl, err, errlen) != 0)
+		return -1;
+	path_in(path, sizeof(path), h, "intentions.json");
+	if (intent_db_open(&h->intents, path, err, errlen) != 0)
+		return -1;
+	if (api_services_load(h, err, errlen) != 0)
+		return -1;
+	if (catalog_new(&h->catalog, h->conf.node, h->conf.datacenter) != 0 ||
+	    relay_new(&h->relay, h) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (relay_listen_mesh(h->relay, h->conf.bind_addr, h->conf.mesh_port,
+	    &h->mesh_port_bound, err, errlen) != 0 ||
+	    relay_listen_outbound(h->relay, &h->outbound_port, err,
+	    errlen) != 0)
+		return -1;
+	catalog_set_node(h->catalog, h->conf.advertise_addr,
+	    h->mesh_port_bound);
+	if (catalog_refresh(h) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (ctl_start(&h->ctl, h, h->conf.socket, err, errlen) != 0 ||
+	    http_start(&h->http, h, h->conf.http_addr, h->http_bound,
+	    sizeof(h->http_bound), err, errlen) != 0)
+		return -1;
+	if (write_ports(h, err, errlen) != 0)
+		return -1;
+	log_info("helperd %s up: node %s, dc %s, trust domain %s, mesh port "
+	    "%s:%d, HTTP %s, control %s, %zu service(s), default %s%s",
+	    "0.1.0", h->conf.node, h->conf.datacenter, ca_trust_domain(h->ca),
+	    h->conf.bind_addr, h->mesh_port_bound, h->http_bound,
+	    h->conf.socket, catalog_local_count(h->catalog),
+	    h->conf.default_allow ? "allow" : "deny",
+	    h->conf.same_node_mtls ? "" : ", same-node without TLS");
+	h->next_leaf_check = util_now_ms_mono() + LEAF_CHECK_MS;
+	return 0;
+}
+
+void
+helperd_tick(struct helperd *h)
+{
+	int64_t now = util_now_ms_mono();
+
+	relay_tick(h->relay, now);
+	http_tick(h->http);
+	if (now >= h->next_leaf_check) {
+		leaves_check(h);
+		h->next_leaf_check = now + LEAF_CHECK_MS;
+	}
+}
+
+void
+helperd_stop(struct helperd *h)
+{
+	char path[CONF_PATH_MAX + 32];
+
+	http_stop(h->http);
+	ctl_stop(h->ctl);
+	relay_free(h->relay);
+	if (h->loop != NULL)
+		loop_run_once(h->loop, 0); /* run deferred frees */
+	for (size_t i = 0; i < h->n_leaves; i++)
+		ca_leaf_unref(h->leaves[i].leaf);
+	free(h->leaves);
+	catalog_free(h->catalog);
+	intent_db_free(h->intents);
+	ca_free(h->ca);
+	loop_free(h->loop);
+	conf_services_free(h->api_services, h->n_api_services);
+	if (h->conf.data_dir[0] != '\0') {
+		path_in(path, sizeof(path), h, "ports.json");
+		unlink(path);
+	}
+	tls_global_deinit();
+	h->http = NULL;
+	h->ctl = NULL;
+	h->relay = NULL;
+	h->loop = NULL;
+}

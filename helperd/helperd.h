@@ -28,7 +28,25 @@ struct helperd {
 	int mesh_port_bound;
 	int outbound_port;              /* loopback port shims connect to */
 	int stopping;
+	struct conf_service *api_services;  /* registered through the API */
+	size_t n_api_services;
+	struct leaf_slot *leaves;           /* current leaf per service */
+	size_t n_leaves;
+	int64_t next_leaf_check;
 };
+
+struct leaf_slot {
+	char service[64];
+	struct ca_leaf *leaf;
+};
+
+/* Bring the node up from h->conf: data_dir, CA, intentions, catalog,
+ * listeners, control socket, HTTP API, ports.json. 0/-1 with err. */
+int helperd_start(struct helperd *h, char *err, size_t errlen);
+/* Periodic work (timeouts, leaf renewal, root pruning); every ~100 ms. */
+void helperd_tick(struct helperd *h);
+/* Close everything helperd_start opened (safe after a failed start). */
+void helperd_stop(struct helperd *h);
 
 /* Called after any intention change (API, reload): every open connection
  * whose pair is now denied is closed, with a log line per connection. */
@@ -42,6 +60,15 @@ int helperd_reload(struct helperd *h, char *err, size_t errlen);
  * Borrowed reference, valid until the next loop iteration. */
 struct ca_leaf *helperd_leaf(struct helperd *h, const char *service,
     char *err, size_t errlen);
+
+/* Register services from the API (PUT /v1/agent/service/register); they
+ * are kept in data_dir and survive a restart. Takes ownership of svcs on
+ * success. A name that the config already defines is an error. 0/-1. */
+int helperd_service_register(struct helperd *h, struct conf_service *svcs,
+    size_t n, char *err, size_t errlen);
+/* Deregister an API-registered service by ID. 0/-1 (unknown ID). */
+int helperd_service_deregister(struct helperd *h, const char *id, char *err,
+    size_t errlen);
 
 /* Root rotation requested by the API/CLI: rotate, re-issue every leaf. */
 int helperd_ca_rotate(struct helperd *h, char *err, size_t errlen);

@@ -52,5 +52,7 @@ int http_ca_route(struct helperd *h, const struct http_req *req,
 int http_start(struct http_server **out, struct helperd *h, const char *addr,
     char *bound, size_t boundlen, char *err, size_t errlen);
 void http_stop(struct http_server *s);
+/* Let the server handle its timeouts; call every ~100 ms. */
+void http_tick(struct http_server *s);
 
 #endif

@@ -16,6 +16,9 @@
 #define INTENT_MAX       10000
 #define INTENT_DESC_MAX  512
 #define INTENT_META_MAX  64     /* keys per intention */
+#define INTENT_META_KEY_MAX 128 /* bytes per Meta key (as Consul) */
+#define INTENT_META_VAL_MAX 512 /* bytes per Meta value (as Consul) */
+#define INTENT_STR_MAX   160    /* intent_string() buffer: "a => b (deny)" */
 
 struct intent {
 	char id[37];
@@ -42,32 +45,60 @@ enum intent_err {
 	INTENT_EIO,          /* could not persist; nothing changed (500) */
 };
 
-/* Open the store at path (a JSON file, created on first save), or memory
- * only when path is NULL. A corrupt file is an error (err names it). */
+/* Open the store at path (a JSON file {"Index": n, "Intentions": [...]},
+ * created on first save), or memory only when path is NULL. A missing file
+ * is an empty store; a corrupt one is an error (err names the file) and is
+ * left untouched. */
 int intent_db_open(struct intent_db **out, const char *path, char *err,
     size_t errlen);
 void intent_db_free(struct intent_db *db);
+/* Lower the cap on the number of intentions (tests); max <= INTENT_MAX. */
+void intent_db_set_max(struct intent_db *db, size_t max);
+
+/* 1 if s is a valid intention name: a service name (conf_valid_name) or
+ * "*". */
+int intent_valid_name(const char *s);
+/* 1 if s has the syntax of an intention ID (a UUID, 36 chars, hex). */
+int intent_valid_id(const char *s);
 
 /* Precedence of a (src, dst) pattern pair: 9, 8, 6 or 5. */
 int intent_precedence(const char *src, const char *dst);
 
-/* Decide src -> dst. Returns 1 allowed, 0 denied. *match is the deciding
- * intention or NULL when the default decided. */
+/* Decide src -> dst. Returns 1 allowed, 0 denied. *match (match may be
+ * NULL) is the deciding intention or NULL when the default decided. No
+ * allocation: at most four hash lookups. */
 int intent_check(const struct intent_db *db, const char *src,
     const char *dst, int default_allow, const struct intent **match);
+/* Of two matching intentions (either may be NULL), the one that decides:
+ * higher precedence, deny on a tie. For callers merging sources. */
+const struct intent *intent_decide(const struct intent *a,
+    const struct intent *b);
+/* "web => socat (deny)" into buf (INTENT_STR_MAX is always enough). */
+void intent_string(const struct intent *in, char *buf, size_t len);
 
 /* Parse/validate a Consul intention object (SourceName, DestinationName,
- * Action, Description, Meta; other fields ignored). 0/-1 with why. */
+ * Action, Description, Meta; SourceNS/DestinationNS must be absent, "" or
+ * "default", SourceType absent, "" or "consul"; other fields ignored).
+ * 0/-1 with why naming the field. On success out->meta is a new reference
+ * (or NULL) that the caller releases with intent_clear(). */
 int intent_from_json(const json_t *j, struct intent *out, char *why,
     size_t whylen);
+/* Release what intent_from_json allocated in in (meta). */
+void intent_clear(struct intent *in);
 /* Full Consul JSON of an intention (new reference). */
 json_t *intent_to_json(const struct intent *in);
 
-/* Create (or with replace, update the existing same pair). The new or
- * updated ID is copied to id_out (37 bytes). Persists before returning. */
+/* Create (or with replace, update the existing same pair in place: same
+ * ID, ModifyIndex bumped). in is validated and copied (only its names,
+ * action, description and meta are used). The new or updated ID is copied
+ * to id_out (37 bytes; may be NULL). Each change is saved to the file
+ * before it is applied: if saving fails nothing changes (INTENT_EIO).
+ * Pointers from intent_get/at/find/match/check stay valid until the next
+ * successful change. */
 int intent_create(struct intent_db *db, const struct intent *in, int replace,
     char *id_out, enum intent_err *code, char *why, size_t whylen);
-/* Update by ID (PUT /v1/connect/intentions/:id). */
+/* Update by ID (PUT /v1/connect/intentions/:id); a new pair that another
+ * intention already has is INTENT_EEXIST. */
 int intent_update(struct intent_db *db, const char *id,
     const struct intent *in, enum intent_err *code, char *why,
     size_t whylen);
@@ -78,11 +109,14 @@ const struct intent *intent_get(const struct intent_db *db, const char *id);
 const struct intent *intent_find_exact(const struct intent_db *db,
     const char *src, const char *dst);
 size_t intent_count(const struct intent_db *db);
+/* i-th intention in list order: precedence high to low, then source and
+ * destination names. NULL when i >= intent_count(). */
 const struct intent *intent_at(const struct intent_db *db, size_t i);
 
 /* Intentions that match name as source (by_source) or destination, in
  * evaluation order (precedence high to low, then deny first, then names).
- * Fills out (up to max) and returns the number found. */
+ * Fills out (up to max) and returns the number found, which may exceed
+ * max (only the first max are stored). */
 size_t intent_match(const struct intent_db *db, int by_source,
     const char *name, const struct intent **out, size_t max);
 

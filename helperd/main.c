@@ -1,1 +1,196 @@
-int main(void) { return 0; }
+/* helperd: the meshshim node daemon. */
+#include <errno.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <sys/epoll.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "helperd/helperd.h"
+#include "helperd/loop.h"
+
+#define TICK_MS 100
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "Usage: helperd [-c FILE] [-dev] [-check] [-log-level LEVEL]\n"
+	    "\n"
+	    "The meshshim node daemon: CA, mTLS, intentions, relay, HTTP API.\n"
+	    "\n"
+	    "  -c FILE           mesh.conf (libconfig syntax; see DESIGN.md)\n"
+	    "  -dev              development mode: defaults, allow-all, a\n"
+	    "                    temporary data_dir removed at exit\n"
+	    "  -check            validate the configuration and exit\n"
+	    "                    (0: OK, 1: prints file:line: reason)\n"
+	    "  -log-level LEVEL  err, warn, info (default) or debug\n"
+	    "  -h, -help         this text\n"
+	    "\n"
+	    "Signals: SIGHUP reloads services and default_intention;\n"
+	    "SIGTERM/SIGINT stop cleanly. Flags take one or two dashes.\n");
+}
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)flag;
+	(void)f;
+	return remove(path);
+}
+
+static void
+on_signal(void *arg, uint32_t events)
+{
+	/* Read in run(), after the round; the watch only wakes the loop. */
+	(void)arg;
+	(void)events;
+}
+
+static int
+run(struct helperd *h)
+{
+	struct loop_watch sw = { .fd = -1 };
+	sigset_t set;
+	int sfd;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (sfd < 0 || loop_add(h->loop, &sw, sfd, EPOLLIN,
+	    on_signal, NULL) != 0) {
+		log_err("signalfd: %m");
+		return -1;
+	}
+	while (!h->stopping) {
+		struct signalfd_siginfo si;
+
+		if (loop_run_once(h->loop, TICK_MS) != 0)
+			break;
+		while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+			char err[CONF_ERR_MAX];
+
+			if (si.ssi_signo == SIGHUP) {
+				log_info("SIGHUP: reloading");
+				if (helperd_reload(h, err, sizeof(err)) != 0)
+					log_err("reload failed, keeping the "
+					    "running configuration: %s", err);
+			} else {
+				log_info("%s: stopping",
+				    strsignal((int)si.ssi_signo));
+				h->stopping = 1;
+			}
+		}
+		helperd_tick(h);
+	}
+	loop_del(h->loop, &sw);
+	close(sfd);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct helperd h;
+	const char *file = NULL, *level = NULL;
+	char err[CONF_ERR_MAX], devdir[] = "/tmp/meshshim-dev-XXXXXX";
+	int dev = 0, check = 0, rc = 1, lvl;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (a[0] == '-' && a[1] == '-')
+			a++;
+		if (strcmp(a, "-c") == 0 || strcmp(a, "-config") == 0 ||
+		    strcmp(a, "-config-file") == 0) {
+			if (++i == argc) {
+				fprintf(stderr, "helperd: %s needs a file\n",
+				    argv[i - 1]);
+				return 1;
+			}
+			file = argv[i];
+		} else if (strcmp(a, "-dev") == 0) {
+			dev = 1;
+		} else if (strcmp(a, "-check") == 0) {
+			check = 1;
+		} else if (strcmp(a, "-log-level") == 0) {
+			if (++i == argc) {
+				fprintf(stderr, "helperd: -log-level needs a "
+				    "level\n");
+				return 1;
+			}
+			level = argv[i];
+		} else if (strcmp(a, "-h") == 0 || strcmp(a, "-help") == 0) {
+			usage(stdout);
+			return 0;
+		} else {
+			fprintf(stderr, "helperd: unknown argument %s\n\n",
+			    argv[i]);
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (file == NULL && !dev) {
+		fprintf(stderr, "helperd: give -c mesh.conf or -dev\n\n");
+		usage(stderr);
+		return 1;
+	}
+	conf_defaults(&h.conf, dev);
+	if (file != NULL && conf_load(&h.conf, file, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s\n", err);
+		conf_free(&h.conf);
+		return 1;
+	}
+	if (file == NULL && conf_reload_services(&h.conf, err,
+	    sizeof(err)) != 0) {
+		fprintf(stderr, "%s\n", err);
+		conf_free(&h.conf);
+		return 1;
+	}
+	if (check) {
+		printf("Configuration OK: %zu service(s)\n", h.conf.n_services);
+		conf_free(&h.conf);
+		return 0;
+	}
+	if (level == NULL)
+		level = h.conf.log_level;
+	if ((lvl = log_level_parse(level)) < 0) {
+		fprintf(stderr, "helperd: unknown log level %s\n", level);
+		conf_free(&h.conf);
+		return 1;
+	}
+	log_init("helperd", 0, (enum log_level)lvl);
+	if (dev) {
+		if (mkdtemp(devdir) == NULL) {
+			log_err("mkdtemp: %m");
+			conf_free(&h.conf);
+			return 1;
+		}
+		util_strlcpy(h.conf.data_dir, devdir,
+		    sizeof(h.conf.data_dir));
+		log_info("dev mode: data in %s (removed at exit)", devdir);
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (helperd_start(&h, err, sizeof(err)) != 0) {
+		log_err("cannot start: %s", err);
+		goto out;
+	}
+	rc = run(&h) == 0 ? 0 : 1;
+out:
+	helperd_stop(&h);
+	if (dev)
+		nftw(devdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	conf_free(&h.conf);
+	log_info("stopped");
+	return rc;
+}

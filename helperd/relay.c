@@ -1,1 +1,995 @@
-/* placeholder: being written */
+#include "helperd/relay.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gnutls/gnutls.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "helperd/ca.h"
+#include "helperd/catalog.h"
+#include "helperd/helperd.h"
+#include "helperd/intent.h"
+#include "helperd/loop.h"
+#include "helperd/tls.h"
+
+#define RELAY_BUF       (16 * 1024)  /* one TLS record of plaintext */
+#define RELAY_POOL_MAX  256          /* idle buffers kept for reuse */
+#define RELAY_PORTS     65536
+#define RELAY_BACKLOG   1024
+
+enum conn_kind { CONN_OUT, CONN_IN };
+enum conn_state { ST_DIAL, ST_HANDSHAKE, ST_RELAY };
+
+/* One end of a relayed connection: a socket, with TLS or not. */
+struct end {
+	struct loop_watch w;
+	gnutls_session_t tls;
+	int eof_in;             /* no more data will come from this end */
+	int shut_out;           /* we shut down writing towards this end */
+	int want_in, want_out;  /* interest computed by the last pump */
+};
+
+/* Bytes read from one end, not yet written to the other. */
+struct pipe {
+	char *buf;              /* from the pool while it holds data */
+	size_t off, len;
+};
+
+struct conn {
+	struct relay *r;
+	uint64_t id;
+	enum conn_kind kind;
+	enum conn_state st;
+	struct end app;         /* plain: the app (out) or local service (in) */
+	struct end net;         /* the mesh side: TLS, or plain same-node */
+	struct pipe up;         /* app -> net */
+	struct pipe down;       /* net -> app */
+	char src[64], dst[64];
+	char peer_addr[INET6_ADDRSTRLEN];
+	int peer_port;
+	int app_port;           /* inbound: local port towards the service */
+	struct tls_peer peer;
+	int64_t deadline;       /* monotonic ms; 0 = none */
+	int closed;
+	struct conn *prev, *next;
+};
+
+struct pending {
+	char src[64], dst[64];
+	uid_t uid;
+	int64_t expires;
+};
+
+struct listener {
+	struct loop_watch w;
+	struct relay *r;
+	int mesh;               /* 1 mesh port, 0 outbound */
+};
+
+struct relay {
+	struct helperd *h;
+	struct listener mesh4, out4, out6;
+	struct conn *conns;
+	size_t n_conns;
+	uint64_t next_id;
+	struct pending *pending[RELAY_PORTS];
+	size_t n_pending;
+	struct conn *inbound_by_port[RELAY_PORTS];
+	char *pool[RELAY_POOL_MAX];
+	size_t n_pool;
+};
+
+static void conn_step(struct conn *c);
+static void conn_event(void *arg, uint32_t events);
+
+/* Buffers ------------------------------------------------------------ */
+
+static char *
+buf_get(struct relay *r)
+{
+	if (r->n_pool > 0)
+		return r->pool[--r->n_pool];
+	return malloc(RELAY_BUF);
+}
+
+static void
+buf_put(struct relay *r, char *b)
+{
+	if (b == NULL)
+		return;
+	if (r->n_pool < RELAY_POOL_MAX)
+		r->pool[r->n_pool++] = b;
+	else
+		free(b);
+}
+
+/* Sockets ------------------------------------------------------------ */
+
+static void
+sock_tune(int fd)
+{
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static int
+parse_addr(const char *host, int port, struct sockaddr_storage *ss,
+    socklen_t *len)
+{
+	struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
+	    .ai_socktype = SOCK_STREAM };
+	struct addrinfo *ai;
+	char p[8];
+
+	snprintf(p, sizeof(p), "%d", port);
+	if (getaddrinfo(host, p, &hints, &ai) != 0)
+		return -1;
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	*len = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	return 0;
+}
+
+static void
+addr_string(const struct sockaddr_storage *ss, char *buf, size_t len,
+    int *port)
+{
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)ss;
+		inet_ntop(AF_INET6, &s6->sin6_addr, buf, (socklen_t)len);
+		*port = ntohs(s6->sin6_port);
+	} else {
+		const struct sockaddr_in *s4 = (const void *)ss;
+		inet_ntop(AF_INET, &s4->sin_addr, buf, (socklen_t)len);
+		*port = ntohs(s4->sin_port);
+	}
+}
+
+static int
+is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const void *)ss;
+		return (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)ss;
+		if (IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr))
+			return 1;
+		return IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) &&
+		    s6->sin6_addr.s6_addr[12] == 127;
+	}
+	return 0;
+}
+
+/* Start a non-blocking connect to host:port. fd or -1 with why. */
+static int
+dial(const char *host, int port, char *why, size_t whylen)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd;
+
+	if (parse_addr(host, port, &ss, &len) != 0) {
+		snprintf(why, whylen, "bad address %s:%d", host, port);
+		return -1;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd < 0) {
+		snprintf(why, whylen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	sock_tune(fd);
+	if (connect(fd, (struct sockaddr *)&ss, len) != 0 &&
+	    errno != EINPROGRESS) {
+		snprintf(why, whylen, "connect %s:%d: %s", host, port,
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Teardown ----------------------------------------------------------- */
+
+static void
+conn_free(void *arg)
+{
+	free(arg);
+}
+
+static void
+end_close(struct relay *r, struct end *e, int abortive)
+{
+	int fd = e->w.fd;
+
+	if (fd < 0)
+		return;
+	loop_del(r->h->loop, &e->w);
+	if (e->tls != NULL) {
+		gnutls_deinit(e->tls);
+		e->tls = NULL;
+	}
+	if (abortive) {
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	close(fd);
+}
+
+/* The one exit of every connection. abortive: reset both sockets (the
+ * application sees ECONNRESET rather than a clean end of stream). */
+static void
+conn_close(struct conn *c, int abortive, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+conn_close(struct conn *c, int abortive, const char *fmt, ...)
+{
+	struct relay *r = c->r;
+	char reason[512];
+	va_list ap;
+
+	if (c->closed)
+		return;
+	c->closed = 1;
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	if (abortive)
+		log_info("conn %llu %s %s => %s closed: %s",
+		    (unsigned long long)c->id, c->kind == CONN_OUT ? "out" : "in",
+		    c->src[0] ? c->src : "?", c->dst[0] ? c->dst : "?", reason);
+	else
+		log_debug("conn %llu %s => %s done: %s",
+		    (unsigned long long)c->id, c->src, c->dst, reason);
+	end_close(r, &c->app, abortive);
+	end_close(r, &c->net, abortive);
+	buf_put(r, c->up.buf);
+	buf_put(r, c->down.buf);
+	c->up.buf = c->down.buf = NULL;
+	tls_peer_release(&c->peer);
+	if (c->app_port > 0 && r->inbound_by_port[c->app_port] == c)
+		r->inbound_by_port[c->app_port] = NULL;
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		r->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	r->n_conns--;
+	loop_defer(r->h->loop, conn_free, c);
+}
+
+static struct conn *
+conn_new(struct relay *r, enum conn_kind kind)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return NULL;
+	c->r = r;
+	c->id = ++r->next_id;
+	c->kind = kind;
+	c->app.w.fd = -1;
+	c->net.w.fd = -1;
+	c->peer.h = r->h;
+	c->next = r->conns;
+	if (r->conns != NULL)
+		r->conns->prev = c;
+	r->conns = c;
+	r->n_conns++;
+	return c;
+}
+
+/* End I/O: >0 bytes, 0 end of stream, -1 would block, -2 error ----------- */
+
+static ssize_t
+end_read(struct end *e, char *buf, size_t len)
+{
+	ssize_t n;
+
+	if (e->tls != NULL) {
+		n = gnutls_record_recv(e->tls, buf, len);
+		if (n >= 0)
+			return n;
+		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+			return -1;
+		errno = EPROTO;
+		return -2;
+	}
+	do
+		n = read(e->w.fd, buf, len);
+	while (n < 0 && errno == EINTR);
+	if (n >= 0)
+		return n;
+	return errno == EAGAIN ? -1 : -2;
+}
+
+static ssize_t
+end_write(struct end *e, const char *buf, size_t len)
+{
+	ssize_t n;
+
+	if (e->tls != NULL) {
+		n = gnutls_record_send(e->tls, buf, len);
+		if (n > 0)
+			return n;
+		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+			return -1;
+		errno = EPIPE;
+		return -2;
+	}
+	do
+		n = send(e->w.fd, buf, len, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n > 0)
+		return n;
+	return n < 0 && errno == EAGAIN ? -1 : -2;
+}
+
+/* Shut down writing towards e: TLS close_notify, then TCP FIN.
+ * 0 done, -1 would block, -2 error. */
+static int
+end_shutdown(struct end *e)
+{
+	if (e->tls != NULL) {
+		int rc = gnutls_bye(e->tls, GNUTLS_SHUT_WR);
+		if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED)
+			return -1;
+		if (rc < 0)
+			return -2;
+	}
+	shutdown(e->w.fd, SHUT_WR);
+	e->shut_out = 1;
+	return 0;
+}
+
+/* Move bytes from one end to the other until something would block.
+ * 0 ok, -1 the connection must be reset (reason in why). */
+static int
+pump(struct relay *r, struct end *from, struct end *to, struct pipe *p,
+    const char **why)
+{
+	for (;;) {
+		ssize_t n;
+
+		if (p->len > 0) {
+			n = end_write(to, p->buf + p->off, p->len);
+			if (n == -1) {
+				to->want_out = 1;
+				return 0;
+			}
+			if (n < 0) {
+				*why = "write failed (peer reset)";
+				return -1;
+			}
+			p->off += (size_t)n;
+			p->len -= (size_t)n;
+			if (p->len > 0)
+				continue;
+			p->off = 0;
+		}
+		if (from->eof_in) {
+			buf_put(r, p->buf);
+			p->buf = NULL;
+			if (!to->shut_out) {
+				int rc = end_shutdown(to);
+				if (rc == -1)
+					to->want_out = 1;
+				else if (rc < 0) {
+					*why = "shutdown failed";
+					return -1;
+				}
+			}
+			return 0;
+		}
+		if (p->buf == NULL && (p->buf = buf_get(r)) == NULL) {
+			*why = "out of memory";
+			return -1;
+		}
+		n = end_read(from, p->buf, RELAY_BUF);
+		if (n == -1) {
+			from->want_in = 1;
+			buf_put(r, p->buf);
+			p->buf = NULL;
+			return 0;
+		}
+		if (n == -2) {
+			*why = from->tls != NULL ? "TLS read failed or peer "
+			    "closed without close_notify" : "read failed "
+			    "(peer reset)";
+			return -1;
+		}
+		if (n == 0)
+			from->eof_in = 1;
+		p->len = (size_t)n;
+	}
+}
+
+static void
+end_interest(struct relay *r, struct end *e)
+{
+	uint32_t ev = 0;
+
+	if (e->w.fd < 0)
+		return;
+	if (e->tls != NULL && (e->want_in || e->want_out)) {
+		/* A TLS operation that would block tells which way. */
+		if (e->want_out && gnutls_record_get_direction(e->tls) == 0)
+			e->want_in = 1;
+	}
+	if (e->want_in)
+		ev |= EPOLLIN;
+	if (e->want_out)
+		ev |= EPOLLOUT;
+	loop_mod(r->h->loop, &e->w, ev);
+}
+
+static void
+conn_relay(struct conn *c)
+{
+	struct relay *r = c->r;
+	const char *why = NULL;
+
+	c->app.want_in = c->app.want_out = 0;
+	c->net.want_in = c->net.want_out = 0;
+	if (pump(r, &c->app, &c->net, &c->up, &why) != 0 ||
+	    pump(r, &c->net, &c->app, &c->down, &why) != 0) {
+		conn_close(c, 1, "%s", why);
+		return;
+	}
+	if (c->app.eof_in && c->net.eof_in && c->app.shut_out &&
+	    c->net.shut_out && c->up.len == 0 && c->down.len == 0) {
+		conn_close(c, 0, "both sides finished");
+		return;
+	}
+	end_interest(r, &c->app);
+	end_interest(r, &c->net);
+}
+
+/* Connection steps ---------------------------------------------------- */
+
+static int
+watch_end(struct conn *c, struct end *e, int fd, uint32_t ev)
+{
+	return loop_add(c->r->h->loop, &e->w, fd, ev, conn_event, c);
+}
+
+static int
+intention_allows(struct relay *r, const char *src, const char *dst,
+    char *why, size_t whylen)
+{
+	const struct intent *m = NULL;
+
+	if (intent_check(r->h->intents, src, dst, r->h->conf.default_allow,
+	    &m))
+		return 1;
+	if (m != NULL)
+		snprintf(why, whylen, "denied by intention %s (%s => %s, deny)",
+		    m->id, m->src, m->dst);
+	else
+		snprintf(why, whylen, "denied by default_intention = deny");
+	return 0;
+}
+
+static void
+start_relay(struct conn *c)
+{
+	c->st = ST_RELAY;
+	c->deadline = c->r->h->conf.idle_timeout_s > 0 ?
+	    util_now_ms_mono() + c->r->h->conf.idle_timeout_s * 1000 : 0;
+	log_debug("conn %llu %s => %s relaying", (unsigned long long)c->id,
+	    c->src, c->dst);
+	conn_relay(c);
+}
+
+/* Inbound: handshake done and authorised; dial the local service. */
+static void
+inbound_dial(struct conn *c)
+{
+	struct relay *r = c->r;
+	const struct conf_service *svc = catalog_local(r->h->catalog, c->dst);
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char why[256];
+	int fd;
+
+	if (svc == NULL) {
+		conn_close(c, 1, "service %s is gone", c->dst);
+		return;
+	}
+	fd = dial(svc->address, svc->port, why, sizeof(why));
+	if (fd < 0 || watch_end(c, &c->app, fd, EPOLLOUT) != 0) {
+		if (fd >= 0)
+			close(fd);
+		conn_close(c, 1, "local service %s: %s", c->dst, why);
+		return;
+	}
+	/* Only the dialling end may wake us until the service answers. */
+	loop_mod(r->h->loop, &c->net.w, 0);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+		char a[INET6_ADDRSTRLEN];
+		addr_string(&ss, a, sizeof(a), &c->app_port);
+		if (c->app_port > 0 && c->app_port < RELAY_PORTS)
+			r->inbound_by_port[c->app_port] = c;
+	}
+	c->st = ST_DIAL;
+	c->deadline = util_now_ms_mono() + r->h->conf.connect_timeout_ms;
+}
+
+static void
+handshake_done(struct conn *c)
+{
+	char why[256];
+
+	if (c->kind == CONN_OUT) {
+		log_debug("conn %llu mTLS to %s established (%s)",
+		    (unsigned long long)c->id, c->peer.peer_spiffe,
+		    gnutls_cipher_get_name(gnutls_cipher_get(c->net.tls)));
+		start_relay(c);
+		return;
+	}
+	util_strlcpy(c->src, c->peer.peer_service, sizeof(c->src));
+	util_strlcpy(c->dst, c->peer.local_service, sizeof(c->dst));
+	if (!intention_allows(c->r, c->src, c->dst, why, sizeof(why))) {
+		log_warn("denied %s (%s:%d) => %s: %s", c->peer.peer_spiffe,
+		    c->peer_addr, c->peer_port, c->dst, why);
+		conn_close(c, 1, "%s", why);
+		return;
+	}
+	inbound_dial(c);
+}
+
+static void
+conn_handshake(struct conn *c)
+{
+	int rc = gnutls_handshake(c->net.tls);
+
+	if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) {
+		loop_mod(c->r->h->loop, &c->net.w,
+		    gnutls_record_get_direction(c->net.tls) ? EPOLLOUT :
+		    EPOLLIN);
+		return;
+	}
+	if (rc < 0) {
+		if (c->kind == CONN_IN)
+			log_warn("mesh handshake from %s:%d refused: %s%s%s",
+			    c->peer_addr, c->peer_port, gnutls_strerror(rc),
+			    c->peer.why[0] ? ": " : "", c->peer.why);
+		conn_close(c, 1, "TLS handshake failed: %s%s%s",
+		    gnutls_strerror(rc), c->peer.why[0] ? ": " : "",
+		    c->peer.why);
+		return;
+	}
+	handshake_done(c);
+}
+
+static void
+conn_dialled(struct conn *c, struct end *e)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(e->w.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+		err = errno;
+	if (err == EINPROGRESS || err == EALREADY)
+		return;
+	if (err != 0) {
+		conn_close(c, 1, "connect to %s failed: %s",
+		    c->kind == CONN_OUT ? "mesh peer" : "local service",
+		    strerror(err));
+		return;
+	}
+	if (c->kind == CONN_IN || c->net.tls == NULL) {
+		/* Inbound: the local service answered. Outbound plain
+		 * (same node, same_node_mtls = false): the service did. */
+		loop_mod(c->r->h->loop, &c->app.w, EPOLLIN);
+		start_relay(c);
+		return;
+	}
+	c->st = ST_HANDSHAKE;
+	c->deadline = util_now_ms_mono() + c->r->h->conf.handshake_timeout_ms;
+	conn_handshake(c);
+}
+
+static void
+conn_step(struct conn *c)
+{
+	switch (c->st) {
+	case ST_DIAL:
+		conn_dialled(c, c->kind == CONN_OUT ? &c->net : &c->app);
+		break;
+	case ST_HANDSHAKE:
+		conn_handshake(c);
+		break;
+	case ST_RELAY:
+		if (c->r->h->conf.idle_timeout_s > 0)
+			c->deadline = util_now_ms_mono() +
+			    c->r->h->conf.idle_timeout_s * 1000;
+		conn_relay(c);
+		break;
+	}
+}
+
+static void
+conn_event(void *arg, uint32_t events)
+{
+	struct conn *c = arg;
+
+	(void)events;
+	if (!c->closed)
+		conn_step(c);
+}
+
+/* Outbound: an app socket arrived from the shim. */
+static void
+outbound_start(struct relay *r, int fd, const struct sockaddr_storage *ss)
+{
+	struct helperd *h = r->h;
+	struct catalog_instance in[16];
+	struct pending *pd;
+	struct conn *c;
+	char why[256];
+	size_t n;
+	int port, nfd;
+
+	addr_string(ss, why, sizeof(why), &port);
+	pd = port > 0 && port < RELAY_PORTS ? r->pending[port] : NULL;
+	if (!is_loopback(ss) || pd == NULL) {
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+		log_warn("outbound connection from %s:%d with no registration: "
+		    "reset", why, port);
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(fd);
+		return;
+	}
+	r->pending[port] = NULL;
+	r->n_pending--;
+	if ((c = conn_new(r, CONN_OUT)) == NULL) {
+		free(pd);
+		close(fd);
+		return;
+	}
+	util_strlcpy(c->src, pd->src, sizeof(c->src));
+	util_strlcpy(c->dst, pd->dst, sizeof(c->dst));
+	free(pd);
+	if (watch_end(c, &c->app, fd, 0) != 0) {
+		close(fd);
+		conn_close(c, 1, "epoll: %s", strerror(errno));
+		return;
+	}
+	n = catalog_instances(h->catalog, c->dst, in, UTIL_ARRAY_LEN(in));
+	if (n == 0) {
+		conn_close(c, 1, "no instance of %s", c->dst);
+		return;
+	}
+	/* Spread connections over the instances. */
+	n = (size_t)(c->id % n);
+	if (in[n].local && !h->conf.same_node_mtls) {
+		if (!intention_allows(r, c->src, c->dst, why, sizeof(why))) {
+			conn_close(c, 1, "%s", why);
+			return;
+		}
+		nfd = dial(in[n].svc->address, in[n].svc->port, why,
+		    sizeof(why));
+	} else {
+		nfd = dial(in[n].address, in[n].mesh_port, why, sizeof(why));
+	}
+	if (nfd < 0 || watch_end(c, &c->net, nfd, EPOLLOUT) != 0) {
+		if (nfd >= 0)
+			close(nfd);
+		conn_close(c, 1, "%s", why);
+		return;
+	}
+	if (!in[n].local || h->conf.same_node_mtls) {
+		char err[256];
+
+		util_strlcpy(c->peer.local_service, c->src,
+		    sizeof(c->peer.local_service));
+		util_strlcpy(c->peer.expect, c->dst, sizeof(c->peer.expect));
+		c->peer.leaf = helperd_leaf(h, c->src, err, sizeof(err));
+		if (c->peer.leaf == NULL) {
+			conn_close(c, 1, "no certificate for %s: %s", c->src,
+			    err);
+			return;
+		}
+		ca_leaf_ref(c->peer.leaf);
+		c->net.tls = tls_client_new(nfd, &c->peer);
+		if (c->net.tls == NULL) {
+			conn_close(c, 1, "TLS session setup failed");
+			return;
+		}
+	}
+	c->st = ST_DIAL;
+	c->deadline = util_now_ms_mono() + h->conf.connect_timeout_ms;
+}
+
+/* Inbound: a connection on the mesh port. */
+static void
+inbound_start(struct relay *r, int fd, const struct sockaddr_storage *ss)
+{
+	struct conn *c = conn_new(r, CONN_IN);
+
+	if (c == NULL) {
+		close(fd);
+		return;
+	}
+	addr_string(ss, c->peer_addr, sizeof(c->peer_addr), &c->peer_port);
+	if (watch_end(c, &c->net, fd, EPOLLIN) != 0) {
+		close(fd);
+		conn_close(c, 1, "epoll: %s", strerror(errno));
+		return;
+	}
+	c->net.tls = tls_server_new(fd, &c->peer);
+	if (c->net.tls == NULL) {
+		conn_close(c, 1, "TLS session setup failed");
+		return;
+	}
+	c->st = ST_HANDSHAKE;
+	c->deadline = util_now_ms_mono() + r->h->conf.handshake_timeout_ms;
+}
+
+static void
+listener_event(void *arg, uint32_t events)
+{
+	struct listener *l = arg;
+	struct relay *r = l->r;
+
+	(void)events;
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd = accept4(l->w.fd, (struct sockaddr *)&ss, &len,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR &&
+			    errno != ECONNABORTED)
+				log_warn("accept: %m");
+			return;
+		}
+		if ((long)r->n_conns >= r->h->conf.max_conns) {
+			log_warn("max_conns (%ld) reached: refusing a "
+			    "connection", r->h->conf.max_conns);
+			close(fd);
+			continue;
+		}
+		sock_tune(fd);
+		if (l->mesh)
+			inbound_start(r, fd, &ss);
+		else
+			outbound_start(r, fd, &ss);
+	}
+}
+
+/* Listeners ------------------------------------------------------------ */
+
+static int
+listen_on(struct relay *r, struct listener *l, const char *host, int port,
+    int mesh, int *bound, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, one = 1;
+
+	if (parse_addr(host, port, &ss, &len) != 0) {
+		snprintf(err, errlen, "bad listen address %s", host);
+		return -1;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, len) != 0 ||
+	    listen(fd, RELAY_BACKLOG) != 0) {
+		snprintf(err, errlen, "listen on %s:%d: %s", host, port,
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	len = sizeof(ss);
+	getsockname(fd, (struct sockaddr *)&ss, &len);
+	{
+		char a[INET6_ADDRSTRLEN];
+		addr_string(&ss, a, sizeof(a), bound);
+	}
+	l->r = r;
+	l->mesh = mesh;
+	if (loop_add(r->h->loop, &l->w, fd, EPOLLIN, listener_event, l) != 0) {
+		snprintf(err, errlen, "epoll: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return 0;
+}
+
+int
+relay_listen_mesh(struct relay *r, const char *bind_addr, int port,
+    int *bound, char *err, size_t errlen)
+{
+	return listen_on(r, &r->mesh4, bind_addr, port, 1, bound, err, errlen);
+}
+
+int
+relay_listen_outbound(struct relay *r, int *port, char *err, size_t errlen)
+{
+	char err6[256];
+	int p6;
+
+	if (listen_on(r, &r->out4, "127.0.0.1", 0, 0, port, err, errlen) != 0)
+		return -1;
+	/* IPv6 loopback on the same port, for AF_INET6 app sockets; not
+	 * every host has ::1, so this one is best effort. */
+	if (listen_on(r, &r->out6, "::1", *port, 0, &p6, err6,
+	    sizeof(err6)) != 0)
+		log_info("outbound listener on [::1]:%d unavailable (%s); "
+		    "IPv6 apps use v4-mapped addresses", *port, err6);
+	return 0;
+}
+
+/* Public ---------------------------------------------------------------- */
+
+int
+relay_new(struct relay **out, struct helperd *h)
+{
+	struct relay *r = calloc(1, sizeof(*r));
+
+	if (r == NULL)
+		return -1;
+	r->h = h;
+	r->mesh4.w.fd = r->out4.w.fd = r->out6.w.fd = -1;
+	*out = r;
+	return 0;
+}
+
+static void
+listener_close(struct relay *r, struct listener *l)
+{
+	int fd = l->w.fd;
+
+	if (fd < 0)
+		return;
+	loop_del(r->h->loop, &l->w);
+	close(fd);
+}
+
+void
+relay_free(struct relay *r)
+{
+	if (r == NULL)
+		return;
+	listener_close(r, &r->mesh4);
+	listener_close(r, &r->out4);
+	listener_close(r, &r->out6);
+	while (r->conns != NULL)
+		conn_close(r->conns, 1, "helperd stopping");
+	for (size_t i = 0; i < RELAY_PORTS; i++)
+		free(r->pending[i]);
+	for (size_t i = 0; i < r->n_pool; i++)
+		free(r->pool[i]);
+	free(r);
+}
+
+int
+relay_pending_add(struct relay *r, int local_port, const char *src,
+    const char *dst, uid_t uid)
+{
+	struct pending *p;
+
+	if (local_port <= 0 || local_port >= RELAY_PORTS)
+		return -1;
+	p = r->pending[local_port];
+	if (p == NULL) {
+		if ((p = calloc(1, sizeof(*p))) == NULL)
+			return -1;
+		r->n_pending++;
+	}
+	util_strlcpy(p->src, src, sizeof(p->src));
+	util_strlcpy(p->dst, dst, sizeof(p->dst));
+	p->uid = uid;
+	p->expires = util_now_ms_mono() + 5000;
+	r->pending[local_port] = p;
+	return 0;
+}
+
+int
+relay_inbound_lookup(struct relay *r, int port, char *spiffe,
+    size_t spiffelen, char *addr, size_t addrlen, int *src_port)
+{
+	struct conn *c;
+
+	if (port <= 0 || port >= RELAY_PORTS ||
+	    (c = r->inbound_by_port[port]) == NULL)
+		return -1;
+	util_strlcpy(spiffe, c->peer.peer_spiffe, spiffelen);
+	util_strlcpy(addr, c->peer_addr, addrlen);
+	*src_port = c->peer_port;
+	return 0;
+}
+
+void
+relay_tick(struct relay *r, int64_t now)
+{
+	struct conn *c, *next;
+
+	for (c = r->conns; c != NULL; c = next) {
+		next = c->next;
+		if (c->deadline == 0 || now < c->deadline)
+			continue;
+		switch (c->st) {
+		case ST_DIAL:
+			conn_close(c, 1, "connect timed out after %ld ms",
+			    r->h->conf.connect_timeout_ms);
+			break;
+		case ST_HANDSHAKE:
+			conn_close(c, 1, "TLS handshake timed out after %ld ms",
+			    r->h->conf.handshake_timeout_ms);
+			break;
+		case ST_RELAY:
+			conn_close(c, 1, "idle for %ld s",
+			    r->h->conf.idle_timeout_s);
+			break;
+		}
+	}
+	/* Registrations whose app never connected. The scan is cheap
+	 * (pointers) and runs ten times a second at most. */
+	for (size_t i = 1; i < RELAY_PORTS && r->n_pending > 0; i++) {
+		struct pending *p = r->pending[i];
+		if (p != NULL && now >= p->expires) {
+			free(p);
+			r->pending[i] = NULL;
+			r->n_pending--;
+		}
+	}
+}
+
+size_t
+relay_recheck(struct relay *r, const char *why)
+{
+	struct conn *c, *next;
+	size_t closed = 0;
+
+	for (c = r->conns; c != NULL; c = next) {
+		char reason[256];
+
+		next = c->next;
+		if (c->src[0] == '\0' || c->dst[0] == '\0')
+			continue;
+		if (intention_allows(r, c->src, c->dst, reason,
+		    sizeof(reason)))
+			continue;
+		log_warn("closing %s connection %llu %s => %s (%s:%d): %s "
+		    "after %s", c->kind == CONN_OUT ? "outbound" : "inbound",
+		    (unsigned long long)c->id, c->src, c->dst,
+		    c->peer_addr[0] ? c->peer_addr : "local", c->peer_port,
+		    reason, why);
+		conn_close(c, 1, "%s", reason);
+		closed++;
+	}
+	return closed;
+}
+
+size_t
+relay_count(const struct relay *r)
+{
+	return r->n_conns;
+}

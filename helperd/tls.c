@@ -1,1 +1,189 @@
-/* placeholder: being written */
+#include "helperd/tls.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "helperd/ca.h"
+#include "helperd/catalog.h"
+#include "helperd/helperd.h"
+
+/* TLS 1.3 only; AES-128-GCM first (cheapest with AES-NI), then the rest
+ * of the AEADs; P-256 and X25519 key exchange; ECDSA P-256 signatures. */
+#define TLS_PRIORITY "NONE:+VERS-TLS1.3:+AES-128-GCM:+AES-256-GCM:" \
+	"+CHACHA20-POLY1305:+AEAD:+SIGN-ECDSA-SECP256R1-SHA256:" \
+	"+GROUP-X25519:+GROUP-SECP256R1:+CTYPE-X509:+COMP-NULL:" \
+	"%SERVER_PRECEDENCE"
+
+static gnutls_priority_t tls_prio;
+
+int
+tls_global_init(char *err, size_t errlen)
+{
+	const char *pos = NULL;
+	int rc;
+
+	rc = gnutls_priority_init(&tls_prio, TLS_PRIORITY, &pos);
+	if (rc < 0) {
+		snprintf(err, errlen, "TLS priority string at '%s': %s",
+		    pos ? pos : "?", gnutls_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+void
+tls_global_deinit(void)
+{
+	if (tls_prio != NULL)
+		gnutls_priority_deinit(tls_prio);
+	tls_prio = NULL;
+}
+
+int
+tls_sni_name(char *buf, size_t len, const char *service, const char *dc,
+    const char *td)
+{
+	int n = snprintf(buf, len, "%s.default.%s.internal.%s", service, dc,
+	    td);
+
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+int
+tls_sni_service(const char *sni, const char *dc, const char *td,
+    char *service, size_t len)
+{
+	char suffix[512];
+	const char *dot = strchr(sni, '.');
+	size_t n;
+
+	if (dot == NULL)
+		return -1;
+	n = (size_t)(dot - sni);
+	if (n == 0 || n >= len)
+		return -1;
+	if ((size_t)snprintf(suffix, sizeof(suffix), ".default.%s.internal.%s",
+	    dc, td) >= sizeof(suffix))
+		return -1;
+	if (strcasecmp(dot, suffix) != 0)
+		return -1;
+	memcpy(service, sni, n);
+	service[n] = '\0';
+	return conf_valid_name(service) ? 0 : -1;
+}
+
+static int
+verify_cb(gnutls_session_t session)
+{
+	struct tls_peer *p = gnutls_session_get_ptr(session);
+
+	if (ca_verify_session(p->h->ca, session, p->server ? NULL : p->expect,
+	    p->peer_service, sizeof(p->peer_service), p->peer_spiffe,
+	    sizeof(p->peer_spiffe), p->why, sizeof(p->why)) != 0)
+		return GNUTLS_E_CERTIFICATE_ERROR;
+	return 0;
+}
+
+/* Server: choose the destination service's leaf from the SNI name. */
+static int
+client_hello_cb(gnutls_session_t session)
+{
+	struct tls_peer *p = gnutls_session_get_ptr(session);
+	struct helperd *h = p->h;
+	const struct conf_service *svc;
+	char sni[256], err[160];
+	size_t len = sizeof(sni) - 1;
+	unsigned type;
+
+	if (gnutls_server_name_get(session, sni, &len, &type, 0) != 0 ||
+	    type != GNUTLS_NAME_DNS) {
+		util_strlcpy(p->why, "no SNI server name", sizeof(p->why));
+		return GNUTLS_E_UNRECOGNIZED_NAME;
+	}
+	sni[len] = '\0';
+	if (tls_sni_service(sni, h->conf.datacenter, ca_trust_domain(h->ca),
+	    p->local_service, sizeof(p->local_service)) != 0) {
+		snprintf(p->why, sizeof(p->why), "SNI %.200s is not a service "
+		    "of this mesh and datacenter", sni);
+		return GNUTLS_E_UNRECOGNIZED_NAME;
+	}
+	svc = catalog_local(h->catalog, p->local_service);
+	if (svc == NULL || !svc->connect || svc->port == 0) {
+		snprintf(p->why, sizeof(p->why), "service %s is not a "
+		    "connect-enabled service of this node", p->local_service);
+		return GNUTLS_E_UNRECOGNIZED_NAME;
+	}
+	p->leaf = helperd_leaf(h, p->local_service, err, sizeof(err));
+	if (p->leaf == NULL) {
+		snprintf(p->why, sizeof(p->why), "no certificate for %.63s: "
+		    "%.159s", p->local_service, err);
+		return GNUTLS_E_CERTIFICATE_ERROR;
+	}
+	ca_leaf_ref(p->leaf);
+	return gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE,
+	    p->leaf->cred);
+}
+
+static gnutls_session_t
+session_new(int fd, struct tls_peer *peer, unsigned flags)
+{
+	gnutls_session_t s;
+
+	if (gnutls_init(&s, flags | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL) < 0)
+		return NULL;
+	if (gnutls_priority_set(s, tls_prio) < 0) {
+		gnutls_deinit(s);
+		return NULL;
+	}
+	gnutls_session_set_ptr(s, peer);
+	gnutls_session_set_verify_function(s, verify_cb);
+	gnutls_transport_set_int(s, fd);
+	gnutls_handshake_set_timeout(s, 0);
+	return s;
+}
+
+gnutls_session_t
+tls_server_new(int fd, struct tls_peer *peer)
+{
+	gnutls_session_t s = session_new(fd, peer, GNUTLS_SERVER);
+
+	if (s == NULL)
+		return NULL;
+	peer->server = 1;
+	gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
+	gnutls_handshake_set_post_client_hello_function(s, client_hello_cb);
+	return s;
+}
+
+gnutls_session_t
+tls_client_new(int fd, struct tls_peer *peer)
+{
+	struct helperd *h = peer->h;
+	gnutls_session_t s;
+	char sni[256];
+
+	if (tls_sni_name(sni, sizeof(sni), peer->expect, h->conf.datacenter,
+	    ca_trust_domain(h->ca)) != 0)
+		return NULL;
+	s = session_new(fd, peer, GNUTLS_CLIENT);
+	if (s == NULL)
+		return NULL;
+	peer->server = 0;
+	if (gnutls_server_name_set(s, GNUTLS_NAME_DNS, sni, strlen(sni)) < 0 ||
+	    gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE,
+	    peer->leaf->cred) < 0) {
+		gnutls_deinit(s);
+		return NULL;
+	}
+	return s;
+}
+
+void
+tls_peer_release(struct tls_peer *peer)
+{
+	if (peer->leaf != NULL)
+		ca_leaf_unref(peer->leaf);
+	peer->leaf = NULL;
+}

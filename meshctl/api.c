@@ -1,1 +1,241 @@
-/* placeholder: being written */
+/* api: libcurl client for helperd's HTTP API. */
+#include "meshctl/api.h"
+#include "meshctl/meshctl.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define API_DEFAULT_ADDR "127.0.0.1:8500"
+
+static CURL *api_curl;
+
+static const char *
+api_addr(void)
+{
+	const char *a = mc_http_addr;
+
+	if (a == NULL || a[0] == '\0')
+		a = getenv("MESH_HTTP_ADDR");
+	if (a == NULL || a[0] == '\0')
+		a = API_DEFAULT_ADDR;
+	return a;
+}
+
+struct sink {
+	char *buf;
+	size_t len, cap;
+	int overflow;
+};
+
+static size_t
+api_write_cb(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct sink *s = arg;
+	size_t n = size * nmemb;
+
+	if (n > API_BODY_MAX - s->len) {
+		s->overflow = 1;
+		return 0;
+	}
+	if (s->len + n + 1 > s->cap) {
+		size_t ncap = s->cap ? s->cap : 4096;
+		char *nb;
+		while (ncap < s->len + n + 1)
+			ncap *= 2;
+		nb = realloc(s->buf, ncap);
+		if (nb == NULL)
+			return 0;
+		s->buf = nb;
+		s->cap = ncap;
+	}
+	memcpy(s->buf + s->len, data, n);
+	s->len += n;
+	s->buf[s->len] = '\0';
+	return n;
+}
+
+/* Build the URL for path; sets the unix socket option when needed. */
+static char *
+api_url(CURL *c, const char *addr, const char *path)
+{
+	char *url = NULL;
+	int rc;
+
+	if (strncmp(addr, "unix://", 7) == 0) {
+		if (curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, addr + 7) !=
+		    CURLE_OK)
+			return NULL;
+		rc = asprintf(&url, "http://localhost%s", path);
+	} else if (strncmp(addr, "http://", 7) == 0 ||
+	    strncmp(addr, "https://", 8) == 0) {
+		size_t n = strlen(addr);
+		while (n > 0 && addr[n - 1] == '/')
+			n--;
+		rc = asprintf(&url, "%.*s%s", (int)n, addr, path);
+	} else {
+		rc = asprintf(&url, "http://%s%s", addr, path);
+	}
+	return rc < 0 ? NULL : url;
+}
+
+int
+api_request(const char *method, const char *path, const char *body,
+    struct api_resp *resp)
+{
+	const char *addr = api_addr();
+	char errbuf[CURL_ERROR_SIZE] = "";
+	struct curl_slist *hdrs = NULL;
+	struct sink s = { 0 };
+	char *url = NULL;
+	CURLcode cc;
+	long oserr = 0;
+
+	memset(resp, 0, sizeof(*resp));
+	if (strpbrk(addr, " \t\r\n") != NULL) {
+		fprintf(stderr, "Error: invalid HTTP address \"%s\"\n", addr);
+		return -1;
+	}
+	if (api_curl == NULL) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 ||
+		    (api_curl = curl_easy_init()) == NULL) {
+			fprintf(stderr, "Error: cannot initialise libcurl\n");
+			return -1;
+		}
+	} else {
+		curl_easy_reset(api_curl);
+	}
+	if ((url = api_url(api_curl, addr, path)) == NULL)
+		goto nomem;
+	hdrs = curl_slist_append(hdrs, "Accept: application/json");
+	if (hdrs == NULL)
+		goto nomem;
+	if (body != NULL) {
+		struct curl_slist *h2 = curl_slist_append(hdrs,
+		    "Content-Type: application/json");
+		if (h2 == NULL)
+			goto nomem;
+		hdrs = h2;
+	}
+	curl_easy_setopt(api_curl, CURLOPT_URL, url);
+	curl_easy_setopt(api_curl, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(api_curl, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(api_curl, CURLOPT_USERAGENT,
+	    "meshctl/" MESHCTL_VERSION);
+	curl_easy_setopt(api_curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+	curl_easy_setopt(api_curl, CURLOPT_TIMEOUT_MS, 30000L);
+	curl_easy_setopt(api_curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(api_curl, CURLOPT_PROXY, "");    /* never via proxy */
+	curl_easy_setopt(api_curl, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(api_curl, CURLOPT_WRITEFUNCTION, api_write_cb);
+	curl_easy_setopt(api_curl, CURLOPT_WRITEDATA, &s);
+	if (body != NULL) {
+		curl_easy_setopt(api_curl, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(api_curl, CURLOPT_POSTFIELDSIZE_LARGE,
+		    (curl_off_t)strlen(body));
+	} else if (strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0) {
+		struct curl_slist *h2 = curl_slist_append(hdrs,
+		    "Content-Type:");           /* no form-urlencoded claim */
+		if (h2 != NULL)
+			hdrs = h2;
+		curl_easy_setopt(api_curl, CURLOPT_POSTFIELDS, "");
+		curl_easy_setopt(api_curl, CURLOPT_POSTFIELDSIZE_LARGE,
+		    (curl_off_t)0);
+	}
+	cc = curl_easy_perform(api_curl);
+	curl_slist_free_all(hdrs);
+	free(url);
+	if (cc != CURLE_OK) {
+		const char *why = errbuf[0] != '\0' ? errbuf :
+		    curl_easy_strerror(cc);
+		if (s.overflow)
+			why = "response too large";
+		else if (cc == CURLE_COULDNT_CONNECT &&
+		    curl_easy_getinfo(api_curl, CURLINFO_OS_ERRNO, &oserr) ==
+		    CURLE_OK && oserr != 0)
+			why = strerror((int)oserr);
+		fprintf(stderr, "Error: cannot reach helperd at %s: %s\n",
+		    addr, why);
+		free(s.buf);
+		return -1;
+	}
+	curl_easy_getinfo(api_curl, CURLINFO_RESPONSE_CODE, &resp->status);
+	if (s.buf == NULL && (s.buf = calloc(1, 1)) == NULL)
+		goto nomem2;
+	resp->body = s.buf;
+	resp->len = s.len;
+	return 0;
+nomem:
+	curl_slist_free_all(hdrs);
+	free(url);
+nomem2:
+	fprintf(stderr, "Error: out of memory\n");
+	return -1;
+}
+
+void
+api_resp_free(struct api_resp *resp)
+{
+	free(resp->body);
+	resp->body = NULL;
+	resp->len = 0;
+}
+
+const char *
+api_errtext(struct api_resp *resp)
+{
+	static char buf[32];
+	size_t n = resp->body != NULL ? strlen(resp->body) : 0;
+
+	while (n > 0 && (resp->body[n - 1] == '\n' ||
+	    resp->body[n - 1] == '\r' || resp->body[n - 1] == ' ' ||
+	    resp->body[n - 1] == '\t'))
+		resp->body[--n] = '\0';
+	if (n == 0) {
+		snprintf(buf, sizeof(buf), "HTTP %ld", resp->status);
+		return buf;
+	}
+	return resp->body;
+}
+
+json_t *
+api_json(const struct api_resp *resp, const char *what)
+{
+	json_error_t je;
+	json_t *j = json_loadb(resp->body, resp->len, JSON_DECODE_ANY, &je);
+
+	if (j == NULL)
+		fprintf(stderr, "Error %s: malformed response from helperd: "
+		    "%s\n", what, je.text);
+	return j;
+}
+
+char *
+api_escape(const char *s)
+{
+	char *e, *out;
+
+	if (api_curl == NULL) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 ||
+		    (api_curl = curl_easy_init()) == NULL)
+			return NULL;
+	}
+	e = curl_easy_escape(api_curl, s, 0);
+	if (e == NULL)
+		return NULL;
+	out = strdup(e);
+	curl_free(e);
+	return out;
+}
+
+void
+api_cleanup(void)
+{
+	if (api_curl != NULL) {
+		curl_easy_cleanup(api_curl);
+		curl_global_cleanup();
+		api_curl = NULL;
+	}
+}

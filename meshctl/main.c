@@ -1,1 +1,137 @@
-int main(void) { return 0; }
+/* meshctl: command-line client of helperd (dispatch, global flags, help). */
+#include "meshctl/api.h"
+#include "meshctl/meshctl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *synopsis;
+};
+
+static int cmd_version(int argc, char **argv);
+
+static const struct command commands[] = {
+	{ "ca", cmd_ca, "Interact with the mesh certificate authority" },
+	{ "catalog", cmd_catalog, "Interact with the catalog" },
+	{ "connect", cmd_connect, "Interact with the mesh (local proxy)" },
+	{ "intention", cmd_intention, "Interact with service intentions" },
+	{ "reload", cmd_reload, "Triggers helperd to reload configuration "
+	    "files" },
+	{ "version", cmd_version, "Prints the meshctl version" },
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "Usage: meshctl [-http-addr=<addr>] [-version] [-help] "
+	    "<command> [<args>]\n\nAvailable commands are:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "    %-12s%s\n", commands[i].name,
+		    commands[i].synopsis);
+	fprintf(f, "\nRun \"meshctl <command> -help\" for a command's "
+	    "options.\n");
+}
+
+static int
+cmd_version(int argc, char **argv)
+{
+	(void)argv;
+	if (argc > 0 && strcmp(argv[0], "-h") != 0 &&
+	    strcmp(argv[0], "-help") != 0 && strcmp(argv[0], "--help") != 0) {
+		fprintf(stderr, "This command takes no arguments\n");
+		return 1;
+	}
+	printf("meshctl v%s\n", MESHCTL_VERSION);
+	return 0;
+}
+
+static const struct flag reload_flags[] = {
+	FLAG_HTTP_ADDR,
+	{ NULL, 0, NULL, NULL, NULL },
+};
+
+static const struct cmd_help reload_help = {
+	"reload", "reload [options]",
+	"Causes helperd to reload its configuration: the service definitions "
+	"of mesh.conf and services_dir are read again. This does the same "
+	"as sending SIGHUP to helperd. A configuration that fails to load "
+	"leaves the running one in place and the error is reported here.",
+	reload_flags,
+};
+
+int
+cmd_reload(int argc, char **argv)
+{
+	const char *pos[argc + 1];
+	struct api_resp r;
+	int npos, rc;
+
+	if ((rc = flags_parse(&reload_help, argc, argv, pos, &npos)) != 0)
+		return rc < 0 ? 1 : 0;
+	if (npos != 0)
+		return flags_fail(&reload_help, "Too many arguments (expected "
+		    "0, got %d)", npos);
+	if (api_request("PUT", "/v1/agent/reload", NULL, &r) != 0)
+		return 1;
+	if (r.status != 200) {
+		fprintf(stderr, "Error reloading: %s\n", api_errtext(&r));
+		api_resp_free(&r);
+		return 1;
+	}
+	api_resp_free(&r);
+	printf("Configuration reload triggered\n");
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	int i = 1, rc;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	/* Global flags before the command. */
+	while (i < argc && argv[i][0] == '-') {
+		const char *a = argv[i] + (argv[i][1] == '-' ? 2 : 1);
+
+		if (strcmp(a, "h") == 0 || strcmp(a, "help") == 0) {
+			usage(stdout);
+			return 0;
+		}
+		if (strcmp(a, "v") == 0 || strcmp(a, "version") == 0)
+			return cmd_version(0, NULL);
+		if (strncmp(a, "http-addr=", 10) == 0) {
+			mc_http_addr = a + 10;
+		} else if (strcmp(a, "http-addr") == 0 && i + 1 < argc) {
+			mc_http_addr = argv[++i];
+		} else {
+			fprintf(stderr, "flag provided but not defined: %s\n\n",
+			    argv[i]);
+			usage(stderr);
+			return 1;
+		}
+		i++;
+	}
+	if (i >= argc) {
+		usage(stdout);
+		return 0;
+	}
+	for (size_t k = 0; k < sizeof(commands) / sizeof(commands[0]); k++) {
+		if (strcmp(argv[i], commands[k].name) == 0) {
+			rc = commands[k].run(argc - i - 1, argv + i + 1);
+			api_cleanup();
+			fflush(stdout);
+			return rc;
+		}
+	}
+	if (strcmp(argv[i], "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "meshctl: unknown command \"%s\"\n\n", argv[i]);
+	usage(stderr);
+	return 1;
+}

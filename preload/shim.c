@@ -1,1 +1,683 @@
-/* placeholder: being written */
+/* shim: process state, logging, real functions, and the outbound hooks
+ * (connect, sendto/sendmsg with MSG_FASTOPEN, getpeername).
+ *
+ * The mechanism (DESIGN.md §4): the application's own socket is bound to a
+ * loopback port, that port and the original destination are registered
+ * with helperd over the control socket (CONNECT), and the same socket is
+ * then connected to helperd's outbound port. The kernel does the connect,
+ * so blocking, non-blocking, epoll and SO_ERROR behave as usual. */
+#include "shim.h"
+
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/stat.h>
+
+#define EXPORT __attribute__((visibility("default")))
+
+struct shim_state shim;
+__thread int shim_busy __attribute__((tls_model("initial-exec")));
+
+static pthread_once_t shim_once = PTHREAD_ONCE_INIT;
+static int shim_inited;
+static pid_t shim_owner_pid;
+
+#define SHIM_REAL_DEF(n) void *shim_real_##n##_p;
+SHIM_REAL_LIST(SHIM_REAL_DEF)
+#undef SHIM_REAL_DEF
+
+void *
+shim_real_resolve(void **slot, const char *name)
+{
+	void *p = dlsym(RTLD_NEXT, name);
+
+	if (p != NULL)
+		__atomic_store_n(slot, p, __ATOMIC_RELEASE);
+	return p;
+}
+
+/* ---- logging ---- */
+
+void
+shim_log(const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	int saved = errno, n, m, fd;
+
+	if (shim.log_mode == 0)
+		return;
+	n = snprintf(buf, sizeof(buf), "meshshim[%d]: ", (int)getpid());
+	if (n < 0)
+		n = 0;
+	va_start(ap, fmt);
+	m = vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	if (m < 0)
+		m = 0;
+	n += m;
+	if ((size_t)n > sizeof(buf) - 2)
+		n = (int)sizeof(buf) - 2;
+	buf[n++] = '\n';
+	if (shim.log_mode == 1) {
+		if (write(2, buf, (size_t)n) < 0) { /* nothing to do */ }
+	} else {
+		/* Opened per line: the app may close any fd we keep open. */
+		fd = open(shim.log_path, O_WRONLY | O_APPEND | O_CREAT |
+		    O_CLOEXEC | O_NOCTTY, 0600);
+		if (fd >= 0) {
+			if (write(fd, buf, (size_t)n) < 0) { /* ignore */ }
+			REAL(close)(fd);
+		}
+	}
+	errno = saved;
+}
+
+/* ---- init ---- */
+
+static int
+valid_service_name(const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i] != '\0'; i++) {
+		char c = s[i];
+		if (i >= SHIM_NAME_MAX - 1)
+			return 0;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
+			return 0;
+	}
+	return i > 0;
+}
+
+static void
+init_once(void)
+{
+	const char *v;
+	int saved = errno;
+
+	/* setuid/setgid/capabilities: do nothing at all (the loader already
+	 * restricts LD_PRELOAD; the environment is not to be trusted). */
+	if (getauxval(AT_SECURE) != 0)
+		goto out;
+	v = getenv("MESH_LOG");
+	if (v != NULL && v[0] != '\0' && strcmp(v, "0") != 0 &&
+	    strcmp(v, "off") != 0) {
+		if (v[0] == '/' && strlen(v) < sizeof(shim.log_path)) {
+			memcpy(shim.log_path, v, strlen(v) + 1);
+			shim.log_mode = 2;
+		} else {
+			shim.log_mode = 1;
+		}
+	}
+	v = getenv("MESH_SERVICE");
+	if (v == NULL || v[0] == '\0')
+		goto out;
+	if (!valid_service_name(v)) {
+		shim_log("MESH_SERVICE=\"%.80s\" is not a valid service name; "
+		    "shim disabled", v);
+		goto out;
+	}
+	memcpy(shim.service, v, strlen(v) + 1);
+	v = getenv("MESH_SOCKET");
+	if (v == NULL || v[0] == '\0')
+		v = "/run/meshshim/helperd.sock";
+	if (strlen(v) >= sizeof(shim.sock_path)) {
+		shim_log("MESH_SOCKET path too long; shim disabled");
+		goto out;
+	}
+	memcpy(shim.sock_path, v, strlen(v) + 1);
+	ctl_env_upstreams(getenv("MESH_UPSTREAMS"));
+	shim_owner_pid = getpid();
+	if (pthread_atfork(ctl_atfork_prepare, ctl_atfork_parent,
+	    ctl_atfork_child) != 0) {
+		shim_log("pthread_atfork failed; shim disabled");
+		goto out;
+	}
+	shim.enabled = 1;
+	shim_log("service %s, control socket %s", shim.service,
+	    shim.sock_path);
+out:
+	__atomic_store_n(&shim_inited, 1, __ATOMIC_RELEASE);
+	errno = saved;
+}
+
+void
+shim_init(void)
+{
+	if (__atomic_load_n(&shim_inited, __ATOMIC_ACQUIRE))
+		return;
+	pthread_once(&shim_once, init_once);
+}
+
+__attribute__((constructor)) static void
+shim_ctor(void)
+{
+	shim_init();
+}
+
+pid_t
+shim_owner(void)
+{
+	return __atomic_load_n(&shim_owner_pid, __ATOMIC_ACQUIRE);
+}
+
+int
+shim_is_owner(void)
+{
+	return getpid() == shim_owner();
+}
+
+/* Called by the atfork child handler. */
+void shim_set_owner(pid_t pid) SHIM_HIDDEN;
+void
+shim_set_owner(pid_t pid)
+{
+	__atomic_store_n(&shim_owner_pid, pid, __ATOMIC_RELEASE);
+}
+
+/* ---- addresses ---- */
+
+int
+shim_dest_from_sa(const struct sockaddr *sa, socklen_t len,
+    struct shim_dest *d)
+{
+	if (sa == NULL || len < (socklen_t)sizeof(sa_family_t))
+		return -1;
+	memset(d, 0, sizeof(*d));
+	if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		d->addr.s6_addr[10] = 0xff;
+		d->addr.s6_addr[11] = 0xff;
+		memcpy(&d->addr.s6_addr[12], &in->sin_addr, 4);
+		d->port = ntohs(in->sin_port);
+		d->family = AF_INET;
+		return 0;
+	}
+	/* The kernel accepts the 24-byte RFC 2133 form (no scope id). */
+	if (sa->sa_family == AF_INET6 && len >= 24) {
+		const struct sockaddr_in6 *in6 =
+		    (const struct sockaddr_in6 *)sa;
+		memcpy(&d->addr, &in6->sin6_addr, sizeof(d->addr));
+		d->port = ntohs(in6->sin6_port);
+		d->family = AF_INET6;
+		d->mapped = IN6_IS_ADDR_V4MAPPED(&d->addr);
+		return 0;
+	}
+	return -1;
+}
+
+int
+shim_dest_is_loopback(const struct shim_dest *d)
+{
+	if (IN6_IS_ADDR_V4MAPPED(&d->addr))
+		return d->addr.s6_addr[12] == 127;
+	return IN6_IS_ADDR_LOOPBACK(&d->addr);
+}
+
+static socklen_t
+loopback_sa(union shim_sa *u, int family, int mapped, uint16_t port)
+{
+	memset(u, 0, sizeof(*u));
+	if (family == AF_INET) {
+		u->in.sin_family = AF_INET;
+		u->in.sin_port = htons(port);
+		u->in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		return sizeof(u->in);
+	}
+	u->in6.sin6_family = AF_INET6;
+	u->in6.sin6_port = htons(port);
+	if (mapped) {
+		u->in6.sin6_addr.s6_addr[10] = 0xff;
+		u->in6.sin6_addr.s6_addr[11] = 0xff;
+		u->in6.sin6_addr.s6_addr[12] = 127;
+		u->in6.sin6_addr.s6_addr[15] = 1;
+	} else {
+		u->in6.sin6_addr = in6addr_loopback;
+	}
+	return sizeof(u->in6);
+}
+
+static uint16_t
+sa_port(const union shim_sa *u)
+{
+	if (u->sa.sa_family == AF_INET)
+		return ntohs(u->in.sin_port);
+	if (u->sa.sa_family == AF_INET6)
+		return ntohs(u->in6.sin6_port);
+	return 0;
+}
+
+/* Same family, address and port (the part getpeername reports). */
+static int
+sa_equal(const union shim_sa *a, const union shim_sa *b)
+{
+	if (a->sa.sa_family != b->sa.sa_family)
+		return 0;
+	if (a->sa.sa_family == AF_INET)
+		return a->in.sin_port == b->in.sin_port &&
+		    a->in.sin_addr.s_addr == b->in.sin_addr.s_addr;
+	if (a->sa.sa_family == AF_INET6)
+		return a->in6.sin6_port == b->in6.sin6_port &&
+		    memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, 16) == 0;
+	return 0;
+}
+
+/* ---- outbound ---- */
+
+enum { PREP_PASS = 0, PREP_MESH = 1, PREP_AGAIN = 2, PREP_FAIL = -1 };
+
+/* Is fd a TCP socket of the family the address is for? */
+static int
+is_tcp(int fd, int family)
+{
+	int v;
+	socklen_t l = sizeof(v);
+
+	if (REAL(getsockopt)(fd, SOL_SOCKET, SO_TYPE, &v, &l) != 0 ||
+	    v != SOCK_STREAM)
+		return 0;
+	l = sizeof(v);
+	if (REAL(getsockopt)(fd, SOL_SOCKET, SO_PROTOCOL, &v, &l) != 0 ||
+	    v != IPPROTO_TCP)
+		return 0;
+	l = sizeof(v);
+	if (REAL(getsockopt)(fd, SOL_SOCKET, SO_DOMAIN, &v, &l) != 0 ||
+	    v != family)
+		return 0;
+	return 1;
+}
+
+/* Decide what a connect (or a MSG_FASTOPEN send) to sa does. On PREP_MESH
+ * and PREP_AGAIN, via/vialen is where the socket must really go, and *e
+ * (PREP_MESH) is the entry to record once the kernel accepted it.
+ * Never changes errno except on PREP_FAIL (ECONNREFUSED). */
+static int
+prepare(int fd, const struct sockaddr *sa, socklen_t len, union shim_sa *via,
+    socklen_t *vialen, struct fdt_ent *e)
+{
+	struct shim_dest d;
+	char svc[SHIM_NAME_MAX];
+	union shim_sa local;
+	socklen_t ll;
+	uint16_t outport, lport;
+	int saved = errno;
+
+	shim_init();
+	if (!shim.enabled || shim_busy)
+		return PREP_PASS;
+	if (shim_dest_from_sa(sa, len, &d) != 0)
+		return PREP_PASS;
+	if (!ctl_route(&d, svc, sizeof(svc))) {
+		if (!shim_dest_is_loopback(&d) || !ctl_route_unknown(&d))
+			return PREP_PASS;
+		/* First loopback connect: learn helperd's upstream list. */
+		if (!is_tcp(fd, d.family))
+			goto pass;
+		(void)ctl_ensure();
+		if (!ctl_route(&d, svc, sizeof(svc)))
+			goto pass;
+	}
+	if (!is_tcp(fd, d.family))
+		goto pass;
+
+	/* A second connect on a socket we already sent to helperd: let the
+	 * kernel answer it (EALREADY, EISCONN, 0) on the real address. */
+	if (fdt_get(fd, e) && e->kind == FDT_OUT) {
+		struct shim_dest od;
+		if (shim_dest_from_sa(&e->orig.sa, e->origlen, &od) == 0 &&
+		    memcmp(&od.addr, &d.addr, 16) == 0 && od.port == d.port) {
+			*via = e->via;
+			*vialen = e->vialen;
+			errno = saved;
+			return PREP_AGAIN;
+		}
+		goto pass;
+	}
+
+	ll = sizeof(local);
+	if (REAL(getsockname)(fd, &local.sa, &ll) != 0)
+		goto pass;
+	lport = sa_port(&local);
+	if (lport == 0) {
+		union shim_sa b;
+		socklen_t bl = loopback_sa(&b, d.family, d.mapped, 0);
+		if (REAL(bind)(fd, &b.sa, bl) != 0) {
+			shim_log("connect to %s: bind to loopback failed: %s",
+			    svc, strerror(errno));
+			goto fail;
+		}
+		ll = sizeof(local);
+		if (REAL(getsockname)(fd, &local.sa, &ll) != 0)
+			goto fail;
+		lport = sa_port(&local);
+		if (lport == 0)
+			goto fail;
+	}
+	if (ctl_connect(svc, lport, &outport) != 0)
+		goto fail;
+	*vialen = loopback_sa(via, d.family, d.mapped, outport);
+	memset(e, 0, sizeof(*e));
+	e->kind = FDT_OUT;
+	e->ino = fdt_inode(fd);
+	memcpy(&e->orig, sa, len < sizeof(e->orig) ? len : sizeof(e->orig));
+	e->origlen = len < sizeof(e->orig) ? len : sizeof(e->orig);
+	e->via = *via;
+	e->vialen = *vialen;
+	shim_log("connect fd %d -> %s via local port %u, helperd port %u",
+	    fd, svc, lport, outport);
+	errno = saved;
+	return PREP_MESH;
+pass:
+	errno = saved;
+	return PREP_PASS;
+fail:
+	errno = ECONNREFUSED;
+	return PREP_FAIL;
+}
+
+/* Record the entry if the kernel took the connect (done or in progress). */
+static void
+record(int fd, int rc, const struct fdt_ent *e)
+{
+	int saved = errno;
+
+	if (rc == 0 || errno == EINPROGRESS || errno == EINTR ||
+	    errno == EALREADY) {
+		if (shim_is_owner())
+			fdt_set(fd, e);
+	}
+	errno = saved;
+}
+
+EXPORT int
+connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	union shim_sa via;
+	socklen_t vialen;
+	struct fdt_ent e;
+	int rc;
+
+	if (REAL(connect) == NULL) {
+		errno = ENOSYS;
+		return -1;
+	}
+	switch (prepare(fd, sa, len, &via, &vialen, &e)) {
+	case PREP_MESH:
+		rc = REAL(connect)(fd, &via.sa, vialen);
+		record(fd, rc, &e);
+		return rc;
+	case PREP_AGAIN:
+		return REAL(connect)(fd, &via.sa, vialen);
+	case PREP_FAIL:
+		return -1;
+	default:
+		return REAL(connect)(fd, sa, len);
+	}
+}
+
+EXPORT ssize_t
+sendto(int fd, const void *buf, size_t n, int flags,
+    const struct sockaddr *sa, socklen_t len)
+{
+	union shim_sa via;
+	socklen_t vialen;
+	struct fdt_ent e;
+	ssize_t rc;
+
+	if (REAL(sendto) == NULL) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (!(flags & MSG_FASTOPEN) || sa == NULL)
+		return REAL(sendto)(fd, buf, n, flags, sa, len);
+	switch (prepare(fd, sa, len, &via, &vialen, &e)) {
+	case PREP_MESH:
+		rc = REAL(sendto)(fd, buf, n, flags, &via.sa, vialen);
+		record(fd, rc >= 0 ? 0 : -1, &e);
+		return rc;
+	case PREP_AGAIN:
+		return REAL(sendto)(fd, buf, n, flags, &via.sa, vialen);
+	case PREP_FAIL:
+		return -1;
+	default:
+		return REAL(sendto)(fd, buf, n, flags, sa, len);
+	}
+}
+
+EXPORT ssize_t
+sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	union shim_sa via;
+	socklen_t vialen;
+	struct fdt_ent e;
+	struct msghdr m;
+	ssize_t rc;
+
+	if (REAL(sendmsg) == NULL) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (!(flags & MSG_FASTOPEN) || msg == NULL || msg->msg_name == NULL)
+		return REAL(sendmsg)(fd, msg, flags);
+	switch (prepare(fd, msg->msg_name, msg->msg_namelen, &via, &vialen,
+	    &e)) {
+	case PREP_MESH:
+		m = *msg;
+		m.msg_name = &via;
+		m.msg_namelen = vialen;
+		rc = REAL(sendmsg)(fd, &m, flags);
+		record(fd, rc >= 0 ? 0 : -1, &e);
+		return rc;
+	case PREP_AGAIN:
+		m = *msg;
+		m.msg_name = &via;
+		m.msg_namelen = vialen;
+		return REAL(sendmsg)(fd, &m, flags);
+	case PREP_FAIL:
+		return -1;
+	default:
+		return REAL(sendmsg)(fd, msg, flags);
+	}
+}
+
+/* Copy an address out the way the kernel does: truncate to the caller's
+ * buffer, report the full length. */
+static void
+sa_out(const union shim_sa *src, socklen_t srclen, struct sockaddr *dst,
+    socklen_t *dstlen)
+{
+	socklen_t cap = *dstlen;
+
+	memcpy(dst, src, cap < srclen ? cap : srclen);
+	*dstlen = srclen;
+}
+
+EXPORT int
+getpeername(int fd, struct sockaddr *sa, socklen_t *len)
+{
+	struct fdt_ent e;
+	union shim_sa real;
+	socklen_t rl = sizeof(real);
+	int rc, saved = errno;
+
+	if (REAL(getpeername) == NULL) {
+		errno = ENOSYS;
+		return -1;
+	}
+	shim_init();
+	if (!shim.enabled || sa == NULL || len == NULL || !fdt_get(fd, &e))
+		return REAL(getpeername)(fd, sa, len);
+	rc = REAL(getpeername)(fd, &real.sa, &rl);
+	if (rc != 0)
+		return rc;
+	/* An outbound socket shows the asked-for address only while it is
+	 * really connected to helperd; a mesh-accepted one shows the real
+	 * source. */
+	if (e.kind == FDT_OUT && sa_equal(&real, &e.via))
+		sa_out(&e.orig, e.origlen, sa, len);
+	else if (e.kind == FDT_IN)
+		sa_out(&e.orig, e.origlen, sa, len);
+	else
+		sa_out(&real, rl, sa, len);
+	errno = saved;
+	return rc;
+}
+
+/* ---- inbound ---- */
+
+/* After the kernel accepted fd: strict mode refuses direct connections;
+ * mesh connections get their real source and SPIFFE ID recorded.
+ * Returns 1 keep, 0 refused (fd closed). */
+static int
+inbound_check(int fd, struct sockaddr *sa, socklen_t *len)
+{
+	union shim_sa local, peer;
+	socklen_t ll = sizeof(local), pl = sizeof(peer);
+	struct shim_dest pd;
+	struct fdt_ent e;
+	uint16_t svc_port = 0;
+	int strict = 0, r;
+
+	if (REAL(getsockname)(fd, &local.sa, &ll) != 0 ||
+	    (local.sa.sa_family != AF_INET && local.sa.sa_family != AF_INET6))
+		return 1;
+	if (REAL(getpeername)(fd, &peer.sa, &pl) != 0 ||
+	    shim_dest_from_sa(&peer.sa, pl, &pd) != 0)
+		return 1;
+	if (ctl_ensure() != 0) {
+		/* helperd unreachable: the last known policy decides. */
+		(void)ctl_inbound(&strict, &svc_port);
+		if (!strict || (svc_port != 0 && sa_port(&local) != svc_port))
+			return 1;
+		shim_log("accept on port %u: helperd unreachable, strict: "
+		    "refused", sa_port(&local));
+		return 0;
+	}
+	(void)ctl_inbound(&strict, &svc_port);
+	if (svc_port != 0 && sa_port(&local) != svc_port)
+		return 1;
+	if (!shim_dest_is_loopback(&pd)) {
+		r = 0;	/* helperd reaches local services over loopback */
+	} else {
+		memset(&e, 0, sizeof(e));
+		r = ctl_accept(sa_port(&local), pd.port, e.id, sizeof(e.id),
+		    &e.orig, &e.origlen);
+	}
+	if (r == 1) {
+		/* Present the source in the accepted socket's family. */
+		if (local.sa.sa_family == AF_INET6 &&
+		    e.orig.sa.sa_family == AF_INET) {
+			struct sockaddr_in v4 = e.orig.in;
+			memset(&e.orig, 0, sizeof(e.orig));
+			e.orig.in6.sin6_family = AF_INET6;
+			e.orig.in6.sin6_port = v4.sin_port;
+			e.orig.in6.sin6_addr.s6_addr[10] = 0xff;
+			e.orig.in6.sin6_addr.s6_addr[11] = 0xff;
+			memcpy(&e.orig.in6.sin6_addr.s6_addr[12],
+			    &v4.sin_addr, 4);
+			e.origlen = sizeof(e.orig.in6);
+		}
+		if (e.orig.sa.sa_family != local.sa.sa_family) {
+			e.orig = peer;	/* cannot show it in this family */
+			e.origlen = pl;
+		}
+		e.kind = FDT_IN;
+		e.ino = fdt_inode(fd);
+		if (shim_is_owner())
+			fdt_set(fd, &e);
+		if (sa != NULL && len != NULL)
+			sa_out(&e.orig, e.origlen, sa, len);
+		return 1;
+	}
+	if (r == 0 && strict) {
+		shim_log("accept on port %u: direct connection from port %u "
+		    "refused (inbound strict)", sa_port(&local), pd.port);
+		return 0;
+	}
+	if (r < 0 && strict)
+		return 0;
+	return 1;
+}
+
+static int
+do_accept(int lfd, struct sockaddr *sa, socklen_t *len, int flags, int is4)
+{
+	socklen_t cap = len != NULL ? *len : 0;
+	int fd, saved = errno, fl;
+
+	for (;;) {
+		if (len != NULL)
+			*len = cap;
+		fd = is4 ? REAL(accept4)(lfd, sa, len, flags) :
+		    REAL(accept)(lfd, sa, len);
+		if (fd < 0)
+			return fd;
+		shim_init();
+		if (!shim.enabled || shim_busy)
+			return fd;
+		if (inbound_check(fd, sa, len)) {
+			errno = saved;
+			return fd;
+		}
+		REAL(close)(fd);
+		fl = REAL(fcntl)(lfd, F_GETFL);
+		if (fl >= 0 && (fl & O_NONBLOCK)) {
+			errno = EAGAIN;
+			return -1;
+		}
+		errno = saved;
+	}
+}
+
+EXPORT int
+accept(int lfd, struct sockaddr *sa, socklen_t *len)
+{
+	if (REAL(accept) == NULL) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return do_accept(lfd, sa, len, 0, 0);
+}
+
+EXPORT int
+accept4(int lfd, struct sockaddr *sa, socklen_t *len, int flags)
+{
+	if (REAL(accept4) == NULL) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return do_accept(lfd, sa, len, flags, 1);
+}
+
+EXPORT int
+meshshim_peer_id(int fd, char *buf, size_t len)
+{
+	struct fdt_ent e;
+	size_t n;
+
+	shim_init();
+	if (buf == NULL || len == 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (!shim.enabled || !fdt_get(fd, &e) || e.kind != FDT_IN ||
+	    e.id[0] == '\0') {
+		errno = ENOENT;
+		return -1;
+	}
+	n = strnlen(e.id, sizeof(e.id));
+	if (n >= len) {
+		errno = ERANGE;
+		return -1;
+	}
+	memcpy(buf, e.id, n + 1);
+	return 0;
+}

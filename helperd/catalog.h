@@ -1,0 +1,53 @@
+/* catalog: the services this node knows and where their instances are.
+ * On a single node every instance is local: this node's advertise_addr and
+ * mesh_port. The JSON builders give the Consul shapes of the agent,
+ * catalog and health endpoints. */
+#ifndef MESH_CATALOG_H
+#define MESH_CATALOG_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+#include "conf/conf.h"
+
+struct catalog;
+
+struct catalog_instance {
+	const char *node;
+	const char *address;          /* node address other nodes dial */
+	int mesh_port;
+	const struct conf_service *svc;
+	int local;
+};
+
+int catalog_new(struct catalog **out, const char *node, const char *dc);
+void catalog_free(struct catalog *c);
+
+/* Set this node's address and bound mesh port. */
+void catalog_set_node(struct catalog *c, const char *address, int mesh_port);
+
+/* Replace the local services with a merge of the config services and the
+ * API-registered ones (the catalog keeps pointers: both arrays must live
+ * until the next call). */
+int catalog_set_local(struct catalog *c, const struct conf_service *cfg,
+    size_t n_cfg, const struct conf_service *api, size_t n_api);
+
+/* A local service by name, or NULL. */
+const struct conf_service *catalog_local(const struct catalog *c,
+    const char *name);
+size_t catalog_local_count(const struct catalog *c);
+const struct conf_service *catalog_local_at(const struct catalog *c,
+    size_t i);
+
+/* Instances of service name (up to max); returns how many. */
+size_t catalog_instances(const struct catalog *c, const char *name,
+    struct catalog_instance *out, size_t max);
+
+json_t *catalog_agent_services_json(const struct catalog *c);
+json_t *catalog_services_json(const struct catalog *c);
+json_t *catalog_nodes_json(const struct catalog *c);
+json_t *catalog_service_json(const struct catalog *c, const char *name);
+json_t *catalog_health_connect_json(const struct catalog *c,
+    const char *name);
+
+#endif

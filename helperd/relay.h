@@ -1,0 +1,51 @@
+/* relay: the data path. Listeners for the mesh port (inbound mTLS, all
+ * services, SNI) and the loopback outbound port (app sockets the shim sent
+ * here), and every relayed connection: one state struct, one teardown
+ * (relay_conn_close with a reason), bounded buffers from a pool, timeouts
+ * on connect and handshake, half-close propagated both ways. */
+#ifndef MESH_RELAY_H
+#define MESH_RELAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct helperd;
+struct relay;
+
+int relay_new(struct relay **out, struct helperd *h);
+/* Close every connection and listener, free everything. */
+void relay_free(struct relay *r);
+
+/* Listen on bind_addr:port for mesh (TLS) connections; the bound port is
+ * returned in *bound. 0/-1 with err. */
+int relay_listen_mesh(struct relay *r, const char *bind_addr, int port,
+    int *bound, char *err, size_t errlen);
+/* Listen on 127.0.0.1 (and ::1 when available) on one free port for app
+ * sockets sent by the shim. 0/-1 with err. */
+int relay_listen_outbound(struct relay *r, int *port, char *err,
+    size_t errlen);
+
+/* Register the original destination of an app socket bound to loopback
+ * local_port: the next connection from that port to the outbound listener
+ * is relayed from src to dst. Replaces a stale registration. 0/-1. */
+int relay_pending_add(struct relay *r, int local_port, const char *src,
+    const char *dst, uid_t uid);
+
+/* Inbound connection whose socket towards the local service has the local
+ * port port: source SPIFFE ID and source address, for the shim's ACCEPT.
+ * 0 found / -1. */
+int relay_inbound_lookup(struct relay *r, int port, char *spiffe,
+    size_t spiffelen, char *addr, size_t addrlen, int *src_port);
+
+/* Timeouts and expired registrations; call every ~100 ms. */
+void relay_tick(struct relay *r, int64_t now_ms);
+
+/* Intentions changed: close every open connection whose pair is now
+ * denied, logging each. Returns how many were closed. */
+size_t relay_recheck(struct relay *r, const char *why);
+
+/* Open connections (outbound + inbound), for tests and /v1/agent/metrics. */
+size_t relay_count(const struct relay *r);
+
+#endif

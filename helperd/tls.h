@@ -1,0 +1,46 @@
+/* tls: GnuTLS sessions for the mesh port: TLS 1.3 only, AES-128-GCM first,
+ * both sides verified with ca_verify_session from a callback during the
+ * handshake. The server picks the destination service (and so its leaf)
+ * from the SNI name <service>.default.<dc>.internal.<trust-domain>. */
+#ifndef MESH_TLS_H
+#define MESH_TLS_H
+
+#include <stddef.h>
+#include <gnutls/gnutls.h>
+
+struct helperd;
+struct ca_leaf;
+
+/* What a session knows about its two ends; embedded in a connection and
+ * attached to the session with gnutls_session_set_ptr. */
+struct tls_peer {
+	struct helperd *h;
+	int server;                 /* we accepted */
+	char local_service[64];     /* server: chosen by SNI; client: source */
+	char expect[64];            /* client: the service we dialled */
+	char peer_service[64];      /* verified peer service */
+	char peer_spiffe[256];
+	struct ca_leaf *leaf;       /* reference held while the session lives */
+	char why[256];              /* reason of a failed handshake */
+};
+
+int tls_global_init(char *err, size_t errlen);
+void tls_global_deinit(void);
+
+/* New non-blocking server session on fd. NULL on error. */
+gnutls_session_t tls_server_new(int fd, struct tls_peer *peer);
+/* New client session on fd presenting peer->leaf, expecting peer->expect,
+ * SNI for it. NULL on error. */
+gnutls_session_t tls_client_new(int fd, struct tls_peer *peer);
+
+/* SNI name of service in dc for trust domain td. 0/-1. */
+int tls_sni_name(char *buf, size_t len, const char *service, const char *dc,
+    const char *td);
+/* Service from an SNI name; -1 when not ours. */
+int tls_sni_service(const char *sni, const char *dc, const char *td,
+    char *service, size_t len);
+
+/* Release the leaf reference held by peer. */
+void tls_peer_release(struct tls_peer *peer);
+
+#endif

@@ -1,0 +1,931 @@
+/* shim_ctl: the control connection to helperd (common/ctlproto.h) and the
+ * route table (upstreams from MESH_UPSTREAMS and from helperd's HELLO).
+ *
+ * One control connection per process, made on first use, AF_UNIX stream,
+ * SOCK_CLOEXEC. Round trips are serialised by ctl_mu and bounded by
+ * SHIM_CTL_TIMEOUT_MS. The connection is given up (never closed, since the
+ * number may be the application's now) when the application closes or
+ * dup2's over it, or when its inode changes; it is closed and re-made after
+ * EOF, an error, or a fork (the child gets its own). A failed connection
+ * is retried on the next mesh connect; nothing is cached as "down". */
+#include "shim.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include "common/ctlproto.h"
+
+void shim_set_owner(pid_t pid) SHIM_HIDDEN;
+
+struct route {
+	struct in6_addr addr;   /* normalised, see shim_dest */
+	uint16_t port;
+	int any;                /* 0.0.0.0 / :: : any loopback address */
+	char svc[SHIM_NAME_MAX];
+};
+
+/* MESH_UPSTREAMS: written once at init, read-only afterwards. */
+static struct route env_routes[SHIM_MAX_ROUTES];
+static int n_env;
+
+/* From helperd's HELLO: seqlock (writers hold ctl_mu). */
+static struct {
+	unsigned seq;
+	int n;
+	struct route r[SHIM_MAX_ROUTES];
+	char dns[SHIM_DOMAIN_MAX];
+} hd = { .dns = "mesh" };
+
+static struct {
+	int fd;                 /* -1: none */
+	unsigned long ino;
+	dev_t dev;
+	uint16_t outport;
+	int have_list;          /* a HELLO answer was seen (atomic) */
+	int strict;             /* inbound policy (atomic) */
+	int svc_port;           /* service port, 0 unknown (atomic) */
+	long long retry_ms;     /* atomic: next HELLO for a non-route dest */
+	char buf[CTL_REPLY_MAX + 1];
+	struct route scratch[SHIM_MAX_ROUTES];
+} ctl = { .fd = -1 };
+
+static pthread_mutex_t ctl_mu = PTHREAD_MUTEX_INITIALIZER;
+static int ctl_pub = -1;        /* atomic: fd the close hooks watch */
+
+/* ---- routes ---- */
+
+static int
+is_loop1(const struct in6_addr *a)
+{
+	static const unsigned char v4lo[16] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	    0xff, 0xff, 127, 0, 0, 1 };
+
+	return IN6_IS_ADDR_LOOPBACK(a) || memcmp(a, v4lo, 16) == 0;
+}
+
+static int
+route_match(const struct route *r, const struct shim_dest *d)
+{
+	if (r->port != d->port)
+		return 0;
+	if (memcmp(&r->addr, &d->addr, 16) == 0)
+		return 1;
+	/* 127.0.0.1 and ::1 are the same loopback for an upstream: "localhost"
+	 * may resolve to either. */
+	if (is_loop1(&r->addr) && is_loop1(&d->addr))
+		return 1;
+	return r->any && shim_dest_is_loopback(d);
+}
+
+/* Parse an address literal (v4, v6, [v6]) into normalised form. */
+static int
+parse_addr(const char *s, size_t n, struct in6_addr *a, int *any)
+{
+	char tmp[INET6_ADDRSTRLEN + 2];
+	struct in_addr v4;
+
+	if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
+		s++;
+		n -= 2;
+	}
+	if (n == 0 || n >= sizeof(tmp))
+		return -1;
+	memcpy(tmp, s, n);
+	tmp[n] = '\0';
+	memset(a, 0, sizeof(*a));
+	if (inet_pton(AF_INET, tmp, &v4) == 1) {
+		a->s6_addr[10] = 0xff;
+		a->s6_addr[11] = 0xff;
+		memcpy(&a->s6_addr[12], &v4, 4);
+		*any = v4.s_addr == htonl(INADDR_ANY);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, tmp, a) == 1) {
+		*any = IN6_IS_ADDR_UNSPECIFIED(a);
+		return 0;
+	}
+	if (strcmp(tmp, "localhost") == 0) {
+		a->s6_addr[10] = 0xff;
+		a->s6_addr[11] = 0xff;
+		a->s6_addr[12] = 127;
+		a->s6_addr[15] = 1;
+		*any = 0;
+		return 0;
+	}
+	return -1;
+}
+
+/* Decimal 1..65535, the whole of s[0..n). */
+static int
+parse_port(const char *s, size_t n)
+{
+	long v = 0;
+	size_t i;
+
+	if (n == 0 || n > 5)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v >= 1 && v <= 65535 ? (int)v : -1;
+}
+
+static int
+valid_name(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || n >= SHIM_NAME_MAX)
+		return 0;
+	for (i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
+			return 0;
+	}
+	return 1;
+}
+
+/* "name:port", "name:addr:port", "name:[v6]:port". */
+static int
+parse_env_upstream(const char *s, size_t n, struct route *r)
+{
+	const char *c1 = memchr(s, ':', n), *c2;
+	int port;
+
+	if (c1 == NULL || !valid_name(s, (size_t)(c1 - s)))
+		return -1;
+	memset(r, 0, sizeof(*r));
+	memcpy(r->svc, s, (size_t)(c1 - s));
+	c2 = s + n;
+	while (c2 > c1 + 1 && c2[-1] != ':')
+		c2--;
+	if (c2 == c1 + 1) {
+		/* name:port */
+		r->addr.s6_addr[10] = 0xff;
+		r->addr.s6_addr[11] = 0xff;
+		r->addr.s6_addr[12] = 127;
+		r->addr.s6_addr[15] = 1;
+	} else if (parse_addr(c1 + 1, (size_t)(c2 - 1 - (c1 + 1)), &r->addr,
+	    &r->any) != 0) {
+		return -1;
+	}
+	port = parse_port(c2, (size_t)(s + n - c2));
+	if (port < 0)
+		return -1;
+	r->port = (uint16_t)port;
+	return 0;
+}
+
+void
+ctl_env_upstreams(const char *spec)
+{
+	const char *p = spec, *e;
+
+	while (p != NULL && *p != '\0') {
+		e = strchr(p, ',');
+		if (e == NULL)
+			e = p + strlen(p);
+		while (p < e && *p == ' ')
+			p++;
+		if (e > p) {
+			if (n_env >= SHIM_MAX_ROUTES ||
+			    parse_env_upstream(p, (size_t)(e - p),
+			    &env_routes[n_env]) != 0)
+				shim_log("MESH_UPSTREAMS: ignoring \"%.*s\"",
+				    (int)(e - p), p);
+			else
+				n_env++;
+		}
+		p = *e == ',' ? e + 1 : e;
+	}
+}
+
+int
+ctl_route(const struct shim_dest *d, char *svc, size_t svclen)
+{
+	unsigned a, b;
+	int i, n, found, tries;
+	char name[SHIM_NAME_MAX];
+
+	if (dns_in_range(d))
+		return dns_lookup_addr(d, svc, svclen);
+	/* MESH_UPSTREAMS wins over the service definition, as a -upstream
+	 * flag does. */
+	for (i = 0; i < n_env; i++) {
+		if (route_match(&env_routes[i], d)) {
+			snprintf(svc, svclen, "%s", env_routes[i].svc);
+			return 1;
+		}
+	}
+	for (tries = 0; tries < 1000; tries++) {
+		a = __atomic_load_n(&hd.seq, __ATOMIC_ACQUIRE);
+		if (a & 1u)
+			continue;
+		found = 0;
+		n = hd.n;
+		if (n > SHIM_MAX_ROUTES)
+			n = SHIM_MAX_ROUTES;
+		for (i = 0; i < n; i++) {
+			if (route_match(&hd.r[i], d)) {
+				memcpy(name, hd.r[i].svc, sizeof(name));
+				name[sizeof(name) - 1] = '\0';
+				found = 1;
+				break;
+			}
+		}
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		b = __atomic_load_n(&hd.seq, __ATOMIC_RELAXED);
+		if (a != b)
+			continue;
+		if (found)
+			snprintf(svc, svclen, "%s", name);
+		return found;
+	}
+	return 0;
+}
+
+void
+ctl_dns_domain(char *buf, size_t len)
+{
+	unsigned a, b;
+	char tmp[SHIM_DOMAIN_MAX];
+	int tries;
+
+	for (tries = 0; tries < 1000; tries++) {
+		a = __atomic_load_n(&hd.seq, __ATOMIC_ACQUIRE);
+		if (a & 1u)
+			continue;
+		memcpy(tmp, hd.dns, sizeof(tmp));
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		b = __atomic_load_n(&hd.seq, __ATOMIC_RELAXED);
+		if (a == b) {
+			tmp[sizeof(tmp) - 1] = '\0';
+			snprintf(buf, len, "%s", tmp);
+			return;
+		}
+	}
+	snprintf(buf, len, "mesh");
+}
+
+static long long
+now_ms(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+int
+ctl_route_unknown(const struct shim_dest *d)
+{
+	(void)d;
+	if (__atomic_load_n(&ctl.have_list, __ATOMIC_ACQUIRE))
+		return 0;
+	/* helperd was not reachable: ask again at most once a second for
+	 * destinations that are not known routes. */
+	return now_ms() >= __atomic_load_n(&ctl.retry_ms, __ATOMIC_ACQUIRE);
+}
+
+int
+ctl_inbound(int *strict, uint16_t *svc_port)
+{
+	*strict = __atomic_load_n(&ctl.strict, __ATOMIC_ACQUIRE);
+	*svc_port = (uint16_t)__atomic_load_n(&ctl.svc_port, __ATOMIC_ACQUIRE);
+	return 0;
+}
+
+/* ---- the HELLO reply ---- */
+
+/* OK port=<p> dns=<d> [up=<dest>,<addr>,<port>]... [inbound=strict|
+ * permissive] [svc_port=<p>]; unknown keys are ignored. Modifies line.
+ * Caller holds ctl_mu. 0, or -1 if malformed (nothing changed). */
+int
+ctl_parse_hello(char *line)
+{
+	char *tok, *save = NULL, dns[SHIM_DOMAIN_MAX] = "";
+	int port = -1, n = 0, strict = -1, svc_port = 0, any;
+	unsigned v;
+
+	tok = strtok_r(line, " ", &save);
+	if (tok == NULL || strcmp(tok, "OK") != 0)
+		return -1;
+	while ((tok = strtok_r(NULL, " ", &save)) != NULL) {
+		char *eq = strchr(tok, '='), *val;
+		size_t klen, vlen;
+		if (eq == NULL)
+			continue;
+		klen = (size_t)(eq - tok);
+		val = eq + 1;
+		vlen = strlen(val);
+		if (klen == 4 && memcmp(tok, "port", 4) == 0) {
+			port = parse_port(val, vlen);
+			if (port < 0)
+				return -1;
+		} else if (klen == 3 && memcmp(tok, "dns", 3) == 0) {
+			size_t i;
+			while (vlen > 0 && val[vlen - 1] == '.')
+				vlen--;
+			if (vlen == 0 || vlen >= sizeof(dns))
+				return -1;
+			for (i = 0; i < vlen; i++) {
+				char c = val[i];
+				if (!((c >= 'a' && c <= 'z') ||
+				    (c >= 'A' && c <= 'Z') ||
+				    (c >= '0' && c <= '9') || c == '-' ||
+				    c == '.'))
+					return -1;
+			}
+			memcpy(dns, val, vlen);
+			dns[vlen] = '\0';
+		} else if (klen == 2 && memcmp(tok, "up", 2) == 0) {
+			char *c1 = strchr(val, ','), *c2;
+			int p;
+			struct route *r;
+			if (c1 == NULL || (c2 = strrchr(val, ',')) == c1)
+				return -1;
+			if (n >= SHIM_MAX_ROUTES) {
+				shim_log("HELLO: more than %d upstreams, "
+				    "ignoring the rest", SHIM_MAX_ROUTES);
+				continue;
+			}
+			r = &ctl.scratch[n];
+			memset(r, 0, sizeof(*r));
+			if (!valid_name(val, (size_t)(c1 - val)) ||
+			    parse_addr(c1 + 1, (size_t)(c2 - c1 - 1),
+			    &r->addr, &any) != 0 ||
+			    (p = parse_port(c2 + 1, strlen(c2 + 1))) < 0) {
+				shim_log("HELLO: ignoring bad upstream "
+				    "\"%.200s\"", val);
+				continue;
+			}
+			memcpy(r->svc, val, (size_t)(c1 - val));
+			r->any = any;
+			r->port = (uint16_t)p;
+			n++;
+		} else if (klen == 7 && memcmp(tok, "inbound", 7) == 0) {
+			strict = strcmp(val, "strict") == 0;
+		} else if (klen == 8 && memcmp(tok, "svc_port", 8) == 0) {
+			svc_port = parse_port(val, vlen);
+			if (svc_port < 0)
+				svc_port = 0;
+		}
+	}
+	if (port < 0)
+		return -1;
+	v = __atomic_load_n(&hd.seq, __ATOMIC_RELAXED) | 1u;
+	__atomic_store_n(&hd.seq, v, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	memcpy(hd.r, ctl.scratch, sizeof(struct route) * (size_t)n);
+	hd.n = n;
+	if (dns[0] != '\0')
+		memcpy(hd.dns, dns, sizeof(dns));
+	__atomic_store_n(&hd.seq, v + 1, __ATOMIC_RELEASE);
+	ctl.outport = (uint16_t)port;
+	if (strict >= 0)
+		__atomic_store_n(&ctl.strict, strict, __ATOMIC_RELEASE);
+	__atomic_store_n(&ctl.svc_port, svc_port, __ATOMIC_RELEASE);
+	__atomic_store_n(&ctl.have_list, 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* ---- I/O on a control socket ---- */
+
+static long
+ms_left(const struct timespec *deadline)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (deadline->tv_sec - now.tv_sec) * 1000 +
+	    (deadline->tv_nsec - now.tv_nsec) / 1000000;
+}
+
+static int
+io_wait(int fd, short ev, const struct timespec *deadline)
+{
+	struct pollfd p = { .fd = fd, .events = ev };
+	long ms;
+	int r;
+
+	for (;;) {
+		ms = ms_left(deadline);
+		if (ms <= 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		r = poll(&p, 1, (int)ms);
+		if (r > 0)
+			return 0;
+		if (r == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (errno != EINTR)
+			return -1;
+	}
+}
+
+static int
+io_send(int fd, const char *s, size_t n, const struct timespec *deadline)
+{
+	ssize_t w;
+
+	while (n > 0) {
+		w = send(fd, s, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w > 0) {
+			s += w;
+			n -= (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (io_wait(fd, POLLOUT, deadline) != 0)
+				return -1;
+			continue;
+		}
+		return -1;
+	}
+	return 0;
+}
+
+/* Read one reply line into buf (NUL-terminated, '\n' stripped). A line
+ * longer than cap-1 is read to its end and truncated (*trunc = 1). Bytes
+ * after the newline are a protocol error (*extra = 1). 0/-1. */
+static int
+io_line(int fd, char *buf, size_t cap, const struct timespec *deadline,
+    int *trunc, int *extra)
+{
+	size_t len = 0;
+	char tmp[512];
+	ssize_t r;
+	char *nl;
+	size_t take, total = 0;
+
+	*trunc = *extra = 0;
+	for (;;) {
+		r = recv(fd, tmp, sizeof(tmp), MSG_DONTWAIT);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (io_wait(fd, POLLIN, deadline) != 0)
+				return -1;
+			continue;
+		}
+		if (r < 0)
+			return -1;
+		if (r == 0) {
+			errno = ECONNRESET;
+			return -1;
+		}
+		total += (size_t)r;
+		if (total > CTL_REPLY_MAX + 512) {
+			errno = EMSGSIZE;
+			return -1;
+		}
+		nl = memchr(tmp, '\n', (size_t)r);
+		take = nl != NULL ? (size_t)(nl - tmp) : (size_t)r;
+		if (len + take > cap - 1) {
+			*trunc = 1;
+			take = cap - 1 - len;
+		}
+		memcpy(buf + len, tmp, take);
+		len += take;
+		if (nl != NULL) {
+			if (nl + 1 < tmp + r)
+				*extra = 1;
+			buf[len] = '\0';
+			if (len > 0 && buf[len - 1] == '\r')
+				buf[--len] = '\0';
+			return 0;
+		}
+	}
+}
+
+static void
+deadline_in(struct timespec *t, long ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, t);
+	t->tv_sec += ms / 1000;
+	t->tv_nsec += (ms % 1000) * 1000000;
+	if (t->tv_nsec >= 1000000000) {
+		t->tv_sec++;
+		t->tv_nsec -= 1000000000;
+	}
+}
+
+/* A new connected control socket, or -1. */
+static int
+sock_open(const struct timespec *deadline)
+{
+	struct sockaddr_un un;
+	int fd, err;
+	socklen_t el = sizeof(err);
+
+	memset(&un, 0, sizeof(un));
+	un.sun_family = AF_UNIX;
+	memcpy(un.sun_path, shim.sock_path, strlen(shim.sock_path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -1;
+	if (REAL(connect)(fd, (struct sockaddr *)&un, sizeof(un)) != 0) {
+		if (errno != EINPROGRESS && errno != EAGAIN)
+			goto err;
+		if (io_wait(fd, POLLOUT, deadline) != 0)
+			goto err;
+		if (REAL(getsockopt)(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
+			goto err;
+		if (err != 0) {
+			errno = err;
+			goto err;
+		}
+	}
+	return fd;
+err:
+	err = errno;
+	REAL(close)(fd);
+	errno = err;
+	return -1;
+}
+
+/* One request, one reply line into buf. 0/-1. */
+static int
+round_trip(int fd, const char *req, char *buf, size_t cap,
+    const struct timespec *deadline, int *extra)
+{
+	int trunc;
+
+	if (io_send(fd, req, strlen(req), deadline) != 0)
+		return -1;
+	if (io_line(fd, buf, cap, deadline, &trunc, extra) != 0)
+		return -1;
+	if (trunc) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- the process's control connection (caller holds ctl_mu) ---- */
+
+static void
+drop(const char *why)
+{
+	if (ctl.fd >= 0) {
+		shim_log("control connection closed: %s", why);
+		/* Only close what is still ours. */
+		if (__atomic_load_n(&ctl_pub, __ATOMIC_ACQUIRE) == ctl.fd) {
+			__atomic_store_n(&ctl_pub, -1, __ATOMIC_RELEASE);
+			REAL(close)(ctl.fd);
+		}
+	}
+	ctl.fd = -1;
+	__atomic_store_n(&ctl_pub, -1, __ATOMIC_RELEASE);
+}
+
+/* Is the open control fd still ours and idle? */
+static int
+still_ours(void)
+{
+	struct stat st;
+	struct pollfd p;
+
+	if (__atomic_load_n(&ctl_pub, __ATOMIC_ACQUIRE) != ctl.fd) {
+		/* The application closed it or dup2'ed over it: the number
+		 * is not ours any more; forget it without closing. */
+		shim_log("control fd %d taken by the application", ctl.fd);
+		ctl.fd = -1;
+		return 0;
+	}
+	if (fstat(ctl.fd, &st) != 0 || !S_ISSOCK(st.st_mode) ||
+	    st.st_ino != ctl.ino || st.st_dev != ctl.dev) {
+		shim_log("control fd %d no longer ours", ctl.fd);
+		ctl.fd = -1;
+		__atomic_store_n(&ctl_pub, -1, __ATOMIC_RELEASE);
+		return 0;
+	}
+	/* Readable while idle means EOF (helperd went away) or garbage. */
+	p.fd = ctl.fd;
+	p.events = POLLIN;
+	p.revents = 0;
+	if (poll(&p, 1, 0) != 0) {
+		drop("helperd closed it");
+		return 0;
+	}
+	return 1;
+}
+
+static void
+retry_later(void)
+{
+	__atomic_store_n(&ctl.retry_ms, now_ms() + 1000, __ATOMIC_RELEASE);
+}
+
+static int
+ensure_locked(const struct timespec *deadline)
+{
+	struct stat st;
+	char req[SHIM_NAME_MAX + 16];
+	int fd, extra;
+
+	if (ctl.fd >= 0 && still_ours())
+		return 0;
+	fd = sock_open(deadline);
+	if (fd < 0) {
+		shim_log("cannot reach helperd at %s: %s", shim.sock_path,
+		    strerror(errno));
+		retry_later();
+		return -1;
+	}
+	if (fstat(fd, &st) != 0) {
+		REAL(close)(fd);
+		retry_later();
+		return -1;
+	}
+	ctl.fd = fd;
+	ctl.ino = (unsigned long)st.st_ino;
+	ctl.dev = st.st_dev;
+	__atomic_store_n(&ctl_pub, fd, __ATOMIC_RELEASE);
+	snprintf(req, sizeof(req), "HELLO %s\n", shim.service);
+	if (round_trip(fd, req, ctl.buf, sizeof(ctl.buf), deadline,
+	    &extra) != 0) {
+		shim_log("HELLO: %s", strerror(errno));
+		drop("HELLO failed");
+		retry_later();
+		return -1;
+	}
+	if (strncmp(ctl.buf, "OK", 2) != 0) {
+		shim_log("HELLO %s refused: %.300s", shim.service, ctl.buf);
+		drop("HELLO refused");
+		retry_later();
+		return -1;
+	}
+	if (ctl_parse_hello(ctl.buf) != 0) {
+		shim_log("HELLO: malformed reply");
+		drop("malformed HELLO reply");
+		retry_later();
+		return -1;
+	}
+	if (extra)
+		drop("unexpected data after HELLO reply");
+	shim_log("connected to helperd, outbound port %u, %d upstreams",
+	    ctl.outport, hd.n);
+	return 0;
+}
+
+/* Serialise, and keep a cancelled thread from leaving ctl_mu locked. */
+struct guard { int cancel; };
+
+static void
+lock(struct guard *g)
+{
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &g->cancel);
+	shim_busy++;
+	pthread_mutex_lock(&ctl_mu);
+}
+
+static void
+unlock(struct guard *g)
+{
+	int dummy;
+
+	pthread_mutex_unlock(&ctl_mu);
+	shim_busy--;
+	pthread_setcancelstate(g->cancel, &dummy);
+}
+
+int
+ctl_ensure(void)
+{
+	struct guard g;
+	struct timespec dl;
+	int r, saved = errno;
+
+	if (!shim_is_owner())
+		return -1;
+	lock(&g);
+	deadline_in(&dl, SHIM_CTL_TIMEOUT_MS);
+	r = ensure_locked(&dl);
+	unlock(&g);
+	errno = saved;
+	return r;
+}
+
+/* Send req and read its reply into ctl.buf, reconnecting once if the
+ * existing connection turns out to be dead. Caller holds ctl_mu. */
+static int
+request_locked(const char *req)
+{
+	struct timespec dl;
+	int attempt, fresh, extra;
+
+	deadline_in(&dl, SHIM_CTL_TIMEOUT_MS);
+	for (attempt = 0; attempt < 2; attempt++) {
+		fresh = ctl.fd < 0;
+		if (ensure_locked(&dl) != 0)
+			return -1;
+		if (round_trip(ctl.fd, req, ctl.buf, sizeof(ctl.buf), &dl,
+		    &extra) == 0) {
+			if (extra)
+				drop("unexpected data after a reply");
+			return 0;
+		}
+		shim_log("control request failed: %s", strerror(errno));
+		drop("request failed");
+		if (fresh)
+			return -1;
+	}
+	return -1;
+}
+
+/* "port=" of a (possibly truncated) HELLO reply. */
+static int
+hello_port(const char *line)
+{
+	const char *p = strstr(line, " port=");
+	size_t n = 0;
+
+	if (strncmp(line, "OK", 2) != 0 || p == NULL)
+		return -1;
+	p += 6;
+	while (p[n] >= '0' && p[n] <= '9')
+		n++;
+	return parse_port(p, n);
+}
+
+/* A process that does not own the state (a vfork child): one connection
+ * just for this request, on the stack, changing nothing shared. */
+static int
+oneshot(const char *req, char *out, size_t outlen, uint16_t *outport)
+{
+	struct timespec dl;
+	char hello[SHIM_NAME_MAX + 16], buf[1024];
+	int fd, port, trunc, extra, r = -1;
+
+	deadline_in(&dl, SHIM_CTL_TIMEOUT_MS);
+	fd = sock_open(&dl);
+	if (fd < 0)
+		return -1;
+	snprintf(hello, sizeof(hello), "HELLO %s\n", shim.service);
+	if (io_send(fd, hello, strlen(hello), &dl) != 0 ||
+	    io_line(fd, buf, sizeof(buf), &dl, &trunc, &extra) != 0 ||
+	    (port = hello_port(buf)) < 0)
+		goto out;
+	if (io_send(fd, req, strlen(req), &dl) != 0 ||
+	    io_line(fd, out, outlen, &dl, &trunc, &extra) != 0 || trunc)
+		goto out;
+	*outport = (uint16_t)port;
+	r = 0;
+out:
+	REAL(close)(fd);
+	return r;
+}
+
+int
+ctl_connect(const char *svc, uint16_t lport, uint16_t *outport)
+{
+	struct guard g;
+	char req[SHIM_NAME_MAX + 32], reply[512];
+	int r = -1;
+
+	snprintf(req, sizeof(req), "CONNECT %s %u\n", svc, lport);
+	if (!shim_is_owner()) {
+		if (oneshot(req, reply, sizeof(reply), outport) == 0 &&
+		    (strcmp(reply, "OK") == 0 ||
+		    strncmp(reply, "OK ", 3) == 0))
+			return 0;
+		errno = ECONNREFUSED;
+		return -1;
+	}
+	lock(&g);
+	if (request_locked(req) != 0) {
+		shim_log("connect to %s refused: helperd unreachable", svc);
+	} else if (strcmp(ctl.buf, "OK") == 0 ||
+	    strncmp(ctl.buf, "OK ", 3) == 0) {
+		*outport = ctl.outport;
+		r = 0;
+	} else {
+		shim_log("connect to %s refused: %.300s", svc, ctl.buf);
+	}
+	unlock(&g);
+	if (r != 0)
+		errno = ECONNREFUSED;
+	return r;
+}
+
+int
+ctl_accept(uint16_t lport, uint16_t pport, char *id, size_t idlen,
+    union shim_sa *src, socklen_t *srclen)
+{
+	struct guard g;
+	char req[64], *save = NULL, *tok[5];
+	struct in6_addr a;
+	int r = -1, any, n = 0, port;
+	size_t l;
+
+	if (!shim_is_owner())
+		return -1;
+	snprintf(req, sizeof(req), "ACCEPT %u %u\n", lport, pport);
+	lock(&g);
+	if (request_locked(req) != 0)
+		goto out;
+	for (tok[n] = strtok_r(ctl.buf, " ", &save); tok[n] != NULL && n < 4;
+	    tok[n] = strtok_r(NULL, " ", &save))
+		n++;
+	if (n >= 2 && strcmp(tok[0], "OK") == 0 &&
+	    strcmp(tok[1], "direct") == 0) {
+		r = 0;
+		goto out;
+	}
+	if (n < 4 || strcmp(tok[0], "OK") != 0 || strcmp(tok[1], "mesh") != 0)
+		goto bad;
+	tok[4] = strtok_r(NULL, " ", &save);
+	l = strlen(tok[2]);
+	if (l >= idlen || l >= SHIM_ID_MAX || tok[4] == NULL ||
+	    parse_addr(tok[3], strlen(tok[3]), &a, &any) != 0 ||
+	    (port = parse_port(tok[4], strlen(tok[4]))) < 0)
+		goto bad;
+	memcpy(id, tok[2], l + 1);
+	memset(src, 0, sizeof(*src));
+	if (IN6_IS_ADDR_V4MAPPED(&a)) {
+		src->in.sin_family = AF_INET;
+		src->in.sin_port = htons((uint16_t)port);
+		memcpy(&src->in.sin_addr, &a.s6_addr[12], 4);
+		*srclen = sizeof(src->in);
+	} else {
+		src->in6.sin6_family = AF_INET6;
+		src->in6.sin6_port = htons((uint16_t)port);
+		src->in6.sin6_addr = a;
+		*srclen = sizeof(src->in6);
+	}
+	r = 1;
+	goto out;
+bad:
+	shim_log("ACCEPT: unexpected reply");
+out:
+	unlock(&g);
+	return r;
+}
+
+/* ---- close hooks and fork ---- */
+
+void
+ctl_fd_lost(int fd)
+{
+	int cur = __atomic_load_n(&ctl_pub, __ATOMIC_ACQUIRE);
+
+	if (fd >= 0 && cur == fd)
+		__atomic_compare_exchange_n(&ctl_pub, &cur, -2, 0,
+		    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
+void
+ctl_fd_lost_range(unsigned first, unsigned last)
+{
+	int cur = __atomic_load_n(&ctl_pub, __ATOMIC_ACQUIRE);
+
+	if (cur >= 0 && (unsigned)cur >= first && (unsigned)cur <= last)
+		__atomic_compare_exchange_n(&ctl_pub, &cur, -2, 0,
+		    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
+void
+ctl_atfork_prepare(void)
+{
+	pthread_mutex_lock(&ctl_mu);
+}
+
+void
+ctl_atfork_parent(void)
+{
+	pthread_mutex_unlock(&ctl_mu);
+}
+
+void
+ctl_atfork_child(void)
+{
+	struct stat st;
+
+	pthread_mutex_init(&ctl_mu, NULL);
+	/* The parent's connection is the parent's: close our copy (if the
+	 * number is still ours) and make our own on first use. */
+	if (ctl.fd >= 0 && __atomic_load_n(&ctl_pub, __ATOMIC_ACQUIRE) ==
+	    ctl.fd && fstat(ctl.fd, &st) == 0 &&
+	    (unsigned long)st.st_ino == ctl.ino && st.st_dev == ctl.dev)
+		REAL(close)(ctl.fd);
+	ctl.fd = -1;
+	__atomic_store_n(&ctl_pub, -1, __ATOMIC_RELEASE);
+	shim_set_owner(getpid());
+}

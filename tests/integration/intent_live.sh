@@ -1,0 +1,93 @@
+#!/bin/bash
+# Intentions on live connections: a deny closes the open sessions of that
+# pair within 1 s (create, and -replace of an allow), other pairs stay up,
+# and flapping leaves no leaked fds or connections in helperd.
+. "$(dirname "$0")/lib.sh"
+
+ECHO=$(free_port); UP=$(free_port)
+start_echo "$ECHO"
+write_conf n1 'default_intention = "allow";'
+sed "s/8181/$ECHO/" "$SRCDIR/examples/getting-started/socat.json" > "$T/n1/services.d/socat.json"
+start_helperd n1 || { fail "helperd starts"; finish; exit 1; }
+S=$SRCDIR/tests/integration/session.py
+
+session() { # session NAME SERVICE SECONDS: background session through the mesh
+	LD_PRELOAD="$SHIM" MESH_SERVICE="$2" MESH_UPSTREAMS="socat:$UP" \
+	    python3 "$S" "$UP" "$3" "$T/$1.json" 0.05 &
+	PIDS="$PIDS $!"
+	eval "SPID_$1=$!"
+	for _ in $(seq 100); do
+		[ -s "$T/$1.json" ] && [ "$(jq_get "$T/$1.json" ok)" -gt 2 ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+closed_within() { # closed_within NAME T0 LIMIT: the session ended <= LIMIT s after T0
+	python3 - "$T/$1.json" "$2" "$3" <<'PY'
+import json, sys, time
+for _ in range(60):
+    d = json.load(open(sys.argv[1]))
+    if d["closed_at"] is not None:
+        dt = d["closed_at"] - float(sys.argv[2])
+        print("    closed %.3f s after the change (%s)" % (dt, d["reason"]))
+        sys.exit(0 if dt <= float(sys.argv[3]) else 1)
+    time.sleep(0.1)
+print("    still open 6 s after the change")
+sys.exit(1)
+PY
+}
+still_open() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["closed_at"] is None and d["bad"]==0 else 1)' "$T/$1.json"; }
+
+check "web session up" session web1 web 30
+check "api session up (another pair)" session api1 api 60
+t0=$(python3 -c 'import time; print(time.time())')
+out=$("$MESHCTL" intention create -deny web socat)
+check "create -deny: $out" [ "$out" = "Created: web => socat (deny)" ]
+check "open web => socat session closed within 1 s of create -deny" closed_within web1 "$t0" 1
+sleep 0.5
+check "api => socat session untouched" still_open api1
+grep -q "closing .*web => socat" "$T/n1/helperd.log"
+check "helperd logged which connection it closed and why" [ $? = 0 ]
+"$MESHCTL" intention delete web socat >/dev/null
+
+# -replace turning allow into deny.
+"$MESHCTL" intention create -allow web socat >/dev/null
+check "web session up under an allow" session web2 web 30
+t0=$(python3 -c 'import time; print(time.time())')
+out=$("$MESHCTL" intention create -deny -replace web socat)
+check "create -deny -replace: $out" [ "$out" = "Created: web => socat (deny)" ]
+check "open session closed within 1 s of the -replace" closed_within web2 "$t0" 1
+check "api => socat session still untouched" still_open api1
+"$MESHCTL" intention delete web socat >/dev/null
+
+# A wildcard deny of the destination reaches every source of it.
+check "web session up again" session web3 web 30
+"$MESHCTL" intention create -deny '*' socat >/dev/null
+check "'*' => socat deny closes web's session" closed_within web3 "$(python3 -c 'import time; print(time.time())')" 1
+check "... and api's" closed_within api1 "$(python3 -c 'import time; print(time.time())')" 1
+"$MESHCTL" intention delete '*' socat >/dev/null
+
+# Flapping: 50 rounds of allow/deny with a session opened in each allow.
+sleep 0.5
+fd0=$(ls /proc/"$HELPERD_PID"/fd | wc -l)
+conns0=$(curl -s "http://$HTTP_ADDR/v1/agent/self" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Stats"]["Connections"])')
+for i in $(seq 1 50); do
+	"$MESHCTL" intention create -allow -replace web socat >/dev/null
+	printf 'x\n' | LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_UPSTREAMS="socat:$UP" \
+	    timeout 5 python3 -c '
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"x\n"); s.recv(10); time.sleep(0.05)' "$UP" &
+	sleep 0.02
+	"$MESHCTL" intention create -deny -replace web socat >/dev/null
+	wait $! 2>/dev/null
+done
+"$MESHCTL" intention delete web socat >/dev/null
+sleep 1
+fd1=$(ls /proc/"$HELPERD_PID"/fd | wc -l)
+conns1=$(curl -s "http://$HTTP_ADDR/v1/agent/self" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Stats"]["Connections"])')
+echo "    helperd fds before/after: $fd0/$fd1, relayed connections: $conns0/$conns1"
+check "flapping 50 times leaks no fds in helperd" [ "$fd1" -le "$fd0" ]
+check "flapping leaves no relayed connections behind" [ "$conns1" = 0 ]
+check "helperd still alive" kill -0 "$HELPERD_PID"
+finish

@@ -1,0 +1,72 @@
+#!/bin/bash
+# What is on the wire: a marker sent through the mesh never appears in
+# clear on mesh_port; plain TCP, cert-less TLS and a foreign certificate
+# get nothing through; a real mesh leaf does (the control).
+. "$(dirname "$0")/lib.sh"
+
+[ "$(id -u)" = 0 ] || skip_test "tcpdump on lo needs root"
+command -v tcpdump >/dev/null || skip_test "tcpdump not installed"
+
+ECHO=$(free_port); UP=$(free_port)
+start_echo "$ECHO"
+write_conf n1
+sed "s/8181/$ECHO/" "$SRCDIR/examples/getting-started/socat.json" > "$T/n1/services.d/socat.json"
+start_helperd n1 || { fail "helperd starts"; finish; exit 1; }
+TD=$(jq_get "$T/n1/data/ports.json" trust_domain)
+SNI="socat.default.dc1.internal.$TD"
+
+MARK="MARKER-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+tcpdump -i lo -U -s 0 -w "$T/mesh.pcap" "tcp port $MESH_PORT" >/dev/null 2>&1 &
+TPID=$!; PIDS="$PIDS $TPID"
+tcpdump -i lo -U -s 0 -w "$T/echo.pcap" "tcp port $ECHO" >/dev/null 2>&1 &
+TPID2=$!; PIDS="$PIDS $TPID2"
+sleep 1
+out=$(printf '%s\n' "$MARK" | LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_UPSTREAMS="socat:$UP" timeout 5 nc -N 127.0.0.1 "$UP")
+check "marker echoed through the mesh" [ "$out" = "$MARK" ]
+sleep 0.5
+kill -INT $TPID $TPID2; wait $TPID $TPID2 2>/dev/null
+check "capture on mesh_port saw traffic" [ "$(stat -c %s "$T/mesh.pcap")" -gt 1000 ]
+check "marker is in clear on the service side (control)" grep -qa "$MARK" "$T/echo.pcap"
+! grep -qa "$MARK" "$T/mesh.pcap"
+check "marker never in clear on mesh_port" [ $? = 0 ]
+
+# Plain TCP to the mesh port: nothing gets through, the connection closes.
+out=$(printf '%s\n' "$MARK" | timeout 5 nc -N 127.0.0.1 "$MESH_PORT" 2>/dev/null | tr -d '\0')
+check "plain TCP on mesh_port gets nothing back" sh -c "! printf '%s' '$out' | grep -q '$MARK'"
+
+# TLS without a client certificate.
+out=$( (printf '%s\n' "$MARK"; sleep 1) | timeout 5 openssl s_client -connect "127.0.0.1:$MESH_PORT" \
+    -servername "$SNI" -tls1_3 -quiet 2>&1)
+check "cert-less TLS gets no echo" sh -c "! printf '%s' \"\$1\" | grep -qx '$MARK'" _ "$out"
+
+# TLS with a self-signed certificate that is not of this mesh.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+    -subj /CN=intruder -addext "subjectAltName=URI:spiffe://$TD/ns/default/dc/dc1/svc/web" \
+    -keyout "$T/foreign.key" -out "$T/foreign.pem" >/dev/null 2>&1
+out=$( (printf '%s\n' "$MARK"; sleep 1) | timeout 5 openssl s_client -connect "127.0.0.1:$MESH_PORT" \
+    -servername "$SNI" -tls1_3 -cert "$T/foreign.pem" -key "$T/foreign.key" -quiet 2>&1)
+check "a forged (self-signed) web certificate gets no echo" sh -c "! printf '%s' \"\$1\" | grep -qx '$MARK'" _ "$out"
+
+# TLS 1.2 is refused outright.
+timeout 5 openssl s_client -connect "127.0.0.1:$MESH_PORT" -servername "$SNI" -tls1_2 </dev/null >/dev/null 2>&1
+check "TLS 1.2 handshake refused" [ $? != 0 ]
+
+# Control: the real leaf of web (from the API) does get an echo.
+curl -s "http://$HTTP_ADDR/v1/agent/connect/ca/leaf/web" > "$T/leaf.json"
+python3 - "$T" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1] + "/leaf.json"))
+open(sys.argv[1] + "/web.pem", "w").write(d["CertPEM"])
+open(sys.argv[1] + "/web.key", "w").write(d["PrivateKeyPEM"])
+PY
+curl -s "http://$HTTP_ADDR/v1/agent/connect/ca/roots" | python3 -c '
+import json,sys; d=json.load(sys.stdin); print("".join(r["RootCert"] for r in d["Roots"]))' > "$T/roots.pem"
+out=$( (printf '%s\n' "$MARK"; sleep 1) | timeout 5 openssl s_client -connect "127.0.0.1:$MESH_PORT" \
+    -servername "$SNI" -tls1_3 -cert "$T/web.pem" -key "$T/web.key" -CAfile "$T/roots.pem" \
+    -verify_return_error -quiet 2>/dev/null)
+check "control: a real mesh leaf gets the echo over TLS 1.3" sh -c "printf '%s' \"\$1\" | grep -qx '$MARK'" _ "$out"
+
+grep -q "mesh handshake from 127.0.0.1" "$T/n1/helperd.log"
+check "refused handshakes are logged" [ $? = 0 ]
+check "helperd survived all of it" kill -0 "$HELPERD_PID"
+finish
