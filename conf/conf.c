@@ -245,9 +245,10 @@ struct ckey {
 	size_t off_n;               /* K_LIST: the count field */
 };
 
-/* One value as a file or a flag gave it. */
+/* One value as a file or a flag gave it. V_TEXT (flags and defaults) may
+ * spell any type; a file's V_STR is only a string. */
 struct cval {
-	enum { V_STR, V_INT, V_BOOL, V_OTHER } kind;
+	enum { V_STR, V_TEXT, V_INT, V_BOOL, V_OTHER } kind;
 	const char *s;
 	long long i;
 };
@@ -478,7 +479,7 @@ key_apply(const struct ckey *k, void *base, const struct cval *v, char *why,
 
 	switch (k->type) {
 	case K_STR:
-		if (v->kind != V_STR)
+		if (v->kind != V_STR && v->kind != V_TEXT)
 			break;
 		if (strlen(v->s) >= k->size) {
 			snprintf(why, whylen, "too long (max %zu characters)",
@@ -490,7 +491,7 @@ key_apply(const struct ckey *k, void *base, const struct cval *v, char *why,
 		util_strlcpy(field, v->s, k->size);
 		return 0;
 	case K_INT:
-		if (v->kind == V_STR) {
+		if (v->kind == V_TEXT) {
 			char *end;
 
 			errno = 0;
@@ -512,10 +513,10 @@ key_apply(const struct ckey *k, void *base, const struct cval *v, char *why,
 	case K_BOOL:
 		if (v->kind == V_BOOL)
 			n = v->i != 0;
-		else if (v->kind == V_STR && (strcmp(v->s, "true") == 0 ||
+		else if (v->kind == V_TEXT && (strcmp(v->s, "true") == 0 ||
 		    strcmp(v->s, "1") == 0))
 			n = 1;
-		else if (v->kind == V_STR && (strcmp(v->s, "false") == 0 ||
+		else if (v->kind == V_TEXT && (strcmp(v->s, "false") == 0 ||
 		    strcmp(v->s, "0") == 0))
 			n = 0;
 		else
@@ -523,8 +524,8 @@ key_apply(const struct ckey *k, void *base, const struct cval *v, char *why,
 		put_num(field, k->size, n);
 		return 0;
 	case K_ENUM:
-		for (const struct kchoice *ch = k->choices;
-		    v->kind == V_STR && ch->name != NULL; ch++) {
+		for (const struct kchoice *ch = k->choices; (v->kind == V_STR ||
+		    v->kind == V_TEXT) && ch->name != NULL; ch++) {
 			if (strcmp(ch->name, v->s) == 0) {
 				put_num(field, k->size, ch->value);
 				return 0;
@@ -539,7 +540,7 @@ key_apply(const struct ckey *k, void *base, const struct cval *v, char *why,
 				n = -1;
 			else
 				n = v->i * MS_S;
-		} else if (v->kind == V_STR) {
+		} else if (v->kind == V_STR || v->kind == V_TEXT) {
 			if (strcmp(v->s, "0") == 0) {
 				n = 0;
 			} else if (dur_parse(v->s, k->in_ms, &n) != 0) {
@@ -622,7 +623,7 @@ defaults_apply(const struct ckey *tab, void *base)
 		} else if (tab->type == K_LIST) {
 			(void)list_apply(tab, base, NULL, 0, why, sizeof(why));
 		} else if (tab->def != NULL) {
-			struct cval v = { .kind = V_STR, .s = tab->def };
+			struct cval v = { .kind = V_TEXT, .s = tab->def };
 			(void)key_apply(tab, base, &v, why, sizeof(why));
 		}
 	}
@@ -1112,8 +1113,9 @@ keys_only(const config_setting_t *g, const char *const *allowed,
 				break;
 		if (name == NULL || allowed[j] == NULL)
 			return fail(err, errlen, src_file(s, path),
-			    config_setting_source_line(s), "%s: unknown key "
-			    "\"%s\"", what, name != NULL ? name : "?");
+			    config_setting_source_line(s), "%s%sunknown key "
+			    "\"%s\"", what, what[0] != '\0' ? ": " : "",
+			    name != NULL ? name : "?");
 	}
 	return 0;
 }
@@ -1325,7 +1327,7 @@ file_into(const char *path, struct svec *out, char *err, size_t errlen)
 
 		config_init(&cfg);
 		if (cfg_read(&cfg, path, err, errlen) == 0 &&
-		    keys_only(config_root_setting(&cfg), top, path, "file", err,
+		    keys_only(config_root_setting(&cfg), top, path, "", err,
 		    errlen) == 0) {
 			l = config_setting_get_member(config_root_setting(&cfg),
 			    "services");
@@ -1631,7 +1633,7 @@ conf_set(struct conf *c, const char *key, const char *value,
 		if (list_apply(k, base, items, n, why, sizeof(why)) != 0)
 			goto bad;
 	} else {
-		struct cval v = { .kind = V_STR, .s = value };
+		struct cval v = { .kind = V_TEXT, .s = value };
 
 		if (key_apply(k, base, &v, why, sizeof(why)) != 0)
 			goto bad;

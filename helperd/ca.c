@@ -795,18 +795,21 @@ root_of_leaf(const struct ca *ca, gnutls_x509_crt_t crt)
 }
 
 /* renew_at: a point in [60 %, 90 %) of the life, drawn from the random
- * serial so that it is the same when the leaf is loaded again. */
+ * serial so that it is the same when the leaf is loaded again. The life
+ * starts at the issue time, CA_BACKDATE after not_before (which matters
+ * for short test TTLs of a few seconds). */
 static int64_t
 leaf_renew_at(gnutls_x509_crt_t crt, int64_t nb, int64_t na)
 {
 	unsigned char s[64];
 	size_t n = sizeof(s);
 	uint32_t r = 0;
+	int64_t issued = nb + CA_BACKDATE < na ? nb + CA_BACKDATE : nb;
 
 	if (gnutls_x509_crt_get_serial(crt, s, &n) == 0)
 		for (size_t i = 1; i < 5 && i < n; i++)
 			r = (r << 8) | s[i];
-	return nb + (int64_t)((double)(na - nb) *
+	return issued + (int64_t)((double)(na - issued) *
 	    (0.6 + 0.3 * ((double)r / 4294967296.0)));
 }
 

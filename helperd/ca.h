@@ -59,8 +59,10 @@ const char *ca_active_root_id(const struct ca *ca);
  * memory, else loaded from leaf/) if it is valid, for this dc, no longer
  * lived than ttl, signed by a trusted root and before its renew_at;
  * otherwise a new one (new key) is issued and stored. ttl in seconds.
- * renew_at is derived from the random serial, so it is the same after a
- * restart. Returns a new reference, or NULL with err filled. */
+ * Leaves are backdated 60 s (not_before) for clock skew; their life, and
+ * so renew_at, counts from the issue time. renew_at is derived from the
+ * random serial, so it is the same after a restart. Returns a new
+ * reference, or NULL with err filled. */
 struct ca_leaf *ca_leaf_get(struct ca *ca, const char *dc, const char *service,
     long ttl, char *err, size_t errlen);
 /* Issue a fresh leaf (new key) under the active root now, store it, make
@@ -100,7 +102,9 @@ gnutls_x509_trust_list_t ca_trust_list(const struct ca *ca);
  * uint64 there); IntermediateCerts of a rotated-in root holds its
  * certificate cross-signed by the previous root. */
 json_t *ca_roots_json(const struct ca *ca);
-/* JSON for GET /v1/agent/connect/ca/leaf/:service (Consul field names). */
+/* JSON for GET /v1/agent/connect/ca/leaf/:service (Consul field names).
+ * CertPEM is chain_pem (leaf first, as Consul's); CreateIndex/ModifyIndex
+ * are the leaf's not_before, which grows with every renewal. */
 json_t *ca_leaf_json(const struct ca *ca, const struct ca_leaf *leaf);
 
 #endif

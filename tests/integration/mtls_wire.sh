@@ -16,9 +16,9 @@ TD=$(jq_get "$T/n1/data/ports.json" trust_domain)
 SNI="socat.default.dc1.internal.$TD"
 
 MARK="MARKER-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-tcpdump -i lo -U -s 0 -w "$T/mesh.pcap" "tcp port $MESH_PORT" >/dev/null 2>&1 &
+tcpdump -i lo --immediate-mode -U -s 0 -w "$T/mesh.pcap" "tcp port $MESH_PORT" >/dev/null 2>&1 &
 TPID=$!; PIDS="$PIDS $TPID"
-tcpdump -i lo -U -s 0 -w "$T/echo.pcap" "tcp port $ECHO" >/dev/null 2>&1 &
+tcpdump -i lo --immediate-mode -U -s 0 -w "$T/echo.pcap" "tcp port $ECHO" >/dev/null 2>&1 &
 TPID2=$!; PIDS="$PIDS $TPID2"
 sleep 1
 out=$(printf '%s\n' "$MARK" | LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_UPSTREAMS="socat:$UP" timeout 5 nc -N 127.0.0.1 "$UP")

@@ -511,10 +511,11 @@ Test(ca, leaf_issue_get_and_reload)
 	cr_assert(strncmp(a->spiffe, "spiffe://", 9) == 0);
 	cr_assert(a->cred != NULL);
 	cr_assert_str_eq(a->root_id, ca_active_root_id(ca));
-	cr_assert_geq(a->renew_at, a->not_before + (a->not_after -
-	    a->not_before) * 6 / 10);
-	cr_assert_leq(a->renew_at, a->not_before + (a->not_after -
-	    a->not_before) * 9 / 10);
+	/* Backdated 60 s; the life counts from the issue time. */
+	cr_assert_geq(a->renew_at, a->not_before + 60 + (a->not_after -
+	    a->not_before - 60) * 6 / 10);
+	cr_assert_leq(a->renew_at, a->not_before + 60 + (a->not_after -
+	    a->not_before - 60) * 9 / 10);
 	cr_assert_eq(verify_leaf(ca_trust_list(ca), ca, a, 1, now, why,
 	    sizeof(why)), 0, "%s", why);
 	util_strlcpy(serial, a->serial, sizeof(serial));
@@ -541,8 +542,11 @@ Test(ca, leaf_issue_get_and_reload)
 	b = ca_leaf_get(ca, "dc2", "socat", 72 * 3600, err, sizeof(err));
 	cr_assert_str_neq(b->serial, serial);
 	ca_leaf_unref(b);
-	b = ca_leaf_get(ca, "dc2", "socat", 60, err, sizeof(err));
-	cr_assert_leq(b->not_after - b->not_before, 120);
+	/* A 12 s leaf renews 7-11 s after issue, not before. */
+	b = ca_leaf_get(ca, "dc2", "socat", 12, err, sizeof(err));
+	cr_assert_leq(b->not_after - b->not_before, 72);
+	cr_assert_geq(b->renew_at, b->not_before + 60 + 7);
+	cr_assert_leq(b->renew_at, b->not_before + 60 + 11);
 	ca_leaf_unref(b);
 	/* The old leaf is still usable: a session keeps its reference. */
 	cr_assert_eq(a->refs, 1);
