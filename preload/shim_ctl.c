@@ -841,19 +841,18 @@ ctl_accept(uint16_t lport, uint16_t pport, char *id, size_t idlen,
 	lock(&g);
 	if (request_locked(req) != 0)
 		goto out;
-	for (tok[n] = strtok_r(ctl.buf, " ", &save); tok[n] != NULL && n < 4;
-	    tok[n] = strtok_r(NULL, " ", &save))
+	while (n < 5 && (tok[n] = strtok_r(n == 0 ? ctl.buf : NULL, " ",
+	    &save)) != NULL)
 		n++;
 	if (n >= 2 && strcmp(tok[0], "OK") == 0 &&
 	    strcmp(tok[1], "direct") == 0) {
 		r = 0;
 		goto out;
 	}
-	if (n < 4 || strcmp(tok[0], "OK") != 0 || strcmp(tok[1], "mesh") != 0)
+	if (n < 5 || strcmp(tok[0], "OK") != 0 || strcmp(tok[1], "mesh") != 0)
 		goto bad;
-	tok[4] = strtok_r(NULL, " ", &save);
 	l = strlen(tok[2]);
-	if (l >= idlen || l >= SHIM_ID_MAX || tok[4] == NULL ||
+	if (l >= idlen || l >= SHIM_ID_MAX ||
 	    parse_addr(tok[3], strlen(tok[3]), &a, &any) != 0 ||
 	    (port = parse_port(tok[4], strlen(tok[4]))) < 0)
 		goto bad;
@@ -874,6 +873,7 @@ ctl_accept(uint16_t lport, uint16_t pport, char *id, size_t idlen,
 	goto out;
 bad:
 	shim_log("ACCEPT: unexpected reply");
+	r = -1;
 out:
 	unlock(&g);
 	return r;

@@ -110,7 +110,10 @@ mesh_name(const char *name, char *svc, size_t svclen)
 	dl = strlen(dom);
 	if (n != dl || strncasecmp(p, dom, dl) != 0)
 		return 0;
-	memcpy(svc, name, sl);
+	/* DNS is case-insensitive; service names are lower case. */
+	for (i = 0; i < sl; i++)
+		svc[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ?
+		    name[i] - 'A' + 'a' : name[i]);
 	svc[sl] = '\0';
 	return dns_index(svc);
 }

@@ -7,6 +7,9 @@ set -u
 : "${MESHCTL:?}" "${SHIM:?}" "${SRCDIR:?}"
 
 T=$(mktemp -d /tmp/meshtest.XXXXXX)
+# Services may run as other users (nginx workers drop to www-data): they
+# must reach the control socket, as in /run/meshshim (0755).
+chmod 0755 "$T"
 PIDS=""
 PASS=0
 FAIL=0

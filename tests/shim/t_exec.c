@@ -63,6 +63,7 @@ main(int argc, char **argv)
 	    "failed");
 	if (pipe(p) != 0)
 		return 99;
+	fcntl(p[0], F_SETFD, FD_CLOEXEC);
 	fd_list(want, sizeof(want), 1);
 	pid = fork();
 	if (pid == 0) {

@@ -1,0 +1,131 @@
+#!/bin/bash
+# tests/shim/run.sh: every shim test program against a real helperd, with
+# the shim and without it (directly to the echo server, to compare), and
+# a pass/fail table. Exit status non-zero if anything failed.
+#
+# Environment (meson sets them; defaults for a manual run from the tree):
+#   HELPERD   helperd binary       [$BUILDDIR/helperd/helperd]
+#   SHIM      libmeshshim.so       [$BUILDDIR/preload/libmeshshim.so]
+#   SHIMTESTS dir of the t_* programs [$BUILDDIR/tests/shim]
+#   KEEP=1    keep the temp dir; VERBOSE=1 print every program's output
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+BUILDDIR=${BUILDDIR:-$here/../../build}
+HELPERD=${HELPERD:-$BUILDDIR/helperd/helperd}
+SHIM=${SHIM:-$BUILDDIR/preload/libmeshshim.so}
+SHIMTESTS=${SHIMTESTS:-$BUILDDIR/tests/shim}
+TESTS=${TESTS:-"t_connect t_nonblock t_dup t_closefrom t_fork t_vfork t_exec
+  t_threads t_ipv6 t_passthrough t_down t_dns t_fastopen t_inbound"}
+
+T=$(mktemp -d /tmp/shimtest.XXXXXX)
+PIDS=""
+FAILED=0
+cleanup() {
+	for p in $PIDS; do kill "$p" 2>/dev/null; done
+	for p in $PIDS; do wait "$p" 2>/dev/null; done
+	if [ "$FAILED" -ne 0 ] || [ -n "${KEEP:-}" ]; then
+		echo "# logs kept in $T"
+	else
+		rm -rf "$T"
+	fi
+}
+trap cleanup EXIT
+die() { echo "run.sh: $*" >&2; FAILED=1; exit 1; }
+
+for f in "$HELPERD" "$SHIM"; do [ -e "$f" ] || die "$f missing"; done
+command -v socat >/dev/null || die "socat is not installed"
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_port() {
+	for _ in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	return 1
+}
+jq_get() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+
+ECHO=$(free_port)
+UP=$(free_port)
+STRICT=$(free_port)
+STRICT_UP=$(free_port)
+while [ "$UP" = "$ECHO" ]; do UP=$(free_port); done
+
+# The echo service, dual-stack so the direct IPv6 run has a peer too.
+socat "tcp6-listen:$ECHO,ipv6only=0,fork,reuseaddr,backlog=512" \
+    exec:/bin/cat >/dev/null 2>&1 &
+PIDS="$PIDS $!"
+wait_port "$ECHO" || die "echo server did not start"
+
+mkdir -p "$T/services.d" "$T/data"
+cat > "$T/mesh.conf" <<CONF
+node = "shimtest";
+data_dir = "$T/data";
+socket = "$T/helperd.sock";
+http_addr = "127.0.0.1:0";
+mesh_port = 0;
+services_dir = "$T/services.d";
+default_intention = "allow";
+services = (
+  { name = "socat"; port = $ECHO; connect = {}; },
+  { name = "web"; port = $(free_port); connect = {};
+    upstreams = ( { destination_name = "socat"; local_bind_port = $UP; },
+                  { destination_name = "strictsvc"; local_bind_port = $STRICT_UP; } ); },
+  { name = "strictsvc"; port = $STRICT; connect = {}; inbound = "strict"; }
+);
+CONF
+"$HELPERD" -c "$T/mesh.conf" >"$T/helperd.log" 2>&1 &
+HPID=$!
+PIDS="$PIDS $HPID"
+for _ in $(seq 1 200); do
+	[ -s "$T/data/ports.json" ] && break
+	kill -0 "$HPID" 2>/dev/null || { cat "$T/helperd.log"; die "helperd died"; }
+	sleep 0.05
+done
+[ -s "$T/data/ports.json" ] || die "helperd wrote no ports.json"
+SOCK=$T/helperd.sock
+
+printf '%-16s %-8s %-8s\n' "test" "direct" "shim"
+printf '%-16s %-8s %-8s\n' "----" "------" "----"
+verdict() { # verdict RC OUTFILE
+	if [ "$1" -ne 0 ]; then echo FAIL
+	elif grep -q '^SKIP' "$2" && grep -q '^PASS' "$2"; then echo "pass*"
+	elif grep -q '^SKIP' "$2"; then echo skip
+	elif grep -q '^PASS' "$2"; then echo pass
+	else echo "FAIL"; fi # ran nothing
+}
+for t in $TESTS; do
+	exe=$SHIMTESTS/$t
+	[ -x "$exe" ] || { printf '%-16s %-8s %-8s\n' "$t" missing missing; FAILED=1; continue; }
+	env -u LD_PRELOAD -u MESH_SERVICE MESH_TEST_PORT="$ECHO" MESH_TEST_ECHO="$ECHO" \
+	    MESH_TEST_STRICT_PORT="$STRICT" MESH_TEST_STRICT_UP="$STRICT_UP" \
+	    timeout 120 "$exe" >"$T/$t.direct.out" 2>&1
+	d=$?
+	sock=$SOCK
+	[ "$t" = t_down ] && sock=$T/proxy.sock
+	env LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_SOCKET="$sock" \
+	    MESH_TEST_PROXY_SOCKET="$T/proxy.sock" MESH_TEST_REAL_SOCKET="$SOCK" \
+	    MESH_TEST_PORT="$UP" MESH_TEST_ECHO="$ECHO" \
+	    MESH_TEST_STRICT_PORT="$STRICT" MESH_TEST_STRICT_UP="$STRICT_UP" \
+	    MESH_TEST_SHIM="$SHIM" \
+	    timeout 120 "$exe" >"$T/$t.shim.out" 2>&1
+	s=$?
+	vd=$(verdict $d "$T/$t.direct.out")
+	vs=$(verdict $s "$T/$t.shim.out")
+	printf '%-16s %-8s %-8s\n' "$t" "$vd" "$vs"
+	[ "$vd" = FAIL ] && FAILED=1
+	[ "$vs" = FAIL ] && FAILED=1
+	grep -h -e '^FAIL' -e '^SKIP' "$T/$t.direct.out" "$T/$t.shim.out" |
+	    grep -v "^SKIP $t: \(needs the shim\|names are answered\)" |
+	    sed 's/^/    /'
+	[ -n "${VERBOSE:-}" ] && sed 's/^/    | /' "$T/$t.shim.out"
+done
+echo "(pass* = passed, part skipped; skip = not applicable without the shim)"
+kill -0 "$HPID" 2>/dev/null || { echo "helperd died during the tests"; FAILED=1; }
+if [ "$FAILED" -ne 0 ]; then
+	echo "shim tests: FAILED"
+	exit 1
+fi
+echo "shim tests: all passed"
