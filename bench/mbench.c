@@ -38,6 +38,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -421,6 +422,7 @@ static void *
 hold_thread(void *arg)
 {
 	char c = 'h', r;
+	struct timeval tv = { .tv_sec = 10 };
 
 	(void)arg;
 	for (;;) {
@@ -434,6 +436,9 @@ hold_thread(void *arg)
 			atomic_store(&h_errno_seen, errno);
 			break;
 		}
+		/* a path that stops accepting must not hang the holder */
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 		if (write_all(fd, &c, 1) != 0 || read_all(fd, &r, 1) != 0) {
 			atomic_store(&h_errno_seen, errno ? errno : ECONNRESET);
 			close(fd);
