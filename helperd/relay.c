@@ -5,6 +5,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@ enum conn_state { ST_DIAL, ST_HANDSHAKE, ST_RELAY };
 /* One end of a relayed connection: a socket, with TLS or not. */
 struct end {
 	struct loop_watch w;
+	struct conn *c;         /* the connection this end belongs to */
 	gnutls_session_t tls;
 	int eof_in;             /* no more data will come from this end */
 	int shut_out;           /* we shut down writing towards this end */
@@ -466,7 +468,8 @@ conn_relay(struct conn *c)
 static int
 watch_end(struct conn *c, struct end *e, int fd, uint32_t ev)
 {
-	return loop_add(c->r->h->loop, &e->w, fd, ev, conn_event, c);
+	e->c = c;
+	return loop_add(c->r->h->loop, &e->w, fd, ev, conn_event, e);
 }
 
 static int
@@ -584,6 +587,12 @@ conn_dialled(struct conn *c, struct end *e)
 	int err = 0;
 	socklen_t len = sizeof(err);
 
+	struct pollfd pfd = { .fd = e->w.fd, .events = POLLOUT };
+
+	/* SO_ERROR is 0 while a connect is still in progress too: only a
+	 * writable (or failed) socket has an answer. */
+	if (poll(&pfd, 1, 0) == 0)
+		return;
 	if (getsockopt(e->w.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
 		err = errno;
 	if (err == EINPROGRESS || err == EALREADY)
@@ -628,11 +637,20 @@ conn_step(struct conn *c)
 static void
 conn_event(void *arg, uint32_t events)
 {
-	struct conn *c = arg;
+	struct end *e = arg;
+	struct conn *c = e->c;
 
-	(void)events;
-	if (!c->closed)
-		conn_step(c);
+	if (c->closed)
+		return;
+	/* The end that is not yet part of the relay (the app while we dial
+	 * and shake hands) reports only hang-ups: the peer went away. */
+	if (c->st != ST_RELAY && e->w.events == 0 &&
+	    (events & (EPOLLHUP | EPOLLERR))) {
+		conn_close(c, 1, "%s went away before the relay started",
+		    e == &c->app ? "application" : "peer");
+		return;
+	}
+	conn_step(c);
 }
 
 /* Outbound: an app socket arrived from the shim. */

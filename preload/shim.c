@@ -318,15 +318,15 @@ prepare(int fd, const struct sockaddr *sa, socklen_t len, union shim_sa *via,
 	if (!ctl_route(&d, svc, sizeof(svc))) {
 		if (!shim_dest_is_loopback(&d) || !ctl_route_unknown(&d))
 			return PREP_PASS;
-		/* First loopback connect: learn helperd's upstream list. */
+		/* First loopback TCP connect: learn helperd's upstream list. */
 		if (!is_tcp(fd, d.family))
 			goto pass;
 		(void)ctl_ensure();
 		if (!ctl_route(&d, svc, sizeof(svc)))
 			goto pass;
-	}
-	if (!is_tcp(fd, d.family))
+	} else if (!is_tcp(fd, d.family)) {
 		goto pass;
+	}
 
 	/* A second connect on a socket we already sent to helperd: let the
 	 * kernel answer it (EALREADY, EISCONN, 0) on the real address. */
@@ -552,15 +552,9 @@ inbound_check(int fd, struct sockaddr *sa, socklen_t *len)
 	if (REAL(getpeername)(fd, &peer.sa, &pl) != 0 ||
 	    shim_dest_from_sa(&peer.sa, pl, &pd) != 0)
 		return 1;
-	if (ctl_ensure() != 0) {
-		/* helperd unreachable: the last known policy decides. */
-		(void)ctl_inbound(&strict, &svc_port);
-		if (!strict || (svc_port != 0 && sa_port(&local) != svc_port))
-			return 1;
-		shim_log("accept on port %u: helperd unreachable, strict: "
-		    "refused", sa_port(&local));
-		return 0;
-	}
+	/* The policy comes with HELLO: fetch it once. */
+	if (!ctl_have_list())
+		(void)ctl_ensure();
 	(void)ctl_inbound(&strict, &svc_port);
 	if (svc_port != 0 && sa_port(&local) != svc_port)
 		return 1;
@@ -570,6 +564,12 @@ inbound_check(int fd, struct sockaddr *sa, socklen_t *len)
 		memset(&e, 0, sizeof(e));
 		r = ctl_accept(sa_port(&local), pd.port, e.id, sizeof(e.id),
 		    &e.orig, &e.origlen);
+	}
+	if (r < 0 && strict) {
+		/* helperd unreachable: the last known policy decides. */
+		shim_log("accept on port %u: helperd unreachable, strict: "
+		    "refused", sa_port(&local));
+		return 0;
 	}
 	if (r == 1) {
 		/* Present the source in the accepted socket's family. */
@@ -602,8 +602,6 @@ inbound_check(int fd, struct sockaddr *sa, socklen_t *len)
 		    "refused (inbound strict)", sa_port(&local), pd.port);
 		return 0;
 	}
-	if (r < 0 && strict)
-		return 0;
 	return 1;
 }
 

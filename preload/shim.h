@@ -121,6 +121,8 @@ int ctl_accept(uint16_t lport, uint16_t pport, char *id, size_t idlen,
 /* Inbound policy learned from HELLO: 1 strict, 0 permissive. svc_port is
  * the service port (0 = unknown: check every loopback peer). */
 int ctl_inbound(int *strict, uint16_t *svc_port) SHIM_HIDDEN;
+/* 1 once a HELLO reply was seen (this process or its parent). */
+int ctl_have_list(void) SHIM_HIDDEN;
 /* The dns domain (from HELLO, default "mesh") into buf. */
 void ctl_dns_domain(char *buf, size_t len) SHIM_HIDDEN;
 /* Close hooks tell the control client that fd is being closed or replaced

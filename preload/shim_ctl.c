@@ -299,6 +299,12 @@ ctl_route_unknown(const struct shim_dest *d)
 }
 
 int
+ctl_have_list(void)
+{
+	return __atomic_load_n(&ctl.have_list, __ATOMIC_ACQUIRE);
+}
+
+int
 ctl_inbound(int *strict, uint16_t *svc_port)
 {
 	*strict = __atomic_load_n(&ctl.strict, __ATOMIC_ACQUIRE);
