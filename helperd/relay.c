@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -25,6 +26,7 @@
 #include "helperd/tls.h"
 
 #define RELAY_BUF       (16 * 1024)  /* one TLS record of plaintext */
+#define RELAY_SPLICE    (64 * 1024)  /* a default pipe's capacity */
 #define RELAY_POOL_MAX  256          /* idle buffers kept for reuse */
 #define RELAY_PORTS     65536
 #define RELAY_BACKLOG   1024
@@ -45,7 +47,9 @@ struct end {
 /* Bytes read from one end, not yet written to the other. */
 struct pipe {
 	char *buf;              /* from the pool while it holds data */
-	size_t off, len;
+	size_t off, len;        /* len: bytes in buf, or in kp when spliced */
+	int kp[2];              /* kernel pipe for splice (plain to plain),
+	                           -1 when none is held */
 };
 
 struct conn {
@@ -90,6 +94,8 @@ struct relay {
 	struct conn *inbound_by_port[RELAY_PORTS];
 	char *pool[RELAY_POOL_MAX];
 	size_t n_pool;
+	int pipes[RELAY_POOL_MAX][2];  /* empty kernel pipes for reuse */
+	size_t n_pipes;
 };
 
 static void conn_step(struct conn *c);
@@ -114,6 +120,36 @@ buf_put(struct relay *r, char *b)
 		r->pool[r->n_pool++] = b;
 	else
 		free(b);
+}
+
+/* Kernel pipes for splice: taken while they hold bytes, pooled when
+ * empty (an idle connection holds none). */
+static int
+kpipe_get(struct relay *r, int kp[2])
+{
+	if (r->n_pipes > 0) {
+		r->n_pipes--;
+		kp[0] = r->pipes[r->n_pipes][0];
+		kp[1] = r->pipes[r->n_pipes][1];
+		return 0;
+	}
+	return pipe2(kp, O_NONBLOCK | O_CLOEXEC);
+}
+
+static void
+kpipe_put(struct relay *r, int kp[2], int empty)
+{
+	if (kp[0] < 0)
+		return;
+	if (empty && r->n_pipes < RELAY_POOL_MAX) {
+		r->pipes[r->n_pipes][0] = kp[0];
+		r->pipes[r->n_pipes][1] = kp[1];
+		r->n_pipes++;
+	} else {
+		close(kp[0]);
+		close(kp[1]);
+	}
+	kp[0] = kp[1] = -1;
 }
 
 /* Sockets ------------------------------------------------------------ */
@@ -263,6 +299,8 @@ conn_close(struct conn *c, int abortive, const char *fmt, ...)
 	buf_put(r, c->up.buf);
 	buf_put(r, c->down.buf);
 	c->up.buf = c->down.buf = NULL;
+	kpipe_put(r, c->up.kp, c->up.len == 0);
+	kpipe_put(r, c->down.kp, c->down.len == 0);
 	tls_peer_release(&c->peer);
 	if (c->app_port > 0 && r->inbound_by_port[c->app_port] == c)
 		r->inbound_by_port[c->app_port] = NULL;
@@ -288,6 +326,7 @@ conn_new(struct relay *r, enum conn_kind kind)
 	c->kind = kind;
 	c->app.w.fd = -1;
 	c->net.w.fd = -1;
+	c->up.kp[0] = c->up.kp[1] = c->down.kp[0] = c->down.kp[1] = -1;
 	c->peer.h = r->h;
 	c->next = r->conns;
 	if (r->conns != NULL)
@@ -422,6 +461,60 @@ pump(struct relay *r, struct end *from, struct end *to, struct pipe *p,
 	}
 }
 
+/* pump() for two plain sockets: splice through a kernel pipe, the bytes
+ * never enter user space. Same contract as pump(). */
+static int
+pump_splice(struct relay *r, struct end *from, struct end *to, struct pipe *p,
+    const char **why)
+{
+	for (;;) {
+		ssize_t n;
+
+		if (p->len > 0) {
+			n = splice(p->kp[0], NULL, to->w.fd, NULL, p->len,
+			    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && errno == EAGAIN) {
+				to->want_out = 1;
+				return 0;
+			}
+			if (n <= 0) {
+				*why = "write failed (peer reset)";
+				return -1;
+			}
+			p->len -= (size_t)n;
+			continue;
+		}
+		if (from->eof_in) {
+			kpipe_put(r, p->kp, 1);
+			if (!to->shut_out)
+				end_shutdown(to);
+			return 0;
+		}
+		if (p->kp[0] < 0 && kpipe_get(r, p->kp) != 0) {
+			*why = "out of pipes";
+			return -1;
+		}
+		n = splice(from->w.fd, NULL, p->kp[1], NULL, RELAY_SPLICE,
+		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			from->want_in = 1;
+			kpipe_put(r, p->kp, 1);
+			return 0;
+		}
+		if (n < 0) {
+			*why = "read failed (peer reset)";
+			return -1;
+		}
+		if (n == 0)
+			from->eof_in = 1;
+		p->len = (size_t)n;
+	}
+}
+
 static void
 end_interest(struct relay *r, struct end *e)
 {
@@ -446,11 +539,15 @@ conn_relay(struct conn *c)
 {
 	struct relay *r = c->r;
 	const char *why = NULL;
+	/* Two plain sockets (same node, same_node_mtls = false): splice. */
+	int (*fn)(struct relay *, struct end *, struct end *, struct pipe *,
+	    const char **) = c->net.tls == NULL ? pump_splice : pump;
 
 	c->app.want_in = c->app.want_out = 0;
 	c->net.want_in = c->net.want_out = 0;
-	if (pump(r, &c->app, &c->net, &c->up, &why) != 0 ||
-	    pump(r, &c->net, &c->app, &c->down, &why) != 0) {
+
+	if (fn(r, &c->app, &c->net, &c->up, &why) != 0 ||
+	    fn(r, &c->net, &c->app, &c->down, &why) != 0) {
 		conn_close(c, 1, "%s", why);
 		return;
 	}
@@ -904,6 +1001,10 @@ relay_free(struct relay *r)
 		free(r->pending[i]);
 	for (size_t i = 0; i < r->n_pool; i++)
 		free(r->pool[i]);
+	for (size_t i = 0; i < r->n_pipes; i++) {
+		close(r->pipes[i][0]);
+		close(r->pipes[i][1]);
+	}
 	free(r);
 }
 
