@@ -8,7 +8,8 @@
  *   HELLO <service>
  *       Binds this control connection to <service>. helperd checks the
  *       peer's SO_PEERCRED uid against the service's "user" (if any).
- *       OK port=<outbound-port> dns=<dns_domain> [up=<dest>,<addr>,<port>]...
+ *       OK port=<outbound-port> dns=<dns_domain> [inbound=strict|permissive
+ *          svc_port=<port>] [up=<dest>,<addr>,<port>]...
  *       ERR <ERRNO-NAME> <message>
  *   CONNECT <destination> <local-port>
  *       Registers the original destination of the app socket whose local

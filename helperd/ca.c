@@ -349,7 +349,7 @@ load_meta(struct ca *ca, const char *path, const char *text, char *err,
 {
 	json_error_t je;
 	json_t *j, *roots, *v;
-	int64_t x;
+	int64_t x = 0;
 	size_t i;
 	int rc = -1;
 

@@ -134,6 +134,11 @@ hello_ok(struct ctl_client *c, const struct conf_service *svc)
 
 	off = (size_t)snprintf(line, sizeof(line), "OK port=%d dns=%s",
 	    h->outbound_port, h->conf.dns_domain);
+	if (svc != NULL)
+		off += (size_t)snprintf(line + off, sizeof(line) - off,
+		    " inbound=%s svc_port=%d",
+		    svc->inbound == CONF_INBOUND_STRICT ? "strict" :
+		    "permissive", svc->port);
 	for (size_t i = 0; svc != NULL && i < svc->n_upstreams; i++) {
 		int n = snprintf(line + off, sizeof(line) - off,
 		    " up=%s,%s,%d", svc->upstreams[i].dest,

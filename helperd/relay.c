@@ -25,11 +25,13 @@
 #include "helperd/loop.h"
 #include "helperd/tls.h"
 
-#define RELAY_BUF       (16 * 1024)  /* one TLS record of plaintext */
+#define TLS_RECORD_MAX  (16 * 1024)  /* plaintext of one TLS record */
+#define RELAY_BUF       (64 * 1024 + 1024) /* 4 records + their overhead */
 #define RELAY_SPLICE    (64 * 1024)  /* a default pipe's capacity */
 #define RELAY_POOL_MAX  256          /* idle buffers kept for reuse */
 #define RELAY_PORTS     65536
 #define RELAY_BACKLOG   1024
+#define RELAY_DIAL_TRIES 3           /* instances tried per connection */
 
 enum conn_kind { CONN_OUT, CONN_IN };
 enum conn_state { ST_DIAL, ST_HANDSHAKE, ST_RELAY };
@@ -42,6 +44,9 @@ struct end {
 	int eof_in;             /* no more data will come from this end */
 	int shut_out;           /* we shut down writing towards this end */
 	int want_in, want_out;  /* interest computed by the last pump */
+	int bye_queued;         /* TLS close_notify is in wbuf or sent */
+	char *rbuf, *wbuf;      /* TLS: received / to-send ciphertext */
+	size_t roff, rlen, woff, wlen;
 };
 
 /* Bytes read from one end, not yet written to the other. */
@@ -68,6 +73,8 @@ struct conn {
 	struct tls_peer peer;
 	int64_t deadline;       /* monotonic ms; 0 = none */
 	int closed;
+	int tries;              /* outbound: instances dialled so far */
+	char tried[RELAY_DIAL_TRIES][64];  /* ... their nodes */
 	struct conn *prev, *next;
 };
 
@@ -99,6 +106,8 @@ struct relay {
 };
 
 static void conn_step(struct conn *c);
+static int outbound_dial(struct conn *c, const char *last);
+static int outbound_retry(struct conn *c, const char *why);
 static void conn_event(void *arg, uint32_t events);
 
 /* Buffers ------------------------------------------------------------ */
@@ -261,6 +270,9 @@ end_close(struct relay *r, struct end *e, int abortive)
 		gnutls_deinit(e->tls);
 		e->tls = NULL;
 	}
+	buf_put(r, e->rbuf);
+	buf_put(r, e->wbuf);
+	e->rbuf = e->wbuf = NULL;
 	if (abortive) {
 		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
@@ -336,22 +348,172 @@ conn_new(struct relay *r, enum conn_kind kind)
 	return c;
 }
 
-/* End I/O: >0 bytes, 0 end of stream, -1 would block, -2 error ----------- */
+/* TLS transport. Once a session relays, GnuTLS reads from and writes to
+ * our buffers instead of the socket: one recv() brings several records,
+ * several records leave in one send(). Buffers come from the pool and go
+ * back as soon as they are empty, so an idle connection holds none. */
 
 static ssize_t
-end_read(struct end *e, char *buf, size_t len)
+tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
+{
+	struct end *e = ptr;
+	struct relay *r = e->c->r;
+	size_t n;
+
+	if (e->rlen == 0) {
+		ssize_t got;
+
+		if (e->rbuf == NULL && (e->rbuf = buf_get(r)) == NULL) {
+			gnutls_transport_set_errno(e->tls, ENOMEM);
+			return -1;
+		}
+		do
+			got = recv(e->w.fd, e->rbuf, RELAY_BUF, 0);
+		while (got < 0 && errno == EINTR);
+		if (got <= 0) {
+			int err = errno;
+
+			buf_put(r, e->rbuf);
+			e->rbuf = NULL;
+			if (got == 0)
+				return 0;
+			gnutls_transport_set_errno(e->tls, err);
+			return -1;
+		}
+		e->roff = 0;
+		e->rlen = (size_t)got;
+	}
+	n = len < e->rlen ? len : e->rlen;
+	memcpy(data, e->rbuf + e->roff, n);
+	e->roff += n;
+	e->rlen -= n;
+	if (e->rlen == 0) {
+		buf_put(r, e->rbuf);
+		e->rbuf = NULL;
+	}
+	return (ssize_t)n;
+}
+
+static ssize_t
+tls_push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
+{
+	struct end *e = ptr;
+	struct relay *r = e->c->r;
+
+	if (e->wbuf == NULL && (e->wbuf = buf_get(r)) == NULL) {
+		gnutls_transport_set_errno(e->tls, ENOMEM);
+		return -1;
+	}
+	if (len > RELAY_BUF - e->wlen) {
+		/* Never happens: records are only sent with room for one. */
+		gnutls_transport_set_errno(e->tls, EAGAIN);
+		return -1;
+	}
+	if (e->woff + e->wlen + len > RELAY_BUF) {
+		/* A partial send left a head: move the rest to the front. */
+		memmove(e->wbuf, e->wbuf + e->woff, e->wlen);
+		e->woff = 0;
+	}
+	memcpy(e->wbuf + e->woff + e->wlen, data, len);
+	e->wlen += len;
+	return (ssize_t)len;
+}
+
+static void
+tls_buffered(struct end *e)
+{
+	gnutls_transport_set_ptr(e->tls, e);
+	gnutls_transport_set_pull_function(e->tls, tls_pull);
+	gnutls_transport_set_push_function(e->tls, tls_push);
+}
+
+/* Send the encrypted bytes waiting in e->wbuf. 0 all sent, -1 would
+ * block, -2 error. */
+static int
+tls_flush(struct relay *r, struct end *e)
+{
+	while (e->wlen > 0) {
+		ssize_t n = send(e->w.fd, e->wbuf + e->woff, e->wlen,
+		    MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return -1;
+		if (n <= 0)
+			return -2;
+		e->woff += (size_t)n;
+		e->wlen -= (size_t)n;
+	}
+	e->woff = 0;
+	buf_put(r, e->wbuf);
+	e->wbuf = NULL;
+	return 0;
+}
+
+/* Room left in wbuf for one more full record. */
+#define TLS_RECORD_ROOM (TLS_RECORD_MAX + 256)
+
+/* Read into p from a TLS end: records until the buffer cannot take a
+ * full one or nothing is left. >0 bytes, 0 end of stream, -1 would block,
+ * -2 error. */
+static ssize_t
+tls_read(struct end *e, struct pipe *p)
+{
+	ssize_t total = 0;
+
+	while (RELAY_BUF - p->len >= TLS_RECORD_MAX) {
+		ssize_t n = gnutls_record_recv(e->tls, p->buf + p->len,
+		    RELAY_BUF - p->len);
+
+		if (n > 0) {
+			p->len += (size_t)n;
+			total += n;
+			continue;
+		}
+		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+			return total > 0 ? total : -1;
+		if (n == 0)
+			return total > 0 ? total : 0;
+		errno = EPROTO;
+		return total > 0 ? total : -2;
+	}
+	return total;
+}
+
+/* Write p to a TLS end: encrypt records into wbuf while it has room, then
+ * send them with one send(). 0 all handed over, -1 would block, -2 error. */
+static int
+tls_write(struct relay *r, struct end *e, struct pipe *p)
+{
+	for (;;) {
+		int rc;
+
+		while (p->len > 0 && RELAY_BUF - e->wlen >= TLS_RECORD_ROOM) {
+			size_t chunk = p->len < TLS_RECORD_MAX ? p->len :
+			    TLS_RECORD_MAX;
+			ssize_t n = gnutls_record_send(e->tls, p->buf + p->off,
+			    chunk);
+
+			if (n <= 0)
+				return -2;
+			p->off += (size_t)n;
+			p->len -= (size_t)n;
+		}
+		rc = tls_flush(r, e);
+		if (rc != 0)
+			return rc;
+		if (p->len == 0)
+			return 0;
+	}
+}
+
+/* Plain I/O: >0 bytes, 0 end of stream, -1 would block, -2 error. */
+static ssize_t
+plain_read(struct end *e, char *buf, size_t len)
 {
 	ssize_t n;
 
-	if (e->tls != NULL) {
-		n = gnutls_record_recv(e->tls, buf, len);
-		if (n >= 0)
-			return n;
-		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
-			return -1;
-		errno = EPROTO;
-		return -2;
-	}
 	do
 		n = read(e->w.fd, buf, len);
 	while (n < 0 && errno == EINTR);
@@ -361,19 +523,10 @@ end_read(struct end *e, char *buf, size_t len)
 }
 
 static ssize_t
-end_write(struct end *e, const char *buf, size_t len)
+plain_write(struct end *e, const char *buf, size_t len)
 {
 	ssize_t n;
 
-	if (e->tls != NULL) {
-		n = gnutls_record_send(e->tls, buf, len);
-		if (n > 0)
-			return n;
-		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
-			return -1;
-		errno = EPIPE;
-		return -2;
-	}
 	do
 		n = send(e->w.fd, buf, len, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
@@ -385,14 +538,17 @@ end_write(struct end *e, const char *buf, size_t len)
 /* Shut down writing towards e: TLS close_notify, then TCP FIN.
  * 0 done, -1 would block, -2 error. */
 static int
-end_shutdown(struct end *e)
+end_shutdown(struct relay *r, struct end *e)
 {
 	if (e->tls != NULL) {
-		int rc = gnutls_bye(e->tls, GNUTLS_SHUT_WR);
-		if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED)
-			return -1;
-		if (rc < 0)
-			return -2;
+		if (!e->bye_queued) {
+			if (gnutls_bye(e->tls, GNUTLS_SHUT_WR) < 0)
+				return -2;
+			e->bye_queued = 1;
+		}
+		int rc = tls_flush(r, e);
+		if (rc != 0)
+			return rc;
 	}
 	shutdown(e->w.fd, SHUT_WR);
 	e->shut_out = 1;
@@ -408,8 +564,19 @@ pump(struct relay *r, struct end *from, struct end *to, struct pipe *p,
 	for (;;) {
 		ssize_t n;
 
-		if (p->len > 0) {
-			n = end_write(to, p->buf + p->off, p->len);
+		if (p->len > 0 || (to->tls != NULL && to->wlen > 0)) {
+			if (to->tls != NULL) {
+				n = tls_write(r, to, p);
+			} else {
+				n = plain_write(to, p->buf + p->off, p->len);
+				if (n > 0) {
+					p->off += (size_t)n;
+					p->len -= (size_t)n;
+					if (p->len > 0)
+						continue;
+					n = 0;
+				}
+			}
 			if (n == -1) {
 				to->want_out = 1;
 				return 0;
@@ -418,17 +585,13 @@ pump(struct relay *r, struct end *from, struct end *to, struct pipe *p,
 				*why = "write failed (peer reset)";
 				return -1;
 			}
-			p->off += (size_t)n;
-			p->len -= (size_t)n;
-			if (p->len > 0)
-				continue;
 			p->off = 0;
 		}
 		if (from->eof_in) {
 			buf_put(r, p->buf);
 			p->buf = NULL;
 			if (!to->shut_out) {
-				int rc = end_shutdown(to);
+				int rc = end_shutdown(r, to);
 				if (rc == -1)
 					to->want_out = 1;
 				else if (rc < 0) {
@@ -442,7 +605,10 @@ pump(struct relay *r, struct end *from, struct end *to, struct pipe *p,
 			*why = "out of memory";
 			return -1;
 		}
-		n = end_read(from, p->buf, RELAY_BUF);
+		if (from->tls != NULL)
+			n = tls_read(from, p);
+		else if ((n = plain_read(from, p->buf, RELAY_BUF)) > 0)
+			p->len = (size_t)n;
 		if (n == -1) {
 			from->want_in = 1;
 			buf_put(r, p->buf);
@@ -457,7 +623,6 @@ pump(struct relay *r, struct end *from, struct end *to, struct pipe *p,
 		}
 		if (n == 0)
 			from->eof_in = 1;
-		p->len = (size_t)n;
 	}
 }
 
@@ -489,7 +654,7 @@ pump_splice(struct relay *r, struct end *from, struct end *to, struct pipe *p,
 		if (from->eof_in) {
 			kpipe_put(r, p->kp, 1);
 			if (!to->shut_out)
-				end_shutdown(to);
+				end_shutdown(r, to);
 			return 0;
 		}
 		if (p->kp[0] < 0 && kpipe_get(r, p->kp) != 0) {
@@ -590,6 +755,8 @@ static void
 start_relay(struct conn *c)
 {
 	c->st = ST_RELAY;
+	if (c->net.tls != NULL)
+		tls_buffered(&c->net);
 	c->deadline = c->r->h->conf.idle_timeout_s > 0 ?
 	    util_now_ms_mono() + c->r->h->conf.idle_timeout_s * 1000 : 0;
 	log_debug("conn %llu %s => %s relaying", (unsigned long long)c->id,
@@ -694,9 +861,16 @@ conn_dialled(struct conn *c, struct end *e)
 		err = errno;
 	if (err == EINPROGRESS || err == EALREADY)
 		return;
+	if (err != 0 && c->kind == CONN_OUT) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "connect to mesh peer failed: %s",
+		    strerror(err));
+		outbound_retry(c, why);
+		return;
+	}
 	if (err != 0) {
-		conn_close(c, 1, "connect to %s failed: %s",
-		    c->kind == CONN_OUT ? "mesh peer" : "local service",
+		conn_close(c, 1, "connect to local service failed: %s",
 		    strerror(err));
 		return;
 	}
@@ -754,13 +928,10 @@ conn_event(void *arg, uint32_t events)
 static void
 outbound_start(struct relay *r, int fd, const struct sockaddr_storage *ss)
 {
-	struct helperd *h = r->h;
-	struct catalog_instance in[16];
 	struct pending *pd;
 	struct conn *c;
 	char why[256];
-	size_t n;
-	int port, nfd;
+	int port;
 
 	addr_string(ss, why, sizeof(why), &port);
 	pd = port > 0 && port < RELAY_PORTS ? r->pending[port] : NULL;
@@ -787,17 +958,47 @@ outbound_start(struct relay *r, int fd, const struct sockaddr_storage *ss)
 		conn_close(c, 1, "epoll: %s", strerror(errno));
 		return;
 	}
-	n = catalog_instances(h->catalog, c->dst, in, UTIL_ARRAY_LEN(in));
-	if (n == 0) {
-		conn_close(c, 1, "no instance of %s", c->dst);
-		return;
+	outbound_dial(c, NULL);
+}
+
+/* Choose an instance of c->dst not tried yet (a local one first, else
+ * spread by connection id) and start dialling it. last: why the previous
+ * try failed, for the message when none is left. 0, or -1 (closed). */
+static int
+outbound_dial(struct conn *c, const char *last)
+{
+	struct relay *r = c->r;
+	struct helperd *h = r->h;
+	struct catalog_instance all[16], in[16];
+	char why[256];
+	size_t n, k = 0;
+	int nfd;
+
+	n = catalog_instances(h->catalog, c->dst, all, UTIL_ARRAY_LEN(all));
+	for (size_t i = 0; i < n; i++) {
+		int seen = 0;
+
+		for (int t = 0; t < c->tries; t++)
+			if (strcmp(c->tried[t], all[i].node) == 0)
+				seen = 1;
+		if (!seen)
+			in[k++] = all[i];
 	}
-	/* Spread connections over the instances. */
-	n = (size_t)(c->id % n);
+	if (k == 0 || c->tries >= RELAY_DIAL_TRIES) {
+		if (last != NULL)
+			conn_close(c, 1, "%s", last);
+		else
+			conn_close(c, 1, "no instance of %s", c->dst);
+		return -1;
+	}
+	/* A local instance if there is one (it comes first), else spread
+	 * connections over the remote instances. */
+	n = in[0].local ? 0 : (size_t)(c->id % k);
+	util_strlcpy(c->tried[c->tries++], in[n].node, sizeof(c->tried[0]));
 	if (in[n].local && !h->conf.same_node_mtls) {
 		if (!intention_allows(r, c->src, c->dst, why, sizeof(why))) {
 			conn_close(c, 1, "%s", why);
-			return;
+			return -1;
 		}
 		nfd = dial(in[n].svc->address, in[n].svc->port, why,
 		    sizeof(why));
@@ -807,8 +1008,7 @@ outbound_start(struct relay *r, int fd, const struct sockaddr_storage *ss)
 	if (nfd < 0 || watch_end(c, &c->net, nfd, EPOLLOUT) != 0) {
 		if (nfd >= 0)
 			close(nfd);
-		conn_close(c, 1, "%s", why);
-		return;
+		return outbound_retry(c, why) ? 0 : -1;
 	}
 	if (!in[n].local || h->conf.same_node_mtls) {
 		char err[256];
@@ -820,17 +1020,37 @@ outbound_start(struct relay *r, int fd, const struct sockaddr_storage *ss)
 		if (c->peer.leaf == NULL) {
 			conn_close(c, 1, "no certificate for %s: %s", c->src,
 			    err);
-			return;
+			return -1;
 		}
 		ca_leaf_ref(c->peer.leaf);
 		c->net.tls = tls_client_new(nfd, &c->peer);
 		if (c->net.tls == NULL) {
 			conn_close(c, 1, "TLS session setup failed");
-			return;
+			return -1;
 		}
 	}
 	c->st = ST_DIAL;
 	c->deadline = util_now_ms_mono() + h->conf.connect_timeout_ms;
+	return 0;
+}
+
+/* Outbound dial of an instance failed (why): try another one, up to
+ * RELAY_DIAL_TRIES in all, before the application sees an error. 1 if a
+ * new dial is under way, 0 when the connection was closed. */
+static int
+outbound_retry(struct conn *c, const char *why)
+{
+	char last[300];
+
+	snprintf(last, sizeof(last), "%s (node %s)", why,
+	    c->tries > 0 ? c->tried[c->tries - 1] : "?");
+	end_close(c->r, &c->net, 1);
+	c->net.w.fd = -1;
+	tls_peer_release(&c->peer);
+	if (c->tries < RELAY_DIAL_TRIES)
+		log_info("conn %llu %s => %s: %s: trying another instance",
+		    (unsigned long long)c->id, c->src, c->dst, last);
+	return outbound_dial(c, last) == 0;
 }
 
 /* Inbound: a connection on the mesh port. */
@@ -1056,6 +1276,15 @@ relay_tick(struct relay *r, int64_t now)
 			continue;
 		switch (c->st) {
 		case ST_DIAL:
+			if (c->kind == CONN_OUT) {
+				char why[128];
+
+				snprintf(why, sizeof(why), "connect timed out "
+				    "after %ld ms",
+				    r->h->conf.connect_timeout_ms);
+				outbound_retry(c, why);
+				break;
+			}
 			conn_close(c, 1, "connect timed out after %ld ms",
 			    r->h->conf.connect_timeout_ms);
 			break;

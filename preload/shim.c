@@ -1,5 +1,6 @@
 /* shim: process state, logging, real functions, and the outbound hooks
- * (connect, sendto/sendmsg with MSG_FASTOPEN, getpeername).
+ * (connect, sendto/sendmsg with MSG_FASTOPEN, getpeername); the inbound
+ * hooks are in shim_in.c.
  *
  * The mechanism (DESIGN.md §4): the application's own socket is bound to a
  * loopback port, that port and the original destination are registered
@@ -97,6 +98,16 @@ valid_service_name(const char *s)
 	return i > 0;
 }
 
+/* In the child of fork(): locks another thread held at the fork are
+ * reset, the control connection is the parent's (ctl_atfork_child). */
+static void
+atfork_child(void)
+{
+	dns_atfork_child();
+	fdt_atfork_child();
+	ctl_atfork_child();
+}
+
 static void
 init_once(void)
 {
@@ -137,7 +148,7 @@ init_once(void)
 	ctl_env_upstreams(getenv("MESH_UPSTREAMS"));
 	shim_owner_pid = getpid();
 	if (pthread_atfork(ctl_atfork_prepare, ctl_atfork_parent,
-	    ctl_atfork_child) != 0) {
+	    atfork_child) != 0) {
 		shim_log("pthread_atfork failed; shim disabled");
 		goto out;
 	}
@@ -245,8 +256,8 @@ loopback_sa(union shim_sa *u, int family, int mapped, uint16_t port)
 	return sizeof(u->in6);
 }
 
-static uint16_t
-sa_port(const union shim_sa *u)
+uint16_t
+shim_sa_port(const union shim_sa *u)
 {
 	if (u->sa.sa_family == AF_INET)
 		return ntohs(u->in.sin_port);
@@ -298,7 +309,8 @@ is_tcp(int fd, int family)
 /* Decide what a connect (or a MSG_FASTOPEN send) to sa does. On PREP_MESH
  * and PREP_AGAIN, via/vialen is where the socket must really go, and *e
  * (PREP_MESH) is the entry to record once the kernel accepted it.
- * Never changes errno except on PREP_FAIL (ECONNREFUSED). */
+ * Never changes errno except on PREP_FAIL (ECONNREFUSED; EADDRNOTAVAIL
+ * when no loopback port is left, as the kernel's connect says). */
 static int
 prepare(int fd, const struct sockaddr *sa, socklen_t len, union shim_sa *via,
     socklen_t *vialen, struct fdt_ent *e)
@@ -345,19 +357,22 @@ prepare(int fd, const struct sockaddr *sa, socklen_t len, union shim_sa *via,
 	ll = sizeof(local);
 	if (REAL(getsockname)(fd, &local.sa, &ll) != 0)
 		goto pass;
-	lport = sa_port(&local);
+	lport = shim_sa_port(&local);
 	if (lport == 0) {
 		union shim_sa b;
 		socklen_t bl = loopback_sa(&b, d.family, d.mapped, 0);
 		if (REAL(bind)(fd, &b.sa, bl) != 0) {
+			/* Out of loopback ports: say so as connect() would. */
+			int berr = errno == EADDRINUSE ? EADDRNOTAVAIL : errno;
 			shim_log("connect to %s: bind to loopback failed: %s",
 			    svc, strerror(errno));
-			goto fail;
+			errno = berr;
+			return PREP_FAIL;
 		}
 		ll = sizeof(local);
 		if (REAL(getsockname)(fd, &local.sa, &ll) != 0)
 			goto fail;
-		lport = sa_port(&local);
+		lport = shim_sa_port(&local);
 		if (lport == 0)
 			goto fail;
 	}
@@ -488,10 +503,8 @@ sendmsg(int fd, const struct msghdr *msg, int flags)
 	}
 }
 
-/* Copy an address out the way the kernel does: truncate to the caller's
- * buffer, report the full length. */
-static void
-sa_out(const union shim_sa *src, socklen_t srclen, struct sockaddr *dst,
+void
+shim_sa_out(const union shim_sa *src, socklen_t srclen, struct sockaddr *dst,
     socklen_t *dstlen)
 {
 	socklen_t cap = *dstlen;
@@ -522,160 +535,11 @@ getpeername(int fd, struct sockaddr *sa, socklen_t *len)
 	 * really connected to helperd; a mesh-accepted one shows the real
 	 * source. */
 	if (e.kind == FDT_OUT && sa_equal(&real, &e.via))
-		sa_out(&e.orig, e.origlen, sa, len);
+		shim_sa_out(&e.orig, e.origlen, sa, len);
 	else if (e.kind == FDT_IN)
-		sa_out(&e.orig, e.origlen, sa, len);
+		shim_sa_out(&e.orig, e.origlen, sa, len);
 	else
-		sa_out(&real, rl, sa, len);
+		shim_sa_out(&real, rl, sa, len);
 	errno = saved;
 	return rc;
-}
-
-/* ---- inbound ---- */
-
-/* After the kernel accepted fd: strict mode refuses direct connections;
- * mesh connections get their real source and SPIFFE ID recorded.
- * Returns 1 keep, 0 refused (fd closed). */
-static int
-inbound_check(int fd, struct sockaddr *sa, socklen_t *len)
-{
-	union shim_sa local, peer;
-	socklen_t ll = sizeof(local), pl = sizeof(peer);
-	struct shim_dest pd;
-	struct fdt_ent e;
-	uint16_t svc_port = 0;
-	int strict = 0, r;
-
-	if (REAL(getsockname)(fd, &local.sa, &ll) != 0 ||
-	    (local.sa.sa_family != AF_INET && local.sa.sa_family != AF_INET6))
-		return 1;
-	if (REAL(getpeername)(fd, &peer.sa, &pl) != 0 ||
-	    shim_dest_from_sa(&peer.sa, pl, &pd) != 0)
-		return 1;
-	/* The policy comes with HELLO: fetch it once. */
-	if (!ctl_have_list())
-		(void)ctl_ensure();
-	(void)ctl_inbound(&strict, &svc_port);
-	if (svc_port != 0 && sa_port(&local) != svc_port)
-		return 1;
-	if (!shim_dest_is_loopback(&pd)) {
-		r = 0;	/* helperd reaches local services over loopback */
-	} else {
-		memset(&e, 0, sizeof(e));
-		r = ctl_accept(sa_port(&local), pd.port, e.id, sizeof(e.id),
-		    &e.orig, &e.origlen);
-	}
-	if (r < 0 && strict) {
-		/* helperd unreachable: the last known policy decides. */
-		shim_log("accept on port %u: helperd unreachable, strict: "
-		    "refused", sa_port(&local));
-		return 0;
-	}
-	if (r == 1) {
-		/* Present the source in the accepted socket's family. */
-		if (local.sa.sa_family == AF_INET6 &&
-		    e.orig.sa.sa_family == AF_INET) {
-			struct sockaddr_in v4 = e.orig.in;
-			memset(&e.orig, 0, sizeof(e.orig));
-			e.orig.in6.sin6_family = AF_INET6;
-			e.orig.in6.sin6_port = v4.sin_port;
-			e.orig.in6.sin6_addr.s6_addr[10] = 0xff;
-			e.orig.in6.sin6_addr.s6_addr[11] = 0xff;
-			memcpy(&e.orig.in6.sin6_addr.s6_addr[12],
-			    &v4.sin_addr, 4);
-			e.origlen = sizeof(e.orig.in6);
-		}
-		if (e.orig.sa.sa_family != local.sa.sa_family) {
-			e.orig = peer;	/* cannot show it in this family */
-			e.origlen = pl;
-		}
-		e.kind = FDT_IN;
-		e.ino = fdt_inode(fd);
-		if (shim_is_owner())
-			fdt_set(fd, &e);
-		if (sa != NULL && len != NULL)
-			sa_out(&e.orig, e.origlen, sa, len);
-		return 1;
-	}
-	if (r == 0 && strict) {
-		shim_log("accept on port %u: direct connection from port %u "
-		    "refused (inbound strict)", sa_port(&local), pd.port);
-		return 0;
-	}
-	return 1;
-}
-
-static int
-do_accept(int lfd, struct sockaddr *sa, socklen_t *len, int flags, int is4)
-{
-	socklen_t cap = len != NULL ? *len : 0;
-	int fd, saved = errno, fl;
-
-	for (;;) {
-		if (len != NULL)
-			*len = cap;
-		fd = is4 ? REAL(accept4)(lfd, sa, len, flags) :
-		    REAL(accept)(lfd, sa, len);
-		if (fd < 0)
-			return fd;
-		shim_init();
-		if (!shim.enabled || shim_busy)
-			return fd;
-		if (inbound_check(fd, sa, len)) {
-			errno = saved;
-			return fd;
-		}
-		REAL(close)(fd);
-		fl = REAL(fcntl)(lfd, F_GETFL);
-		if (fl >= 0 && (fl & O_NONBLOCK)) {
-			errno = EAGAIN;
-			return -1;
-		}
-		errno = saved;
-	}
-}
-
-EXPORT int
-accept(int lfd, struct sockaddr *sa, socklen_t *len)
-{
-	if (REAL(accept) == NULL) {
-		errno = ENOSYS;
-		return -1;
-	}
-	return do_accept(lfd, sa, len, 0, 0);
-}
-
-EXPORT int
-accept4(int lfd, struct sockaddr *sa, socklen_t *len, int flags)
-{
-	if (REAL(accept4) == NULL) {
-		errno = ENOSYS;
-		return -1;
-	}
-	return do_accept(lfd, sa, len, flags, 1);
-}
-
-EXPORT int
-meshshim_peer_id(int fd, char *buf, size_t len)
-{
-	struct fdt_ent e;
-	size_t n;
-
-	shim_init();
-	if (buf == NULL || len == 0) {
-		errno = EINVAL;
-		return -1;
-	}
-	if (!shim.enabled || !fdt_get(fd, &e) || e.kind != FDT_IN ||
-	    e.id[0] == '\0') {
-		errno = ENOENT;
-		return -1;
-	}
-	n = strnlen(e.id, sizeof(e.id));
-	if (n >= len) {
-		errno = ERANGE;
-		return -1;
-	}
-	memcpy(buf, e.id, n + 1);
-	return 0;
 }

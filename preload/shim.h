@@ -1,9 +1,10 @@
 /* shim: internal interfaces of libmeshshim.so (not installed).
  *
- * Modules: shim.c (init, environment, logging, real functions, connect and
- * the other socket hooks), shim_ctl.c (the control connection to helperd
- * and the route table), shim_fd.c (the per-fd table and the close/dup
- * hooks), shim_dns.c (the <service>.service.<domain> names). Everything here
+ * Modules: shim.c (init, environment, logging, real functions, the
+ * outbound hooks), shim_in.c (accept hooks, meshshim_peer_id), shim_ctl.c
+ * (the control connection to helperd), shim_route.c (routes, bounded
+ * parsers, the HELLO reply), shim_fd.c + shim_fcntl.c (the per-fd table,
+ * the close/dup/fcntl hooks), shim_dns.c (<service>.service.<domain>). Everything here
  * has hidden visibility; only the hooks and meshshim.h are exported. */
 #ifndef MESH_SHIM_H
 #define MESH_SHIM_H
@@ -95,8 +96,14 @@ extern __thread int shim_busy SHIM_HIDDEN;
 int shim_dest_from_sa(const struct sockaddr *sa, socklen_t len,
     struct shim_dest *d) SHIM_HIDDEN;
 int shim_dest_is_loopback(const struct shim_dest *d) SHIM_HIDDEN;
+/* Port of an AF_INET/AF_INET6 address (host order), else 0. */
+uint16_t shim_sa_port(const union shim_sa *u) SHIM_HIDDEN;
+/* Copy an address out the way the kernel does: truncate to the caller's
+ * buffer (*dstlen), report the full length in *dstlen. */
+void shim_sa_out(const union shim_sa *src, socklen_t srclen,
+    struct sockaddr *dst, socklen_t *dstlen) SHIM_HIDDEN;
 
-/* ---- shim_ctl.c: control connection and routes ---- */
+/* ---- shim_ctl.c: control connection (routes: shim_route.c) ---- */
 
 /* Parse MESH_UPSTREAMS ("name:port" or "name:addr:port", comma-separated)
  * into the static routes. Bad entries are skipped (logged). */
@@ -133,8 +140,20 @@ void ctl_fd_lost_range(unsigned first, unsigned last) SHIM_HIDDEN;
 void ctl_atfork_prepare(void) SHIM_HIDDEN;
 void ctl_atfork_parent(void) SHIM_HIDDEN;
 void ctl_atfork_child(void) SHIM_HIDDEN;
-/* Parse one HELLO reply (exposed for testing the bounded parser). */
+/* ---- shim_route.c: routes, bounded parsers, HELLO ---- */
+
+/* Parse one HELLO reply and apply it (routes, dns domain, policy). The
+ * caller holds the control mutex. 0, or -1 if malformed (nothing
+ * changed). Modifies line. */
 int ctl_parse_hello(char *line) SHIM_HIDDEN;
+/* helperd's outbound port from the last HELLO (0 if none). */
+uint16_t ctl_outport(void) SHIM_HIDDEN;
+/* Address literal (v4, v6, [v6], "localhost") of s[0..n) in normalised
+ * form; *any set for 0.0.0.0 / ::. 0/-1. */
+int route_parse_addr(const char *s, size_t n, struct in6_addr *a,
+    int *any) SHIM_HIDDEN;
+/* Decimal 1..65535, all of s[0..n); -1 otherwise. */
+int route_parse_port(const char *s, size_t n) SHIM_HIDDEN;
 
 /* ---- shim_fd.c: per-fd table ---- */
 
@@ -159,11 +178,13 @@ unsigned long fdt_inode(int fd) SHIM_HIDDEN;
 void fdt_clear(int fd) SHIM_HIDDEN;
 void fdt_clear_range(unsigned first, unsigned last) SHIM_HIDDEN;
 void fdt_copy(int from, int to) SHIM_HIDDEN;
+void fdt_atfork_child(void) SHIM_HIDDEN;
 
 /* ---- shim_dns.c: reserved names ---- */
 
 /* If d is in the reserved range and maps to a resolved name, copy it. */
 int dns_lookup_addr(const struct shim_dest *d, char *svc, size_t len) SHIM_HIDDEN;
 int dns_in_range(const struct shim_dest *d) SHIM_HIDDEN;
+void dns_atfork_child(void) SHIM_HIDDEN;
 
 #endif

@@ -53,6 +53,12 @@ dns_lookup_addr(const struct shim_dest *d, char *svc, size_t len)
 	return 1;
 }
 
+void
+dns_atfork_child(void)
+{
+	pthread_mutex_init(&dns_mu, NULL);
+}
+
 /* The index for svc, adding it if new; 0 if the table is full. */
 static unsigned
 dns_index(const char *svc)

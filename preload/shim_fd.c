@@ -227,6 +227,12 @@ fdt_copy(int from, int to)
 	hi_raise((unsigned)to);
 }
 
+void
+fdt_atfork_child(void)
+{
+	pthread_mutex_init(&fdt_mk_mu, NULL);
+}
+
 /* ---- hooks: no malloc, no locks, no stdio; errno from the real call ---- */
 
 EXPORT int

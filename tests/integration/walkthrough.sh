@@ -44,10 +44,10 @@ check "after delete: echoes again" [ "$out" = "hello-$UP2" ]
 
 # Half-close: nc -N shuts down writing; the echo must still come back
 # completely (a 200 KB payload through both TLS ends).
-head -c 200000 /dev/urandom > "$T/blob"
-LD_PRELOAD="$SHIM" MESH_SERVICE=web timeout 10 nc -N 127.0.0.1 "$UP2" \
+head -c 20000000 /dev/urandom > "$T/blob"
+LD_PRELOAD="$SHIM" MESH_SERVICE=web timeout 60 nc -N 127.0.0.1 "$UP2" \
     < "$T/blob" > "$T/blob.back" 2>/dev/null
-check "200 KB echoed intact after half-close" cmp -s "$T/blob" "$T/blob.back"
+check "20 MB echoed intact through both TLS ends, then half-close" cmp -s "$T/blob" "$T/blob.back"
 
 # Unrouted connects pass through untouched: straight to the echo server.
 out=$(printf 'direct\n' | LD_PRELOAD="$SHIM" MESH_SERVICE=web timeout 5 nc -N 127.0.0.1 "$ECHO")

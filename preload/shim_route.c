@@ -1,0 +1,373 @@
+/* shim_route: the route table and what helperd's HELLO reply teaches.
+ *
+ * Routes are the upstreams of MESH_UPSTREAMS (parsed once at init,
+ * read-only afterwards) and those of helperd's HELLO reply (a seqlock:
+ * connect() reads them without a lock; the writer holds the control
+ * mutex). Also here: the bounded parsers for addresses, ports, names and
+ * the HELLO reply, and the policy it carries (outbound port, dns domain,
+ * inbound strict, service port). */
+#include "shim.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+struct route {
+	struct in6_addr addr;   /* normalised, see shim_dest */
+	uint16_t port;
+	int any;                /* 0.0.0.0 / :: : any loopback address */
+	char svc[SHIM_NAME_MAX];
+};
+
+/* MESH_UPSTREAMS: written once at init, read-only afterwards. */
+static struct route env_routes[SHIM_MAX_ROUTES];
+static int n_env;
+
+/* From helperd's HELLO: seqlock (writers hold ctl_mu). */
+static struct {
+	unsigned seq;
+	int n;
+	struct route r[SHIM_MAX_ROUTES];
+	char dns[SHIM_DOMAIN_MAX];
+} hd = { .dns = "mesh" };
+
+/* Learned from HELLO (atomic; written under the control mutex). */
+static struct {
+	int outport;
+	int have_list;          /* a HELLO answer was seen */
+	int strict;             /* inbound policy */
+	int svc_port;           /* service port, 0 unknown */
+} pol;
+static struct route scratch[SHIM_MAX_ROUTES];   /* under the ctl mutex */
+
+/* ---- routes ---- */
+
+static int
+is_loop1(const struct in6_addr *a)
+{
+	static const unsigned char v4lo[16] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	    0xff, 0xff, 127, 0, 0, 1 };
+
+	return IN6_IS_ADDR_LOOPBACK(a) || memcmp(a, v4lo, 16) == 0;
+}
+
+static int
+route_match(const struct route *r, const struct shim_dest *d)
+{
+	if (r->port != d->port)
+		return 0;
+	if (memcmp(&r->addr, &d->addr, 16) == 0)
+		return 1;
+	/* 127.0.0.1 and ::1 are the same loopback for an upstream: "localhost"
+	 * may resolve to either. */
+	if (is_loop1(&r->addr) && is_loop1(&d->addr))
+		return 1;
+	return r->any && shim_dest_is_loopback(d);
+}
+
+/* Parse an address literal (v4, v6, [v6]) into normalised form. */
+int
+route_parse_addr(const char *s, size_t n, struct in6_addr *a, int *any)
+{
+	char tmp[INET6_ADDRSTRLEN + 2];
+	struct in_addr v4;
+
+	if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
+		s++;
+		n -= 2;
+	}
+	if (n == 0 || n >= sizeof(tmp))
+		return -1;
+	memcpy(tmp, s, n);
+	tmp[n] = '\0';
+	memset(a, 0, sizeof(*a));
+	if (inet_pton(AF_INET, tmp, &v4) == 1) {
+		a->s6_addr[10] = 0xff;
+		a->s6_addr[11] = 0xff;
+		memcpy(&a->s6_addr[12], &v4, 4);
+		*any = v4.s_addr == htonl(INADDR_ANY);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, tmp, a) == 1) {
+		*any = IN6_IS_ADDR_UNSPECIFIED(a);
+		return 0;
+	}
+	if (strcmp(tmp, "localhost") == 0) {
+		a->s6_addr[10] = 0xff;
+		a->s6_addr[11] = 0xff;
+		a->s6_addr[12] = 127;
+		a->s6_addr[15] = 1;
+		*any = 0;
+		return 0;
+	}
+	return -1;
+}
+
+/* Decimal 1..65535, the whole of s[0..n). */
+int
+route_parse_port(const char *s, size_t n)
+{
+	long v = 0;
+	size_t i;
+
+	if (n == 0 || n > 5)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v >= 1 && v <= 65535 ? (int)v : -1;
+}
+
+static int
+valid_name(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || n >= SHIM_NAME_MAX)
+		return 0;
+	for (i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
+			return 0;
+	}
+	return 1;
+}
+
+/* "name:port", "name:addr:port", "name:[v6]:port". */
+static int
+parse_env_upstream(const char *s, size_t n, struct route *r)
+{
+	const char *c1 = memchr(s, ':', n), *c2;
+	int port;
+
+	if (c1 == NULL || !valid_name(s, (size_t)(c1 - s)))
+		return -1;
+	memset(r, 0, sizeof(*r));
+	memcpy(r->svc, s, (size_t)(c1 - s));
+	c2 = s + n;
+	while (c2 > c1 + 1 && c2[-1] != ':')
+		c2--;
+	if (c2 == c1 + 1) {
+		/* name:port */
+		r->addr.s6_addr[10] = 0xff;
+		r->addr.s6_addr[11] = 0xff;
+		r->addr.s6_addr[12] = 127;
+		r->addr.s6_addr[15] = 1;
+	} else if (route_parse_addr(c1 + 1, (size_t)(c2 - 1 - (c1 + 1)), &r->addr,
+	    &r->any) != 0) {
+		return -1;
+	}
+	port = route_parse_port(c2, (size_t)(s + n - c2));
+	if (port < 0)
+		return -1;
+	r->port = (uint16_t)port;
+	return 0;
+}
+
+void
+ctl_env_upstreams(const char *spec)
+{
+	const char *p = spec, *e;
+
+	while (p != NULL && *p != '\0') {
+		e = strchr(p, ',');
+		if (e == NULL)
+			e = p + strlen(p);
+		while (p < e && *p == ' ')
+			p++;
+		if (e > p) {
+			if (n_env >= SHIM_MAX_ROUTES ||
+			    parse_env_upstream(p, (size_t)(e - p),
+			    &env_routes[n_env]) != 0)
+				shim_log("MESH_UPSTREAMS: ignoring \"%.*s\"",
+				    (int)(e - p), p);
+			else
+				n_env++;
+		}
+		p = *e == ',' ? e + 1 : e;
+	}
+}
+
+int
+ctl_route(const struct shim_dest *d, char *svc, size_t svclen)
+{
+	unsigned a, b;
+	int i, n, found, tries;
+	char name[SHIM_NAME_MAX];
+
+	if (dns_in_range(d))
+		return dns_lookup_addr(d, svc, svclen);
+	/* MESH_UPSTREAMS wins over the service definition, as a -upstream
+	 * flag does. */
+	for (i = 0; i < n_env; i++) {
+		if (route_match(&env_routes[i], d)) {
+			snprintf(svc, svclen, "%s", env_routes[i].svc);
+			return 1;
+		}
+	}
+	for (tries = 0; tries < 1000; tries++) {
+		a = __atomic_load_n(&hd.seq, __ATOMIC_ACQUIRE);
+		if (a & 1u)
+			continue;
+		found = 0;
+		n = hd.n;
+		if (n > SHIM_MAX_ROUTES)
+			n = SHIM_MAX_ROUTES;
+		for (i = 0; i < n; i++) {
+			if (route_match(&hd.r[i], d)) {
+				memcpy(name, hd.r[i].svc, sizeof(name));
+				name[sizeof(name) - 1] = '\0';
+				found = 1;
+				break;
+			}
+		}
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		b = __atomic_load_n(&hd.seq, __ATOMIC_RELAXED);
+		if (a != b)
+			continue;
+		if (found)
+			snprintf(svc, svclen, "%s", name);
+		return found;
+	}
+	return 0;
+}
+
+void
+ctl_dns_domain(char *buf, size_t len)
+{
+	unsigned a, b;
+	char tmp[SHIM_DOMAIN_MAX];
+	int tries;
+
+	for (tries = 0; tries < 1000; tries++) {
+		a = __atomic_load_n(&hd.seq, __ATOMIC_ACQUIRE);
+		if (a & 1u)
+			continue;
+		memcpy(tmp, hd.dns, sizeof(tmp));
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		b = __atomic_load_n(&hd.seq, __ATOMIC_RELAXED);
+		if (a == b) {
+			tmp[sizeof(tmp) - 1] = '\0';
+			snprintf(buf, len, "%s", tmp);
+			return;
+		}
+	}
+	snprintf(buf, len, "mesh");
+}
+
+int
+ctl_have_list(void)
+{
+	return __atomic_load_n(&pol.have_list, __ATOMIC_ACQUIRE);
+}
+
+int
+ctl_inbound(int *strict, uint16_t *svc_port)
+{
+	*strict = __atomic_load_n(&pol.strict, __ATOMIC_ACQUIRE);
+	*svc_port = (uint16_t)__atomic_load_n(&pol.svc_port, __ATOMIC_ACQUIRE);
+	return 0;
+}
+
+uint16_t
+ctl_outport(void)
+{
+	return (uint16_t)__atomic_load_n(&pol.outport, __ATOMIC_ACQUIRE);
+}
+
+/* ---- the HELLO reply ---- */
+
+/* OK port=<p> dns=<d> [up=<dest>,<addr>,<port>]... [inbound=strict|
+ * permissive] [svc_port=<p>]; unknown keys are ignored. Modifies line.
+ * Caller holds ctl_mu. 0, or -1 if malformed (nothing changed). */
+int
+ctl_parse_hello(char *line)
+{
+	char *tok, *save = NULL, dns[SHIM_DOMAIN_MAX] = "";
+	int port = -1, n = 0, strict = -1, svc_port = 0, any;
+	unsigned v;
+
+	tok = strtok_r(line, " ", &save);
+	if (tok == NULL || strcmp(tok, "OK") != 0)
+		return -1;
+	while ((tok = strtok_r(NULL, " ", &save)) != NULL) {
+		char *eq = strchr(tok, '='), *val;
+		size_t klen, vlen;
+		if (eq == NULL)
+			continue;
+		klen = (size_t)(eq - tok);
+		val = eq + 1;
+		vlen = strlen(val);
+		if (klen == 4 && memcmp(tok, "port", 4) == 0) {
+			port = route_parse_port(val, vlen);
+			if (port < 0)
+				return -1;
+		} else if (klen == 3 && memcmp(tok, "dns", 3) == 0) {
+			size_t i;
+			while (vlen > 0 && val[vlen - 1] == '.')
+				vlen--;
+			if (vlen == 0 || vlen >= sizeof(dns))
+				return -1;
+			for (i = 0; i < vlen; i++) {
+				char c = val[i];
+				if (!((c >= 'a' && c <= 'z') ||
+				    (c >= 'A' && c <= 'Z') ||
+				    (c >= '0' && c <= '9') || c == '-' ||
+				    c == '.'))
+					return -1;
+			}
+			memcpy(dns, val, vlen);
+			dns[vlen] = '\0';
+		} else if (klen == 2 && memcmp(tok, "up", 2) == 0) {
+			char *c1 = strchr(val, ','), *c2;
+			int p;
+			struct route *r;
+			if (c1 == NULL || (c2 = strrchr(val, ',')) == c1)
+				return -1;
+			if (n >= SHIM_MAX_ROUTES) {
+				shim_log("HELLO: more than %d upstreams, "
+				    "ignoring the rest", SHIM_MAX_ROUTES);
+				continue;
+			}
+			r = &scratch[n];
+			memset(r, 0, sizeof(*r));
+			if (!valid_name(val, (size_t)(c1 - val)) ||
+			    route_parse_addr(c1 + 1, (size_t)(c2 - c1 - 1),
+			    &r->addr, &any) != 0 ||
+			    (p = route_parse_port(c2 + 1, strlen(c2 + 1))) < 0) {
+				shim_log("HELLO: ignoring bad upstream "
+				    "\"%.200s\"", val);
+				continue;
+			}
+			memcpy(r->svc, val, (size_t)(c1 - val));
+			r->any = any;
+			r->port = (uint16_t)p;
+			n++;
+		} else if (klen == 7 && memcmp(tok, "inbound", 7) == 0) {
+			strict = strcmp(val, "strict") == 0;
+		} else if (klen == 8 && memcmp(tok, "svc_port", 8) == 0) {
+			svc_port = route_parse_port(val, vlen);
+			if (svc_port < 0)
+				svc_port = 0;
+		}
+	}
+	if (port < 0)
+		return -1;
+	v = __atomic_load_n(&hd.seq, __ATOMIC_RELAXED) | 1u;
+	__atomic_store_n(&hd.seq, v, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	memcpy(hd.r, scratch, sizeof(struct route) * (size_t)n);
+	hd.n = n;
+	if (dns[0] != '\0')
+		memcpy(hd.dns, dns, sizeof(dns));
+	__atomic_store_n(&hd.seq, v + 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&pol.outport, port, __ATOMIC_RELEASE);
+	if (strict >= 0)
+		__atomic_store_n(&pol.strict, strict, __ATOMIC_RELEASE);
+	__atomic_store_n(&pol.svc_port, svc_port, __ATOMIC_RELEASE);
+	__atomic_store_n(&pol.have_list, 1, __ATOMIC_RELEASE);
+	return 0;
+}
