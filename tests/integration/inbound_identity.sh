@@ -1,0 +1,43 @@
+#!/bin/bash
+# Server side and identity: a strict service (shim loaded in the server)
+# refuses connections that did not come through the mesh while mesh
+# connections work; a service restricted to a user can only be claimed by
+# processes of that uid (SO_PEERCRED on the control socket).
+. "$(dirname "$0")/lib.sh"
+
+ECHO=$(free_port); UP=$(free_port); UP2=$(free_port)
+write_conf n1 "services = (
+  { name = \"socat\"; port = $ECHO; connect = {}; inbound = \"strict\"; },
+  { name = \"db\"; port = 1; user = \"nobody\"; } );"
+start_helperd n1 || { fail "helperd starts"; finish; exit 1; }
+# The echo server itself runs with the shim, as service socat.
+LD_PRELOAD="$SHIM" MESH_SERVICE=socat socat tcp-l:"$ECHO",fork,reuseaddr exec:/bin/cat >/dev/null 2>&1 &
+PIDS="$PIDS $!"
+wait_port "$ECHO"
+
+out=$(echo_through "$UP" web "socat:$UP")
+check "mesh connection to the strict service echoes" [ "$out" = "hello-$UP" ]
+out=$(printf 'direct\n' | timeout 5 nc -N 127.0.0.1 "$ECHO" 2>&1)
+check "a direct connection to the strict service's port gets nothing" [ -z "$out" ]
+out=$(echo_through "$UP" web "socat:$UP")
+check "... and mesh connections still work after it" [ "$out" = "hello-$UP" ]
+
+# SO_PEERCRED: only uid nobody (or root) may act as db.
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+	as() { u=$1; shift; setpriv --reuid="$(id -u "$u")" --regid="$(id -g "$u")" --clear-groups "$@"; }
+	out=$(printf 'x\n' | as nobody env LD_PRELOAD="$SHIM" MESH_SERVICE=db MESH_UPSTREAMS="socat:$UP2" \
+	    timeout 5 nc -N 127.0.0.1 "$UP2" 2>&1)
+	check "uid nobody may act as db (user = \"nobody\")" [ "$out" = x ]
+	out=$(printf 'x\n' | as daemon env LD_PRELOAD="$SHIM" MESH_SERVICE=db MESH_UPSTREAMS="socat:$UP2" \
+	    timeout 5 nc -N 127.0.0.1 "$UP2" 2>&1)
+	check "uid daemon may not act as db: connect refused ($out)" sh -c "! printf '%s' \"\$1\" | grep -qx x" _ "$out"
+	grep -q "may not act as db" "$T/n1/helperd.log"
+	check "helperd logs the refused identity" [ $? = 0 ]
+	out=$(printf 'x\n' | as daemon env LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_UPSTREAMS="socat:$UP2" \
+	    timeout 5 nc -N 127.0.0.1 "$UP2" 2>&1)
+	check "uid daemon may act as an unrestricted service" [ "$out" = x ]
+else
+	echo "skip - SO_PEERCRED checks need root and setpriv"
+fi
+check "helperd still alive" kill -0 "$HELPERD_PID"
+finish
