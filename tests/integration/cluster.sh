@@ -1,0 +1,189 @@
+#!/bin/bash
+# Multi-node mesh on etcd: three hosts (network namespaces a, b, c with
+# 10.77.0.1-3), each with an etcd member and a helperd. web on a reaches
+# socat on c through mTLS; an intention made through b's API closes an open
+# a -> c connection within 1 s; a killed helperd's instances leave within
+# the lease TTL and new connections go to the other instance; one etcd
+# member down changes nothing; all of etcd down keeps the mesh working on
+# what it knows; etcd back restores service without restarting helperd.
+. "$(dirname "$0")/lib.sh"
+. "$SRCDIR/examples/cluster/hosts.sh"
+
+why=$(hosts_check)
+[ -z "$why" ] || skip_test "cluster test: $why"
+
+cleanup_cluster() {
+	cleanup
+	hosts_down
+}
+trap cleanup_cluster EXIT
+S=$SRCDIR/tests/integration/session.py
+now() { python3 -c 'import time; print(time.time())'; }
+
+session() { # session NAME SECONDS: web on a holds a session to socat
+	inns a env LD_PRELOAD="$SHIM" MESH_SOCKET="$T/a/helperd.sock" \
+	    MESH_SERVICE=web MESH_UPSTREAMS=socat:9191 \
+	    python3 "$S" 9191 "$2" "$T/$1.json" 0.05 >/dev/null 2>&1 &
+	PIDS="$PIDS $!"
+	for _ in $(seq 100); do
+		[ -s "$T/$1.json" ] && [ "$(jq_get "$T/$1.json" ok)" -gt 2 ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+closed_within() { # closed_within NAME T0 LIMIT
+	python3 - "$T/$1.json" "$2" "$3" <<'PY'
+import json, sys, time
+for _ in range(60):
+    d = json.load(open(sys.argv[1]))
+    if d["closed_at"] is not None:
+        dt = d["closed_at"] - float(sys.argv[2])
+        print("    closed %.3f s after the change (%s)" % (dt, d["reason"]))
+        sys.exit(0 if dt <= float(sys.argv[3]) else 1)
+    time.sleep(0.1)
+print("    still open 6 s after the change")
+sys.exit(1)
+PY
+}
+still_open() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["closed_at"] is None and d["bad"]==0 else 1)' "$T/$1.json"; }
+wait_until() { # wait_until SECONDS cmd...: poll every 0.1 s
+	lim=$1; shift
+	end=$(python3 -c "import time; print(time.time() + $lim)")
+	while :; do
+		"$@" && return 0
+		python3 -c "import sys,time; sys.exit(0 if time.time() < $end else 1)" || return 1
+		sleep 0.1
+	done
+}
+catalog_is() { [ "$(instances "$1" "$2")" = "$3" ]; }
+check_is() { # check_is HOST expected(Allowed|Denied)
+	[ "$(meshctl_in "$1" intention check web socat)" = "$2" ]
+}
+echoes() { [ "$(echo_from "$1")" = "hello" ]; }
+n_echoes() { # n_echoes HOST N: how many of N connections echoed
+	k=0
+	for _ in $(seq 1 "$2"); do echoes "$1" && k=$((k + 1)); done
+	echo "$k"
+}
+
+# Hosts and etcd ----------------------------------------------------------
+hosts_up || { fail "network namespaces a, b, c on a bridge"; finish; exit 1; }
+ok "three hosts: namespaces $NS_a $NS_b $NS_c (10.77.0.1-3)"
+for h in $HOSTS; do etcd_start "$h"; done
+check "etcd: three members healthy" etcd_healthy a b c
+
+# helperd: a first (its CA becomes the cluster's), then b and c with it.
+node_conf a
+cp "$SRCDIR/examples/getting-started/web.json" "$T/a/services.d/"
+node_start a || { fail "helperd on a starts"; finish; exit 1; }
+node_conf b; ca_share a b
+node_conf c; ca_share a c
+cp "$SRCDIR/examples/getting-started/socat.json" "$T/c/services.d/"
+node_start b && node_start c
+check "helperd on a, b, c started with store = etcd" kill -0 "$HPID_c"
+socat_start c || fail "socat on c"
+
+# 1. web on a reaches socat on c through mTLS -------------------------------
+check "a's catalog has socat on c (from etcd)" wait_until 3 catalog_is a socat c
+services_b=$(api_in b /v1/catalog/services | tr -d ' \n')
+check "b's catalog lists socat and web ($services_b)" sh -c "echo '$services_b' | grep -q socat && echo '$services_b' | grep -q web"
+out=$(echo_from a)
+check "web on a -> socat on c echoes (got '$out')" [ "$out" = "hello" ]
+td=$(jq_get "$T/a/data/ports.json" trust_domain)
+check "the three nodes share the trust domain $td" sh -c "[ \"\$(jq_get $T/b/data/ports.json trust_domain)\" = $td ] && [ \"\$(jq_get $T/c/data/ports.json trust_domain)\" = $td ]"
+# The mesh port of c answers only mTLS: plain TCP from a gets nothing back.
+out=$(printf 'plain\n' | inns a timeout 3 nc -N 10.77.0.3 21000 2>/dev/null)
+check "plain TCP to c's mesh port gets no echo" [ -z "$out" ]
+
+# 2. An intention created through b's API closes an open a -> c session -----
+check "web (a) -> socat (c) session open" session s1 60
+t0=$(now)
+out=$(meshctl_in b intention create -deny web socat)
+check "intention created on b: $out" [ "$out" = "Created: web => socat (deny)" ]
+check "open a -> c session closed within 1 s of b's intention" closed_within s1 "$t0" 1
+check "a says Denied within 1 s" wait_until 1 check_is a Denied
+check "c says Denied" check_is c Denied
+check "new connection from a gets no echo" [ -z "$(echo_from a)" ]
+out=$(meshctl_in c intention delete web socat)
+check "intention deleted on c: $out" [ -n "$out" ]
+check "a says Allowed again" wait_until 1 check_is a Allowed
+check "web on a -> socat echoes again" echoes a
+# Concurrent writers on two nodes (compare-and-swap in etcd): every create
+# that reported success is stored; a loser is refused, never lost.
+okc=0
+for i in 1 2 3 4 5; do
+	meshctl_in a intention create -deny "api$i" socat >/dev/null 2>&1 & p1=$!
+	meshctl_in b intention create -deny "db$i" socat >/dev/null 2>&1 & p2=$!
+	wait $p1 && okc=$((okc + 1))
+	wait $p2 && okc=$((okc + 1))
+done
+sleep 0.5
+n_st=$(meshctl_in c intention list 2>/dev/null | grep -c "=> socat")
+check "10 concurrent creates on a and b: $okc reported success, $n_st stored on c" [ "$okc" = "$n_st" ]
+for i in 1 2 3 4 5; do
+	meshctl_in c intention delete "api$i" socat >/dev/null 2>&1
+	meshctl_in c intention delete "db$i" socat >/dev/null 2>&1
+done
+
+# 3. Kill c's helperd: its instance leaves, new connections go to b ---------
+socat_start b || fail "socat on b"
+cp "$SRCDIR/examples/getting-started/socat.json" "$T/b/services.d/"
+meshctl_in b reload >/dev/null
+check "a's catalog has socat on b and c" wait_until 3 catalog_is a socat "b c"
+b0=$(socat_accepts b)
+kill -KILL "$HPID_c"; wait "$HPID_c" 2>/dev/null
+t0=$(now)
+k=$(n_echoes a 10)
+check "10 connections right after c died: all echo (failed dials retried on b) ($k/10)" [ "$k" = 10 ]
+wait_until $((LEASE_TTL + 2)) catalog_is a socat b
+dt=$(python3 -c "import time; print('%.1f' % (time.time() - $t0))")
+check "c's instance left a's catalog ${dt} s after the kill (lease TTL ${LEASE_TTL} s)" python3 -c "import sys; sys.exit(0 if $dt <= $LEASE_TTL + 1 else 1)"
+k=$(n_echoes a 10)
+check "after the TTL, 10 of 10 connections echo ($k/10)" [ "$k" = 10 ]
+b1=$(socat_accepts b)
+check "... all served by socat on b ($((b1 - b0)) new connections there)" [ $((b1 - b0)) -ge 20 ]
+
+# 4. One etcd member down: nothing visible -----------------------------------
+etcd_stop a
+check "etcd member a stopped; b and c healthy" etcd_healthy b c
+check "web on a -> socat on b still echoes" echoes a
+out=$(meshctl_in a intention create -deny web socat)
+check "intention create on a still works (a's etcd member is down): $out" [ "$out" = "Created: web => socat (deny)" ]
+check "b says Denied within 1 s" wait_until 1 check_is b Denied
+meshctl_in b intention delete web socat >/dev/null
+check "a says Allowed again" wait_until 1 check_is a Allowed
+check "a never logged etcd as unreachable" sh -c "! grep -q 'ETCD UNREACHABLE' $T/a/helperd.log"
+check "a's catalog unchanged (socat on b)" catalog_is a socat b
+
+# 5. All of etcd down: open connections continue, new ones to known instances
+check "web (a) -> socat (b) session open" session s2 60
+etcd_stop b; etcd_stop c
+sleep 3
+check "open session still up 3 s after etcd stopped" still_open s2
+k=$(n_echoes a 5)
+check "new connections to the known instance succeed with etcd down ($k/5)" [ "$k" = 5 ]
+check "a logged ETCD UNREACHABLE once" [ "$(grep -c 'ETCD UNREACHABLE' "$T/a/helperd.log")" = 1 ]
+out=$(meshctl_in a intention create -deny web socat 2>&1)
+case $out in
+Created*) fail "intention writes are refused while etcd is down (got: $out)" ;;
+*) ok "intention writes are refused while etcd is down: $(echo "$out" | head -n 1)" ;;
+esac
+check "helperd a and b still running" kill -0 "$HPID_a" "$HPID_b"
+
+# 6. etcd back: normal service without restarting helperd ------------------
+for h in $HOSTS; do etcd_start "$h"; done
+check "etcd: three members healthy again" etcd_healthy a b c
+check "a logged that etcd is back" wait_until 10 grep -q "etcd reachable again" "$T/a/helperd.log"
+check "session opened before the outage is still up" still_open s2
+t0=$(now)
+out=$(meshctl_in b intention create -deny web socat)
+check "intention create on b works again: $out" [ "$out" = "Created: web => socat (deny)" ]
+check "... and closes the session held through the outage within 1 s" closed_within s2 "$t0" 1
+check "a says Denied" check_is a Denied
+meshctl_in b intention delete web socat >/dev/null
+check "a says Allowed" wait_until 1 check_is a Allowed
+check "a's catalog still socat on b" catalog_is a socat b
+check "web on a -> socat on b echoes" echoes a
+node_start c
+check "c restarted: its instance is back in a's catalog" wait_until 3 catalog_is a socat "b c"
+finish
