@@ -1,38 +1,33 @@
-/* cmd_intention: "meshctl intention create|delete|get|list|check|match". */
+/* cmd_intention: "meshctl intention delete|get|list|check|match", the
+ * helpers shared with intention_create.c, and the dispatch. */
 #include "meshctl/api.h"
+#include "meshctl/intention.h"
 #include "meshctl/meshctl.h"
 #include "common/util.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
-#define INTENT_FILE_MAX   (4 * 1024 * 1024)
-#define INTENT_META_KEY   128
-#define INTENT_META_VAL   512
-#define INTENT_DESC_LIMIT 512
-
 /* "web => socat (deny)" */
-static void
+void
 ixn_string(char *buf, size_t len, const char *src, const char *dst,
     const char *action)
 {
 	snprintf(buf, len, "%s => %s (%s)", src, dst, action);
 }
 
-static const char *
-jstr(const json_t *o, const char *key)
+const char *
+ixn_jstr(const json_t *o, const char *key)
 {
 	const char *s = json_string_value(json_object_get(o, key));
 
 	return s != NULL ? s : "";
 }
 
-static int
-valid_id(const char *s)
+int
+ixn_valid_id(const char *s)
 {
 	size_t n = strlen(s);
 
@@ -42,8 +37,8 @@ valid_id(const char *s)
 }
 
 /* Check SRC/DST names; prints the error. 0/-1. */
-static int
-check_pair(const char *src, const char *dst, int allow_wild)
+int
+ixn_check_pair(const char *src, const char *dst, int allow_wild)
 {
 	if (!mc_valid_name(src, allow_wild)) {
 		fprintf(stderr, "Error: invalid source name \"%s\": expected 1 "
@@ -61,8 +56,8 @@ check_pair(const char *src, const char *dst, int allow_wild)
 }
 
 /* Build "/v1/connect/intentions/<tail>?source=S&destination=D". */
-static char *
-pair_path(const char *tail, const char *src, const char *dst)
+char *
+ixn_pair_path(const char *tail, const char *src, const char *dst)
 {
 	char *es = api_escape(src), *ed = api_escape(dst), *p = NULL;
 
@@ -78,17 +73,17 @@ pair_path(const char *tail, const char *src, const char *dst)
 }
 
 /* Path of one intention given "SRC DST" or "ID" arguments. */
-static char *
-target_path(const char **pos, int npos)
+char *
+ixn_target_path(const char **pos, int npos)
 {
 	char *p = NULL;
 
 	if (npos == 2) {
-		if (check_pair(pos[0], pos[1], 1) != 0)
+		if (ixn_check_pair(pos[0], pos[1], 1) != 0)
 			return NULL;
-		return pair_path("exact", pos[0], pos[1]);
+		return ixn_pair_path("exact", pos[0], pos[1]);
 	}
-	if (!valid_id(pos[0])) {
+	if (!ixn_valid_id(pos[0])) {
 		fprintf(stderr, "Error: \"%s\" is not an intention ID; give "
 		    "an ID or SRC DST\n", pos[0]);
 		return NULL;
@@ -98,357 +93,6 @@ target_path(const char **pos, int npos)
 		return NULL;
 	}
 	return p;
-}
-
-/* ---- create ---- */
-
-static int c_allow, c_deny, c_replace;
-static const char *c_desc, *c_file;
-static struct flag_list c_meta;
-
-static const struct flag create_flags[] = {
-	{ "allow", FLAG_BOOL, &c_allow, NULL,
-	    "Set the action to \"allow\". This is the default." },
-	{ "deny", FLAG_BOOL, &c_deny, NULL,
-	    "Set the action to \"deny\". Cannot be used with -allow." },
-	{ "replace", FLAG_BOOL, &c_replace, NULL,
-	    "Replace an existing intention for the same SRC and DST "
-	    "atomically instead of failing." },
-	{ "meta", FLAG_LIST, &c_meta, "<key=value>",
-	    "Metadata to store with the intention. May be given several "
-	    "times." },
-	{ "description", FLAG_STRING, &c_desc, "<text>",
-	    "A human-readable description of the intention." },
-	{ "file", FLAG_STRING, &c_file, "<path>",
-	    "Read the intention(s) from a JSON file (\"-\" for stdin): one "
-	    "intention object (SourceName, DestinationName, Action, "
-	    "Description, Meta) or an array of them. Any further arguments "
-	    "are read as files too." },
-	FLAG_HTTP_ADDR,
-	{ NULL, 0, NULL, NULL, NULL },
-};
-
-static const struct cmd_help create_help = {
-	"intention create",
-	"intention create [options] SRC DST\n"
-	"intention create [options] -file FILE...",
-	"Create an intention that allows or denies connections from the "
-	"service SRC to the service DST. Either name may be \"*\" to match "
-	"any service. A duplicate SRC DST pair is an error unless -replace "
-	"is given. The action is \"allow\" unless -deny is given.\n\n"
-	"$ meshctl intention create -deny web socat",
-	create_flags,
-};
-
-/* Parse "k=v" into meta; prints the error. 0/-1. */
-static int
-meta_add(json_t *meta, const char *kv)
-{
-	const char *eq = strchr(kv, '=');
-	size_t klen = eq != NULL ? (size_t)(eq - kv) : 0;
-	char key[INTENT_META_KEY + 1];
-
-	if (eq == NULL || klen == 0) {
-		fprintf(stderr, "Error: -meta \"%s\": expected key=value\n",
-		    kv);
-		return -1;
-	}
-	if (klen > INTENT_META_KEY || strlen(eq + 1) > INTENT_META_VAL) {
-		fprintf(stderr, "Error: -meta \"%.40s...\": key is limited to "
-		    "%d and value to %d characters\n", kv, INTENT_META_KEY,
-		    INTENT_META_VAL);
-		return -1;
-	}
-	memcpy(key, kv, klen);
-	key[klen] = '\0';
-	if (json_object_get(meta, key) != NULL) {
-		fprintf(stderr, "Error: -meta key \"%s\" given twice\n", key);
-		return -1;
-	}
-	if (json_object_set_new(meta, key, json_string(eq + 1)) != 0) {
-		fprintf(stderr, "Error: -meta \"%s\": value is not valid "
-		    "UTF-8\n", kv);
-		return -1;
-	}
-	return 0;
-}
-
-/* POST one intention object; prints "Created: ..." or the error. 0/-1. */
-static int
-create_one(json_t *ixn)
-{
-	const char *src = jstr(ixn, "SourceName");
-	const char *dst = jstr(ixn, "DestinationName");
-	const char *act = jstr(ixn, "Action");
-	char what[256];
-	struct api_resp r;
-	char *body;
-	int rc = -1;
-
-	ixn_string(what, sizeof(what), src, dst, act);
-	body = json_dumps(ixn, JSON_COMPACT);
-	if (body == NULL) {
-		fprintf(stderr, "Error: out of memory\n");
-		return -1;
-	}
-	if (api_request("POST", c_replace ? "/v1/connect/intentions?"
-	    "replace=true" : "/v1/connect/intentions", body, &r) != 0) {
-		free(body);
-		return -1;
-	}
-	free(body);
-	if (r.status >= 200 && r.status < 300) {
-		printf("Created: %s\n", what);
-		rc = 0;
-	} else {
-		fprintf(stderr, "Error creating intention \"%s\": %s\n", what,
-		    api_errtext(&r));
-	}
-	api_resp_free(&r);
-	return rc;
-}
-
-/* Case-insensitive member lookup (Consul's decoder is). */
-static json_t *
-jget_ci(const json_t *o, const char *key)
-{
-	const char *k;
-	json_t *v;
-
-	json_object_foreach((json_t *)o, k, v)
-		if (strcasecmp(k, key) == 0)
-			return v;
-	return NULL;
-}
-
-/* Normalise an intention object read from a file into a fresh object with
- * Consul's field names. NULL after printing the error. */
-static json_t *
-file_intention(const json_t *in, const char *origin, size_t idx)
-{
-	static const char *ignored[] = { "ID", "SourceNS", "DestinationNS",
-	    "SourceType", "Precedence", "CreatedAt", "UpdatedAt",
-	    "CreateIndex", "ModifyIndex", "Hash", "DefaultAddr",
-	    "DefaultPort", "Permissions", "LegacyID", "LegacyMeta",
-	    "LegacyCreateTime", "LegacyUpdateTime", "Peer", "SourcePeer",
-	    "SourcePartition", "DestinationPartition", "SourceSamenessGroup" };
-	static const char *known[] = { "SourceName", "DestinationName",
-	    "Action", "Description", "Meta" };
-	const char *k, *src, *dst, *act;
-	json_t *v, *out, *meta;
-
-	if (!json_is_object(in)) {
-		fprintf(stderr, "Error: %s: intention %zu is not a JSON "
-		    "object\n", origin, idx);
-		return NULL;
-	}
-	json_object_foreach((json_t *)in, k, v) {
-		int ok = 0;
-		for (size_t i = 0; i < UTIL_ARRAY_LEN(known); i++)
-			ok |= strcasecmp(k, known[i]) == 0;
-		for (size_t i = 0; i < UTIL_ARRAY_LEN(ignored); i++)
-			ok |= strcasecmp(k, ignored[i]) == 0;
-		if (!ok) {
-			fprintf(stderr, "Error: %s: intention %zu: unknown "
-			    "field \"%s\"\n", origin, idx, k);
-			return NULL;
-		}
-	}
-	src = json_string_value(jget_ci(in, "SourceName"));
-	dst = json_string_value(jget_ci(in, "DestinationName"));
-	v = jget_ci(in, "Action");
-	act = v != NULL ? json_string_value(v) : "allow";
-	if (src == NULL || dst == NULL) {
-		fprintf(stderr, "Error: %s: intention %zu: SourceName and "
-		    "DestinationName are required strings\n", origin, idx);
-		return NULL;
-	}
-	if (check_pair(src, dst, 1) != 0)
-		return NULL;
-	if (act == NULL || (strcmp(act, "allow") != 0 &&
-	    strcmp(act, "deny") != 0)) {
-		fprintf(stderr, "Error: %s: intention %zu: Action must be "
-		    "\"allow\" or \"deny\"\n", origin, idx);
-		return NULL;
-	}
-	out = json_pack("{s:s, s:s, s:s}", "SourceName", src,
-	    "DestinationName", dst, "Action", act);
-	if (out == NULL)
-		goto nomem;
-	if ((v = jget_ci(in, "Description")) != NULL && !json_is_null(v)) {
-		if (!json_is_string(v) ||
-		    json_string_length(v) > INTENT_DESC_LIMIT) {
-			fprintf(stderr, "Error: %s: intention %zu: Description "
-			    "must be a string of at most %d bytes\n", origin,
-			    idx, INTENT_DESC_LIMIT);
-			json_decref(out);
-			return NULL;
-		}
-		json_object_set(out, "Description", v);
-	}
-	if ((meta = jget_ci(in, "Meta")) != NULL && !json_is_null(meta)) {
-		const char *mk;
-		json_t *mv;
-		if (!json_is_object(meta))
-			goto badmeta;
-		json_object_foreach(meta, mk, mv)
-			if (!json_is_string(mv) || strlen(mk) == 0 ||
-			    strlen(mk) > INTENT_META_KEY ||
-			    json_string_length(mv) > INTENT_META_VAL)
-				goto badmeta;
-		json_object_set(out, "Meta", meta);
-	}
-	return out;
-badmeta:
-	fprintf(stderr, "Error: %s: intention %zu: Meta must be an object of "
-	    "strings (keys up to %d, values up to %d characters)\n", origin,
-	    idx, INTENT_META_KEY, INTENT_META_VAL);
-	json_decref(out);
-	return NULL;
-nomem:
-	fprintf(stderr, "Error: out of memory\n");
-	return NULL;
-}
-
-/* Read the intentions of one file ("-" = stdin) and append to arr. */
-static int
-load_file(const char *path, json_t *arr)
-{
-	const char *origin = strcmp(path, "-") == 0 ? "<stdin>" : path;
-	json_error_t je;
-	json_t *j, *one;
-	char *data = NULL;
-	size_t len = 0, i;
-	int rc = -1;
-
-	if (strcmp(path, "-") == 0) {
-		size_t cap = 0;
-		for (;;) {
-			size_t n;
-			if (len + 4096 + 1 > cap) {
-				char *nd;
-				cap = cap ? cap * 2 : 8192;
-				if (cap > INTENT_FILE_MAX + 8192 ||
-				    (nd = realloc(data, cap)) == NULL) {
-					fprintf(stderr, "Error: <stdin>: too "
-					    "large or out of memory\n");
-					free(data);
-					return -1;
-				}
-				data = nd;
-			}
-			n = fread(data + len, 1, 4096, stdin);
-			len += n;
-			if (n < 4096)
-				break;
-		}
-		if (ferror(stdin) || len > INTENT_FILE_MAX) {
-			fprintf(stderr, "Error: cannot read <stdin>\n");
-			free(data);
-			return -1;
-		}
-		data[len] = '\0';
-	} else if ((data = util_read_file(path, INTENT_FILE_MAX, &len)) ==
-	    NULL) {
-		fprintf(stderr, "Error: cannot read %s: %s\n", path,
-		    strerror(errno));
-		return -1;
-	}
-	j = json_loadb(data, len, 0, &je);
-	free(data);
-	if (j == NULL) {
-		fprintf(stderr, "Error: %s:%d: malformed JSON: %s\n", origin,
-		    je.line, je.text);
-		return -1;
-	}
-	if (json_is_array(j)) {
-		json_array_foreach(j, i, one) {
-			json_t *n = file_intention(one, origin, i + 1);
-			if (n == NULL || json_array_append_new(arr, n) != 0)
-				goto out;
-		}
-		if (json_array_size(j) == 0)
-			fprintf(stderr, "Warning: %s holds no intentions\n",
-			    origin);
-	} else {
-		json_t *n = file_intention(j, origin, 1);
-		if (n == NULL || json_array_append_new(arr, n) != 0)
-			goto out;
-	}
-	rc = 0;
-out:
-	json_decref(j);
-	return rc;
-}
-
-static int
-intention_create(int argc, char **argv)
-{
-	const char *pos[argc + 1];
-	json_t *all, *ixn;
-	size_t i;
-	int npos, rc;
-
-	if ((rc = flags_parse(&create_help, argc, argv, pos, &npos)) != 0)
-		return rc < 0 ? 1 : 0;
-	if (c_allow && c_deny)
-		return flags_fail(&create_help, "Only one of -allow or -deny "
-		    "may be specified");
-	if ((all = json_array()) == NULL)
-		return 1;
-	if (c_file != NULL) {
-		if (c_allow || c_deny || c_meta.n > 0 || c_desc != NULL) {
-			json_decref(all);
-			return flags_fail(&create_help, "-file cannot be "
-			    "combined with -allow, -deny, -meta or "
-			    "-description: put them in the file");
-		}
-		if (load_file(c_file, all) != 0)
-			goto fail;
-		for (int k = 0; k < npos; k++)
-			if (load_file(pos[k], all) != 0)
-				goto fail;
-	} else {
-		json_t *meta;
-		if (npos != 2) {
-			json_decref(all);
-			return flags_fail(&create_help, "Error: expected SRC "
-			    "and DST (got %d argument%s)", npos,
-			    npos == 1 ? "" : "s");
-		}
-		if (check_pair(pos[0], pos[1], 1) != 0)
-			goto fail;
-		if (c_desc != NULL && strlen(c_desc) > INTENT_DESC_LIMIT) {
-			fprintf(stderr, "Error: -description is limited to %d "
-			    "bytes\n", INTENT_DESC_LIMIT);
-			goto fail;
-		}
-		ixn = json_pack("{s:s, s:s, s:s}", "SourceName", pos[0],
-		    "DestinationName", pos[1], "Action",
-		    c_deny ? "deny" : "allow");
-		if (ixn == NULL || json_array_append_new(all, ixn) != 0)
-			goto fail;
-		if ((meta = json_object()) == NULL)
-			goto fail;
-		json_object_set_new(ixn, "Meta", meta);
-		for (size_t m = 0; m < c_meta.n; m++)
-			if (meta_add(meta, c_meta.v[m]) != 0)
-				goto fail;
-		if (c_desc != NULL && json_object_set_new(ixn, "Description",
-		    json_string(c_desc)) != 0) {
-			fprintf(stderr, "Error: -description is not valid "
-			    "UTF-8\n");
-			goto fail;
-		}
-	}
-	json_array_foreach(all, i, ixn)
-		if (create_one(ixn) != 0)
-			goto fail;
-	json_decref(all);
-	return 0;
-fail:
-	json_decref(all);
-	return 1;
 }
 
 /* ---- delete / get ---- */
@@ -481,7 +125,7 @@ intention_delete(int argc, char **argv)
 	if (npos != 1 && npos != 2)
 		return flags_fail(&delete_help, "Error: expected SRC DST or ID "
 		    "(got %d arguments)", npos);
-	if ((path = target_path(pos, npos)) == NULL)
+	if ((path = ixn_target_path(pos, npos)) == NULL)
 		return 1;
 	rc = api_request("DELETE", path, NULL, &r);
 	free(path);
@@ -577,7 +221,7 @@ intention_get(int argc, char **argv)
 	if (npos != 1 && npos != 2)
 		return flags_fail(&get_help, "Error: expected SRC DST or ID "
 		    "(got %d arguments)", npos);
-	if ((path = target_path(pos, npos)) == NULL)
+	if ((path = ixn_target_path(pos, npos)) == NULL)
 		return 1;
 	rc = api_request("GET", path, NULL, &r);
 	free(path);
@@ -615,13 +259,13 @@ intention_get(int argc, char **argv)
 		goto out;
 #define ROW(k, v) do { const char *c_[2] = { (k), (v) }; \
 	if (table_add(t, c_) != 0) goto out; } while (0)
-	ROW("Source:", jstr(j, "SourceName"));
-	ROW("Destination:", jstr(j, "DestinationName"));
-	ROW("Action:", jstr(j, "Action"));
-	if (jstr(j, "ID")[0] != '\0')
-		ROW("ID:", jstr(j, "ID"));
-	if (jstr(j, "Description")[0] != '\0')
-		ROW("Description:", jstr(j, "Description"));
+	ROW("Source:", ixn_jstr(j, "SourceName"));
+	ROW("Destination:", ixn_jstr(j, "DestinationName"));
+	ROW("Action:", ixn_jstr(j, "Action"));
+	if (ixn_jstr(j, "ID")[0] != '\0')
+		ROW("ID:", ixn_jstr(j, "ID"));
+	if (ixn_jstr(j, "Description")[0] != '\0')
+		ROW("Description:", ixn_jstr(j, "Description"));
 	meta = json_object_get(j, "Meta");
 	if (json_is_object(meta) && json_object_size(meta) > 0) {
 		const char **keys = calloc(json_object_size(meta),
@@ -639,7 +283,7 @@ intention_get(int argc, char **argv)
 			const char *c2[2];
 			snprintf(label, sizeof(label), "Meta[%s]:", keys[i]);
 			c2[0] = label;
-			c2[1] = jstr(meta, keys[i]);
+			c2[1] = ixn_jstr(meta, keys[i]);
 			if (table_add(t, c2) != 0) {
 				free(keys);
 				goto out;
@@ -719,10 +363,10 @@ intention_list(int argc, char **argv)
 		const char *row[5];
 		snprintf(prec, sizeof(prec), "%lld", (long long)
 		    json_integer_value(json_object_get(ixn, "Precedence")));
-		row[0] = jstr(ixn, "ID");
-		row[1] = jstr(ixn, "SourceName");
-		row[2] = jstr(ixn, "Action");
-		row[3] = jstr(ixn, "DestinationName");
+		row[0] = ixn_jstr(ixn, "ID");
+		row[1] = ixn_jstr(ixn, "SourceName");
+		row[2] = ixn_jstr(ixn, "Action");
+		row[3] = ixn_jstr(ixn, "DestinationName");
 		row[4] = prec;
 		if (table_add(t, row) != 0)
 			goto out;
@@ -764,9 +408,9 @@ intention_check(int argc, char **argv)
 		    "arguments: src and dst");
 		return 2;
 	}
-	if (check_pair(pos[0], pos[1], 0) != 0)
+	if (ixn_check_pair(pos[0], pos[1], 0) != 0)
 		return 2;
-	if ((path = pair_path("check", pos[0], pos[1])) == NULL)
+	if ((path = ixn_pair_path("check", pos[0], pos[1])) == NULL)
 		return 2;
 	rc = api_request("GET", path, NULL, &r);
 	free(path);
@@ -880,8 +524,8 @@ intention_match(int argc, char **argv)
 	}
 	json_array_foreach(list, i, ixn) {
 		char line[256];
-		ixn_string(line, sizeof(line), jstr(ixn, "SourceName"),
-		    jstr(ixn, "DestinationName"), jstr(ixn, "Action"));
+		ixn_string(line, sizeof(line), ixn_jstr(ixn, "SourceName"),
+		    ixn_jstr(ixn, "DestinationName"), ixn_jstr(ixn, "Action"));
 		printf("%s\n", line);
 	}
 	json_decref(list);
