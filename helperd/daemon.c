@@ -15,6 +15,7 @@
 #include "common/util.h"
 #include "helperd/ca.h"
 #include "helperd/catalog.h"
+#include "helperd/cluster.h"
 #include "helperd/ctl.h"
 #include "helperd/helperd.h"
 #include "helperd/http.h"
@@ -90,6 +91,7 @@ leaf_renew(struct helperd *h, struct leaf_slot *slot, const char *why)
 	    (long long)leaf->not_after);
 	ca_leaf_unref(slot->leaf);
 	slot->leaf = leaf;
+	tls_tickets_reset();
 	return 0;
 }
 
@@ -101,9 +103,11 @@ leaves_check(struct helperd *h)
 	for (size_t i = 0; i < h->n_leaves; i++)
 		if (now >= h->leaves[i].leaf->renew_at)
 			leaf_renew(h, &h->leaves[i], "scheduled");
-	if (ca_prune(h->ca, now) > 0)
+	if (ca_prune(h->ca, now) > 0) {
+		tls_tickets_reset();
 		log_info("dropped a retired CA root: every leaf it signed has "
 		    "expired");
+	}
 }
 
 /* Leaves for every local connect service, so that the first connection
@@ -153,6 +157,7 @@ catalog_refresh(struct helperd *h)
 	    h->conf.n_services, h->api_services, h->n_api_services) != 0)
 		return -1;
 	leaves_warm(h);
+	cluster_services_changed(h->cluster);
 	return 0;
 }
 
@@ -357,12 +362,6 @@ helperd_start(struct helperd *h, char *err, size_t errlen)
 {
 	char path[CONF_PATH_MAX + 32];
 
-	if (h->conf.store.backend != CONF_STORE_EMBEDDED) {
-		snprintf(err, errlen, "store backend \"etcd\" is not "
-		    "supported by this build yet; use store = { backend = "
-		    "\"embedded\"; }");
-		return -1;
-	}
 	if (util_mkdirs(h->conf.data_dir, 0700) != 0) {
 		snprintf(err, errlen, "data_dir %s: %s", h->conf.data_dir,
 		    strerror(errno));
@@ -398,6 +397,9 @@ helperd_start(struct helperd *h, char *err, size_t errlen)
 	    http_start(&h->http, h, h->conf.http_addr, h->http_bound,
 	    sizeof(h->http_bound), err, errlen) != 0)
 		return -1;
+	if (h->conf.store.backend == CONF_STORE_ETCD &&
+	    cluster_start(&h->cluster, h, err, errlen) != 0)
+		return -1;
 	if (write_ports(h, err, errlen) != 0)
 		return -1;
 	log_info("helperd %s up: node %s, dc %s, trust domain %s, mesh port "
@@ -429,6 +431,8 @@ helperd_stop(struct helperd *h)
 {
 	char path[CONF_PATH_MAX + 32];
 
+	cluster_stop(h->cluster);
+	h->cluster = NULL;
 	http_stop(h->http);
 	ctl_stop(h->ctl);
 	relay_free(h->relay);

@@ -721,6 +721,8 @@ conn_relay(struct conn *c)
 		conn_close(c, 0, "both sides finished");
 		return;
 	}
+	if (c->kind == CONN_OUT && c->net.tls != NULL)
+		tls_ticket_save(&c->peer, c->net.tls);
 	end_interest(r, &c->app);
 	end_interest(r, &c->net);
 }
@@ -804,9 +806,10 @@ handshake_done(struct conn *c)
 	char why[256];
 
 	if (c->kind == CONN_OUT) {
-		log_debug("conn %llu mTLS to %s established (%s)",
+		log_debug("conn %llu mTLS to %s established (%s%s)",
 		    (unsigned long long)c->id, c->peer.peer_spiffe,
-		    gnutls_cipher_get_name(gnutls_cipher_get(c->net.tls)));
+		    gnutls_cipher_get_name(gnutls_cipher_get(c->net.tls)),
+		    c->peer.resumed ? ", resumed" : "");
 		start_relay(c);
 		return;
 	}
@@ -832,6 +835,8 @@ conn_handshake(struct conn *c)
 		    EPOLLIN);
 		return;
 	}
+	if (rc == 0 && tls_handshake_done(&c->peer, c->net.tls) != 0)
+		rc = GNUTLS_E_CERTIFICATE_ERROR;
 	if (rc < 0) {
 		if (c->kind == CONN_IN)
 			log_warn("mesh handshake from %s:%d refused: %s%s%s",

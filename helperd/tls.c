@@ -17,6 +17,19 @@
 	"%SERVER_PRECEDENCE"
 
 static gnutls_priority_t tls_prio;
+static int verify_cb(gnutls_session_t session);
+
+/* Session resumption. The server encrypts tickets with one key per
+ * process, replaced whenever a leaf or the root changes (old tickets then
+ * simply fall back to a full handshake). The client keeps a few tickets
+ * per (source, destination) pair and uses each once. */
+#define TLS_CACHE_MAX 512
+static gnutls_datum_t tls_ticket_key;
+static struct tls_ticket {
+	char pair[130];
+	gnutls_datum_t data;
+} tls_cache[TLS_CACHE_MAX];
+static size_t tls_cache_next;
 
 int
 tls_global_init(char *err, size_t errlen)
@@ -30,7 +43,96 @@ tls_global_init(char *err, size_t errlen)
 		    pos ? pos : "?", gnutls_strerror(rc));
 		return -1;
 	}
+	rc = gnutls_session_ticket_key_generate(&tls_ticket_key);
+	if (rc < 0) {
+		snprintf(err, errlen, "TLS ticket key: %s", gnutls_strerror(rc));
+		return -1;
+	}
 	return 0;
+}
+
+static void
+cache_clear(void)
+{
+	for (size_t i = 0; i < TLS_CACHE_MAX; i++) {
+		gnutls_free(tls_cache[i].data.data);
+		tls_cache[i].data.data = NULL;
+		tls_cache[i].data.size = 0;
+		tls_cache[i].pair[0] = '\0';
+	}
+}
+
+void
+tls_tickets_reset(void)
+{
+	gnutls_datum_t k;
+
+	cache_clear();
+	if (gnutls_session_ticket_key_generate(&k) == 0) {
+		gnutls_memset(tls_ticket_key.data, 0, tls_ticket_key.size);
+		gnutls_free(tls_ticket_key.data);
+		tls_ticket_key = k;
+	}
+}
+
+static void
+pair_key(char *buf, size_t len, const struct tls_peer *p)
+{
+	snprintf(buf, len, "%s>%s", p->local_service, p->expect);
+}
+
+void
+tls_ticket_save(struct tls_peer *p, gnutls_session_t s)
+{
+	struct tls_ticket *t;
+	gnutls_datum_t d;
+
+	if (p->ticket_saved ||
+	    !(gnutls_session_get_flags(s) & GNUTLS_SFLAGS_SESSION_TICKET))
+		return;
+	p->ticket_saved = 1;
+	if (gnutls_session_get_data2(s, &d) < 0)
+		return;
+	t = &tls_cache[tls_cache_next];
+	tls_cache_next = (tls_cache_next + 1) % TLS_CACHE_MAX;
+	gnutls_free(t->data.data);
+	t->data = d;
+	pair_key(t->pair, sizeof(t->pair), p);
+}
+
+/* Take a ticket for the pair of p (once), or 0 if none. */
+static int
+ticket_take(const struct tls_peer *p, gnutls_session_t s)
+{
+	char pair[130];
+
+	pair_key(pair, sizeof(pair), p);
+	for (size_t i = 0; i < TLS_CACHE_MAX; i++) {
+		struct tls_ticket *t = &tls_cache[i];
+		int rc;
+
+		if (t->data.data == NULL || strcmp(t->pair, pair) != 0)
+			continue;
+		rc = gnutls_session_set_data(s, t->data.data, t->data.size);
+		gnutls_free(t->data.data);
+		t->data.data = NULL;
+		t->data.size = 0;
+		t->pair[0] = '\0';
+		return rc == 0;
+	}
+	return 0;
+}
+
+int
+tls_handshake_done(struct tls_peer *p, gnutls_session_t s)
+{
+	/* A resumed session exchanged no certificates, so the verify
+	 * callback did not run: check the identity the ticket carries
+	 * (still valid, still chained to a trusted root) the same way. */
+	if (!gnutls_session_is_resumed(s))
+		return 0;
+	p->resumed = 1;
+	return verify_cb(s) == 0 ? 0 : -1;
 }
 
 void
@@ -39,6 +141,12 @@ tls_global_deinit(void)
 	if (tls_prio != NULL)
 		gnutls_priority_deinit(tls_prio);
 	tls_prio = NULL;
+	cache_clear();
+	if (tls_ticket_key.data != NULL) {
+		gnutls_memset(tls_ticket_key.data, 0, tls_ticket_key.size);
+		gnutls_free(tls_ticket_key.data);
+		tls_ticket_key.data = NULL;
+	}
 }
 
 int
@@ -153,6 +261,7 @@ tls_server_new(int fd, struct tls_peer *peer)
 		return NULL;
 	peer->server = 1;
 	gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
+	gnutls_session_ticket_enable_server(s, &tls_ticket_key);
 	gnutls_handshake_set_post_client_hello_function(s, client_hello_cb);
 	return s;
 }
@@ -177,6 +286,7 @@ tls_client_new(int fd, struct tls_peer *peer)
 		gnutls_deinit(s);
 		return NULL;
 	}
+	ticket_take(peer, s);
 	return s;
 }
 

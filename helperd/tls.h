@@ -22,6 +22,8 @@ struct tls_peer {
 	char peer_spiffe[256];
 	struct ca_leaf *leaf;       /* reference held while the session lives */
 	char why[256];              /* reason of a failed handshake */
+	int resumed;                /* the handshake resumed a session */
+	int ticket_saved;           /* client: this session's ticket kept */
 };
 
 int tls_global_init(char *err, size_t errlen);
@@ -39,6 +41,16 @@ int tls_sni_name(char *buf, size_t len, const char *service, const char *dc,
 /* Service from an SNI name; -1 when not ours. */
 int tls_sni_service(const char *sni, const char *dc, const char *td,
     char *service, size_t len);
+
+/* After a successful gnutls_handshake: a resumed session is verified here
+ * (its certificates come from the ticket). 0 ok, -1 reject (p->why). */
+int tls_handshake_done(struct tls_peer *p, gnutls_session_t s);
+/* Client: keep the session ticket once the server has sent it, for the
+ * next connection of the same pair. Cheap to call after every read. */
+void tls_ticket_save(struct tls_peer *p, gnutls_session_t s);
+/* Forget every ticket and change the server's ticket key: after a leaf
+ * renewal or a root rotation. */
+void tls_tickets_reset(void);
 
 /* Release the leaf reference held by peer. */
 void tls_peer_release(struct tls_peer *peer);

@@ -1,0 +1,27 @@
+#!/bin/bash
+# TLS 1.3 session resumption between helperd's two ends: later connections
+# of a pair resume, and a resumed session still carries the verified
+# source identity (checked here under default deny + an explicit allow).
+. "$(dirname "$0")/lib.sh"
+
+ECHO=$(free_port); UP=$(free_port)
+start_echo "$ECHO"
+write_conf n1 'default_intention = "deny";'
+sed "s/8181/$ECHO/" "$SRCDIR/examples/getting-started/socat.json" > "$T/n1/services.d/socat.json"
+LOGLEVEL=debug start_helperd n1 || { fail "helperd starts"; finish; exit 1; }
+"$MESHCTL" intention create -allow web socat >/dev/null
+good=0
+for i in 1 2 3 4 5 6; do
+	[ "$(echo_through "$UP" web "socat:$UP")" = "hello-$UP" ] && good=$((good + 1))
+done
+check "6 sequential connections under default deny + allow web => socat" [ "$good" = 6 ]
+n=$(grep -c "established (.*resumed)" "$T/n1/helperd.log")
+check "later connections resumed the TLS session ($n of 6)" [ "$n" -ge 4 ]
+"$MESHCTL" intention create -allow web other >/dev/null
+"$MESHCTL" intention delete web socat >/dev/null
+out=$(echo_through "$UP" web "socat:$UP")
+check "with the allow gone, default deny refuses again" [ -z "$out" ]
+"$MESHCTL" intention create -allow api socat >/dev/null
+out=$(echo_through "$UP" api "socat:$UP")
+check "another source resumes nothing of web's and is allowed on its own" [ "$out" = "hello-$UP" ]
+finish
