@@ -16,6 +16,7 @@
 
 #include <gnutls/gnutls.h>
 
+#include "common/ctlproto.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "helperd/ca.h"
@@ -98,6 +99,10 @@ struct relay {
 	uint64_t next_id;
 	struct pending *pending[RELAY_PORTS];
 	size_t n_pending;
+	/* Registrations in the order they expire (one TTL for all), so the
+	 * tick looks only at the head. */
+	struct { int port; int64_t expires; } expiry[RELAY_PORTS];
+	size_t exp_head, exp_len;
 	struct conn *inbound_by_port[RELAY_PORTS];
 	char *pool[RELAY_POOL_MAX];
 	size_t n_pool;
@@ -1250,8 +1255,16 @@ relay_pending_add(struct relay *r, int local_port, const char *src,
 	util_strlcpy(p->src, src, sizeof(p->src));
 	util_strlcpy(p->dst, dst, sizeof(p->dst));
 	p->uid = uid;
-	p->expires = util_now_ms_mono() + 5000;
+	p->expires = util_now_ms_mono() + CTL_PENDING_TTL_MS;
 	r->pending[local_port] = p;
+	if (r->exp_len == RELAY_PORTS) {        /* full: drop the oldest */
+		r->exp_head = (r->exp_head + 1) % RELAY_PORTS;
+		r->exp_len--;
+	}
+	r->expiry[(r->exp_head + r->exp_len) % RELAY_PORTS].port = local_port;
+	r->expiry[(r->exp_head + r->exp_len) % RELAY_PORTS].expires =
+	    p->expires;
+	r->exp_len++;
 	return 0;
 }
 
@@ -1303,15 +1316,18 @@ relay_tick(struct relay *r, int64_t now)
 			break;
 		}
 	}
-	/* Registrations whose app never connected. The scan is cheap
-	 * (pointers) and runs ten times a second at most. */
-	for (size_t i = 1; i < RELAY_PORTS && r->n_pending > 0; i++) {
-		struct pending *p = r->pending[i];
-		if (p != NULL && now >= p->expires) {
+	/* Registrations whose app never connected. */
+	while (r->exp_len > 0 && r->expiry[r->exp_head].expires <= now) {
+		int port = r->expiry[r->exp_head].port;
+		struct pending *p = r->pending[port];
+
+		if (p != NULL && p->expires == r->expiry[r->exp_head].expires) {
 			free(p);
-			r->pending[i] = NULL;
+			r->pending[port] = NULL;
 			r->n_pending--;
 		}
+		r->exp_head = (r->exp_head + 1) % RELAY_PORTS;
+		r->exp_len--;
 	}
 }
 

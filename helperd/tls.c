@@ -2,6 +2,10 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+#include <gnutls/crypto.h>
+#include <gnutls/x509.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -23,13 +27,24 @@ static int verify_cb(gnutls_session_t session);
  * process, replaced whenever a leaf or the root changes (old tickets then
  * simply fall back to a full handshake). The client keeps a few tickets
  * per (source, destination) pair and uses each once. */
-#define TLS_CACHE_MAX 512
+#define TLS_CACHE_MAX 64
 static gnutls_datum_t tls_ticket_key;
 static struct tls_ticket {
 	char pair[130];
 	gnutls_datum_t data;
 } tls_cache[TLS_CACHE_MAX];
 static size_t tls_cache_next;
+
+/* Peer leaves already verified (by SHA-256 of the DER), per trust
+ * generation: emptied with the tickets on every leaf or root change. */
+#define TLS_VERIFIED_MAX 256
+static struct tls_verified {
+	unsigned char digest[32];
+	int valid, server;
+	int64_t not_after;
+	char service[64];
+	char spiffe[256];
+} tls_verified[TLS_VERIFIED_MAX];
 
 int
 tls_global_init(char *err, size_t errlen)
@@ -68,6 +83,7 @@ tls_tickets_reset(void)
 	gnutls_datum_t k;
 
 	cache_clear();
+	memset(tls_verified, 0, sizeof(tls_verified));
 	if (gnutls_session_ticket_key_generate(&k) == 0) {
 		gnutls_memset(tls_ticket_key.data, 0, tls_ticket_key.size);
 		gnutls_free(tls_ticket_key.data);
@@ -186,11 +202,57 @@ static int
 verify_cb(gnutls_session_t session)
 {
 	struct tls_peer *p = gnutls_session_get_ptr(session);
+	const gnutls_datum_t *chain;
+	unsigned n = 0;
+	struct tls_verified *v;
+	unsigned char digest[32];
+	int64_t now = (int64_t)time(NULL);
 
+	/* The same peer leaf comes back on every connection of a pair:
+	 * its chain is verified once per trust generation, then recognised
+	 * by its SHA-256 (validity is still checked every time; GnuTLS
+	 * itself still checks the handshake signature of a full one). */
+	chain = gnutls_certificate_get_peers(session, &n);
+	if (chain != NULL && n > 0 && gnutls_hash_fast(GNUTLS_DIG_SHA256,
+	    chain[0].data, chain[0].size, digest) == 0) {
+		v = &tls_verified[digest[0] % TLS_VERIFIED_MAX];
+		if (v->valid && memcmp(v->digest, digest, 32) == 0 &&
+		    v->server == p->server && now < v->not_after &&
+		    (p->server || strcmp(v->service, p->expect) == 0)) {
+			util_strlcpy(p->peer_service, v->service,
+			    sizeof(p->peer_service));
+			util_strlcpy(p->peer_spiffe, v->spiffe,
+			    sizeof(p->peer_spiffe));
+			return 0;
+		}
+	} else {
+		chain = NULL;
+	}
 	if (ca_verify_session(p->h->ca, session, p->server ? NULL : p->expect,
 	    p->peer_service, sizeof(p->peer_service), p->peer_spiffe,
 	    sizeof(p->peer_spiffe), p->why, sizeof(p->why)) != 0)
 		return GNUTLS_E_CERTIFICATE_ERROR;
+	if (chain != NULL) {
+		gnutls_x509_crt_t crt;
+
+		v = &tls_verified[digest[0] % TLS_VERIFIED_MAX];
+		v->valid = 0;
+		if (gnutls_x509_crt_init(&crt) == 0) {
+			if (gnutls_x509_crt_import(crt, &chain[0],
+			    GNUTLS_X509_FMT_DER) == 0) {
+				memcpy(v->digest, digest, 32);
+				v->server = p->server;
+				v->not_after = (int64_t)
+				    gnutls_x509_crt_get_expiration_time(crt);
+				util_strlcpy(v->service, p->peer_service,
+				    sizeof(v->service));
+				util_strlcpy(v->spiffe, p->peer_spiffe,
+				    sizeof(v->spiffe));
+				v->valid = 1;
+			}
+			gnutls_x509_crt_deinit(crt);
+		}
+	}
 	return 0;
 }
 
