@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -35,6 +36,20 @@ usage(FILE *f)
 	    "\n"
 	    "Signals: SIGHUP reloads services and default_intention;\n"
 	    "SIGTERM/SIGINT stop cleanly. Flags take one or two dashes.\n");
+}
+
+/* Every relayed connection holds two sockets: take all the fds the hard
+ * limit allows. */
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			log_warn("cannot raise the open-files limit: %m");
+	}
 }
 
 static int
@@ -181,6 +196,7 @@ main(int argc, char **argv)
 		log_info("dev mode: data in %s (removed at exit)", devdir);
 	}
 	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
 	if (helperd_start(&h, err, sizeof(err)) != 0) {
 		log_err("cannot start: %s", err);
 		goto out;
