@@ -1,0 +1,58 @@
+#!/bin/bash
+# Bad input to the HTTP API and the CLI: the right status or exit code, a
+# reason naming what was wrong, and no change of state.
+. "$(dirname "$0")/lib.sh"
+
+write_conf n1
+start_helperd n1 || { fail "helperd starts"; finish; exit 1; }
+A="http://$HTTP_ADDR"
+"$MESHCTL" intention create -deny web db >/dev/null
+snapshot() { curl -s "$A/v1/connect/intentions" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin), sort_keys=True))' | sha256sum; }
+s0=$(snapshot)
+
+req() { # req EXPECTED_CODE REASON_REGEX METHOD PATH [BODY]
+	code=$(curl -s -o "$T/body" -w '%{http_code}' -X "$3" ${5:+--data-binary "$5"} "$A$4")
+	if [ "$code" = "$1" ] && grep -qiE "$2" "$T/body"; then
+		ok "$3 $4 ${5:+$5 }-> $code: $(head -c 90 "$T/body" | tr '\n' ' ')"
+	else
+		fail "$3 $4 ${5:+$5 }-> $code (want $1 matching /$2/): $(head -c 200 "$T/body")"
+	fi
+}
+I=/v1/connect/intentions
+req 400 "json" POST $I '{"SourceName": "web",'
+req 400 "json|object" POST $I '[1,2]'
+req 400 "empty" POST $I ''
+req 400 "action" POST $I '{"SourceName":"web","DestinationName":"db","Action":"maybe"}'
+req 400 "SourceName" POST $I '{"SourceName":"","DestinationName":"db","Action":"deny"}'
+req 400 "DestinationName" POST $I '{"SourceName":"web","DestinationName":"bad name!","Action":"deny"}'
+req 400 "SourceName" POST $I "{\"SourceName\":\"$(printf 'a%.0s' $(seq 100))\",\"DestinationName\":\"db\",\"Action\":\"deny\"}"
+req 400 "SourceName" POST $I '{"SourceName":7,"DestinationName":"db","Action":"deny"}'
+req 409 "duplicate" POST $I '{"SourceName":"web","DestinationName":"db","Action":"allow"}'
+req 404 "not found|unknown|no intention" GET $I/0b7c6f2e-5a1b-4c3d-9e8f-0123456789ab
+req 404 "not found|unknown|no intention" DELETE $I/0b7c6f2e-5a1b-4c3d-9e8f-0123456789ab
+req 400 "id" GET $I/not-a-uuid
+req 404 "not found|no intention" GET "$I/exact?source=web&destination=nothere"
+req 400 "source" GET "$I/exact?destination=db"
+req 400 "source|destination|name" GET "$I/check?source=bad%20name&destination=db"
+req 405 "allow" PATCH $I
+head -c 300000 /dev/zero | tr '\0' ' ' > "$T/big"
+req 413 "body" POST $I "@$T/big"
+req 404 "unknown path" GET /v1/nope
+req 400 "service" GET "/v1/agent/connect/ca/leaf/bad..name"
+req 400 "service|json|decode" PUT /v1/agent/service/register '{"Name": "x y", "Port": 1}'
+check "none of it changed the intentions" [ "$(snapshot)" = "$s0" ]
+
+"$MESHCTL" intention create -maybe web db >/dev/null 2>&1; rc=$?
+check "meshctl: unknown flag exits 1" [ "$rc" = 1 ]
+"$MESHCTL" intention create -deny 'bad name' db >/dev/null 2>"$T/err"; rc=$?
+check "meshctl: invalid name exits 1 with a reason ($(head -c 80 "$T/err"))" [ "$rc" = 1 ] && [ -s "$T/err" ]
+"$MESHCTL" intention check web db >/dev/null; rc=$?
+check "meshctl intention check: Denied exits 1" [ "$rc" = 1 ]
+"$MESHCTL" intention check web other >/dev/null; rc=$?
+check "meshctl intention check: Allowed exits 0" [ "$rc" = 0 ]
+"$MESHCTL" -http-addr 127.0.0.1:1 intention check web db >/dev/null 2>&1; rc=$?
+check "meshctl intention check: error exits 2" [ "$rc" = 2 ]
+out=$("$MESHCTL" intention match -destination db)
+check "meshctl intention match prints '$out'" [ "$out" = "web => db (deny)" ]
+check "helperd still alive" kill -0 "$HELPERD_PID"
+finish
