@@ -60,6 +60,20 @@ check "open session closed within 1 s of the -replace" closed_within web2 "$t0" 
 check "api => socat session still untouched" still_open api1
 "$MESHCTL" intention delete web socat >/dev/null
 
+# The same on the `meshctl connect proxy` path (no shim in the client).
+PX=$(free_port)
+"$MESHCTL" connect proxy -service web -upstream "socat:$PX" > "$T/proxy.log" 2>&1 &
+PIDS="$PIDS $!"
+wait_port "$PX"
+python3 "$S" "$PX" 30 "$T/px.json" 0.05 &
+PIDS="$PIDS $!"
+for _ in $(seq 100); do [ -s "$T/px.json" ] && [ "$(jq_get "$T/px.json" ok)" -gt 2 ] && break; sleep 0.05; done
+check "session through meshctl connect proxy up" [ "$(jq_get "$T/px.json" ok)" -gt 2 ]
+t0=$(python3 -c 'import time; print(time.time())')
+"$MESHCTL" intention create -deny web socat >/dev/null
+check "proxy session closed within 1 s of the deny" closed_within px "$t0" 1
+"$MESHCTL" intention delete web socat >/dev/null
+
 # A wildcard deny of the destination reaches every source of it.
 check "web session up again" session web3 web 30
 t0=$(python3 -c 'import time; print(time.time())')

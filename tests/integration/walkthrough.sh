@@ -22,6 +22,12 @@ check "meshctl reload" "$MESHCTL" reload
 out=$(echo_through "$UP2" web)
 check "registered upstream (web.json local_bind_port) echoes" [ "$out" = "hello-$UP2" ]
 check "catalog lists socat and web" sh -c "'$MESHCTL' catalog services | tr '\n' ' ' | grep -q 'socat web'"
+# SIGHUP re-reads the services too.
+printf 'services = ( { name = "extra"; port = 1; } );\n' > "$T/n1/services.d/extra.conf"
+kill -HUP "$HELPERD_PID"
+for _ in $(seq 40); do "$MESHCTL" catalog services | grep -qx extra && break; sleep 0.05; done
+check "SIGHUP re-reads services_dir (extra.conf appears)" sh -c "'$MESHCTL' catalog services | grep -qx extra"
+rm -f "$T/n1/services.d/extra.conf"; kill -HUP "$HELPERD_PID"
 
 out=$("$MESHCTL" intention create -deny web socat)
 check "intention create prints Consul's line" [ "$out" = "Created: web => socat (deny)" ]
