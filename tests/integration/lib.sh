@@ -16,6 +16,7 @@ FAIL=0
 export MESH_LOG=${MESH_LOG_TEST:-}
 # Sanitized helperd: report leaks and errors, never fail silently.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$SRCDIR/tests/lsan.supp}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 cleanup() {

@@ -1,0 +1,43 @@
+#!/bin/bash
+# Fuzz the parsers of outside input with libFuzzer (clang):
+#   tests/fuzz/run.sh [SECONDS_PER_TARGET]   (default 20)
+# Builds each target with -fsanitize=fuzzer,address,undefined, seeds it
+# from tests/fixtures, runs it, and fails on any crash, leak or UB report.
+set -u
+secs=${1:-20}
+top=$(cd "$(dirname "$0")/../.." && pwd)
+command -v clang >/dev/null || { echo "SKIP: clang not installed"; exit 77; }
+T=$(mktemp -d /tmp/meshfuzz.XXXXXX)
+trap 'rm -rf "$T" /tmp/fuzz-mesh-*.conf' EXIT
+export LSAN_OPTIONS=suppressions=$top/tests/lsan.supp
+flags="-g -O1 -std=gnu11 -D_GNU_SOURCE -I$top -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
+libs="$(pkg-config --cflags --libs jansson libconfig gnutls)"
+common="$top/common/util.c $top/common/log.c"
+conf="$top/conf/conf.c $top/conf/consul.c"
+build() { # build NAME SOURCES...
+	n=$1; shift
+	# shellcheck disable=SC2086
+	clang $flags -o "$T/$n" "$top/tests/fuzz/$n.c" "$@" $common $libs 2>"$T/$n.build" ||
+	    { cat "$T/$n.build"; return 1; }
+}
+seed() { # seed NAME FILES...: a corpus dir from existing files
+	mkdir -p "$T/corpus-$1"; n=$1; shift
+	for f in "$@"; do [ -f "$f" ] && cp "$f" "$T/corpus-$n/"; done; :
+}
+rc=0; pass=0; failn=0
+run() { # run NAME
+	mkdir -p "$T/corpus-$1"
+	if (cd "$T" && "$T/$1" -max_total_time="$secs" -max_len=4096 -timeout=5 "$T/corpus-$1") >"$T/$1.log" 2>&1; then
+		echo "ok   - fuzz $1: $(grep -o 'Done [0-9]* runs in [0-9]* second' "$T/$1.log"), no crash"
+		pass=$((pass + 1))
+	else
+		echo "FAIL - fuzz $1:"; grep -A15 -E "ERROR|runtime error|SUMMARY" "$T/$1.log" | head -30
+		failn=$((failn + 1)); rc=1
+	fi
+}
+build fuzz_consul $conf && seed fuzz_consul "$top"/tests/fixtures/conf/good/*.json "$top"/tests/fixtures/conf/bad/*.json "$top"/examples/getting-started/*.json && run fuzz_consul
+build fuzz_conf $conf && seed fuzz_conf "$top"/tests/fixtures/conf/good/*.conf "$top"/tests/fixtures/conf/bad/*.conf && run fuzz_conf
+build fuzz_intent "$top/helperd/intent.c" $conf && run fuzz_intent
+build fuzz_spiffe "$top/helperd/spiffe.c" && run fuzz_spiffe
+echo "$pass passed, $failn failed"
+exit $rc
