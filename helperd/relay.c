@@ -46,6 +46,8 @@ struct end {
 	int shut_out;           /* we shut down writing towards this end */
 	int want_in, want_out;  /* interest computed by the last pump */
 	int bye_queued;         /* TLS close_notify is in wbuf or sent */
+	int short_read;         /* the last read got less than asked: the
+	                           socket is drained, epoll will say more */
 	char *rbuf, *wbuf;      /* TLS: received / to-send ciphertext */
 	size_t roff, rlen, woff, wlen;
 };
@@ -387,6 +389,7 @@ tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 		}
 		e->roff = 0;
 		e->rlen = (size_t)got;
+		e->short_read = (size_t)got < RELAY_BUF;
 	}
 	n = len < e->rlen ? len : e->rlen;
 	memcpy(data, e->rbuf + e->roff, n);
@@ -459,6 +462,15 @@ tls_flush(struct relay *r, struct end *e)
 /* Room left in wbuf for one more full record. */
 #define TLS_RECORD_ROOM (TLS_RECORD_MAX + 256)
 
+/* No ciphertext left in rbuf, no plaintext left in GnuTLS, and the last
+ * recv() was short. */
+static int
+tls_drained(struct end *e)
+{
+	return e->short_read && e->rlen == 0 &&
+	    gnutls_record_check_pending(e->tls) == 0;
+}
+
 /* Read into p from a TLS end: records until the buffer cannot take a
  * full one or nothing is left. >0 bytes, 0 end of stream, -1 would block,
  * -2 error. */
@@ -468,7 +480,13 @@ tls_read(struct end *e, struct pipe *p)
 	ssize_t total = 0;
 
 	while (RELAY_BUF - p->len >= TLS_RECORD_MAX) {
-		ssize_t n = gnutls_record_recv(e->tls, p->buf + p->len,
+		ssize_t n;
+
+		/* Nothing buffered and the socket was drained: stop here
+		 * rather than pay a recv() that would only say EAGAIN. */
+		if (total > 0 && tls_drained(e))
+			return total;
+		n = gnutls_record_recv(e->tls, p->buf + p->len,
 		    RELAY_BUF - p->len);
 
 		if (n > 0) {
@@ -591,6 +609,17 @@ pump(struct relay *r, struct end *from, struct end *to, struct pipe *p,
 				return -1;
 			}
 			p->off = 0;
+			/* Everything read was written and the source was
+			 * drained: wait for epoll instead of a read that
+			 * would only say EAGAIN (saves a syscall per hop). */
+			if (!from->eof_in && from->short_read &&
+			    (from->tls == NULL || tls_drained(from))) {
+				from->short_read = 0;
+				from->want_in = 1;
+				buf_put(r, p->buf);
+				p->buf = NULL;
+				return 0;
+			}
 		}
 		if (from->eof_in) {
 			buf_put(r, p->buf);
@@ -612,8 +641,10 @@ pump(struct relay *r, struct end *from, struct end *to, struct pipe *p,
 		}
 		if (from->tls != NULL)
 			n = tls_read(from, p);
-		else if ((n = plain_read(from, p->buf, RELAY_BUF)) > 0)
+		else if ((n = plain_read(from, p->buf, RELAY_BUF)) > 0) {
 			p->len = (size_t)n;
+			from->short_read = (size_t)n < RELAY_BUF;
+		}
 		if (n == -1) {
 			from->want_in = 1;
 			buf_put(r, p->buf);
