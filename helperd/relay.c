@@ -25,148 +25,12 @@
 #include "helperd/intent.h"
 #include "helperd/loop.h"
 #include "helperd/tls.h"
-
-#define TLS_RECORD_MAX  (16 * 1024)  /* plaintext of one TLS record */
-#define RELAY_BUF       (64 * 1024 + 1024) /* 4 records + their overhead */
-#define RELAY_SPLICE    (64 * 1024)  /* a default pipe's capacity */
-#define RELAY_POOL_MAX  256          /* idle buffers kept for reuse */
-#define RELAY_PORTS     65536
-#define RELAY_BACKLOG   1024
-#define RELAY_DIAL_TRIES 3           /* instances tried per connection */
-
-enum conn_kind { CONN_OUT, CONN_IN };
-enum conn_state { ST_DIAL, ST_HANDSHAKE, ST_RELAY };
-
-/* One end of a relayed connection: a socket, with TLS or not. */
-struct end {
-	struct loop_watch w;
-	struct conn *c;         /* the connection this end belongs to */
-	gnutls_session_t tls;
-	int eof_in;             /* no more data will come from this end */
-	int shut_out;           /* we shut down writing towards this end */
-	int want_in, want_out;  /* interest computed by the last pump */
-	int bye_queued;         /* TLS close_notify is in wbuf or sent */
-	int short_read;         /* the last read got less than asked: the
-	                           socket is drained, epoll will say more */
-	char *rbuf, *wbuf;      /* TLS: received / to-send ciphertext */
-	size_t roff, rlen, woff, wlen;
-};
-
-/* Bytes read from one end, not yet written to the other. */
-struct pipe {
-	char *buf;              /* from the pool while it holds data */
-	size_t off, len;        /* len: bytes in buf, or in kp when spliced */
-	int kp[2];              /* kernel pipe for splice (plain to plain),
-	                           -1 when none is held */
-};
-
-struct conn {
-	struct relay *r;
-	uint64_t id;
-	enum conn_kind kind;
-	enum conn_state st;
-	struct end app;         /* plain: the app (out) or local service (in) */
-	struct end net;         /* the mesh side: TLS, or plain same-node */
-	struct pipe up;         /* app -> net */
-	struct pipe down;       /* net -> app */
-	char src[64], dst[64];
-	char peer_addr[INET6_ADDRSTRLEN];
-	int peer_port;
-	int app_port;           /* inbound: local port towards the service */
-	struct tls_peer peer;
-	int64_t deadline;       /* monotonic ms; 0 = none */
-	int closed;
-	int tries;              /* outbound: instances dialled so far */
-	char tried[RELAY_DIAL_TRIES][64];  /* ... their nodes */
-	struct conn *prev, *next;
-};
-
-struct pending {
-	char src[64], dst[64];
-	uid_t uid;
-	int64_t expires;
-};
-
-struct listener {
-	struct loop_watch w;
-	struct relay *r;
-	int mesh;               /* 1 mesh port, 0 outbound */
-};
-
-struct relay {
-	struct helperd *h;
-	struct listener mesh4, out4, out6;
-	struct conn *conns;
-	size_t n_conns;
-	uint64_t next_id;
-	struct pending *pending[RELAY_PORTS];
-	size_t n_pending;
-	/* Registrations in the order they expire (one TTL for all), so the
-	 * tick looks only at the head. */
-	struct { int port; int64_t expires; } expiry[RELAY_PORTS];
-	size_t exp_head, exp_len;
-	struct conn *inbound_by_port[RELAY_PORTS];
-	char *pool[RELAY_POOL_MAX];
-	size_t n_pool;
-	int pipes[RELAY_POOL_MAX][2];  /* empty kernel pipes for reuse */
-	size_t n_pipes;
-};
+#include "helperd/relay_int.h"
 
 static void conn_step(struct conn *c);
 static int outbound_dial(struct conn *c, const char *last);
 static int outbound_retry(struct conn *c, const char *why);
 static void conn_event(void *arg, uint32_t events);
-
-/* Buffers ------------------------------------------------------------ */
-
-static char *
-buf_get(struct relay *r)
-{
-	if (r->n_pool > 0)
-		return r->pool[--r->n_pool];
-	return malloc(RELAY_BUF);
-}
-
-static void
-buf_put(struct relay *r, char *b)
-{
-	if (b == NULL)
-		return;
-	if (r->n_pool < RELAY_POOL_MAX)
-		r->pool[r->n_pool++] = b;
-	else
-		free(b);
-}
-
-/* Kernel pipes for splice: taken while they hold bytes, pooled when
- * empty (an idle connection holds none). */
-static int
-kpipe_get(struct relay *r, int kp[2])
-{
-	if (r->n_pipes > 0) {
-		r->n_pipes--;
-		kp[0] = r->pipes[r->n_pipes][0];
-		kp[1] = r->pipes[r->n_pipes][1];
-		return 0;
-	}
-	return pipe2(kp, O_NONBLOCK | O_CLOEXEC);
-}
-
-static void
-kpipe_put(struct relay *r, int kp[2], int empty)
-{
-	if (kp[0] < 0)
-		return;
-	if (empty && r->n_pipes < RELAY_POOL_MAX) {
-		r->pipes[r->n_pipes][0] = kp[0];
-		r->pipes[r->n_pipes][1] = kp[1];
-		r->n_pipes++;
-	} else {
-		close(kp[0]);
-		close(kp[1]);
-	}
-	kp[0] = kp[1] = -1;
-}
 
 /* Sockets ------------------------------------------------------------ */
 
@@ -277,8 +141,8 @@ end_close(struct relay *r, struct end *e, int abortive)
 		gnutls_deinit(e->tls);
 		e->tls = NULL;
 	}
-	buf_put(r, e->rbuf);
-	buf_put(r, e->wbuf);
+	relay_buf_put(r, e->rbuf);
+	relay_buf_put(r, e->wbuf);
 	e->rbuf = e->wbuf = NULL;
 	if (abortive) {
 		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
@@ -315,11 +179,11 @@ conn_close(struct conn *c, int abortive, const char *fmt, ...)
 		    (unsigned long long)c->id, c->src, c->dst, reason);
 	end_close(r, &c->app, abortive);
 	end_close(r, &c->net, abortive);
-	buf_put(r, c->up.buf);
-	buf_put(r, c->down.buf);
+	relay_buf_put(r, c->up.buf);
+	relay_buf_put(r, c->down.buf);
 	c->up.buf = c->down.buf = NULL;
-	kpipe_put(r, c->up.kp, c->up.len == 0);
-	kpipe_put(r, c->down.kp, c->down.len == 0);
+	relay_kpipe_put(r, c->up.kp, c->up.len == 0);
+	relay_kpipe_put(r, c->down.kp, c->down.len == 0);
 	tls_peer_release(&c->peer);
 	if (c->app_port > 0 && r->inbound_by_port[c->app_port] == c)
 		r->inbound_by_port[c->app_port] = NULL;
@@ -355,367 +219,6 @@ conn_new(struct relay *r, enum conn_kind kind)
 	return c;
 }
 
-/* TLS transport. Once a session relays, GnuTLS reads from and writes to
- * our buffers instead of the socket: one recv() brings several records,
- * several records leave in one send(). Buffers come from the pool and go
- * back as soon as they are empty, so an idle connection holds none. */
-
-static ssize_t
-tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
-{
-	struct end *e = ptr;
-	struct relay *r = e->c->r;
-	size_t n;
-
-	if (e->rlen == 0) {
-		ssize_t got;
-
-		if (e->rbuf == NULL && (e->rbuf = buf_get(r)) == NULL) {
-			gnutls_transport_set_errno(e->tls, ENOMEM);
-			return -1;
-		}
-		do
-			got = recv(e->w.fd, e->rbuf, RELAY_BUF, 0);
-		while (got < 0 && errno == EINTR);
-		if (got <= 0) {
-			int err = errno;
-
-			buf_put(r, e->rbuf);
-			e->rbuf = NULL;
-			if (got == 0)
-				return 0;
-			gnutls_transport_set_errno(e->tls, err);
-			return -1;
-		}
-		e->roff = 0;
-		e->rlen = (size_t)got;
-		e->short_read = (size_t)got < RELAY_BUF;
-	}
-	n = len < e->rlen ? len : e->rlen;
-	memcpy(data, e->rbuf + e->roff, n);
-	e->roff += n;
-	e->rlen -= n;
-	if (e->rlen == 0) {
-		buf_put(r, e->rbuf);
-		e->rbuf = NULL;
-	}
-	return (ssize_t)n;
-}
-
-static ssize_t
-tls_push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
-{
-	struct end *e = ptr;
-	struct relay *r = e->c->r;
-
-	if (e->wbuf == NULL && (e->wbuf = buf_get(r)) == NULL) {
-		gnutls_transport_set_errno(e->tls, ENOMEM);
-		return -1;
-	}
-	if (len > RELAY_BUF - e->wlen) {
-		/* Never happens: records are only sent with room for one. */
-		gnutls_transport_set_errno(e->tls, EAGAIN);
-		return -1;
-	}
-	if (e->woff + e->wlen + len > RELAY_BUF) {
-		/* A partial send left a head: move the rest to the front. */
-		memmove(e->wbuf, e->wbuf + e->woff, e->wlen);
-		e->woff = 0;
-	}
-	memcpy(e->wbuf + e->woff + e->wlen, data, len);
-	e->wlen += len;
-	return (ssize_t)len;
-}
-
-static void
-tls_buffered(struct end *e)
-{
-	gnutls_transport_set_ptr(e->tls, e);
-	gnutls_transport_set_pull_function(e->tls, tls_pull);
-	gnutls_transport_set_push_function(e->tls, tls_push);
-}
-
-/* Send the encrypted bytes waiting in e->wbuf. 0 all sent, -1 would
- * block, -2 error. */
-static int
-tls_flush(struct relay *r, struct end *e)
-{
-	while (e->wlen > 0) {
-		ssize_t n = send(e->w.fd, e->wbuf + e->woff, e->wlen,
-		    MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			return -1;
-		if (n <= 0)
-			return -2;
-		e->woff += (size_t)n;
-		e->wlen -= (size_t)n;
-	}
-	e->woff = 0;
-	buf_put(r, e->wbuf);
-	e->wbuf = NULL;
-	return 0;
-}
-
-/* Room left in wbuf for one more full record. */
-#define TLS_RECORD_ROOM (TLS_RECORD_MAX + 256)
-
-/* No ciphertext left in rbuf, no plaintext left in GnuTLS, and the last
- * recv() was short. */
-static int
-tls_drained(struct end *e)
-{
-	return e->short_read && e->rlen == 0 &&
-	    gnutls_record_check_pending(e->tls) == 0;
-}
-
-/* Read into p from a TLS end: records until the buffer cannot take a
- * full one or nothing is left. >0 bytes, 0 end of stream, -1 would block,
- * -2 error. */
-static ssize_t
-tls_read(struct end *e, struct pipe *p)
-{
-	ssize_t total = 0;
-
-	while (RELAY_BUF - p->len >= TLS_RECORD_MAX) {
-		ssize_t n;
-
-		/* Nothing buffered and the socket was drained: stop here
-		 * rather than pay a recv() that would only say EAGAIN. */
-		if (total > 0 && tls_drained(e))
-			return total;
-		n = gnutls_record_recv(e->tls, p->buf + p->len,
-		    RELAY_BUF - p->len);
-
-		if (n > 0) {
-			p->len += (size_t)n;
-			total += n;
-			continue;
-		}
-		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
-			return total > 0 ? total : -1;
-		if (n == 0)
-			return total > 0 ? total : 0;
-		errno = EPROTO;
-		return total > 0 ? total : -2;
-	}
-	return total;
-}
-
-/* Write p to a TLS end: encrypt records into wbuf while it has room, then
- * send them with one send(). 0 all handed over, -1 would block, -2 error. */
-static int
-tls_write(struct relay *r, struct end *e, struct pipe *p)
-{
-	for (;;) {
-		int rc;
-
-		while (p->len > 0 && RELAY_BUF - e->wlen >= TLS_RECORD_ROOM) {
-			size_t chunk = p->len < TLS_RECORD_MAX ? p->len :
-			    TLS_RECORD_MAX;
-			ssize_t n = gnutls_record_send(e->tls, p->buf + p->off,
-			    chunk);
-
-			if (n <= 0)
-				return -2;
-			p->off += (size_t)n;
-			p->len -= (size_t)n;
-		}
-		rc = tls_flush(r, e);
-		if (rc != 0)
-			return rc;
-		if (p->len == 0)
-			return 0;
-	}
-}
-
-/* Plain I/O: >0 bytes, 0 end of stream, -1 would block, -2 error. */
-static ssize_t
-plain_read(struct end *e, char *buf, size_t len)
-{
-	ssize_t n;
-
-	do
-		n = read(e->w.fd, buf, len);
-	while (n < 0 && errno == EINTR);
-	if (n >= 0)
-		return n;
-	return errno == EAGAIN ? -1 : -2;
-}
-
-static ssize_t
-plain_write(struct end *e, const char *buf, size_t len)
-{
-	ssize_t n;
-
-	do
-		n = send(e->w.fd, buf, len, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	if (n > 0)
-		return n;
-	return n < 0 && errno == EAGAIN ? -1 : -2;
-}
-
-/* Shut down writing towards e: TLS close_notify, then TCP FIN.
- * 0 done, -1 would block, -2 error. */
-static int
-end_shutdown(struct relay *r, struct end *e)
-{
-	if (e->tls != NULL) {
-		if (!e->bye_queued) {
-			if (gnutls_bye(e->tls, GNUTLS_SHUT_WR) < 0)
-				return -2;
-			e->bye_queued = 1;
-		}
-		int rc = tls_flush(r, e);
-		if (rc != 0)
-			return rc;
-	}
-	shutdown(e->w.fd, SHUT_WR);
-	e->shut_out = 1;
-	return 0;
-}
-
-/* Move bytes from one end to the other until something would block.
- * 0 ok, -1 the connection must be reset (reason in why). */
-static int
-pump(struct relay *r, struct end *from, struct end *to, struct pipe *p,
-    const char **why)
-{
-	for (;;) {
-		ssize_t n;
-
-		if (p->len > 0 || (to->tls != NULL && to->wlen > 0)) {
-			if (to->tls != NULL) {
-				n = tls_write(r, to, p);
-			} else {
-				n = plain_write(to, p->buf + p->off, p->len);
-				if (n > 0) {
-					p->off += (size_t)n;
-					p->len -= (size_t)n;
-					if (p->len > 0)
-						continue;
-					n = 0;
-				}
-			}
-			if (n == -1) {
-				to->want_out = 1;
-				return 0;
-			}
-			if (n < 0) {
-				*why = "write failed (peer reset)";
-				return -1;
-			}
-			p->off = 0;
-			/* Everything read was written and the source was
-			 * drained: wait for epoll instead of a read that
-			 * would only say EAGAIN (saves a syscall per hop). */
-			if (!from->eof_in && from->short_read &&
-			    (from->tls == NULL || tls_drained(from))) {
-				from->short_read = 0;
-				from->want_in = 1;
-				buf_put(r, p->buf);
-				p->buf = NULL;
-				return 0;
-			}
-		}
-		if (from->eof_in) {
-			buf_put(r, p->buf);
-			p->buf = NULL;
-			if (!to->shut_out) {
-				int rc = end_shutdown(r, to);
-				if (rc == -1)
-					to->want_out = 1;
-				else if (rc < 0) {
-					*why = "shutdown failed";
-					return -1;
-				}
-			}
-			return 0;
-		}
-		if (p->buf == NULL && (p->buf = buf_get(r)) == NULL) {
-			*why = "out of memory";
-			return -1;
-		}
-		if (from->tls != NULL)
-			n = tls_read(from, p);
-		else if ((n = plain_read(from, p->buf, RELAY_BUF)) > 0) {
-			p->len = (size_t)n;
-			from->short_read = (size_t)n < RELAY_BUF;
-		}
-		if (n == -1) {
-			from->want_in = 1;
-			buf_put(r, p->buf);
-			p->buf = NULL;
-			return 0;
-		}
-		if (n == -2) {
-			*why = from->tls != NULL ? "TLS read failed or peer "
-			    "closed without close_notify" : "read failed "
-			    "(peer reset)";
-			return -1;
-		}
-		if (n == 0)
-			from->eof_in = 1;
-	}
-}
-
-/* pump() for two plain sockets: splice through a kernel pipe, the bytes
- * never enter user space. Same contract as pump(). */
-static int
-pump_splice(struct relay *r, struct end *from, struct end *to, struct pipe *p,
-    const char **why)
-{
-	for (;;) {
-		ssize_t n;
-
-		if (p->len > 0) {
-			n = splice(p->kp[0], NULL, to->w.fd, NULL, p->len,
-			    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0 && errno == EAGAIN) {
-				to->want_out = 1;
-				return 0;
-			}
-			if (n <= 0) {
-				*why = "write failed (peer reset)";
-				return -1;
-			}
-			p->len -= (size_t)n;
-			continue;
-		}
-		if (from->eof_in) {
-			kpipe_put(r, p->kp, 1);
-			if (!to->shut_out)
-				end_shutdown(r, to);
-			return 0;
-		}
-		if (p->kp[0] < 0 && kpipe_get(r, p->kp) != 0) {
-			*why = "out of pipes";
-			return -1;
-		}
-		n = splice(from->w.fd, NULL, p->kp[1], NULL, RELAY_SPLICE,
-		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN) {
-			from->want_in = 1;
-			kpipe_put(r, p->kp, 1);
-			return 0;
-		}
-		if (n < 0) {
-			*why = "read failed (peer reset)";
-			return -1;
-		}
-		if (n == 0)
-			from->eof_in = 1;
-		p->len = (size_t)n;
-	}
-}
-
 static void
 end_interest(struct relay *r, struct end *e)
 {
@@ -742,7 +245,7 @@ conn_relay(struct conn *c)
 	const char *why = NULL;
 	/* Two plain sockets (same node, same_node_mtls = false): splice. */
 	int (*fn)(struct relay *, struct end *, struct end *, struct pipe *,
-	    const char **) = c->net.tls == NULL ? pump_splice : pump;
+	    const char **) = c->net.tls == NULL ? relay_pump_splice : relay_pump;
 
 	c->app.want_in = c->app.want_out = 0;
 	c->net.want_in = c->net.want_out = 0;
@@ -794,7 +297,7 @@ start_relay(struct conn *c)
 {
 	c->st = ST_RELAY;
 	if (c->net.tls != NULL)
-		tls_buffered(&c->net);
+		relay_tls_buffered(&c->net);
 	c->deadline = c->r->h->conf.idle_timeout_s > 0 ?
 	    util_now_ms_mono() + c->r->h->conf.idle_timeout_s * 1000 : 0;
 	log_debug("conn %llu %s => %s relaying", (unsigned long long)c->id,

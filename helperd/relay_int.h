@@ -1,0 +1,122 @@
+/* relay_int: what relay.c (connections, steps, listeners) and relay_io.c
+ * (moving bytes: pooled buffers and pipes, TLS through our own buffers,
+ * plain I/O, splice) share. Not used outside the relay. */
+#ifndef MESH_RELAY_INT_H
+#define MESH_RELAY_INT_H
+
+#include <netinet/in.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <gnutls/gnutls.h>
+
+#include "helperd/loop.h"
+#include "helperd/relay.h"
+#include "helperd/tls.h"
+
+#define TLS_RECORD_MAX  (16 * 1024)  /* plaintext of one TLS record */
+#define RELAY_BUF       (64 * 1024 + 1024) /* 4 records + their overhead */
+#define RELAY_SPLICE    (64 * 1024)  /* a default pipe's capacity */
+#define RELAY_POOL_MAX  256          /* idle buffers kept for reuse */
+#define RELAY_PORTS     65536
+#define RELAY_BACKLOG   1024
+#define RELAY_DIAL_TRIES 3           /* instances tried per connection */
+
+enum conn_kind { CONN_OUT, CONN_IN };
+enum conn_state { ST_DIAL, ST_HANDSHAKE, ST_RELAY };
+
+/* One end of a relayed connection: a socket, with TLS or not. */
+struct end {
+	struct loop_watch w;
+	struct conn *c;         /* the connection this end belongs to */
+	gnutls_session_t tls;
+	int eof_in;             /* no more data will come from this end */
+	int shut_out;           /* we shut down writing towards this end */
+	int want_in, want_out;  /* interest computed by the last pump */
+	int bye_queued;         /* TLS close_notify is in wbuf or sent */
+	int short_read;         /* the last read got less than asked: the
+	                           socket is drained, epoll will say more */
+	char *rbuf, *wbuf;      /* TLS: received / to-send ciphertext */
+	size_t roff, rlen, woff, wlen;
+};
+
+/* Bytes read from one end, not yet written to the other. */
+struct pipe {
+	char *buf;              /* from the pool while it holds data */
+	size_t off, len;        /* len: bytes in buf, or in kp when spliced */
+	int kp[2];              /* kernel pipe for splice (plain to plain),
+	                           -1 when none is held */
+};
+
+struct conn {
+	struct relay *r;
+	uint64_t id;
+	enum conn_kind kind;
+	enum conn_state st;
+	struct end app;         /* plain: the app (out) or local service (in) */
+	struct end net;         /* the mesh side: TLS, or plain same-node */
+	struct pipe up;         /* app -> net */
+	struct pipe down;       /* net -> app */
+	char src[64], dst[64];
+	char peer_addr[INET6_ADDRSTRLEN];
+	int peer_port;
+	int app_port;           /* inbound: local port towards the service */
+	struct tls_peer peer;
+	int64_t deadline;       /* monotonic ms; 0 = none */
+	int closed;
+	int tries;              /* outbound: instances dialled so far */
+	char tried[RELAY_DIAL_TRIES][64];  /* ... their nodes */
+	struct conn *prev, *next;
+};
+
+struct pending {
+	char src[64], dst[64];
+	uid_t uid;
+	int64_t expires;
+};
+
+struct listener {
+	struct loop_watch w;
+	struct relay *r;
+	int mesh;               /* 1 mesh port, 0 outbound */
+};
+
+struct relay {
+	struct helperd *h;
+	struct listener mesh4, out4, out6;
+	struct conn *conns;
+	size_t n_conns;
+	uint64_t next_id;
+	struct pending *pending[RELAY_PORTS];
+	size_t n_pending;
+	/* Registrations in the order they expire (one TTL for all), so the
+	 * tick looks only at the head. */
+	struct { int port; int64_t expires; } expiry[RELAY_PORTS];
+	size_t exp_head, exp_len;
+	struct conn *inbound_by_port[RELAY_PORTS];
+	char *pool[RELAY_POOL_MAX];
+	size_t n_pool;
+	int pipes[RELAY_POOL_MAX][2];  /* empty kernel pipes for reuse */
+	size_t n_pipes;
+};
+
+
+/* relay_io.c ------------------------------------------------------------ */
+
+/* A RELAY_BUF buffer from the pool (or malloc), back to the pool. */
+char *relay_buf_get(struct relay *r);
+void relay_buf_put(struct relay *r, char *b);
+/* Give a kernel pipe back: pooled when empty, closed otherwise. */
+void relay_kpipe_put(struct relay *r, int kp[2], int empty);
+/* Switch a TLS end, once its handshake is done, to our buffers. */
+void relay_tls_buffered(struct end *e);
+/* Move bytes from one end to the other until something would block:
+ * read/write (TLS or plain), or splice for two plain sockets. Sets the
+ * ends' want_in/want_out. 0, or -1 when the connection must be reset
+ * (*why says why). */
+int relay_pump(struct relay *r, struct end *from, struct end *to,
+    struct pipe *p, const char **why);
+int relay_pump_splice(struct relay *r, struct end *from, struct end *to,
+    struct pipe *p, const char **why);
+
+#endif
