@@ -2,6 +2,7 @@
  * check}, libconfig service files, services_dir, and the per-service and
  * node-wide checks. Consul JSON lives in consul.c. */
 #include "conf/conf.h"
+#include "conf/conf_int.h"
 
 #include "common/util.h"
 
@@ -27,13 +28,9 @@
 #define ENDPOINT_MAX  1024
 #define NO_DEFAULT    NULL
 
-static int
-fail(char *err, size_t errlen, const char *file, int line, const char *fmt,
-    ...) __attribute__((format(printf, 5, 6)));
-
-static int
-fail(char *err, size_t errlen, const char *file, int line, const char *fmt,
-    ...)
+int
+conf_errf(char *err, size_t errlen, const char *file, int line,
+    const char *fmt, ...)
 {
 	va_list ap;
 	int k;
@@ -645,7 +642,7 @@ cfg_fail(config_t *cfg, const char *path, char *err, size_t errlen)
 	const char *f = config_error_file(cfg);
 	const char *t = config_error_text(cfg);
 
-	return fail(err, errlen, f != NULL ? f : path, config_error_line(cfg),
+	return conf_errf(err, errlen, f != NULL ? f : path, config_error_line(cfg),
 	    "%s", t != NULL ? t : "cannot parse");
 }
 
@@ -659,9 +656,9 @@ cfg_read(config_t *cfg, const char *path, char *err, size_t errlen)
 
 	if ((buf = util_read_file(path, CONF_FILE_MAX, NULL)) == NULL) {
 		if (errno == EFBIG)
-			return fail(err, errlen, path, 0,
+			return conf_errf(err, errlen, path, 0,
 			    "file is larger than %d bytes", CONF_FILE_MAX);
-		return fail(err, errlen, path, 0, "%s", strerror(errno));
+		return conf_errf(err, errlen, path, 0, "%s", strerror(errno));
 	}
 	util_strlcpy(dir, path, sizeof(dir));
 	config_set_include_dir(cfg, dirname(dir));
@@ -717,13 +714,13 @@ group_apply(const struct ckey *tab, void *base, const config_setting_t *grp,
 		snprintf(kname, sizeof(kname), "%s%s", prefix,
 		    name != NULL ? name : "?");
 		if (name == NULL || (k = key_find(tab, name)) == NULL)
-			return fail(err, errlen, f, line, "unknown key \"%s\"",
+			return conf_errf(err, errlen, f, line, "unknown key \"%s\"",
 			    kname);
 		if (k->type == K_GROUP) {
 			char sub[sizeof(kname) + 1];
 
 			if (!config_setting_is_group(s))
-				return fail(err, errlen, f, line,
+				return conf_errf(err, errlen, f, line,
 				    "%s: must be %s", kname, type_word(k));
 			snprintf(sub, sizeof(sub), "%s.", kname);
 			if (group_apply(k->sub, (char *)base + k->off, s, sub,
@@ -733,7 +730,7 @@ group_apply(const struct ckey *tab, void *base, const config_setting_t *grp,
 			if (!config_setting_is_list(s) &&
 			    !(config_setting_is_array(s) &&
 			    config_setting_length(s) == 0))
-				return fail(err, errlen, f, line,
+				return conf_errf(err, errlen, f, line,
 				    "%s: must be %s", kname, type_word(k));
 		} else if (k->type == K_LIST) {
 			const char *items[CONF_MAX_ENDPOINTS];
@@ -741,10 +738,10 @@ group_apply(const struct ckey *tab, void *base, const config_setting_t *grp,
 
 			if (!config_setting_is_array(s) &&
 			    !config_setting_is_list(s))
-				return fail(err, errlen, f, line,
+				return conf_errf(err, errlen, f, line,
 				    "%s: must be %s", kname, type_word(k));
 			if (m > CONF_MAX_ENDPOINTS)
-				return fail(err, errlen, f, line, "%s: too many "
+				return conf_errf(err, errlen, f, line, "%s: too many "
 				    "entries (max %d)", kname,
 				    CONF_MAX_ENDPOINTS);
 			for (int j = 0; j < m; j++) {
@@ -753,20 +750,20 @@ group_apply(const struct ckey *tab, void *base, const config_setting_t *grp,
 
 				if (config_setting_type(e) !=
 				    CONFIG_TYPE_STRING)
-					return fail(err, errlen, f, line,
+					return conf_errf(err, errlen, f, line,
 					    "%s: must be %s", kname,
 					    type_word(k));
 				items[j] = config_setting_get_string(e);
 			}
 			if (list_apply(k, base, items, (size_t)m, why,
 			    sizeof(why)) != 0)
-				return fail(err, errlen, f, line, "%s: %s",
+				return conf_errf(err, errlen, f, line, "%s: %s",
 				    kname, why);
 		} else {
 			struct cval v = cfg_val(s);
 
 			if (key_apply(k, base, &v, why, sizeof(why)) != 0)
-				return fail(err, errlen, f, line, "%s: %s",
+				return conf_errf(err, errlen, f, line, "%s: %s",
 				    kname, why);
 		}
 	}
@@ -794,21 +791,21 @@ cross_check(const struct conf *c, config_t *cfg, char *err, size_t errlen)
 	char a[32], b[32];
 
 	if (c->ca.leaf_ttl < SHORT_LEAF_S && !c->dev && !c->ca.allow_short_ttl)
-		return fail(err, errlen, f, key_line(cfg, "ca.leaf_ttl", "ca"),
+		return conf_errf(err, errlen, f, key_line(cfg, "ca.leaf_ttl", "ca"),
 		    "ca.leaf_ttl: %s is under 1h; start helperd with -dev or "
 		    "set ca.allow_short_ttl = true to allow it",
 		    dur_fmt(c->ca.leaf_ttl * MS_S, a, sizeof(a)));
 	if (c->ca.leaf_ttl >= c->ca.root_ttl)
-		return fail(err, errlen, f, key_line(cfg, "ca.leaf_ttl", "ca"),
+		return conf_errf(err, errlen, f, key_line(cfg, "ca.leaf_ttl", "ca"),
 		    "ca.leaf_ttl: %s must be shorter than ca.root_ttl (%s)",
 		    dur_fmt(c->ca.leaf_ttl * MS_S, a, sizeof(a)),
 		    dur_fmt(c->ca.root_ttl * MS_S, b, sizeof(b)));
 	if (c->store.backend == CONF_STORE_ETCD && c->store.n_endpoints == 0)
-		return fail(err, errlen, f, key_line(cfg, "store.backend",
+		return conf_errf(err, errlen, f, key_line(cfg, "store.backend",
 		    "store"), "store.endpoints: required with backend "
 		    "\"etcd\"");
 	if ((c->store.cert_file[0] == '\0') != (c->store.key_file[0] == '\0'))
-		return fail(err, errlen, f, key_line(cfg, "store.cert_file",
+		return conf_errf(err, errlen, f, key_line(cfg, "store.cert_file",
 		    "store"), "store.cert_file and store.key_file must be "
 		    "given together");
 	return 0;
@@ -873,35 +870,35 @@ conf_service_validate(struct conf_service *s, char *err, size_t errlen)
 	char pn[CONF_NAME_MAX], pv[CONF_ADDR_MAX], why[CONF_ERR_MAX];
 
 	if (s->name[0] == '\0')
-		return fail(err, errlen, f, l, "service: name missing");
+		return conf_errf(err, errlen, f, l, "service: name missing");
 	if (!conf_valid_name(s->name))
-		return fail(err, errlen, f, l, "service \"%s\": name is not "
+		return conf_errf(err, errlen, f, l, "service \"%s\": name is not "
 		    "valid (1..63 of A-Z a-z 0-9 _ -, starting with a letter "
 		    "or digit)", printable(s->name, pn, sizeof(pn)));
 	if (s->id[0] == '\0')
 		util_strlcpy(s->id, s->name, sizeof(s->id));
 	else if (!valid_id(s->id))
-		return fail(err, errlen, f, l, "service \"%s\": id \"%s\" is "
+		return conf_errf(err, errlen, f, l, "service \"%s\": id \"%s\" is "
 		    "not valid", s->name, printable(s->id, pv, sizeof(pv)));
 	if (s->address[0] == '\0')
 		util_strlcpy(s->address, "127.0.0.1", sizeof(s->address));
 	else if (!valid_ip(s->address) && !valid_hostname(s->address))
-		return fail(err, errlen, f, l, "service \"%s\": address: \"%s\" "
+		return conf_errf(err, errlen, f, l, "service \"%s\": address: \"%s\" "
 		    "is not an IP address or host name", s->name,
 		    printable(s->address, pv, sizeof(pv)));
 	if (s->port < 0 || s->port > 65535)
-		return fail(err, errlen, f, l, "service \"%s\": port: %d is out "
+		return conf_errf(err, errlen, f, l, "service \"%s\": port: %d is out "
 		    "of range 1..65535", s->name, s->port);
 	if (s->inbound != CONF_INBOUND_PERMISSIVE &&
 	    s->inbound != CONF_INBOUND_STRICT)
-		return fail(err, errlen, f, l, "service \"%s\": inbound: must be "
+		return conf_errf(err, errlen, f, l, "service \"%s\": inbound: must be "
 		    "\"permissive\" or \"strict\"", s->name);
 	if (s->user[0] != '\0' &&
 	    resolve_user(s->user, &s->uid, why, sizeof(why)) != 0)
-		return fail(err, errlen, f, l, "service \"%s\": %s", s->name,
+		return conf_errf(err, errlen, f, l, "service \"%s\": %s", s->name,
 		    why);
 	if (s->n_upstreams > CONF_MAX_UPSTREAMS)
-		return fail(err, errlen, f, l, "service \"%s\": too many "
+		return conf_errf(err, errlen, f, l, "service \"%s\": too many "
 		    "upstreams (max %d)", s->name, CONF_MAX_UPSTREAMS);
 	for (size_t i = 0; i < s->n_upstreams; i++) {
 		struct conf_upstream *u = &s->upstreams[i];
@@ -909,18 +906,18 @@ conf_service_validate(struct conf_service *s, char *err, size_t errlen)
 		int af = AF_INET;
 
 		if (u->dest[0] == '\0')
-			return fail(err, errlen, f, l, "service \"%s\": upstream "
+			return conf_errf(err, errlen, f, l, "service \"%s\": upstream "
 			    "%zu: destination_name missing", s->name, i + 1);
 		if (!conf_valid_name(u->dest))
-			return fail(err, errlen, f, l, "service \"%s\": upstream "
+			return conf_errf(err, errlen, f, l, "service \"%s\": upstream "
 			    "%zu: destination_name \"%s\" is not a valid service "
 			    "name", s->name, i + 1,
 			    printable(u->dest, pn, sizeof(pn)));
 		if (u->bind_port == CONF_UNSET)
-			return fail(err, errlen, f, l, "service \"%s\": upstream "
+			return conf_errf(err, errlen, f, l, "service \"%s\": upstream "
 			    "%zu: local_bind_port missing", s->name, i + 1);
 		if (u->bind_port < 1 || u->bind_port > 65535)
-			return fail(err, errlen, f, l, "service \"%s\": upstream "
+			return conf_errf(err, errlen, f, l, "service \"%s\": upstream "
 			    "%zu: local_bind_port: %d is out of range 1..65535",
 			    s->name, i + 1, u->bind_port);
 		if (u->bind_addr[0] == '\0')
@@ -929,7 +926,7 @@ conf_service_validate(struct conf_service *s, char *err, size_t errlen)
 		if (inet_pton(AF_INET, u->bind_addr, bin) != 1) {
 			af = AF_INET6;
 			if (inet_pton(AF_INET6, u->bind_addr, bin) != 1)
-				return fail(err, errlen, f, l, "service \"%s\": "
+				return conf_errf(err, errlen, f, l, "service \"%s\": "
 				    "upstream %zu: local_bind_address: \"%s\" is "
 				    "not an IP address", s->name, i + 1,
 				    printable(u->bind_addr, pv, sizeof(pv)));
@@ -937,7 +934,7 @@ conf_service_validate(struct conf_service *s, char *err, size_t errlen)
 		/* canonical text, so that "::1" and "0::1" compare equal */
 		if (inet_ntop(af, bin, u->bind_addr, sizeof(u->bind_addr)) ==
 		    NULL)
-			return fail(err, errlen, f, l, "service \"%s\": upstream "
+			return conf_errf(err, errlen, f, l, "service \"%s\": upstream "
 			    "%zu: local_bind_address: %s", s->name, i + 1,
 			    strerror(errno));
 	}
@@ -999,13 +996,13 @@ conf_services_check(const struct conf_service *svcs, size_t n, char *err,
 	int rc = -1;
 
 	if (n > CONF_MAX_SERVICES)
-		return fail(err, errlen, svcs[CONF_MAX_SERVICES].source,
+		return conf_errf(err, errlen, svcs[CONF_MAX_SERVICES].source,
 		    svcs[CONF_MAX_SERVICES].source_line,
 		    "too many services (max %d)", CONF_MAX_SERVICES);
 	for (size_t i = 0; i < n; i++)
 		total += svcs[i].n_upstreams;
 	if ((k = calloc(n + total + 1, sizeof(*k))) == NULL)
-		return fail(err, errlen, "-", 0, "out of memory");
+		return conf_errf(err, errlen, "-", 0, "out of memory");
 
 	for (int pass = 0; pass < 2; pass++) {
 		nk = 0;
@@ -1018,7 +1015,7 @@ conf_services_check(const struct conf_service *svcs, size_t n, char *err,
 			const struct conf_service *s1 = &svcs[a.svc];
 			const struct conf_service *s2 = &svcs[b.svc];
 
-			fail(err, errlen, s2->source, s2->source_line,
+			conf_errf(err, errlen, s2->source, s2->source_line,
 			    "service %s\"%s\" is already defined at %s:%d",
 			    pass == 0 ? "" : "id ", b.key, s1->source,
 			    s1->source_line);
@@ -1038,7 +1035,7 @@ conf_services_check(const struct conf_service *svcs, size_t n, char *err,
 		const struct conf_service *s1 = &svcs[a.svc];
 		const struct conf_service *s2 = &svcs[b.svc];
 
-		fail(err, errlen, s2->source, s2->source_line,
+		conf_errf(err, errlen, s2->source, s2->source_line,
 		    "service \"%s\": upstream %zu: local_bind_port %d on %s is "
 		    "already used by service \"%s\" upstream %zu (%s:%d)",
 		    s2->name, b.up + 1, b.port, b.key, s1->name, a.up + 1,
@@ -1078,7 +1075,7 @@ static int
 svec_push(struct svec *sv, struct conf_service *s, char *err, size_t errlen)
 {
 	if (sv->n >= CONF_MAX_SERVICES)
-		return fail(err, errlen, s->source, s->source_line,
+		return conf_errf(err, errlen, s->source, s->source_line,
 		    "too many services (max %d)", CONF_MAX_SERVICES);
 	if (sv->n == sv->cap) {
 		size_t cap = sv->cap == 0 ? 16 : sv->cap * 2;
@@ -1086,7 +1083,7 @@ svec_push(struct svec *sv, struct conf_service *s, char *err, size_t errlen)
 		    sizeof(*nv));
 
 		if (nv == NULL)
-			return fail(err, errlen, s->source, s->source_line,
+			return conf_errf(err, errlen, s->source, s->source_line,
 			    "out of memory");
 		sv->v = nv;
 		sv->cap = cap;
@@ -1112,7 +1109,7 @@ keys_only(const config_setting_t *g, const char *const *allowed,
 			if (strcmp(allowed[j], name) == 0)
 				break;
 		if (name == NULL || allowed[j] == NULL)
-			return fail(err, errlen, src_file(s, path),
+			return conf_errf(err, errlen, src_file(s, path),
 			    config_setting_source_line(s), "%s%sunknown key "
 			    "\"%s\"", what, what[0] != '\0' ? ": " : "",
 			    name != NULL ? name : "?");
@@ -1129,11 +1126,11 @@ cfg_str(const config_setting_t *g, const char *key, char *dst, size_t size,
 	if (s == NULL)
 		return 0;
 	if (config_setting_type(s) != CONFIG_TYPE_STRING)
-		return fail(err, errlen, src_file(s, path),
+		return conf_errf(err, errlen, src_file(s, path),
 		    config_setting_source_line(s), "%s: %s: must be a string",
 		    what, key);
 	if (util_strlcpy(dst, config_setting_get_string(s), size) >= size)
-		return fail(err, errlen, src_file(s, path),
+		return conf_errf(err, errlen, src_file(s, path),
 		    config_setting_source_line(s), "%s: %s: too long (max %zu "
 		    "characters)", what, key, size - 1);
 	return 0;
@@ -1150,12 +1147,12 @@ cfg_int(const config_setting_t *g, const char *key, int *dst,
 		return 0;
 	if (config_setting_type(s) != CONFIG_TYPE_INT &&
 	    config_setting_type(s) != CONFIG_TYPE_INT64)
-		return fail(err, errlen, src_file(s, path),
+		return conf_errf(err, errlen, src_file(s, path),
 		    config_setting_source_line(s), "%s: %s: must be an integer",
 		    what, key);
 	v = config_setting_get_int64(s);
 	if (v <= INT_MIN || v > INT_MAX)
-		return fail(err, errlen, src_file(s, path),
+		return conf_errf(err, errlen, src_file(s, path),
 		    config_setting_source_line(s), "%s: %s: %lld is out of "
 		    "range 1..65535", what, key, v);
 	*dst = (int)v;
@@ -1176,16 +1173,16 @@ upstreams_from_cfg(const config_setting_t *l, struct conf_service *s,
 
 	if (!config_setting_is_list(l) &&
 	    !(config_setting_is_array(l) && n == 0))
-		return fail(err, errlen, f, config_setting_source_line(l),
+		return conf_errf(err, errlen, f, config_setting_source_line(l),
 		    "%s: upstreams: must be a list ( { ... }, ... )", what);
 	if (n > CONF_MAX_UPSTREAMS)
-		return fail(err, errlen, f, config_setting_source_line(l),
+		return conf_errf(err, errlen, f, config_setting_source_line(l),
 		    "%s: too many upstreams (max %d)", what,
 		    CONF_MAX_UPSTREAMS);
 	if (n == 0)
 		return 0;
 	if ((s->upstreams = calloc((size_t)n, sizeof(*s->upstreams))) == NULL)
-		return fail(err, errlen, f, 0, "out of memory");
+		return conf_errf(err, errlen, f, 0, "out of memory");
 	for (int i = 0; i < n; i++) {
 		const config_setting_t *g = config_setting_get_elem(l,
 		    (unsigned)i);
@@ -1196,7 +1193,7 @@ upstreams_from_cfg(const config_setting_t *l, struct conf_service *s,
 		u->bind_port = CONF_UNSET;
 		snprintf(uwhat, sizeof(uwhat), "%s: upstream %d", what, i + 1);
 		if (!config_setting_is_group(g))
-			return fail(err, errlen, src_file(g, path),
+			return conf_errf(err, errlen, src_file(g, path),
 			    config_setting_source_line(g), "%s: must be a "
 			    "group { ... }", uwhat);
 		if (keys_only(g, up_keys, path, uwhat, err, errlen) != 0 ||
@@ -1224,7 +1221,7 @@ service_from_cfg(const config_setting_t *g, int idx, const char *path,
 	s->source_line = config_setting_source_line(g);
 	snprintf(what, sizeof(what), "service %d", idx + 1);
 	if (!config_setting_is_group(g))
-		return fail(err, errlen, s->source, s->source_line,
+		return conf_errf(err, errlen, s->source, s->source_line,
 		    "%s: must be a group { ... }", what);
 	if (cfg_str(g, "name", s->name, sizeof(s->name), path, what, err,
 	    errlen) != 0)
@@ -1245,7 +1242,7 @@ service_from_cfg(const config_setting_t *g, int idx, const char *path,
 		const char *v = config_setting_get_string(m);
 
 		if (v == NULL || conf_parse_inbound(v, &s->inbound) != 0) {
-			fail(err, errlen, src_file(m, path),
+			conf_errf(err, errlen, src_file(m, path),
 			    config_setting_source_line(m), "%s: inbound: must be "
 			    "\"permissive\" or \"strict\"", what);
 			goto err;
@@ -1257,7 +1254,7 @@ service_from_cfg(const config_setting_t *g, int idx, const char *path,
 
 		snprintf(cwhat, sizeof(cwhat), "%s: connect", what);
 		if (!config_setting_is_group(m)) {
-			fail(err, errlen, src_file(m, path),
+			conf_errf(err, errlen, src_file(m, path),
 			    config_setting_source_line(m), "%s: must be a group "
 			    "{ }", cwhat);
 			goto err;
@@ -1285,7 +1282,7 @@ services_from_cfg(const config_setting_t *list, const char *path,
 
 	if (!config_setting_is_list(list) &&
 	    !(config_setting_is_array(list) && n == 0))
-		return fail(err, errlen, src_file(list, path),
+		return conf_errf(err, errlen, src_file(list, path),
 		    config_setting_source_line(list), "services: must be a list "
 		    "( { ... }, ... )");
 	for (int i = 0; i < n; i++) {
@@ -1338,12 +1335,12 @@ file_into(const char *path, struct svec *out, char *err, size_t errlen)
 		return rc;
 	}
 	if (!has_suffix(path, ".json"))
-		return fail(err, errlen, path, 0, "not a .conf or .json file");
+		return conf_errf(err, errlen, path, 0, "not a .conf or .json file");
 	if ((buf = util_read_file(path, CONF_FILE_MAX, &len)) == NULL) {
 		if (errno == EFBIG)
-			return fail(err, errlen, path, 0,
+			return conf_errf(err, errlen, path, 0,
 			    "file is larger than %d bytes", CONF_FILE_MAX);
-		return fail(err, errlen, path, 0, "%s", strerror(errno));
+		return conf_errf(err, errlen, path, 0, "%s", strerror(errno));
 	}
 	if (conf_parse_service_json(buf, len, path, &v, &n, err, errlen) != 0)
 		goto cleanup;
@@ -1370,7 +1367,7 @@ conf_parse_service_file(const char *path, struct conf_service **svcs,
 	if (file_into(path, &sv, err, errlen) != 0)
 		goto cleanup;
 	if (*n + sv.n > CONF_MAX_SERVICES) {
-		fail(err, errlen, path, 0, "too many services (max %d)",
+		conf_errf(err, errlen, path, 0, "too many services (max %d)",
 		    CONF_MAX_SERVICES);
 		goto cleanup;
 	}
@@ -1379,7 +1376,7 @@ conf_parse_service_file(const char *path, struct conf_service **svcs,
 		goto cleanup;
 	}
 	if ((nv = reallocarray(*svcs, *n + sv.n, sizeof(*nv))) == NULL) {
-		fail(err, errlen, path, 0, "out of memory");
+		conf_errf(err, errlen, path, 0, "out of memory");
 		goto cleanup;
 	}
 	memcpy(nv + *n, sv.v, sv.n * sizeof(*nv));
@@ -1419,21 +1416,21 @@ dir_into(const struct conf *c, struct svec *out, char *err, size_t errlen)
 	if (stat(dir, &st) != 0) {
 		if (errno == ENOENT)
 			return 0;
-		return fail(err, errlen, origin, 0, "services_dir: %s: %s", dir,
+		return conf_errf(err, errlen, origin, 0, "services_dir: %s: %s", dir,
 		    strerror(errno));
 	}
 	if (!S_ISDIR(st.st_mode))
-		return fail(err, errlen, origin, 0, "services_dir: %s is not a "
+		return conf_errf(err, errlen, origin, 0, "services_dir: %s is not a "
 		    "directory", dir);
 	if ((n = scandir(dir, &ents, name_filter, name_cmp)) < 0)
-		return fail(err, errlen, origin, 0, "services_dir: %s: %s", dir,
+		return conf_errf(err, errlen, origin, 0, "services_dir: %s: %s", dir,
 		    strerror(errno));
 	for (i = 0; i < n; i++) {
 		char path[CONF_PATH_MAX];
 
 		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir,
 		    ents[i]->d_name) >= sizeof(path)) {
-			fail(err, errlen, origin, 0, "services_dir: %s/%s: path "
+			conf_errf(err, errlen, origin, 0, "services_dir: %s/%s: path "
 			    "too long", dir, ents[i]->d_name);
 			goto cleanup;
 		}
@@ -1539,13 +1536,13 @@ conf_load(struct conf *c, const char *path, char *err, size_t errlen)
 	for (size_t i = 0; i < c->store.n_endpoints; i++) {
 		if ((tmp.store.endpoints[i] = strdup(c->store.endpoints[i])) ==
 		    NULL) {
-			fail(err, errlen, path, 0, "out of memory");
+			conf_errf(err, errlen, path, 0, "out of memory");
 			goto cleanup;
 		}
 		tmp.store.n_endpoints++;
 	}
 	if (util_strlcpy(tmp.path, path, sizeof(tmp.path)) >= sizeof(tmp.path)) {
-		fail(err, errlen, path, 0, "path too long");
+		conf_errf(err, errlen, path, 0, "path too long");
 		goto cleanup;
 	}
 	if (cfg_read(&cfg, path, err, errlen) != 0 ||

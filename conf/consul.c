@@ -2,6 +2,7 @@
  * PUT /v1/agent/service/register body) into struct conf_service. The
  * checks themselves are conf_service_validate's (conf.c). */
 #include "conf/conf.h"
+#include "conf/conf_int.h"
 
 #include "common/util.h"
 
@@ -17,27 +18,6 @@
  * document (see conf.h). */
 #define JSON_DOC_LINE 1
 
-static int
-jfail(char *err, size_t errlen, const char *file, int line, const char *fmt,
-    ...) __attribute__((format(printf, 5, 6)));
-
-static int
-jfail(char *err, size_t errlen, const char *file, int line, const char *fmt,
-    ...)
-{
-	va_list ap;
-	int k;
-
-	if (err == NULL || errlen == 0)
-		return -1;
-	k = snprintf(err, errlen, "%s:%d: ", file, line);
-	if (k < 0 || (size_t)k >= errlen)
-		return -1;
-	va_start(ap, fmt);
-	vsnprintf(err + k, errlen - (size_t)k, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 /* Consul decodes field names ignoring case, and takes snake_case and
  * CamelCase alike: "LocalBindPort" = "local_bind_port". */
@@ -89,11 +69,11 @@ jstr(struct jctx *x, json_t *obj, const char *key, char *dst, size_t size)
 	if (v == NULL)
 		return 0;
 	if (!json_is_string(v))
-		return jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		return conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
 		    "%s: %s: must be a string", x->what, key);
 	if (json_string_length(v) >= size ||
 	    strlen(json_string_value(v)) != json_string_length(v))
-		return jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		return conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
 		    "%s: %s: too long or contains NUL (max %zu characters)",
 		    x->what, key, size - 1);
 	util_strlcpy(dst, json_string_value(v), size);
@@ -109,11 +89,11 @@ jint(struct jctx *x, json_t *obj, const char *key, int *dst)
 	if (v == NULL)
 		return 0;
 	if (!json_is_integer(v))
-		return jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		return conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
 		    "%s: %s: must be an integer", x->what, key);
 	n = json_integer_value(v);
 	if (n <= INT_MIN || n > INT_MAX)
-		return jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		return conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
 		    "%s: %s: %" JSON_INTEGER_FORMAT " is out of range 1..65535",
 		    x->what, key, n);
 	*dst = (int)n;
@@ -126,7 +106,7 @@ jobj(struct jctx *x, json_t *obj, const char *key, int *bad)
 	json_t *v = jget(obj, key);
 
 	if (v != NULL && !json_is_object(v)) {
-		jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
 		    "%s: %s: must be an object", x->what, key);
 		*bad = 1;
 		return NULL;
@@ -147,10 +127,10 @@ upstreams_add(struct jctx *x, json_t *arr, struct conf_service *s)
 	if (arr == NULL)
 		return 0;
 	if (!json_is_array(arr))
-		return jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		return conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
 		    "%s: upstreams: must be an array", x->what);
 	if (json_array_size(arr) > CONF_MAX_UPSTREAMS - base)
-		return jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		return conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
 		    "%s: too many upstreams (max %d)", x->what,
 		    CONF_MAX_UPSTREAMS);
 	if (json_array_size(arr) == 0)
@@ -158,7 +138,7 @@ upstreams_add(struct jctx *x, json_t *arr, struct conf_service *s)
 	nu = reallocarray(s->upstreams, base + json_array_size(arr),
 	    sizeof(*nu));
 	if (nu == NULL)
-		return jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		return conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
 		    "out of memory");
 	s->upstreams = nu;
 	util_strlcpy(saved, x->what, sizeof(saved));
@@ -172,7 +152,7 @@ upstreams_add(struct jctx *x, json_t *arr, struct conf_service *s)
 		snprintf(x->what, sizeof(x->what), "%s: upstream %zu", saved,
 		    base + i + 1);
 		if (!json_is_object(u)) {
-			jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+			conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
 			    "%s: must be an object", x->what);
 			goto cleanup;
 		}
@@ -184,7 +164,7 @@ upstreams_add(struct jctx *x, json_t *arr, struct conf_service *s)
 		    jstr(x, u, "destination_type", type, sizeof(type)) != 0)
 			goto cleanup;
 		if (type[0] != '\0' && strcmp(type, "service") != 0) {
-			jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+			conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
 			    "%s: destination_type \"%s\" is not supported "
 			    "(only \"service\")", x->what,
 			    strcmp(type, "prepared_query") == 0 ?
@@ -210,7 +190,7 @@ service_from_json(struct jctx *x, json_t *o, struct conf_service *s)
 	s->source_line = JSON_DOC_LINE;
 	snprintf(x->what, sizeof(x->what), "service");
 	if (!json_is_object(o)) {
-		jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
 		    "service: must be an object");
 		goto err;
 	}
@@ -234,7 +214,7 @@ service_from_json(struct jctx *x, json_t *o, struct conf_service *s)
 	if ((v = jget(o, "inbound")) != NULL &&
 	    (!json_is_string(v) ||
 	    conf_parse_inbound(json_string_value(v), &s->inbound) != 0)) {
-		jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
 		    "%s: inbound: must be \"permissive\" or \"strict\"",
 		    x->what);
 		goto err;
@@ -278,7 +258,7 @@ collect(struct jctx *x, json_t *v, const char *key, json_t **list,
 		return 0;
 	}
 	if (!json_is_array(v))
-		return jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		return conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
 		    "%s: must be an object or an array of objects", key);
 	json_array_foreach(v, i, e) {
 		if (*n >= CONF_MAX_SERVICES)
@@ -287,7 +267,7 @@ collect(struct jctx *x, json_t *v, const char *key, json_t **list,
 	}
 	return 0;
 too_many:
-	return jfail(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+	return conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
 	    "too many services (max %d)", CONF_MAX_SERVICES);
 }
 
@@ -303,15 +283,15 @@ conf_parse_service_json(const char *json, size_t len, const char *origin,
 	int rc = -1;
 
 	if ((root = json_loadb(json, len, 0, &je)) == NULL)
-		return jfail(err, errlen, origin, je.line > 0 ? je.line : 0,
+		return conf_errf(err, errlen, origin, je.line > 0 ? je.line : 0,
 		    "invalid JSON: %s", je.text);
 	if (!json_is_object(root)) {
-		jfail(err, errlen, origin, JSON_DOC_LINE, "expected a JSON "
+		conf_errf(err, errlen, origin, JSON_DOC_LINE, "expected a JSON "
 		    "object ({\"service\": {...}} or {\"services\": [...]})");
 		goto cleanup;
 	}
 	if ((list = calloc(CONF_MAX_SERVICES, sizeof(*list))) == NULL) {
-		jfail(err, errlen, origin, 0, "out of memory");
+		conf_errf(err, errlen, origin, 0, "out of memory");
 		goto cleanup;
 	}
 	if (collect(&x, jget(root, "service"), "service", list, &nl) != 0 ||
@@ -319,26 +299,26 @@ conf_parse_service_json(const char *json, size_t len, const char *origin,
 		goto cleanup;
 	if (nl == 0) {
 		if (jget(root, "name") == NULL) {
-			jfail(err, errlen, origin, JSON_DOC_LINE, "no \"service\" "
+			conf_errf(err, errlen, origin, JSON_DOC_LINE, "no \"service\" "
 			    "or \"services\" definition");
 			goto cleanup;
 		}
 		list[nl++] = root;   /* the bare form of the HTTP API */
 	}
 	if (*n + nl > CONF_MAX_SERVICES) {
-		jfail(err, errlen, origin, JSON_DOC_LINE, "too many services "
+		conf_errf(err, errlen, origin, JSON_DOC_LINE, "too many services "
 		    "(max %d)", CONF_MAX_SERVICES);
 		goto cleanup;
 	}
 	if ((out = calloc(nl, sizeof(*out))) == NULL) {
-		jfail(err, errlen, origin, 0, "out of memory");
+		conf_errf(err, errlen, origin, 0, "out of memory");
 		goto cleanup;
 	}
 	for (no = 0; no < nl; no++)
 		if (service_from_json(&x, list[no], &out[no]) != 0)
 			goto cleanup;
 	if ((nv = reallocarray(*svcs, *n + nl, sizeof(*nv))) == NULL) {
-		jfail(err, errlen, origin, 0, "out of memory");
+		conf_errf(err, errlen, origin, 0, "out of memory");
 		goto cleanup;
 	}
 	memcpy(nv + *n, out, nl * sizeof(*nv));

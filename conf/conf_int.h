@@ -1,0 +1,12 @@
+/* conf_int: shared by conf.c and consul.c, not part of the interface. */
+#ifndef MESH_CONF_INT_H
+#define MESH_CONF_INT_H
+
+#include <stddef.h>
+
+/* Write "file:line: <fmt...>" into err (if any); always returns -1, so
+ * that errors read `return conf_errf(err, errlen, file, line, ...)`. */
+int conf_errf(char *err, size_t errlen, const char *file, int line,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+#endif
