@@ -39,6 +39,12 @@ demo: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 	bash examples/getting-started/run.sh $(BUILD)
 
+# The walkthrough across three hosts (network namespaces, etcd); root.
+demo-cluster: $(BUILD)/build.ninja
+	sh scripts/deps.sh demo etcd
+	ninja -C $(BUILD)
+	bash examples/cluster/run.sh $(BUILD)
+
 install: $(BUILD)/build.ninja
 	meson configure $(BUILD) -Dprefix=$(PREFIX)
 	ninja -C $(BUILD)

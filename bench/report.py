@@ -14,6 +14,8 @@ import sys
 
 PATHS = ["direct", "mesh_tls", "mesh_plain", "stunnel", "haproxy"]
 PEERS = ["stunnel", "haproxy"]
+SHORT = {"direct": "direct", "mesh_tls": "mesh mTLS", "mesh_plain": "mesh plain",
+         "stunnel": "stunnel", "haproxy": "HAProxy"}
 LABEL = {"direct": "direct", "mesh_tls": "meshshim (mTLS)",
          "mesh_plain": "meshshim (no TLS)", "stunnel": "stunnel pair",
          "haproxy": "HAProxy pair"}
@@ -118,13 +120,15 @@ ROWS = [
     ("connpar_p50_us", "16 parallel, p50 connect-to-first-byte µs", False),
     ("connpar_p99_us", "16 parallel, p99 connect-to-first-byte µs", False),
     ("Memory (RSS of helperd / of both proxies of a pair)", None, None),
-    ("idle_rss_kib", "idle (2 services)", False),
+    ("idle_rss_kib", "idle (3 services: iperf, echo, echo-once)", False),
     ("conn1k_rss_kib", "1,000 idle connections", False),
     ("conn10k_rss_kib", "10,000 idle connections (see held)", False),
     ("conn10k_held", "connections actually held of 10,000", None),
+    ("conn10k_pss_kib", "PSS with those connections", False),
     ("per_conn_kib", "KiB per open connection (both ends)", False),
     ("svc100_rss_kib", "100 services (100 pairs for the peers), idle", False),
     ("svc100_conn1k_rss_kib", "100 services + 1,000 idle connections", False),
+    ("svc100_conn1k_pss_kib", "same, PSS (shared pages split between processes)", False),
 ]
 
 
@@ -138,12 +142,12 @@ def targets(r):
         if ref is None:
             ref, refname = r.best_peer(metric, higher)
         if v is None or ref is None or ref == 0:
-            out.append((desc, fmt(v), "%s %s" % (fmt(ref), refname or ""),
+            out.append((desc, fmt(v, metric), "%s %s" % (fmt(ref, metric), refname or ""),
                         "—", goal, "not measured"))
             return
         q = v / ref
-        out.append((desc, fmt(v), "%s (%s)" % (fmt(ref), refname), "%.2f×" % q,
-                    goal, "**met**" if test(q) else "not met"))
+        out.append((desc, fmt(v, metric), "%s (%s)" % (fmt(ref, metric), refname),
+                    "%.2f×" % q, goal, "**met**" if test(q) else "not met"))
 
     ratio_row("bulk, 1 stream, Gb/s", "bulk1_gbps", True, "≥ 1.2×",
               lambda q: q >= 1.2)
@@ -205,7 +209,7 @@ def chart(r, out_png, tmp):
                 for m in metrics:
                     v = r.get(p, m)
                     vals.append("?" if v is None else "%g" % (v * scale))
-                f.write('"%s" %s\n' % (LABEL[p].replace(" (", "\\n("), " ".join(vals)))
+                f.write('"%s" %s\n' % (SHORT[p], " ".join(vals)))
         return fn
 
     panels = [
@@ -219,8 +223,8 @@ def chart(r, out_png, tmp):
          ["sequential", "16 parallel"], True),
         ("Connect-to-first-byte p50, µs (log)", dat("cfb", ["connseq_p50_us", "connpar_p50_us"]),
          ["sequential", "16 parallel"], True),
-        ("RSS, MiB (log)", dat("mem", ["idle_rss_kib", "conn1k_rss_kib", "svc100_conn1k_rss_kib"], 1 / 1024, skip_direct=True),
-         ["idle", "1k conns", "100 svc + 1k conns"], True),
+        ("RSS, MiB (log; key: idle / 1k conns / 100 svc + 1k conns)", dat("mem", ["idle_rss_kib", "conn1k_rss_kib", "svc100_conn1k_rss_kib"], 1 / 1024, skip_direct=True),
+         ["idle", "1k", "100 svc+1k"], True),
     ]
     gpf = os.path.join(tmp, "chart.gp")
     with open(gpf, "w") as f:
@@ -229,11 +233,19 @@ def chart(r, out_png, tmp):
         f.write('set datafile missing "?"\n')
         f.write("set style data histogram\nset style histogram cluster gap 1\n")
         f.write("set style fill solid 0.8 border -1\nset boxwidth 0.9\n")
-        f.write("set key top right\nset grid ytics\nset xtics font ',8'\n")
+        f.write("set key top right font ',8'\nset grid ytics\nset xtics font ',8'\n")
+        f.write("set bmargin 3\n")
         f.write('set multiplot layout 2,3 title "meshshim bench (medians)"\n')
         for title, fn, cols, logy in panels:
             f.write('set title "%s"\n' % title)
+            has = any(t != "?" for line in open(fn) for t in line.rsplit('"', 1)[1].split())
+            if not has:
+                f.write("unset logscale y\nset xrange [0:1]\nset yrange [0:1]\n"
+                        "set label 99 \"not measured\" at 0.4,0.5\n"
+                        "plot 2 notitle\nunset label 99\nset autoscale x\n")
+                continue
             f.write("set yrange [%s:*]\n" % ("1" if logy else "0"))
+            f.write("set key top %s\n" % ("left" if title.startswith("RSS") else "right"))
             f.write("set logscale y\n" if logy else "unset logscale y\n")
             plots = []
             for i, c in enumerate(cols):
@@ -273,10 +285,21 @@ def main():
     L.append("Run: %s rounds (path order rotated each round), medians; "
              "iperf3 %s s per test, ping-pong %s s, connection tests %s s; "
              "open-files limit %s. Memory figures are from one pass. "
+             "Load average (1/5/15 min) at start %s, after the rounds %s. "
              "Raw data: `bench/results/raw/%s/`." % (
                  mach.get("rounds", "?"), mach.get("bulk_secs", "?"),
                  mach.get("rtt_secs", "?"), mach.get("conn_secs", "?"),
-                 mach.get("nofile", "?"), os.path.basename(raw.rstrip("/"))))
+                 mach.get("nofile", "?"), mach.get("load_start", "?"),
+                 mach.get("load_rounds", "?"), os.path.basename(raw.rstrip("/"))))
+    busy = [(k[5:], v) for k, v in mach.items() if k.startswith("busy_")]
+    if busy:
+        L.append("CPU busy with other work just before: %s (over 20 %% is flagged "
+                 "below)." % ", ".join("%s %s" % kv for kv in busy))
+    fr = [(k[8:], v) for k, v in mach.items() if k.startswith("foreign_")]
+    if fr:
+        L.append("Share of the machine's CPU time used by other work during each "
+                 "round: %s (over 10 %% is flagged below)." %
+                 ", ".join("%s %s" % kv for kv in fr))
     L.append("")
     L.append("## Targets (issue 6): meshshim with same_node_mtls = true against "
              "the better peer of this run")
@@ -312,6 +335,10 @@ def main():
     ok = {p: vals.get((p, "verify_ok"), []) for p in paths}
     L.append("| 32 MiB echo check (rounds ok) | " + " | ".join(
         "%d/%d" % (sum(1 for x in ok[p] if x == 1), len(ok[p])) if ok[p] else "—"
+        for p in paths) + " | | |")
+    eof = {p: vals.get((p, "verify_eof"), []) for p in paths}
+    L.append("| half-close passed through (EOF came back) | " + " | ".join(
+        "%d/%d" % (sum(1 for x in eof[p] if x == 1), len(eof[p])) if eof[p] else "—"
         for p in paths) + " | | |")
     L.append("")
     L.append("## Crypto ceiling (GnuTLS on this machine, one core)")

@@ -13,7 +13,7 @@
 #
 # Results: bench/results/raw/<stamp>/ (raw, gitignored), then
 # bench/results/latest.md and latest.png (bench/report.py).
-# Environment knobs (defaults in brackets): BENCH_ROUNDS [3],
+# Environment knobs (defaults in brackets): BENCH_ROUNDS [5],
 # BENCH_BULK_SECS [5], BENCH_RTT_SECS [2], BENCH_CONN_SECS [2],
 # BENCH_PATHS ["direct mesh_tls mesh_plain stunnel haproxy"],
 # BENCH_SKIP (words: crypto memory rounds), BENCH_KEEP=1 keeps the temp dir.
@@ -26,7 +26,7 @@ case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
 HELPERD="$BUILD/helperd/helperd"
 SHIM="$BUILD/preload/libmeshshim.so"
 
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 BULK_SECS=${BENCH_BULK_SECS:-5}
 RTT_SECS=${BENCH_RTT_SECS:-2}
 CONN_SECS=${BENCH_CONN_SECS:-2}
@@ -210,9 +210,10 @@ EOF
 
 alloc IPERF_B
 alloc ECHO_B
+alloc ONCE_B   # echo once, then the server closes (connection tests)
 start_bg be_iperf iperf3 -s -B 127.0.0.1 -p "$IPERF_B"
-start_bg be_echo "$MBENCH" server "$ECHO_B"
-wait_ports "$IPERF_B" "$ECHO_B" || exit 1
+start_bg be_echo "$MBENCH" server "$ECHO_B" "${ONCE_B}c"
+wait_ports "$IPERF_B" "$ECHO_B" "$ONCE_B" || exit 1
 BACKEND_PIDS=("${PID[be_echo]}")
 
 # --- machine -----------------------------------------------------------------
@@ -236,10 +237,46 @@ BACKEND_PIDS=("${PID[be_echo]}")
 	echo "helperd	$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty')"
 	echo "buildtype	$(meson introspect "$BUILD" --buildoptions 2>/dev/null | python3 -c 'import json,sys; o={x["name"]:x["value"] for x in json.load(sys.stdin)}; print(o.get("buildtype","?"), "sanitize=" + str(o.get("b_sanitize","?")))' 2>/dev/null)"
 	echo "ktls	$( [ -d /proc/sys/net/tls ] || lsmod 2>/dev/null | grep -q '^tls' && echo yes || echo no)"
+	echo "load_start	$(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$RAW/machine.tsv"
+# A second bench or a test suite on 2 cores distorts everything: say so.
+cpu_busy_pct() { # busy % of all CPUs over the next second
+	local a b tot=0 idle i
+	read -ra a </proc/stat
+	sleep 1
+	read -ra b </proc/stat
+	for i in 1 2 3 4 5 6 7 8; do tot=$((tot + b[i] - a[i])); done
+	idle=$((b[4] - a[4] + b[5] - a[5]))
+	echo $((tot > 0 ? 100 * (tot - idle) / tot : 0))
+}
+check_idle() { # check_idle WHEN
+	local busy
+	busy=$(cpu_busy_pct)
+	printf 'busy_%s\t%s%%\n' "$1" "$busy" >>"$RAW/machine.tsv"
+	if [ "$busy" -gt 20 ]; then
+		note "$1: the machine was $busy % busy with other work just before (top: $(ps -eo pcpu,comm --sort=-pcpu --no-headers | head -3 | awk '{printf "%s %s%%; ", $2, $1}'))"
+	fi
+}
+check_idle start
+# CPU used by other work while a round runs: all busy ticks of the machine
+# minus this script's own (itself, its waited-for children, the backends).
+busy_ticks() {
+	local a
+	read -ra a </proc/stat
+	echo $((a[1] + a[2] + a[3] + a[6] + a[7] + a[8]))
+}
+own_ticks() {
+	local v
+	v=$(sed 's/.*) //' "/proc/$$/stat" | awk '{print $12+$13+$14+$15}')
+	echo $((v + $(cpu_ticks "${BACKEND_PIDS[@]}" "${PID[be_iperf]}")))
+}
+case "$(awk -F'\t' '$1=="buildtype"{print $2}' "$RAW/machine.tsv")" in
+*sanitize=none*) ;;
+*) note "$BUILD is not a release build without sanitizers ($(awk -F'\t' '$1=="buildtype"{print $2}' "$RAW/machine.tsv")): meshshim numbers are not representative; use e.g. meson setup /tmp/build-bench --buildtype=release" ;;
+esac
 
 # --- the paths ---------------------------------------------------------------
-# path_up NAME sets: IPERF_P ECHO_P (where the client connects), CLIENT
+# path_up NAME sets: IPERF_P ECHO_P ONCE_P (where the client connects), CLIENT
 # (command prefix, array), PROXY (pids of the path's proxy processes).
 CLIENT=()
 PROXY=()
@@ -353,6 +390,7 @@ path_up() { # path_up NAME
 	direct)
 		IPERF_P=$IPERF_B
 		ECHO_P=$ECHO_B
+		ONCE_P=$ONCE_B
 		;;
 	mesh_tls | mesh_plain)
 		[ $MESH_OK = 1 ] || { note "$name: $HELPERD or $SHIM missing"; return 1; }
@@ -360,19 +398,22 @@ path_up() { # path_up NAME
 		rm -rf "$d"
 		local tls=true
 		[ $name = mesh_plain ] && tls=false
-		mesh_conf "$d" $tls "iperf:$IPERF_B" "echo:$ECHO_B"
+		mesh_conf "$d" $tls "iperf:$IPERF_B" "echo:$ECHO_B" "once:$ONCE_B"
 		mesh_start "$name-helperd" "$d" || return 1
 		alloc IPERF_P
 		alloc ECHO_P
+		alloc ONCE_P
 		CLIENT=(env LD_PRELOAD="$SHIM" MESH_SOCKET="$d/helperd.sock"
-		    MESH_SERVICE=client MESH_UPSTREAMS="iperf:$IPERF_P,echo:$ECHO_P")
+		    MESH_SERVICE=client
+		    MESH_UPSTREAMS="iperf:$IPERF_P,echo:$ECHO_P,once:$ONCE_P")
 		PROXY=("${PID[$name-helperd]}")
 		;;
 	stunnel | haproxy)
-		peer_pair $name main "$IPERF_B" "$ECHO_B"
+		peer_pair $name main "$IPERF_B" "$ECHO_B" "$ONCE_B"
 		IPERF_P=${PAIR_PORTS[0]}
 		ECHO_P=${PAIR_PORTS[1]}
-		wait_ports "$IPERF_P" "$ECHO_P" || return 1
+		ONCE_P=${PAIR_PORTS[2]}
+		wait_ports "$IPERF_P" "$ECHO_P" "$ONCE_P" || return 1
 		PROXY=("${PID[$name-main-s]}" "${PID[$name-main-c]}")
 		;;
 	esac
@@ -439,7 +480,7 @@ rtt_run() { # rtt_run ROUND PATH METRIC [pin]
 }
 conn_run() { # conn_run ROUND PATH METRIC PARALLEL
 	local r=$1 name=$2 m=$3 par=$4 out
-	out=$(timeout $((CONN_SECS + 60)) "${CLIENT[@]}" "$MBENCH" connrate "$ECHO_P" "$par" "$CONN_SECS" 200000 2>&1)
+	out=$(timeout $((CONN_SECS + 60)) "${CLIENT[@]}" "$MBENCH" connrate "$ONCE_P" "$par" "$CONN_SECS" 200000 2>&1)
 	local rc=$?
 	echo "$name $m r$r: $out" >>"$RAW/mbench.log"
 	if [ -z "$(kv rate "$out")" ]; then
@@ -458,11 +499,12 @@ verify_run() {
 	local rc=$?
 	echo "$name verify r$r: $out" >>"$RAW/mbench.log"
 	if [ $rc -ne 0 ]; then
-		note "$name round $r: 32 MiB echo check failed (rc $rc): $out"
+		note "$name round $r: 32 MiB echo check failed (rc $rc): $(echo $out)"
 		rec "$r" "$name" verify_ok 0
 		return 1
 	fi
 	rec "$r" "$name" verify_ok 1
+	rec "$r" "$name" verify_eof "$([ "$(kv eof "$out")" = yes ] && echo 1 || echo 0)"
 }
 
 # --- crypto ceiling ------------------------------------------------------------
@@ -505,6 +547,10 @@ if ! skip rounds; then
 		order=()
 		for ((i = 0; i < n; i++)); do order+=("${PATHS[$(((i + r - 1) % n))]}"); done
 		log "round $r/$ROUNDS: ${order[*]}"
+		check_idle "round$r"
+		fb0=$(busy_ticks)
+		fo0=$(own_ticks)
+		fs0=$SECONDS
 		for name in "${order[@]}"; do
 			if ! path_up "$name"; then
 				note "$name round $r: path did not come up"
@@ -521,18 +567,25 @@ if ! skip rounds; then
 			path_alive || note "$name round $r: a proxy process died during the round ($(tail -3 "$T/log/$name"*.log 2>/dev/null | tr '\n' ' '))"
 			path_down "$name"
 		done
+		fpct=$(( (($(busy_ticks) - fb0) - ($(own_ticks) - fo0)) * 100 / (( (SECONDS - fs0) * NCPU * CLK_TCK ) + 1) ))
+		printf 'foreign_round%s\t%s%%\n' "$r" "$fpct" >>"$RAW/machine.tsv"
+		log "round $r: other work used ~$fpct % of the CPUs during the round"
+		[ "$fpct" -gt 10 ] && note "round $r: other work used ~$fpct % of the machine's CPU time during the round (numbers of this round are disturbed)"
 	done
 fi
 
+# load over the timed rounds (the memory phase starts 400 processes)
+printf 'load_rounds\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW/machine.tsv"
+
 # --- memory ----------------------------------------------------------------------
 # hold N connections through port list; sets HELD; keeps the holder running
-hold_open() { # hold_open TAG PORTS N
-	local tag=$1 ports=$2 n=$3 t0=$SECONDS
+hold_open() { # hold_open PATH TAG PORTS N
+	local name=$1 tag=$2 ports=$3 n=$4 t0=$SECONDS
 	start_bg "hold-$tag" "${CLIENT[@]}" "$MBENCH" hold "$ports" "$n" 8
 	HELD=0
 	while ! grep -q READY "$T/log/hold-$tag.log" 2>/dev/null; do
 		if ! alive "hold-$tag" || [ $((SECONDS - t0)) -ge 240 ]; then
-			note "hold $tag: holder ended or timed out: $(tail -2 "$T/log/hold-$tag.log")"
+			note "$name: holding $n connections: holder ended or timed out: $(tail -2 "$T/log/hold-$tag.log")"
 			return 1
 		fi
 		sleep 0.2
@@ -540,7 +593,7 @@ hold_open() { # hold_open TAG PORTS N
 	local line
 	line=$(grep READY "$T/log/hold-$tag.log")
 	HELD=$(kv held "$line")
-	[ "$HELD" = "$n" ] || note "hold $tag: only $HELD of $n connections opened ($line)"
+	[ "$HELD" = "$n" ] || note "$name: only $HELD of $n more idle connections opened ($line)"
 	sleep 1
 }
 mem_rec() { # mem_rec PATH METRIC pids...
@@ -558,11 +611,11 @@ if ! skip memory; then
 		path_up "$name" || { note "$name memory: path did not come up"; path_down "$name"; continue; }
 		sleep 1
 		mem_rec "$name" idle "${PROXY[@]}"
-		if hold_open a "$ECHO_P" 1000; then
+		if hold_open "$name" a "$ECHO_P" 1000; then
 			rec 0 "$name" conn1k_held "$HELD"
 			mem_rec "$name" conn1k "${PROXY[@]}"
 			held_a=$HELD
-			if hold_open b "$ECHO_P" 9000; then
+			if hold_open "$name" b "$ECHO_P" 9000; then
 				rec 0 "$name" conn10k_held $((held_a + HELD))
 				mem_rec "$name" conn10k "${PROXY[@]}"
 			fi
@@ -611,7 +664,7 @@ if ! skip memory; then
 		sleep 2
 		mem_rec "$name" svc100 "${pids[@]}"
 		PROXY=("${pids[@]}")
-		if hold_open c "$(IFS=,; echo "${ports[*]}")" 1000; then
+		if hold_open "$name (100 services)" c "$(IFS=,; echo "${ports[*]}")" 1000; then
 			rec 0 "$name" svc100_conn1k_held "$HELD"
 			mem_rec "$name" svc100_conn1k "${pids[@]}"
 		fi

@@ -107,4 +107,31 @@ json_t *ca_roots_json(const struct ca *ca);
  * are the leaf's not_before, which grows with every renewal. */
 json_t *ca_leaf_json(const struct ca *ca, const struct ca_leaf *leaf);
 
+/* CA clients (ca.server = false in a cluster): no root key on the node.
+ *
+ * Open the client CA kept in dir (leaves, and client-roots.json: the
+ * cluster's roots as last seen). It may start with no roots. 0/-1. */
+int ca_open_client(struct ca **out, const char *dir, char *err,
+    size_t errlen);
+int ca_is_client(const struct ca *ca);
+/* Replace a client's roots and trust domain with doc (the JSON of
+ * ca_roots_json, from the cluster store); save: also cache it in
+ * client-roots.json. 0, or -1 with err and nothing changed. */
+int ca_set_roots(struct ca *ca, const char *doc, int save, char *err,
+    size_t errlen);
+/* A new key for service (PEM into *key_pem, malloc'd, never leaves the
+ * node) and a CSR for it (returned, malloc'd), or NULL with err. */
+char *ca_csr_new(const struct ca *ca, const char *dc, const char *service,
+    char **key_pem, char *err, size_t errlen);
+/* CA server: sign the public key of csr_pem (its self-signature checked;
+ * ECDSA P-256 only) as the leaf of service in dc for ttl seconds, with the
+ * SPIFFE ID we give (the CSR's names are ignored). PEM or NULL with err. */
+char *ca_sign_csr(struct ca *ca, const char *dc, const char *service,
+    long ttl, const char *csr_pem, char *err, size_t errlen);
+/* Client: make key_pem + cert_pem (signed by a CA server, checked against
+ * our roots) the current leaf of service, stored in leaf/. New reference,
+ * or NULL with err. */
+struct ca_leaf *ca_leaf_install(struct ca *ca, const char *service,
+    const char *key_pem, const char *cert_pem, char *err, size_t errlen);
+
 #endif

@@ -1,5 +1,6 @@
 #include "helperd/catalog.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,17 @@ struct catalog {
 	int mesh_port;
 	const struct conf_service **local;
 	size_t n_local;
+	struct remote *remote;          /* other nodes' instances (etcd) */
+	size_t n_remote;
+};
+
+/* An instance on another node, as registered in the cluster store. */
+struct remote {
+	char key[CATALOG_KEY_MAX];
+	char node[CONF_NAME_MAX];
+	char address[CONF_ADDR_MAX];
+	int mesh_port;
+	struct conf_service svc;        /* name, id, address, port */
 };
 
 int
@@ -34,6 +46,7 @@ catalog_free(struct catalog *c)
 	if (c == NULL)
 		return;
 	free(c->local);
+	free(c->remote);
 	free(c);
 }
 
@@ -110,7 +123,154 @@ catalog_instances(const struct catalog *c, const char *name,
 		out[n].local = 1;
 		n++;
 	}
+	for (size_t i = 0; i < c->n_remote && n < max; i++) {
+		if (strcmp(c->remote[i].svc.name, name) != 0)
+			continue;
+		out[n].node = c->remote[i].node;
+		out[n].address = c->remote[i].address;
+		out[n].mesh_port = c->remote[i].mesh_port;
+		out[n].svc = &c->remote[i].svc;
+		out[n].local = 0;
+		n++;
+	}
 	return n;
+}
+
+/* Remote instances --------------------------------------------------- */
+
+static int
+jstr(const json_t *o, const char *key, char *dst, size_t len, int required)
+{
+	const json_t *v = json_object_get(o, key);
+
+	if (v == NULL && !required) {
+		dst[0] = '\0';
+		return 0;
+	}
+	if (!json_is_string(v) || strlen(json_string_value(v)) >= len)
+		return -1;
+	util_strlcpy(dst, json_string_value(v), len);
+	return 0;
+}
+
+static int
+jport(const json_t *o, const char *key, int *out)
+{
+	const json_t *v = json_object_get(o, key);
+
+	if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+	    json_integer_value(v) > 65535)
+		return -1;
+	*out = (int)json_integer_value(v);
+	return 0;
+}
+
+int
+catalog_remote_put(struct catalog *c, const char *key, const char *value,
+    size_t len, char *why, size_t whylen)
+{
+	struct remote r, *v;
+	json_error_t je;
+	json_t *j;
+	size_t i;
+
+	memset(&r, 0, sizeof(r));
+	if (strlen(key) >= sizeof(r.key)) {
+		snprintf(why, whylen, "key too long");
+		return -1;
+	}
+	util_strlcpy(r.key, key, sizeof(r.key));
+	if ((j = json_loadb(value, len, 0, &je)) == NULL) {
+		snprintf(why, whylen, "not JSON: %s", je.text);
+		return -1;
+	}
+	if (!json_is_object(j) ||
+	    jstr(j, "Node", r.node, sizeof(r.node), 1) != 0 ||
+	    jstr(j, "Address", r.address, sizeof(r.address), 1) != 0 ||
+	    jport(j, "MeshPort", &r.mesh_port) != 0 ||
+	    jstr(j, "Service", r.svc.name, sizeof(r.svc.name), 1) != 0 ||
+	    jstr(j, "ID", r.svc.id, sizeof(r.svc.id), 0) != 0 ||
+	    jstr(j, "ServiceAddress", r.svc.address, sizeof(r.svc.address),
+	    0) != 0 ||
+	    jport(j, "Port", &r.svc.port) != 0 ||
+	    !conf_valid_name(r.svc.name)) {
+		json_decref(j);
+		snprintf(why, whylen, "not an instance (Node, Address, "
+		    "MeshPort, Service, Port)");
+		return -1;
+	}
+	json_decref(j);
+	if (r.svc.id[0] == '\0')
+		util_strlcpy(r.svc.id, r.svc.name, sizeof(r.svc.id));
+	r.svc.connect = 1;
+	for (i = 0; i < c->n_remote; i++)
+		if (strcmp(c->remote[i].key, key) == 0)
+			break;
+	if (i == c->n_remote) {
+		if (c->n_remote >= CATALOG_REMOTE_MAX) {
+			snprintf(why, whylen, "more than %d remote instances",
+			    CATALOG_REMOTE_MAX);
+			return -1;
+		}
+		v = realloc(c->remote, (c->n_remote + 1) * sizeof(*v));
+		if (v == NULL) {
+			snprintf(why, whylen, "out of memory");
+			return -1;
+		}
+		c->remote = v;
+		c->n_remote++;
+	}
+	c->remote[i] = r;
+	return 0;
+}
+
+int
+catalog_remote_del(struct catalog *c, const char *key)
+{
+	for (size_t i = 0; i < c->n_remote; i++) {
+		if (strcmp(c->remote[i].key, key) != 0)
+			continue;
+		memmove(&c->remote[i], &c->remote[i + 1],
+		    (c->n_remote - i - 1) * sizeof(*c->remote));
+		c->n_remote--;
+		return 1;
+	}
+	return 0;
+}
+
+void
+catalog_remote_clear(struct catalog *c)
+{
+	free(c->remote);
+	c->remote = NULL;
+	c->n_remote = 0;
+}
+
+size_t
+catalog_remote_count(const struct catalog *c)
+{
+	return c->n_remote;
+}
+
+json_t *
+catalog_remote_dump(const struct catalog *c)
+{
+	json_t *o = json_object();
+
+	for (size_t i = 0; o != NULL && i < c->n_remote; i++) {
+		const struct remote *r = &c->remote[i];
+		json_t *v = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:i}",
+		    "Node", r->node, "Address", r->address, "MeshPort",
+		    r->mesh_port, "Service", r->svc.name, "ID", r->svc.id,
+		    "ServiceAddress", r->svc.address, "Port", r->svc.port);
+		char *txt = v != NULL ? json_dumps(v, JSON_COMPACT) : NULL;
+
+		json_decref(v);
+		if (txt != NULL)
+			json_object_set_new(o, r->key, json_string(txt));
+		free(txt);
+	}
+	return o;
 }
 
 static json_t *
@@ -162,14 +322,32 @@ catalog_services_json(const struct catalog *c)
 
 	for (size_t i = 0; i < c->n_local; i++)
 		json_object_set_new(o, c->local[i]->name, json_array());
+	for (size_t i = 0; i < c->n_remote; i++)
+		json_object_set_new(o, c->remote[i].svc.name, json_array());
 	return o;
 }
 
 json_t *
 catalog_nodes_json(const struct catalog *c)
 {
-	return json_pack("[{s:s, s:s, s:s, s:{}}]", "Node", c->node,
+	json_t *a = json_pack("[{s:s, s:s, s:s, s:{}}]", "Node", c->node,
 	    "Address", c->address, "Datacenter", c->dc, "Meta");
+
+	for (size_t i = 0; i < c->n_remote; i++) {
+		size_t k;
+		json_t *e;
+
+		json_array_foreach(a, k, e)
+			if (strcmp(json_string_value(json_object_get(e,
+			    "Node")), c->remote[i].node) == 0)
+				break;
+		if (k == json_array_size(a))
+			json_array_append_new(a, json_pack("{s:s, s:s, s:s, "
+			    "s:{}}", "Node", c->remote[i].node, "Address",
+			    c->remote[i].address, "Datacenter", c->dc,
+			    "Meta"));
+	}
+	return a;
 }
 
 static json_t *

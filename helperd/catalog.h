@@ -1,6 +1,7 @@
 /* catalog: the services this node knows and where their instances are.
  * On a single node every instance is local: this node's advertise_addr and
- * mesh_port. The JSON builders give the Consul shapes of the agent,
+ * mesh_port. With the etcd store, other nodes' instances are merged in
+ * (catalog_remote_*, fed by the cluster module from its watch). The JSON builders give the Consul shapes of the agent,
  * catalog and health endpoints. */
 #ifndef MESH_CATALOG_H
 #define MESH_CATALOG_H
@@ -9,6 +10,9 @@
 #include <jansson.h>
 
 #include "conf/conf.h"
+
+#define CATALOG_KEY_MAX    256    /* store key of a remote instance */
+#define CATALOG_REMOTE_MAX 65536  /* remote instances kept */
 
 struct catalog;
 
@@ -39,9 +43,25 @@ size_t catalog_local_count(const struct catalog *c);
 const struct conf_service *catalog_local_at(const struct catalog *c,
     size_t i);
 
-/* Instances of service name (up to max); returns how many. */
+/* Instances of service name (up to max); returns how many. Local
+ * instances come first, then remote ones. The pointers stay valid until the
+ * next change of the catalog. */
 size_t catalog_instances(const struct catalog *c, const char *name,
     struct catalog_instance *out, size_t max);
+
+/* Add or replace the remote instance stored under key; value is its JSON
+ * ({"Node","Address","MeshPort","Service","ID","Port","ServiceAddress"}),
+ * len bytes. 0, or -1 with why (the catalog is unchanged). */
+int catalog_remote_put(struct catalog *c, const char *key, const char *value,
+    size_t len, char *why, size_t whylen);
+/* Drop the remote instance stored under key: 1 if there was one, 0. */
+int catalog_remote_del(struct catalog *c, const char *key);
+/* Drop every remote instance (before a full re-list). */
+void catalog_remote_clear(struct catalog *c);
+size_t catalog_remote_count(const struct catalog *c);
+/* The remote instances as {key: value} (values as catalog_remote_put
+ * takes them), to keep them across a restart. New reference or NULL. */
+json_t *catalog_remote_dump(const struct catalog *c);
 
 json_t *catalog_agent_services_json(const struct catalog *c);
 json_t *catalog_services_json(const struct catalog *c);

@@ -7,12 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gnutls/abstract.h>
 #include <gnutls/crypto.h>
 
 #include "common/util.h"
 #include "helperd/spiffe.h"
 
 #define CERT_CHAIN_MAX 3
+
+static char *datum_to_str(gnutls_datum_t *d);
 
 static int
 fail(char *why, size_t whylen, const char *fmt, ...)
@@ -395,10 +398,13 @@ out:
 	return ret;
 }
 
-int
-cert_make(const struct cert_spec *spec, gnutls_x509_privkey_t key,
-    gnutls_x509_crt_t issuer, gnutls_x509_privkey_t issuer_key,
-    gnutls_x509_crt_t *out, char *err, size_t errlen)
+/* cert_make and cert_make_pub: the subject key is key (a private key,
+ * which may self-sign) or pub (a public key from a CSR). */
+static int
+make(const struct cert_spec *spec, gnutls_x509_privkey_t key,
+    gnutls_pubkey_t pub, gnutls_x509_crt_t issuer,
+    gnutls_x509_privkey_t issuer_key, gnutls_x509_crt_t *out, char *err,
+    size_t errlen)
 {
 	gnutls_x509_crt_t crt;
 	unsigned char kid[64];
@@ -408,6 +414,8 @@ cert_make(const struct cert_spec *spec, gnutls_x509_privkey_t key,
 
 	if ((issuer == NULL) != (issuer_key == NULL))
 		return fail(err, errlen, "issuer and issuer key go together");
+	if (key == NULL && (pub == NULL || issuer == NULL))
+		return fail(err, errlen, "a public key needs an issuer");
 	if ((ret = gnutls_x509_crt_init(&crt)) < 0)
 		return fail(err, errlen, "certificate init: %s",
 		    gnutls_strerror(ret));
@@ -427,14 +435,16 @@ cert_make(const struct cert_spec *spec, gnutls_x509_privkey_t key,
 	    (time_t)spec->not_after)) < 0)
 		goto err;
 	step = "public key";
-	if ((ret = gnutls_x509_crt_set_key(crt, key)) < 0)
+	if ((ret = key != NULL ? gnutls_x509_crt_set_key(crt, key) :
+	    gnutls_x509_crt_set_pubkey(crt, pub)) < 0)
 		goto err;
 	step = "extensions";
 	if ((ret = set_extensions(crt, spec)) < 0)
 		goto err;
 	step = "subject key ID";
-	if ((ret = gnutls_x509_privkey_get_key_id(key, GNUTLS_KEYID_USE_SHA1,
-	    kid, &kidlen)) < 0 ||
+	if ((ret = key != NULL ? gnutls_x509_privkey_get_key_id(key,
+	    GNUTLS_KEYID_USE_SHA1, kid, &kidlen) : gnutls_pubkey_get_key_id(pub,
+	    GNUTLS_KEYID_USE_SHA1, kid, &kidlen)) < 0 ||
 	    (ret = gnutls_x509_crt_set_subject_key_id(crt, kid, kidlen)) < 0)
 		goto err;
 	step = "authority key ID";
@@ -472,6 +482,50 @@ err:
 	return fail(err, errlen, "building certificate %s: %s: %s%s%s",
 	    spec->dn, step, gnutls_strerror(ret), dnerr != NULL ? " near " : "",
 	    dnerr != NULL ? dnerr : "");
+}
+
+int
+cert_make(const struct cert_spec *spec, gnutls_x509_privkey_t key,
+    gnutls_x509_crt_t issuer, gnutls_x509_privkey_t issuer_key,
+    gnutls_x509_crt_t *out, char *err, size_t errlen)
+{
+	return make(spec, key, NULL, issuer, issuer_key, out, err, errlen);
+}
+
+int
+cert_make_pub(const struct cert_spec *spec, gnutls_pubkey_t pub,
+    gnutls_x509_crt_t issuer, gnutls_x509_privkey_t issuer_key,
+    gnutls_x509_crt_t *out, char *err, size_t errlen)
+{
+	return make(spec, NULL, pub, issuer, issuer_key, out, err, errlen);
+}
+
+char *
+cert_csr_make(const char *dn, const char *uri, gnutls_x509_privkey_t key,
+    char *err, size_t errlen)
+{
+	gnutls_x509_crq_t crq;
+	gnutls_datum_t d = { NULL, 0 };
+	const char *dnerr = NULL;
+	char *pem = NULL;
+	int ret;
+
+	if ((ret = gnutls_x509_crq_init(&crq)) < 0) {
+		fail(err, errlen, "CSR init: %s", gnutls_strerror(ret));
+		return NULL;
+	}
+	if ((ret = gnutls_x509_crq_set_version(crq, 1)) < 0 ||
+	    (ret = gnutls_x509_crq_set_dn(crq, dn, &dnerr)) < 0 ||
+	    (ret = gnutls_x509_crq_set_subject_alt_name(crq, GNUTLS_SAN_URI,
+	    uri, (unsigned)strlen(uri), GNUTLS_FSAN_SET)) < 0 ||
+	    (ret = gnutls_x509_crq_set_key(crq, key)) < 0 ||
+	    (ret = gnutls_x509_crq_sign2(crq, key, GNUTLS_DIG_SHA256, 0)) < 0 ||
+	    (ret = gnutls_x509_crq_export2(crq, GNUTLS_X509_FMT_PEM, &d)) < 0)
+		fail(err, errlen, "CSR for %s: %s", uri, gnutls_strerror(ret));
+	else
+		pem = datum_to_str(&d);
+	gnutls_x509_crq_deinit(crq);
+	return pem;
 }
 
 static char *

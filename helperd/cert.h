@@ -9,6 +9,7 @@
 #include <time.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+#include <gnutls/abstract.h>
 
 enum cert_role {
 	CERT_PEER_IS_SERVER = 0,   /* we dialled: peer needs serverAuth */
@@ -52,6 +53,17 @@ int cert_key_generate(gnutls_x509_privkey_t *out, char *err, size_t errlen);
 int cert_make(const struct cert_spec *spec, gnutls_x509_privkey_t key,
     gnutls_x509_crt_t issuer, gnutls_x509_privkey_t issuer_key,
     gnutls_x509_crt_t *out, char *err, size_t errlen);
+
+/* cert_make for a subject known only by its public key (from a CSR):
+ * issuer and issuer_key are required. */
+int cert_make_pub(const struct cert_spec *spec, gnutls_pubkey_t pub,
+    gnutls_x509_crt_t issuer, gnutls_x509_privkey_t issuer_key,
+    gnutls_x509_crt_t *out, char *err, size_t errlen);
+
+/* A PEM certificate request for key with subject dn and one URI SAN,
+ * signed by key (malloc'd), or NULL with err. */
+char *cert_csr_make(const char *dn, const char *uri, gnutls_x509_privkey_t key,
+    char *err, size_t errlen);
 
 /* PEM of a certificate / a private key (malloc'd, NUL-terminated), or
  * NULL. */

@@ -54,8 +54,12 @@ helperd_leaf(struct helperd *h, const char *service, char *err,
 		return slot->leaf;
 	leaf = ca_leaf_get(h->ca, h->conf.datacenter, service,
 	    h->conf.ca.leaf_ttl, err, errlen);
-	if (leaf == NULL)
+	if (leaf == NULL) {
+		/* A CA client asks a CA server (through the cluster). */
+		if (ca_is_client(h->ca))
+			cluster_leaf_request(h->cluster, service);
 		return NULL;
+	}
 	v = realloc(h->leaves, (h->n_leaves + 1) * sizeof(*v));
 	if (v == NULL) {
 		ca_leaf_unref(leaf);
@@ -95,14 +99,46 @@ leaf_renew(struct helperd *h, struct leaf_slot *slot, const char *why)
 	return 0;
 }
 
+void
+helperd_leaf_installed(struct helperd *h, struct ca_leaf *leaf)
+{
+	struct leaf_slot *slot = leaf_slot(h, leaf->service), *v;
+
+	if (slot != NULL) {
+		log_info("leaf for %s renewed: serial %s -> %s, valid until "
+		    "%lld", leaf->service, slot->leaf->serial, leaf->serial,
+		    (long long)leaf->not_after);
+		ca_leaf_unref(slot->leaf);
+		slot->leaf = leaf;
+		tls_tickets_reset();
+		return;
+	}
+	if ((v = realloc(h->leaves, (h->n_leaves + 1) * sizeof(*v))) == NULL) {
+		ca_leaf_unref(leaf);    /* ca keeps it: the next call finds it */
+		return;
+	}
+	h->leaves = v;
+	slot = &h->leaves[h->n_leaves++];
+	util_strlcpy(slot->service, leaf->service, sizeof(slot->service));
+	slot->leaf = leaf;
+	log_info("leaf for %s: serial %s, valid until %lld, renew at %lld",
+	    leaf->service, leaf->serial, (long long)leaf->not_after,
+	    (long long)leaf->renew_at);
+}
+
 static void
 leaves_check(struct helperd *h)
 {
 	int64_t now = (int64_t)time(NULL);
 
-	for (size_t i = 0; i < h->n_leaves; i++)
-		if (now >= h->leaves[i].leaf->renew_at)
+	for (size_t i = 0; i < h->n_leaves; i++) {
+		if (now < h->leaves[i].leaf->renew_at)
+			continue;
+		if (ca_is_client(h->ca))
+			cluster_leaf_request(h->cluster, h->leaves[i].service);
+		else
 			leaf_renew(h, &h->leaves[i], "scheduled");
+	}
 	if (ca_prune(h->ca, now) > 0) {
 		tls_tickets_reset();
 		log_info("dropped a retired CA root: every leaf it signed has "
@@ -112,14 +148,18 @@ leaves_check(struct helperd *h)
 
 /* Leaves for every local connect service, so that the first connection
  * does not pay for key generation. */
-static void
-leaves_warm(struct helperd *h)
+void
+helperd_leaves_warm(struct helperd *h)
 {
 	char err[256];
 
 	for (size_t i = 0; i < catalog_local_count(h->catalog); i++) {
 		const struct conf_service *s = catalog_local_at(h->catalog, i);
-		if (helperd_leaf(h, s->name, err, sizeof(err)) == NULL)
+		if (helperd_leaf(h, s->name, err, sizeof(err)) != NULL)
+			continue;
+		if (ca_is_client(h->ca))
+			log_info("leaf for %s: %s", s->name, err);
+		else
 			log_err("leaf for %s: %s", s->name, err);
 	}
 }
@@ -127,6 +167,14 @@ leaves_warm(struct helperd *h)
 int
 helperd_ca_rotate(struct helperd *h, char *err, size_t errlen)
 {
+	if (h->conf.store.backend == CONF_STORE_ETCD) {
+		/* The other nodes would not trust the new root: refuse
+		 * rather than split the mesh. */
+		snprintf(err, errlen, "CA root rotation is not supported yet "
+		    "with store = etcd (the other nodes would not trust the "
+		    "new root)");
+		return -1;
+	}
 	if (ca_rotate(h->ca, err, errlen) != 0)
 		return -1;
 	log_info("CA root rotated: active root is now %s",
@@ -156,7 +204,7 @@ catalog_refresh(struct helperd *h)
 	if (catalog_set_local(h->catalog, h->conf.services,
 	    h->conf.n_services, h->api_services, h->n_api_services) != 0)
 		return -1;
-	leaves_warm(h);
+	helperd_leaves_warm(h);
 	cluster_services_changed(h->cluster);
 	return 0;
 }
@@ -370,7 +418,12 @@ helperd_start(struct helperd *h, char *err, size_t errlen)
 	if (tls_global_init(err, errlen) != 0 || loop_new(&h->loop) != 0)
 		return -1;
 	path_in(path, sizeof(path), h, "ca");
-	if (ca_open(&h->ca, path, h->conf.ca.root_ttl, err, errlen) != 0)
+	if (h->conf.store.backend == CONF_STORE_ETCD && !h->conf.ca.server) {
+		/* CA client: roots from the cluster, leaves from a server. */
+		if (ca_open_client(&h->ca, path, err, errlen) != 0)
+			return -1;
+	} else if (ca_open(&h->ca, path, h->conf.ca.root_ttl, err,
+	    errlen) != 0)
 		return -1;
 	path_in(path, sizeof(path), h, "intentions.json");
 	if (intent_db_open(&h->intents, path, err, errlen) != 0)

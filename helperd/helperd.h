@@ -14,6 +14,7 @@ struct loop;
 struct http_server;
 struct ctl_server;
 struct relay;
+struct cluster;
 
 struct helperd {
 	struct conf conf;
@@ -24,6 +25,7 @@ struct helperd {
 	struct http_server *http;
 	struct ctl_server *ctl;
 	struct relay *relay;
+	struct cluster *cluster;            /* store = etcd; NULL: embedded */
 	char http_bound[CONF_ADDR_MAX];
 	int mesh_port_bound;
 	int outbound_port;              /* loopback port shims connect to */
@@ -60,6 +62,12 @@ int helperd_reload(struct helperd *h, char *err, size_t errlen);
  * Borrowed reference, valid until the next loop iteration. */
 struct ca_leaf *helperd_leaf(struct helperd *h, const char *service,
     char *err, size_t errlen);
+
+/* Make leaf (a new reference, taken over) the current leaf of its service:
+ * a CA client's leaf came back signed from a CA server. */
+void helperd_leaf_installed(struct helperd *h, struct ca_leaf *leaf);
+/* Get (or ask for) a leaf for every local service. */
+void helperd_leaves_warm(struct helperd *h);
 
 /* Register services from the API (PUT /v1/agent/service/register); they
  * are kept in data_dir and survive a restart. Takes ownership of svcs on

@@ -30,6 +30,8 @@ struct intent_db {
 	size_t htcap;
 	size_t max;
 	uint64_t index;
+	intent_save_fn saver;       /* cluster store; NULL: the file */
+	void *saver_arg;
 };
 
 static void
@@ -517,7 +519,24 @@ commit(struct intent_db *db, struct intent **nv, size_t nn, uint64_t nindex,
 		set_why(why, whylen, "out of memory");
 		return fail(code, INTENT_EIO);
 	}
-	if (db->path != NULL) {
+	if (db->saver != NULL) {
+		char *s = serialize(nv, nn, nindex);
+
+		if (s == NULL || db->saver(db->saver_arg, s, why, whylen) != 0) {
+			if (s == NULL)
+				set_why(why, whylen, "could not save "
+				    "intentions: out of memory");
+			free(s);
+			free(ht);
+			return fail(code, INTENT_EIO);
+		}
+		/* The store has it; the file is only the local copy. */
+		if (db->path != NULL &&
+		    util_write_atomic(db->path, s, strlen(s), 0600) != 0)
+			log_err("intentions: cannot write the local copy %s: "
+			    "%s", db->path, strerror(errno));
+		free(s);
+	} else if (db->path != NULL) {
 		char *s = serialize(nv, nn, nindex);
 
 		if (s == NULL) {
@@ -1010,6 +1029,49 @@ err:
 	free(buf);
 	intent_db_free(db);
 	return -1;
+}
+
+void
+intent_db_set_saver(struct intent_db *db, intent_save_fn fn, void *arg)
+{
+	db->saver = fn;
+	db->saver_arg = arg;
+}
+
+int
+intent_db_replace(struct intent_db *db, const char *doc, size_t len,
+    const char *origin, char *err, size_t errlen)
+{
+	struct intent_db tmp = { .path = (char *)origin, .max = INTENT_MAX };
+
+	if (load(&tmp, doc, len, err, errlen) != 0) {
+		tmp.path = NULL;
+		for (size_t i = 0; i < tmp.n; i++)
+			intent_free_one(tmp.v[i]);
+		free(tmp.v);
+		free(tmp.ht);
+		return -1;
+	}
+	if (db->path != NULL &&
+	    util_write_atomic(db->path, doc, len, 0600) != 0)
+		log_err("intentions: cannot write the local copy %s: %s",
+		    db->path, strerror(errno));
+	for (size_t i = 0; i < db->n; i++)
+		intent_free_one(db->v[i]);
+	free(db->v);
+	free(db->ht);
+	db->v = tmp.v;
+	db->n = tmp.n;
+	db->ht = tmp.ht;
+	db->htcap = tmp.htcap;
+	db->index = tmp.index;
+	return 0;
+}
+
+char *
+intent_db_dump(const struct intent_db *db)
+{
+	return serialize(db->v, db->n, db->index);
 }
 
 void

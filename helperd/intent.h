@@ -120,6 +120,23 @@ const struct intent *intent_at(const struct intent_db *db, size_t i);
 size_t intent_match(const struct intent_db *db, int by_source,
     const char *name, const struct intent **out, size_t max);
 
+/* Cluster store: with a saver, every change is first given to fn as the
+ * whole new document ({"Index": n, "Intentions": [...]}, the file's form);
+ * fn returns 0 when the store took it, or -1 with why (e.g. another node
+ * changed the intentions first), and then nothing changes (INTENT_EIO).
+ * The file, if any, becomes a local copy, written after the store. */
+typedef int (*intent_save_fn)(void *arg, const char *doc, char *why,
+    size_t whylen);
+void intent_db_set_saver(struct intent_db *db, intent_save_fn fn, void *arg);
+/* Replace every intention with those of doc (the document form above, len
+ * bytes, from the cluster store; origin names it in errors) and write the
+ * local copy. 0, or -1 with err and the db unchanged. Invalidates pointers
+ * from intent_get and friends. */
+int intent_db_replace(struct intent_db *db, const char *doc, size_t len,
+    const char *origin, char *err, size_t errlen);
+/* The current state as a document (malloc'd), or NULL. */
+char *intent_db_dump(const struct intent_db *db);
+
 /* Counter bumped by every change (like Consul's index). */
 uint64_t intent_db_index(const struct intent_db *db);
 

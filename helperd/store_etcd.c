@@ -27,6 +27,7 @@ struct etcd {
 	size_t n_eps, cur;
 	struct conf_store_cfg cfg;      /* TLS and auth (endpoints unused) */
 	char token[512];                /* auth token, "" without auth */
+	int auth_off;                   /* etcd said auth is not enabled */
 	CURL *easy;                     /* unary calls */
 	CURLM *multi;                   /* the watch */
 	CURL *watch;
@@ -159,12 +160,14 @@ jb64(const char *s)
 	return j;
 }
 
-/* The key just after every key that starts with prefix. */
+/* The key just after every key that starts with prefix (etcd's
+ * range_end for a prefix), or NULL (out of memory, or a prefix of 0xff
+ * bytes only, which the callers' prefixes, ending in '/', never are). */
 static char *
 prefix_end(const char *prefix)
 {
 	char *p = strdup(prefix);
-	size_t n = strlen(p);
+	size_t n = p != NULL ? strlen(p) : 0;
 
 	while (n > 0) {
 		if ((unsigned char)p[n - 1] < 0xff) {
@@ -174,8 +177,8 @@ prefix_end(const char *prefix)
 		}
 		n--;
 	}
-	strcpy(p, "\0");
-	return p;
+	free(p);
+	return NULL;
 }
 
 static int
@@ -320,7 +323,11 @@ post_one(struct etcd *e, const char *ep, const char *path, const char *body,
 			    "message"));
 		snprintf(err, errlen, "%s: HTTP %ld: %s", url, code,
 		    m != NULL ? m : (*resp == NULL ? "not JSON" : "error"));
-		*retry = code >= 500 || code == 0;
+		/* A bad request stays bad; anything else (5xx, 408 "the
+		 * client connection is closing", no leader, or an answer
+		 * that is not etcd's JSON) may work on another member. */
+		*retry = *resp == NULL || (code != 400 && code != 401 &&
+		    code != 403 && code != 404);
 		json_decref(*resp);
 		*resp = NULL;
 		free(b.p);
@@ -345,7 +352,12 @@ authenticate(struct etcd *e, const char *ep, char *err, size_t errlen)
 	if (body == NULL)
 		return -1;
 	if (post_one(e, ep, "/v3/auth/authenticate", body, &resp, &retry, err,
-	    errlen) == 0) {
+	    errlen) != 0 && strstr(err, "authentication is not enabled")) {
+		log_warn("etcd: %s: authentication is not enabled on etcd: "
+		    "store.username is not used", ep);
+		e->auth_off = 1;
+		rc = 0;
+	} else if (resp != NULL) {
 		tok = json_string_value(json_object_get(resp, "token"));
 		if (tok != NULL && strlen(tok) < sizeof(e->token)) {
 			util_strlcpy(e->token, tok, sizeof(e->token));
@@ -366,7 +378,7 @@ call(struct etcd *e, const char *path, json_t *req, char *err, size_t errlen)
 {
 	char *body = json_dumps(req, JSON_COMPACT);
 	json_t *resp = NULL;
-	int retry = 1;
+	int retry = 1, reauth = 0;
 
 	json_decref(req);
 	if (body == NULL) {
@@ -377,18 +389,19 @@ call(struct etcd *e, const char *path, json_t *req, char *err, size_t errlen)
 		size_t i = (e->cur + k) % e->n_eps;
 
 		if (e->cfg.username[0] != '\0' && e->token[0] == '\0' &&
-		    authenticate(e, e->eps[i], err, errlen) != 0)
+		    !e->auth_off && authenticate(e, e->eps[i], err,
+		    errlen) != 0)
 			continue;
 		if (post_one(e, e->eps[i], path, body, &resp, &retry, err,
 		    errlen) == 0) {
 			e->cur = i;
 			break;
 		}
-		if (!retry && e->token[0] != '\0' &&
+		if (!retry && !reauth && e->token[0] != '\0' &&
 		    strstr(err, "token") != NULL) {
 			e->token[0] = '\0';   /* expired token: once more */
-			retry = 1;
-			k--;
+			reauth = retry = 1;
+			k--;            /* same endpoint (wraps, then ++) */
 		}
 	}
 	free(body);

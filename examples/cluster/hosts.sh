@@ -13,7 +13,9 @@ LEASE_TTL=${LEASE_TTL:-5}
 
 host_ip() { case $1 in a) echo 10.77.0.1 ;; b) echo 10.77.0.2 ;; c) echo 10.77.0.3 ;; esac; }
 host_ns() { eval "echo \$NS_$1"; }
-# inns HOST cmd...: run cmd in HOST's namespace
+# inns HOST cmd...: run cmd in HOST's namespace. Not for `&`: a function
+# in the background is a subshell, and $! would not be the program's pid;
+# background starts call `ip netns exec` (which execs) directly.
 inns() { h=$1; shift; ip netns exec "$(host_ns "$h")" "$@"; }
 
 # hosts_check: why the hosts cannot be built here ("" if they can).
@@ -61,8 +63,8 @@ etcd_endpoints() { # the host's own member first
 }
 
 etcd_start() { # etcd_start HOST: one member (its data survives a restart)
-	h=$1 ip=$(host_ip "$1")
-	inns "$h" etcd --name "$h" --data-dir "$T/etcd-$h" \
+	h=$1 ip=$(host_ip "$1") ns=$(host_ns "$1")
+	ip netns exec "$ns" etcd --name "$h" --data-dir "$T/etcd-$h" \
 	    --listen-client-urls "http://$ip:2379,http://127.0.0.1:2379" \
 	    --advertise-client-urls "http://$ip:2379" \
 	    --listen-peer-urls "http://$ip:2380" \
@@ -112,9 +114,9 @@ CONF
 }
 
 node_start() { # node_start HOST: helperd in HOST, waits for ports.json
-	h=$1
+	h=$1 ns=$(host_ns "$1")
 	rm -f "$T/$h/data/ports.json"
-	inns "$h" "$HELPERD" -c "$T/$h/mesh.conf" -log-level "${LOGLEVEL:-info}" \
+	ip netns exec "$ns" "$HELPERD" -c "$T/$h/mesh.conf" -log-level "${LOGLEVEL:-info}" \
 	    >>"$T/$h/helperd.log" 2>&1 &
 	eval "HPID_$h=$!"
 	PIDS="$PIDS $!"
@@ -150,7 +152,8 @@ echo_from() {
 # socat_start HOST: the seed's echo service on HOST's 127.0.0.1:8181,
 # logging each accepted connection to $T/socat-HOST.log
 socat_start() {
-	inns "$1" socat -d -d tcp-l:8181,bind=127.0.0.1,fork,reuseaddr \
+	ns=$(host_ns "$1")
+	ip netns exec "$ns" socat -d -d tcp-l:8181,bind=127.0.0.1,fork,reuseaddr \
 	    exec:/bin/cat 2>>"$T/socat-$1.log" &
 	PIDS="$PIDS $!"
 	for _ in $(seq 50); do

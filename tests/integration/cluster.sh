@@ -21,7 +21,7 @@ S=$SRCDIR/tests/integration/session.py
 now() { python3 -c 'import time; print(time.time())'; }
 
 session() { # session NAME SECONDS: web on a holds a session to socat
-	inns a env LD_PRELOAD="$SHIM" MESH_SOCKET="$T/a/helperd.sock" \
+	ip netns exec "$NS_a" env LD_PRELOAD="$SHIM" MESH_SOCKET="$T/a/helperd.sock" \
 	    MESH_SERVICE=web MESH_UPSTREAMS=socat:9191 \
 	    python3 "$S" 9191 "$2" "$T/$1.json" 0.05 >/dev/null 2>&1 &
 	PIDS="$PIDS $!"
@@ -72,15 +72,19 @@ ok "three hosts: namespaces $NS_a $NS_b $NS_c (10.77.0.1-3)"
 for h in $HOSTS; do etcd_start "$h"; done
 check "etcd: three members healthy" etcd_healthy a b c
 
-# helperd: a first (its CA becomes the cluster's), then b and c with it.
-node_conf a
+# helperd: a is a CA server (its CA becomes the cluster's) and b a second
+# one (given a's CA directory); c is a CA client (ca.server = false): it
+# gets the roots from etcd and its leaves signed from CSRs, never the key.
+TOKEN='join_token = "cluster-test-token";'
+node_conf a "$TOKEN"
 cp "$SRCDIR/examples/getting-started/web.json" "$T/a/services.d/"
 node_start a || { fail "helperd on a starts"; finish; exit 1; }
-node_conf b; ca_share a b
-node_conf c; ca_share a c
+node_conf b "$TOKEN"; ca_share a b
+node_conf c "$TOKEN" 'ca = { server = false; };'
 cp "$SRCDIR/examples/getting-started/socat.json" "$T/c/services.d/"
 node_start b && node_start c
 check "helperd on a, b, c started with store = etcd" kill -0 "$HPID_c"
+check "c (CA client) got socat's leaf signed by a CA server" wait_until 5 grep -q "installed leaf .* for spiffe://.*/svc/socat" "$T/c/helperd.log"
 socat_start c || fail "socat on c"
 
 # 1. web on a reaches socat on c through mTLS -------------------------------
@@ -89,11 +93,39 @@ services_b=$(api_in b /v1/catalog/services | tr -d ' \n')
 check "b's catalog lists socat and web ($services_b)" sh -c "echo '$services_b' | grep -q socat && echo '$services_b' | grep -q web"
 out=$(echo_from a)
 check "web on a -> socat on c echoes (got '$out')" [ "$out" = "hello" ]
-td=$(jq_get "$T/a/data/ports.json" trust_domain)
-check "the three nodes share the trust domain $td" sh -c "[ \"\$(jq_get $T/b/data/ports.json trust_domain)\" = $td ] && [ \"\$(jq_get $T/c/data/ports.json trust_domain)\" = $td ]"
+td_of() { api_in "$1" /v1/agent/connect/ca/roots | python3 -c 'import json,sys; print(json.load(sys.stdin)["TrustDomain"])'; }
+td=$(td_of a); tdb=$(td_of b); tdc=$(td_of c)
+check "the three nodes share the trust domain $td" [ "$tdb" = "$td" -a "$tdc" = "$td" ]
 # The mesh port of c answers only mTLS: plain TCP from a gets nothing back.
 out=$(printf 'plain\n' | inns a timeout 3 nc -N 10.77.0.3 21000 2>/dev/null)
 check "plain TCP to c's mesh port gets no echo" [ -z "$out" ]
+
+# The CA client holds no root private key: not on disk, not in memory.
+keys=$(grep -rl "PRIVATE KEY" "$T/c/data" | grep -v "/ca/leaf/" | tr '\n' ' ')
+check "c's data dir holds no private key but its leaves' (${keys:-none})" [ -z "$keys" ]
+check "c's data dir has no CA root directory" [ ! -e "$T/c/data/ca/roots" ]
+out=$(python3 "$SRCDIR/tests/integration/memgrep.py" "$HPID_c" "$T/a/data/ca/roots/1.key"); rc=$?
+echo "    c: $out"
+check "c's helperd memory holds no trace of the root key" [ "$rc" = 0 ]
+out=$(python3 "$SRCDIR/tests/integration/memgrep.py" "$HPID_a" "$T/a/data/ca/roots/1.key"); rc=$?
+echo "    a (CA server, control): $out"
+check "the memory search finds the root key in a CA server (control)" [ "$rc" = 1 ]
+
+out=$(meshctl_in a ca rotate 2>&1)
+case $out in
+*"not supported"*) ok "meshctl ca rotate is refused in a cluster" ;;
+*) fail "meshctl ca rotate is refused in a cluster (got: $out)" ;;
+esac
+
+# A CSR without the join token is refused by the CA servers.
+ETCDCTL_API=3 inns a etcdctl --endpoints http://10.77.0.1:2379 put \
+    /meshshim/ca/csr/mallory/socat \
+    '{"Node":"mallory","Service":"socat","Datacenter":"dc1","CSR":"x","MAC":"00"}' >/dev/null
+check "a CSR with a wrong join_token is refused" wait_until 3 grep -q "REFUSED a CSR from node mallory" "$T/a/helperd.log"
+sleep 0.5
+out=$(ETCDCTL_API=3 inns a etcdctl --endpoints http://10.77.0.1:2379 get --prefix /meshshim/ca/leaf/mallory --keys-only)
+check "... and nothing was signed for it" [ -z "$out" ]
+ETCDCTL_API=3 inns a etcdctl --endpoints http://10.77.0.1:2379 del /meshshim/ca/csr/mallory/socat >/dev/null
 
 # 2. An intention created through b's API closes an open a -> c session -----
 check "web (a) -> socat (c) session open" session s1 60
@@ -118,7 +150,7 @@ for i in 1 2 3 4 5; do
 	wait $p2 && okc=$((okc + 1))
 done
 sleep 0.5
-n_st=$(meshctl_in c intention list 2>/dev/null | grep -c "=> socat")
+n_st=$(api_in c /v1/connect/intentions | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 check "10 concurrent creates on a and b: $okc reported success, $n_st stored on c" [ "$okc" = "$n_st" ]
 for i in 1 2 3 4 5; do
 	meshctl_in c intention delete "api$i" socat >/dev/null 2>&1
@@ -186,4 +218,15 @@ check "a's catalog still socat on b" catalog_is a socat b
 check "web on a -> socat on b echoes" echoes a
 node_start c
 check "c restarted: its instance is back in a's catalog" wait_until 3 catalog_is a socat "b c"
+
+# 7. A helperd restarted while etcd is down starts from what it last knew.
+meshctl_in b intention create -deny api socat >/dev/null
+check "a knows the api => socat intention" wait_until 1 sh -c "[ \"\$(ip netns exec $NS_a env MESH_HTTP_ADDR=127.0.0.1:8500 $MESHCTL intention check api socat)\" = Denied ]"
+for h in $HOSTS; do etcd_stop "$h"; done
+kill -TERM "$HPID_a"; wait "$HPID_a" 2>/dev/null
+node_start a
+check "a restarted with etcd down: socat on b and c from its last run" catalog_is a socat "b c"
+k=$(n_echoes a 5)
+check "... new connections from web on a echo ($k/5)" [ "$k" = 5 ]
+check "... and it still enforces the intentions it knew" [ "$(meshctl_in a intention check api socat)" = Denied ]
 finish

@@ -1,0 +1,47 @@
+/* cluster: this node's part in a multi-node mesh whose state lives in etcd
+ * (store.backend = "etcd").
+ *
+ * Keys under store.prefix (P):
+ *   P/services/<service>/<node>  one instance, JSON, under the node's lease
+ *   P/intentions                 the whole intention document (as the
+ *                                embedded store's file), written with a
+ *                                compare-and-swap on its mod_revision
+ *   P/ca/roots                   trust domain and root certificates
+ *                                (public), written once by the first node
+ *   P/ca/csr/<node>/<service>    a CA client's CSR (under its lease), with
+ *                                an HMAC of it keyed by join_token
+ *   P/ca/leaf/<node>/<service>   the certificate a CA server signed for it
+ *                                (the client deletes both when installed)
+ *
+ * One worker thread does every blocking etcd call (store_etcd) and hands
+ * what it learns to the event loop through an eventfd; the loop applies it
+ * (catalog, intentions) so helperd's state is touched by the loop thread
+ * only. When etcd is unreachable the node runs on what it knows (degraded,
+ * logged once) and catches up when etcd is back: lease, registrations,
+ * full re-list, new watch. */
+#ifndef MESH_CLUSTER_H
+#define MESH_CLUSTER_H
+
+#include <stddef.h>
+
+struct helperd;
+struct cluster;
+
+/* Start the worker for h (after the catalog, intentions and CA are open and
+ * the mesh port is bound). Does not wait for etcd: a node whose etcd is
+ * down starts degraded. 0, or -1 with err. */
+int cluster_start(struct cluster **out, struct helperd *h, char *err,
+    size_t errlen);
+/* Revoke the lease (this node's instances leave at once), stop the
+ * worker. NULL is a no-op. */
+void cluster_stop(struct cluster *c);
+/* The local services changed (reload, API): publish the new set. */
+void cluster_services_changed(struct cluster *c);
+/* CA client: ask the CA servers to sign a new key for service (no-op if
+ * asked less than 15 s ago, or if this node is a CA server, or c NULL).
+ * The answer comes back through the watch: helperd_leaf_installed. */
+void cluster_leaf_request(struct cluster *c, const char *service);
+/* 1 while etcd is unreachable (the node runs on what it last knew). */
+int cluster_degraded(const struct cluster *c);
+
+#endif

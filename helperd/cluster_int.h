@@ -1,0 +1,117 @@
+/* cluster_int: what cluster.c (etcd worker, catalog, intentions) and
+ * cluster_ca.c (CA roots, CSRs, leaves of CA clients) share: the state of
+ * a node's cluster membership. Not for other modules. */
+#ifndef MESH_CLUSTER_INT_H
+#define MESH_CLUSTER_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#include "conf/conf.h"
+#include "helperd/loop.h"
+#include "helperd/store_etcd.h"
+
+struct helperd;
+
+#define RETRY_MS        1000   /* between attempts while etcd is down */
+#define POLL_MS         250    /* worker wake-up when idle */
+#define SAVE_WAIT_MS    6000   /* an API write waits this long for etcd */
+#define CSR_RETRY_MS    15000  /* ask again if no CA server answered */
+
+enum ev_kind { EV_RESET, EV_PUT, EV_DEL, EV_DOWN, EV_UP };
+
+struct ev {
+	enum ev_kind kind;
+	char *key;
+	char *value;            /* EV_PUT: value; EV_DOWN/EV_UP: message */
+	size_t vlen;
+	int64_t rev;
+	struct ev *next;
+};
+
+/* A put or delete for the worker to do (loop -> worker). */
+struct op {
+	char *key;
+	char *value;            /* NULL: delete */
+	int leased;             /* put under this node's lease */
+	struct op *next;
+};
+
+/* A CA client's pending certificate request (loop only). */
+struct leafreq {
+	char service[64];
+	char *key_pem;          /* the new key: stays on this node */
+	int64_t asked_ms;
+};
+
+/* An intention write: the loop fills it and waits; the worker answers. */
+struct save_req {
+	uint64_t seq;           /* which request an answer belongs to */
+	char *doc;
+	int64_t base_rev;
+	int state;              /* 0 idle, 1 asked, 2 answered */
+	int ok;
+	int64_t rev;
+	char why[ETCD_ERR_MAX];
+};
+
+struct cluster {
+	/* Loop thread only. */
+	struct helperd *h;
+	struct loop_watch w;
+	int64_t intent_rev;     /* mod_revision the local intentions are at */
+	/* Set at start, read-only after: both threads. */
+	char key_root[CONF_PATH_MAX + 16];
+	char key_services[CONF_PATH_MAX + 16];
+	char key_intentions[CONF_PATH_MAX + 16];
+	char key_ca[CONF_PATH_MAX + 16];
+	char key_csr[CONF_PATH_MAX + 16];   /* P/ca/csr/ */
+	char key_leaf[CONF_PATH_MAX + 16];  /* P/ca/leaf/ */
+	struct leafreq *reqs;               /* loop only */
+	size_t n_reqs;
+	int warned_token;
+	int synced_once;
+	int remote_dirty;                   /* save the remote catalog */
+	int64_t roots_rev;                  /* CA client: roots applied */
+
+	/* Shared, under mu. */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int efd;
+	int stop;
+	json_t *want;           /* key -> value string: our instances */
+	int want_dirty;
+	struct save_req save;
+	struct ev *q_head, *q_tail;
+	struct op *ops_head, *ops_tail;
+	int degraded;
+	uint64_t save_seq;
+	char *ca_doc;           /* our roots, published if the key is absent */
+
+	/* Worker only. */
+	pthread_t thr;
+	int started;
+	struct etcd *etcd;
+	long ttl;
+	int64_t lease;
+	int synced;
+	json_t *registered;     /* key -> value string, as put in etcd */
+	int64_t next_keepalive;
+	struct ev *batch_head, *batch_tail;  /* a snapshot being built */
+};
+
+
+/* Queue a put (value) or delete (value NULL) of key for the worker;
+ * leased: under this node's lease. Loop thread. */
+void cluster_op_queue(struct cluster *c, const char *key, const char *value,
+    int leased);
+
+/* cluster_ca.c, called by the loop for keys under P/ca/: */
+void cluster_ca_apply_roots(struct cluster *c, const struct ev *e);
+void cluster_ca_apply_csr(struct cluster *c, const struct ev *e);
+void cluster_ca_apply_leaf(struct cluster *c, const struct ev *e);
+/* Drop the pending requests (their keys are wiped). */
+void cluster_ca_free(struct cluster *c);
+
+#endif
