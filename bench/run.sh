@@ -265,10 +265,12 @@ busy_ticks() {
 	read -ra a </proc/stat
 	echo $((a[1] + a[2] + a[3] + a[6] + a[7] + a[8]))
 }
-own_ticks() {
+KSOFTIRQD=$(pgrep -x 'ksoftirqd/[0-9]+' | tr '\n' ' ')
+own_ticks() { # loopback packets that ksoftirqd handles count as ours
 	local v
 	v=$(sed 's/.*) //' "/proc/$$/stat" | awk '{print $12+$13+$14+$15}')
-	echo $((v + $(cpu_ticks "${BACKEND_PIDS[@]}" "${PID[be_iperf]}")))
+	# shellcheck disable=SC2086
+	echo $((v + $(cpu_ticks "${BACKEND_PIDS[@]}" "${PID[be_iperf]}" $KSOFTIRQD)))
 }
 case "$(awk -F'\t' '$1=="buildtype"{print $2}' "$RAW/machine.tsv")" in
 *sanitize=none*) ;;
@@ -550,7 +552,7 @@ if ! skip rounds; then
 		check_idle "round$r"
 		fb0=$(busy_ticks)
 		fo0=$(own_ticks)
-		fs0=$SECONDS
+		fs0=$EPOCHREALTIME
 		for name in "${order[@]}"; do
 			if ! path_up "$name"; then
 				note "$name round $r: path did not come up"
@@ -567,7 +569,9 @@ if ! skip rounds; then
 			path_alive || note "$name round $r: a proxy process died during the round ($(tail -3 "$T/log/$name"*.log 2>/dev/null | tr '\n' ' '))"
 			path_down "$name"
 		done
-		fpct=$(( (($(busy_ticks) - fb0) - ($(own_ticks) - fo0)) * 100 / (( (SECONDS - fs0) * NCPU * CLK_TCK ) + 1) ))
+		fpct=$(awk -v b=$(($(busy_ticks) - fb0)) -v o=$(($(own_ticks) - fo0)) \
+		    -v t="$(awk -v a="$fs0" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')" \
+		    -v n="$NCPU" -v hz="$CLK_TCK" 'BEGIN{v=(b-o)*100/(t*n*hz); if (v<0) v=0; printf "%d", v}')
 		printf 'foreign_round%s\t%s%%\n' "$r" "$fpct" >>"$RAW/machine.tsv"
 		log "round $r: other work used ~$fpct % of the CPUs during the round"
 		[ "$fpct" -gt 10 ] && note "round $r: other work used ~$fpct % of the machine's CPU time during the round (numbers of this round are disturbed)"

@@ -1654,12 +1654,20 @@ conf_find_service(const struct conf *c, const char *name)
 }
 
 void
+conf_service_clear(struct conf_service *s)
+{
+	free(s->upstreams);
+	s->upstreams = NULL;
+	s->n_upstreams = 0;
+}
+
+void
 conf_services_free(struct conf_service *svcs, size_t n)
 {
 	if (svcs == NULL)
 		return;
 	for (size_t i = 0; i < n; i++)
-		free(svcs[i].upstreams);
+		conf_service_clear(&svcs[i]);
 	free(svcs);
 }
 

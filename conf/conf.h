@@ -179,6 +179,10 @@ int conf_valid_name(const char *s);
 const struct conf_service *conf_find_service(const struct conf *c,
     const char *name);
 
+/* Free what one service owns (not the service itself, which may sit in
+ * an array). */
+void conf_service_clear(struct conf_service *s);
+/* Free an array of n services and everything they own. */
 void conf_services_free(struct conf_service *svcs, size_t n);
 void conf_free(struct conf *c);
 

@@ -32,6 +32,29 @@ path_in(char *buf, size_t len, const struct helperd *h, const char *name)
 	snprintf(buf, len, "%s/%s", h->conf.data_dir, name);
 }
 
+/* Write j (consumed) to data_dir/name atomically. 0/-1 with err. */
+static int
+write_json(struct helperd *h, const char *name, json_t *j, mode_t mode,
+    char *err, size_t errlen)
+{
+	char path[CONF_PATH_MAX + 32], *s;
+	int rc;
+
+	s = j != NULL ? json_dumps(j, JSON_INDENT(2)) : NULL;
+	json_decref(j);
+	if (s == NULL) {
+		snprintf(err, errlen, "cannot encode %s", name);
+		return -1;
+	}
+	path_in(path, sizeof(path), h, name);
+	rc = util_write_atomic(path, s, strlen(s), mode);
+	if (rc != 0)
+		snprintf(err, errlen, "cannot write %s: %s", path,
+		    strerror(errno));
+	free(s);
+	return rc;
+}
+
 /* Leaves ---------------------------------------------------------------- */
 
 static struct leaf_slot *
@@ -230,8 +253,6 @@ static int
 api_services_save(struct helperd *h, char *err, size_t errlen)
 {
 	json_t *a = json_array();
-	char path[CONF_PATH_MAX + 32], *s;
-	int rc;
 
 	for (size_t i = 0; i < h->n_api_services; i++) {
 		json_t *j = service_def_json(&h->api_services[i]);
@@ -240,18 +261,8 @@ api_services_save(struct helperd *h, char *err, size_t errlen)
 			    json_string(h->api_services[i].user));
 		json_array_append_new(a, j);
 	}
-	s = json_dumps(json_pack("{s:o}", "services", a), JSON_INDENT(2));
-	if (s == NULL) {
-		snprintf(err, errlen, "cannot encode services");
-		return -1;
-	}
-	path_in(path, sizeof(path), h, "services.json");
-	rc = util_write_atomic(path, s, strlen(s), 0600);
-	if (rc != 0)
-		snprintf(err, errlen, "cannot write %s: %s", path,
-		    strerror(errno));
-	free(s);
-	return rc;
+	return write_json(h, "services.json", json_pack("{s:o}", "services",
+	    a), 0600, err, errlen);
 }
 
 int
@@ -284,7 +295,7 @@ helperd_service_register(struct helperd *h, struct conf_service *svcs,
 			if (strcmp(h->api_services[i].id, svcs[j].id) == 0)
 				replaced = 1;
 		if (replaced)
-			conf_services_free(&h->api_services[i], 1);
+			conf_service_clear(&h->api_services[i]);
 		else
 			v[k++] = h->api_services[i];
 	}
@@ -308,7 +319,7 @@ helperd_service_deregister(struct helperd *h, const char *id, char *err,
 	for (size_t i = 0; i < h->n_api_services; i++) {
 		if (strcmp(h->api_services[i].id, id) != 0)
 			continue;
-		conf_services_free(&h->api_services[i], 1);
+		conf_service_clear(&h->api_services[i]);
 		memmove(&h->api_services[i], &h->api_services[i + 1],
 		    (h->n_api_services - i - 1) * sizeof(*h->api_services));
 		h->n_api_services--;
@@ -383,26 +394,14 @@ helperd_reload(struct helperd *h, char *err, size_t errlen)
 static int
 write_ports(struct helperd *h, char *err, size_t errlen)
 {
-	char path[CONF_PATH_MAX + 32], *s;
 	json_t *j;
-	int rc;
 
 	j = json_pack("{s:s, s:i, s:i, s:s, s:i, s:s, s:s}",
 	    "http_addr", h->http_bound, "mesh_port", h->mesh_port_bound,
 	    "outbound_port", h->outbound_port, "socket", h->conf.socket,
 	    "pid", (int)getpid(), "node", h->conf.node,
 	    "trust_domain", ca_trust_domain(h->ca));
-	s = json_dumps(j, JSON_INDENT(2));
-	json_decref(j);
-	if (s == NULL)
-		return -1;
-	path_in(path, sizeof(path), h, "ports.json");
-	rc = util_write_atomic(path, s, strlen(s), 0644);
-	if (rc != 0)
-		snprintf(err, errlen, "cannot write %s: %s", path,
-		    strerror(errno));
-	free(s);
-	return rc;
+	return write_json(h, "ports.json", j, 0644, err, errlen);
 }
 
 int

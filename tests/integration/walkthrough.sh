@@ -59,6 +59,11 @@ check "20 MB echoed intact through both TLS ends, then half-close" cmp -s "$T/bl
 out=$(printf 'direct\n' | LD_PRELOAD="$SHIM" MESH_SERVICE=web timeout 5 nc -N 127.0.0.1 "$ECHO")
 check "a connect to a non-upstream port is untouched" [ "$out" = "direct" ]
 
+# Services registered through the API (Consul's agent endpoint).
+code=$(api -X PUT --data '{"Name": "billing", "Port": 9999, "Connect": {}}' "http://$HTTP_ADDR/v1/agent/service/register")
+check "PUT /v1/agent/service/register: 200" [ "$code" = 200 ]
+check "the registered service is in the catalog" sh -c "'$MESHCTL' catalog services | grep -qx billing"
+
 # Persistence: intentions and the CA root survive a restart.
 "$MESHCTL" intention create -deny '*' socat >/dev/null
 root1=$(curl -s "http://$HTTP_ADDR/v1/agent/connect/ca/roots" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ActiveRootID"])')
@@ -72,6 +77,11 @@ check "restart keeps the intentions" sh -c "echo '$out' | grep -q 'socat'"
 "$MESHCTL" intention check web socat >/dev/null; rc=$?
 check "the kept '*' => socat deny still applies" [ "$rc" = 1 ]
 "$MESHCTL" intention delete '*' socat >/dev/null
+check "an API-registered service survives the restart" sh -c "'$MESHCTL' catalog services | grep -qx billing"
+code=$(api -X PUT "http://$HTTP_ADDR/v1/agent/service/deregister/billing")
+check "deregister: 200, and it is gone" [ "$code" = 200 ] && ! "$MESHCTL" catalog services | grep -qx billing
+code=$(api -X PUT "http://$HTTP_ADDR/v1/agent/service/deregister/billing")
+check "deregistering it again: 404" [ "$code" = 404 ]
 out=$(echo_through "$UP2" web)
 check "echo after restart" [ "$out" = "hello-$UP2" ]
 
