@@ -18,11 +18,11 @@ $(BUILD)/build.ninja:
 	meson setup $(BUILD) --prefix=$(PREFIX) $(MESON_OPTS)
 
 $(TBUILD)/build.ninja:
-	sh scripts/deps.sh test
+	sh scripts/deps.sh test etcd
 	meson setup $(TBUILD) -Db_sanitize=$(SANITIZE) $(MESON_OPTS)
 
 test: $(TBUILD)/build.ninja
-	sh scripts/deps.sh test
+	sh scripts/deps.sh test etcd
 	ninja -C $(TBUILD)
 	sh scripts/run-tests.sh $(TBUILD)
 
