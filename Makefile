@@ -54,6 +54,7 @@ bench: $(BUILD)/build.ninja
 	sh scripts/deps.sh bench
 	ninja -C $(BUILD)
 	bash bench/run.sh $(BUILD)
+	bash bench/shim_cost.sh $(BUILD) | tee bench/results/shim_cost.md
 
 clean:
 	rm -rf $(BUILD) $(TBUILD)
