@@ -19,6 +19,9 @@
  *       the cached intentions: a denied pair gets ERR ECONNREFUSED at once.
  *       OK
  *       ERR <ERRNO-NAME> <message>     (ECONNREFUSED, EHOSTUNREACH, EPROTO..)
+ *       After an ERR for a denied pair or a missing instance, a connection
+ *       from <local-port> to the outbound port is accepted and reset: a
+ *       non-blocking socket sees a reset on first I/O.
  *   ACCEPT <local-port> <peer-port>
  *       Asked by a shim in a server (inbound) after accept(): is the
  *       connection from 127.0.0.1:<peer-port> to our <local-port> a mesh

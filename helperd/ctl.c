@@ -175,6 +175,15 @@ do_hello(struct ctl_client *c, const char *arg)
 	hello_ok(c, svc);
 }
 
+/* A refused CONNECT still registers the port, with no destination: a
+ * non-blocking app socket that goes on to connect is reset quietly (the
+ * refusal was logged already). */
+static void
+refuse_later(struct ctl_client *c, int port)
+{
+	relay_pending_add(c->s->h->relay, port, c->service, "", c->uid);
+}
+
 static void
 do_connect(struct ctl_client *c, char *args)
 {
@@ -196,6 +205,7 @@ do_connect(struct ctl_client *c, char *args)
 	}
 	if (catalog_instances(h->catalog, dst, in, 1) == 0) {
 		log_warn("%s => %s: no instance of %s", c->service, dst, dst);
+		refuse_later(c, (int)port);
 		reply(c, "ERR EHOSTUNREACH no instance of %s", dst);
 		return;
 	}
@@ -210,6 +220,7 @@ do_connect(struct ctl_client *c, char *args)
 		else
 			log_warn("denied %s (pid %ld uid %ld) => %s: default",
 			    c->service, (long)c->pid, (long)c->uid, dst);
+		refuse_later(c, (int)port);
 		reply(c, "ERR ECONNREFUSED %s => %s denied by %s", c->service,
 		    dst, m != NULL ? "intention" : "default_intention");
 		return;

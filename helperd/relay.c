@@ -489,6 +489,14 @@ outbound_start(struct relay *r, int fd, const struct sockaddr_storage *ss)
 	}
 	r->pending[port] = NULL;
 	r->n_pending--;
+	if (pd->dst[0] == '\0') {
+		/* Refused at CONNECT (logged then): reset, as promised. */
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(fd);
+		free(pd);
+		return;
+	}
 	if ((c = conn_new(r, CONN_OUT)) == NULL) {
 		free(pd);
 		close(fd);

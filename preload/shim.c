@@ -376,8 +376,24 @@ prepare(int fd, const struct sockaddr *sa, socklen_t len, union shim_sa *via,
 		if (lport == 0)
 			goto fail;
 	}
-	if (ctl_connect(svc, lport, &outport) != 0)
+	switch (ctl_connect(svc, lport, &outport)) {
+	case 0:
+		break;
+	case 1:
+		/* Refused by helperd. A blocking connect says ECONNREFUSED;
+		 * a non-blocking one goes on to helperd, which resets it, so
+		 * the application sees a reset on first I/O as with a peer
+		 * that refused after accepting (DESIGN.md §3). */
+		if ((REAL(fcntl)(fd, F_GETFL) & O_NONBLOCK) && outport != 0) {
+			*vialen = loopback_sa(via, d.family, d.mapped,
+			    outport);
+			errno = saved;
+			return PREP_AGAIN;
+		}
 		goto fail;
+	default:
+		goto fail;
+	}
 	*vialen = loopback_sa(via, d.family, d.mapped, outport);
 	memset(e, 0, sizeof(*e));
 	e->kind = FDT_OUT;

@@ -117,9 +117,11 @@ int ctl_route(const struct shim_dest *d, char *svc, size_t svclen) SHIM_HIDDEN;
 int ctl_route_unknown(const struct shim_dest *d) SHIM_HIDDEN;
 /* Make sure the control connection is up (connect + HELLO). 0/-1. */
 int ctl_ensure(void) SHIM_HIDDEN;
-/* Register an outbound connection: CONNECT <svc> <lport>. On success fill
- * *outport with helperd's outbound port and return 0; -1 (errno set to
- * ECONNREFUSED) on denial or any failure. */
+/* Register an outbound connection: CONNECT <svc> <lport>.
+ * 0: registered, *outport is helperd's outbound port. 1: helperd refused
+ * (denied, no instance); *outport is still set: a connection from lport
+ * to it is reset by helperd. -1: helperd unreachable. errno ECONNREFUSED
+ * on 1 and -1. */
 int ctl_connect(const char *svc, uint16_t lport, uint16_t *outport) SHIM_HIDDEN;
 /* Inbound: ACCEPT <lport> <pport>. Returns 1 mesh (id, src filled),
  * 0 direct, -1 failure (helperd unreachable / protocol error). */

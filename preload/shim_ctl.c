@@ -472,7 +472,11 @@ ctl_connect(const char *svc, uint16_t lport, uint16_t *outport)
 		*outport = ctl_outport();
 		r = 0;
 	} else {
+		/* helperd answered no; it also expects a connection from
+		 * lport that it will reset (for non-blocking sockets). */
 		shim_log("connect to %s refused: %.300s", svc, ctl.buf);
+		*outport = ctl_outport();
+		r = 1;
 	}
 	unlock(&g);
 	if (r != 0)

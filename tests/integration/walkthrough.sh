@@ -39,6 +39,26 @@ code = "import socket,errno,sys\ns=socket.socket()\ntry:\n s.connect(('127.0.0.1
 env = dict(os.environ, LD_PRELOAD=sys.argv[2], MESH_SERVICE="web", MESH_SOCKET=sys.argv[3])
 sys.exit(subprocess.run([sys.executable, "-c", code], env=env, timeout=10).returncode)
 PY
+python3 - "$UP2" "$SHIM" "$MESH_SOCKET" <<'PY' && ok "denied: a non-blocking connect sees a reset on first I/O" || fail "denied: a non-blocking connect sees a reset on first I/O"
+import os, subprocess, sys
+code = """
+import errno, select, socket, sys, time
+s = socket.socket(); s.setblocking(False)
+rc = s.connect_ex(('127.0.0.1', %s))
+if rc != errno.EINPROGRESS: sys.exit('connect_ex: %%d' %% rc)
+select.select([], [s], [], 5)
+time.sleep(0.2)
+try:
+    s.send(b'x'); d = s.recv(10)
+    sys.exit('no reset: got %%r' %% d)
+except (ConnectionResetError, BrokenPipeError):
+    sys.exit(0)
+except BlockingIOError:
+    sys.exit('no reset: would block')
+""" % sys.argv[1]
+env = dict(os.environ, LD_PRELOAD=sys.argv[2], MESH_SERVICE="web", MESH_SOCKET=sys.argv[3])
+sys.exit(subprocess.run([sys.executable, "-c", code], env=env, timeout=10).returncode)
+PY
 "$MESHCTL" intention check web socat >/dev/null; rc=$?
 check "intention check says Denied (exit 1)" [ "$rc" = 1 ]
 grep -q "denied web" "$T/n1/helperd.log"
