@@ -42,6 +42,19 @@ req 400 "service" GET "/v1/agent/connect/ca/leaf/bad..name"
 req 400 "service|json|decode" PUT /v1/agent/service/register '{"Name": "x y", "Port": 1}'
 check "none of it changed the intentions" [ "$(snapshot)" = "$s0" ]
 
+# POST /v1/agent/connect/authorize, as Consul's.
+TD=$(jq_get "$T/n1/data/ports.json" trust_domain)
+authz() { curl -s -X POST --data "{\"Target\": \"$1\", \"ClientCertURI\": \"$2\"}" "$A/v1/agent/connect/authorize"; }
+field() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[sys.argv[1]])' "$1"; }
+out=$(authz db "spiffe://$TD/ns/default/dc/dc1/svc/web")
+check "authorize web -> db: not authorized, says why ($(echo "$out" | field Reason))" [ "$(echo "$out" | field Authorized)" = False ]
+out=$(authz other "spiffe://$TD/ns/default/dc/dc1/svc/web")
+check "authorize web -> other: authorized by default ($(echo "$out" | field Reason))" [ "$(echo "$out" | field Authorized)" = True ]
+out=$(authz other "spiffe://elsewhere.mesh/ns/default/dc/dc1/svc/web")
+check "authorize from another trust domain: refused ($(echo "$out" | field Reason))" [ "$(echo "$out" | field Authorized)" = False ]
+req 400 "json" POST /v1/agent/connect/authorize '{"Target": '
+
+
 "$MESHCTL" intention create -maybe web db >/dev/null 2>&1; rc=$?
 check "meshctl: unknown flag exits 1" [ "$rc" = 1 ]
 "$MESHCTL" intention create -deny 'bad name' db >/dev/null 2>"$T/err"; rc=$?
