@@ -32,6 +32,53 @@ path_in(char *buf, size_t len, const struct helperd *h, const char *name)
 	snprintf(buf, len, "%s/%s", h->conf.data_dir, name);
 }
 
+/* The lock -------------------------------------------------------------- */
+
+static __thread int lock_depth;     /* levels this thread holds */
+
+void
+helperd_lock(struct helperd *h)
+{
+	pthread_mutex_lock(&h->lock);
+	lock_depth++;
+}
+
+void
+helperd_unlock(struct helperd *h)
+{
+	lock_depth--;
+	pthread_mutex_unlock(&h->lock);
+}
+
+int
+helperd_unlock_all(struct helperd *h)
+{
+	int n = lock_depth;
+
+	while (lock_depth > 0)
+		helperd_unlock(h);
+	return n;
+}
+
+void
+helperd_relock(struct helperd *h, int levels)
+{
+	while (levels-- > 0)
+		helperd_lock(h);
+}
+
+static void
+loop_lock(void *arg)
+{
+	helperd_lock(arg);
+}
+
+static void
+loop_unlock(void *arg)
+{
+	helperd_unlock(arg);
+}
+
 /* Write j (consumed) to data_dir/name atomically. 0/-1 with err. */
 static int
 write_json(struct helperd *h, const char *name, json_t *j, mode_t mode,
@@ -408,6 +455,12 @@ int
 helperd_start(struct helperd *h, char *err, size_t errlen)
 {
 	char path[CONF_PATH_MAX + 32];
+	pthread_mutexattr_t ma;
+
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&h->lock, &ma);
+	pthread_mutexattr_destroy(&ma);
 
 	if (util_mkdirs(h->conf.data_dir, 0700) != 0) {
 		snprintf(err, errlen, "data_dir %s: %s", h->conf.data_dir,
@@ -416,6 +469,12 @@ helperd_start(struct helperd *h, char *err, size_t errlen)
 	}
 	if (tls_global_init(err, errlen) != 0 || loop_new(&h->loop) != 0)
 		return -1;
+	/* The main loop handles its events holding the lock. */
+	loop_set_lock(h->loop, loop_lock, loop_unlock, h);
+	if (h->workers < 1) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		h->workers = n < 1 ? 1 : n > 16 ? 16 : (int)n;
+	}
 	path_in(path, sizeof(path), h, "ca");
 	if (h->conf.store.backend == CONF_STORE_ETCD && !h->conf.ca.server) {
 		/* CA client: roots from the cluster, leaves from a server. */
@@ -430,7 +489,7 @@ helperd_start(struct helperd *h, char *err, size_t errlen)
 	if (api_services_load(h, err, errlen) != 0)
 		return -1;
 	if (catalog_new(&h->catalog, h->conf.node, h->conf.datacenter) != 0 ||
-	    relay_new(&h->relay, h) != 0) {
+	    relay_new(&h->relay, h, h->workers) != 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}

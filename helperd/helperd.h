@@ -3,6 +3,7 @@
 #ifndef MESH_HELPERD_H
 #define MESH_HELPERD_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include "conf/conf.h"
 
@@ -18,6 +19,12 @@ struct cluster;
 
 struct helperd {
 	struct conf conf;
+	/* Guards everything below that the relay workers read (catalog,
+	 * intentions, CA, leaves, the relay's registration tables). The main
+	 * thread holds it while it handles events; workers take it briefly.
+	 * Recursive. */
+	pthread_mutex_t lock;
+	int workers;                    /* relay threads [number of CPUs] */
 	struct loop *loop;
 	struct ca *ca;
 	struct intent_db *intents;
@@ -41,6 +48,13 @@ struct leaf_slot {
 	char service[64];
 	struct ca_leaf *leaf;
 };
+
+void helperd_lock(struct helperd *h);
+void helperd_unlock(struct helperd *h);
+/* Release every level of h->lock this thread holds and say how many;
+ * helperd_relock takes them back (used while joining the workers). */
+int helperd_unlock_all(struct helperd *h);
+void helperd_relock(struct helperd *h, int levels);
 
 /* Bring the node up from h->conf: data_dir, CA, intentions, catalog,
  * listeners, control socket, HTTP API, ports.json. 0/-1 with err. */

@@ -16,6 +16,9 @@ struct deferred {
 
 struct loop {
 	int epfd;
+	void (*lock)(void *);
+	void (*unlock)(void *);
+	void *lock_arg;
 	struct deferred *defer;
 	size_t n_defer, cap_defer;
 };
@@ -46,6 +49,15 @@ loop_free(struct loop *l)
 	free(l->defer);
 	close(l->epfd);
 	free(l);
+}
+
+void
+loop_set_lock(struct loop *l, void (*lock)(void *), void (*unlock)(void *),
+    void *arg)
+{
+	l->lock = lock;
+	l->unlock = unlock;
+	l->lock_arg = arg;
 }
 
 int
@@ -121,6 +133,8 @@ loop_run_once(struct loop *l, int timeout_ms)
 			return -1;
 		}
 	}
+	if (l->lock != NULL)
+		l->lock(l->lock_arg);
 	for (int i = 0; i < n; i++) {
 		struct loop_watch *w = evs[i].data.ptr;
 
@@ -134,5 +148,7 @@ loop_run_once(struct loop *l, int timeout_ms)
 	for (size_t i = 0; i < l->n_defer; i++)
 		l->defer[i].fn(l->defer[i].arg);
 	l->n_defer = 0;
+	if (l->unlock != NULL)
+		l->unlock(l->lock_arg);
 	return 0;
 }

@@ -34,6 +34,11 @@ void loop_del(struct loop *l, struct loop_watch *w);
  * events of this round may still point to). 0/-1. */
 int loop_defer(struct loop *l, void (*fn)(void *), void *arg);
 
+/* Have loop_run_once call lock(arg) after waiting and unlock(arg) before
+ * returning: the events of a round are handled holding the lock. */
+void loop_set_lock(struct loop *l, void (*lock)(void *),
+    void (*unlock)(void *), void *arg);
+
 /* Wait at most timeout_ms for events and dispatch them, then run the
  * deferred functions. 0, or -1 on a fatal epoll error. */
 int loop_run_once(struct loop *l, int timeout_ms);

@@ -32,6 +32,7 @@ usage(FILE *f)
 	    "  -check            validate the configuration and exit\n"
 	    "                    (0: OK, 1: prints file:line: reason)\n"
 	    "  -log-level LEVEL  err, warn, info (default) or debug\n"
+	    "  -workers N        relay threads (default: one per CPU)\n"
 	    "  -h, -help         this text\n"
 	    "\n"
 	    "Signals: SIGHUP reloads services and default_intention;\n"
@@ -92,6 +93,7 @@ run(struct helperd *h)
 
 		if (loop_run_once(h->loop, TICK_MS) != 0)
 			break;
+		helperd_lock(h);
 		while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 			char err[CONF_ERR_MAX];
 
@@ -107,6 +109,7 @@ run(struct helperd *h)
 			}
 		}
 		helperd_tick(h);
+		helperd_unlock(h);
 	}
 	loop_del(h->loop, &sw);
 	close(sfd);
@@ -145,6 +148,16 @@ main(int argc, char **argv)
 				return 1;
 			}
 			level = argv[i];
+		} else if (strcmp(a, "-workers") == 0) {
+			long n;
+
+			if (++i == argc || util_parse_long(argv[i], 1, 64,
+			    &n) != 0) {
+				fprintf(stderr, "helperd: -workers needs a "
+				    "number from 1 to 64\n");
+				return 1;
+			}
+			h.workers = (int)n;
 		} else if (strcmp(a, "-h") == 0 || strcmp(a, "-help") == 0) {
 			usage(stdout);
 			return 0;

@@ -7,6 +7,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +34,8 @@ static void conn_step(struct conn *c);
 static int outbound_dial(struct conn *c, const char *last);
 static int outbound_retry(struct conn *c, const char *why);
 static void conn_event(void *arg, uint32_t events);
+static int worker_post(struct worker *w, int fd, int mesh,
+    const struct sockaddr_storage *ss);
 
 /* Sockets ------------------------------------------------------------ */
 
@@ -130,19 +135,19 @@ conn_free(void *arg)
 }
 
 static void
-end_close(struct relay *r, struct end *e, int abortive)
+end_close(struct worker *w, struct end *e, int abortive)
 {
 	int fd = e->w.fd;
 
 	if (fd < 0)
 		return;
-	loop_del(r->h->loop, &e->w);
+	loop_del(w->loop, &e->w);
 	if (e->tls != NULL) {
 		gnutls_deinit(e->tls);
 		e->tls = NULL;
 	}
-	relay_buf_put(r, e->rbuf);
-	relay_buf_put(r, e->wbuf);
+	relay_buf_put(w, e->rbuf);
+	relay_buf_put(w, e->wbuf);
 	e->rbuf = e->wbuf = NULL;
 	if (abortive) {
 		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
@@ -161,6 +166,7 @@ static void
 conn_close(struct conn *c, int abortive, const char *fmt, ...)
 {
 	struct relay *r = c->r;
+	struct worker *w = c->w;
 	char reason[512];
 	va_list ap;
 
@@ -177,50 +183,56 @@ conn_close(struct conn *c, int abortive, const char *fmt, ...)
 	else
 		log_debug("conn %llu %s => %s done: %s",
 		    (unsigned long long)c->id, c->src, c->dst, reason);
-	end_close(r, &c->app, abortive);
-	end_close(r, &c->net, abortive);
-	relay_buf_put(r, c->up.buf);
-	relay_buf_put(r, c->down.buf);
+	end_close(w, &c->app, abortive);
+	end_close(w, &c->net, abortive);
+	relay_buf_put(w, c->up.buf);
+	relay_buf_put(w, c->down.buf);
 	c->up.buf = c->down.buf = NULL;
-	relay_kpipe_put(r, c->up.kp, c->up.len == 0);
-	relay_kpipe_put(r, c->down.kp, c->down.len == 0);
+	relay_kpipe_put(w, c->up.kp, c->up.len == 0);
+	relay_kpipe_put(w, c->down.kp, c->down.len == 0);
+	helperd_lock(r->h);
 	tls_peer_release(&c->peer);
 	if (c->app_port > 0 && r->inbound_by_port[c->app_port] == c)
 		r->inbound_by_port[c->app_port] = NULL;
+	helperd_unlock(r->h);
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
-		r->conns = c->next;
+		w->conns = c->next;
 	if (c->next != NULL)
 		c->next->prev = c->prev;
-	r->n_conns--;
-	loop_defer(r->h->loop, conn_free, c);
+	w->n_conns--;
+	atomic_fetch_sub(&r->n_conns, 1);
+	loop_defer(w->loop, conn_free, c);
 }
 
 static struct conn *
-conn_new(struct relay *r, enum conn_kind kind)
+conn_new(struct worker *w, enum conn_kind kind)
 {
+	struct relay *r = w->r;
 	struct conn *c = calloc(1, sizeof(*c));
 
 	if (c == NULL)
 		return NULL;
 	c->r = r;
-	c->id = ++r->next_id;
+	c->w = w;
+	c->id = atomic_fetch_add(&r->next_id, 1) + 1;
 	c->kind = kind;
 	c->app.w.fd = -1;
 	c->net.w.fd = -1;
 	c->up.kp[0] = c->up.kp[1] = c->down.kp[0] = c->down.kp[1] = -1;
 	c->peer.h = r->h;
-	c->next = r->conns;
-	if (r->conns != NULL)
-		r->conns->prev = c;
-	r->conns = c;
-	r->n_conns++;
+	c->next = w->conns;
+	if (w->conns != NULL)
+		w->conns->prev = c;
+	w->conns = c;
+	w->n_conns++;
+	atomic_fetch_add(&r->n_conns, 1);
 	return c;
 }
 
 static void
-end_interest(struct relay *r, struct end *e)
+end_interest(struct worker *w, struct end *e)
 {
 	uint32_t ev = 0;
 
@@ -235,23 +247,23 @@ end_interest(struct relay *r, struct end *e)
 		ev |= EPOLLIN;
 	if (e->want_out)
 		ev |= EPOLLOUT;
-	loop_mod(r->h->loop, &e->w, ev);
+	loop_mod(w->loop, &e->w, ev);
 }
 
 static void
 conn_relay(struct conn *c)
 {
-	struct relay *r = c->r;
+	struct worker *w = c->w;
 	const char *why = NULL;
 	/* Two plain sockets (same node, same_node_mtls = false): splice. */
-	int (*fn)(struct relay *, struct end *, struct end *, struct pipe *,
+	int (*fn)(struct worker *, struct end *, struct end *, struct pipe *,
 	    const char **) = c->net.tls == NULL ? relay_pump_splice : relay_pump;
 
 	c->app.want_in = c->app.want_out = 0;
 	c->net.want_in = c->net.want_out = 0;
 
-	if (fn(r, &c->app, &c->net, &c->up, &why) != 0 ||
-	    fn(r, &c->net, &c->app, &c->down, &why) != 0) {
+	if (fn(w, &c->app, &c->net, &c->up, &why) != 0 ||
+	    fn(w, &c->net, &c->app, &c->down, &why) != 0) {
 		conn_close(c, 1, "%s", why);
 		return;
 	}
@@ -262,8 +274,8 @@ conn_relay(struct conn *c)
 	}
 	if (c->kind == CONN_OUT && c->net.tls != NULL)
 		tls_ticket_save(&c->peer, c->net.tls);
-	end_interest(r, &c->app);
-	end_interest(r, &c->net);
+	end_interest(w, &c->app);
+	end_interest(w, &c->net);
 }
 
 /* Connection steps ---------------------------------------------------- */
@@ -272,7 +284,7 @@ static int
 watch_end(struct conn *c, struct end *e, int fd, uint32_t ev)
 {
 	e->c = c;
-	return loop_add(c->r->h->loop, &e->w, fd, ev, conn_event, e);
+	return loop_add(c->w->loop, &e->w, fd, ev, conn_event, e);
 }
 
 static int
@@ -280,16 +292,20 @@ intention_allows(struct relay *r, const char *src, const char *dst,
     char *why, size_t whylen)
 {
 	const struct intent *m = NULL;
+	int ok;
 
-	if (intent_check(r->h->intents, src, dst, r->h->conf.default_allow,
-	    &m))
-		return 1;
-	if (m != NULL)
+	helperd_lock(r->h);
+	ok = intent_check(r->h->intents, src, dst, r->h->conf.default_allow,
+	    &m);
+	if (ok)
+		;
+	else if (m != NULL)
 		snprintf(why, whylen, "denied by intention %s (%s => %s, deny)",
 		    m->id, m->src, m->dst);
 	else
 		snprintf(why, whylen, "denied by default_intention = deny");
-	return 0;
+	helperd_unlock(r->h);
+	return ok;
 }
 
 static void
@@ -310,17 +326,36 @@ static void
 inbound_dial(struct conn *c)
 {
 	struct relay *r = c->r;
-	const struct conf_service *svc = catalog_local(r->h->catalog, c->dst);
+	const struct conf_service *svc;
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
-	char why[256];
-	int fd;
+	char why[256], addr[CONF_ADDR_MAX];
+	int fd, port;
 
+	helperd_lock(r->h);
+	svc = catalog_local(r->h->catalog, c->dst);
+	if (svc != NULL) {
+		util_strlcpy(addr, svc->address, sizeof(addr));
+		port = svc->port;
+	}
+	helperd_unlock(r->h);
 	if (svc == NULL) {
 		conn_close(c, 1, "service %s is gone", c->dst);
 		return;
 	}
-	fd = dial(svc->address, svc->port, why, sizeof(why));
+	/* Connect and publish the local port in one locked step: a shim
+	 * in the service asks (ACCEPT, on the main thread, which holds the
+	 * lock) as soon as its accept() returns, which on loopback can be
+	 * before connect() has even returned here. */
+	helperd_lock(r->h);
+	fd = dial(addr, port, why, sizeof(why));
+	if (fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+		char a[INET6_ADDRSTRLEN];
+		addr_string(&ss, a, sizeof(a), &c->app_port);
+		if (c->app_port > 0 && c->app_port < RELAY_PORTS)
+			r->inbound_by_port[c->app_port] = c;
+	}
+	helperd_unlock(r->h);
 	if (fd < 0 || watch_end(c, &c->app, fd, EPOLLOUT) != 0) {
 		if (fd >= 0)
 			close(fd);
@@ -328,13 +363,7 @@ inbound_dial(struct conn *c)
 		return;
 	}
 	/* Only the dialling end may wake us until the service answers. */
-	loop_mod(r->h->loop, &c->net.w, 0);
-	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
-		char a[INET6_ADDRSTRLEN];
-		addr_string(&ss, a, sizeof(a), &c->app_port);
-		if (c->app_port > 0 && c->app_port < RELAY_PORTS)
-			r->inbound_by_port[c->app_port] = c;
-	}
+	loop_mod(c->w->loop, &c->net.w, 0);
 	c->st = ST_DIAL;
 	c->deadline = util_now_ms_mono() + r->h->conf.connect_timeout_ms;
 }
@@ -369,7 +398,7 @@ conn_handshake(struct conn *c)
 	int rc = gnutls_handshake(c->net.tls);
 
 	if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) {
-		loop_mod(c->r->h->loop, &c->net.w,
+		loop_mod(c->w->loop, &c->net.w,
 		    gnutls_record_get_direction(c->net.tls) ? EPOLLOUT :
 		    EPOLLIN);
 		return;
@@ -421,7 +450,7 @@ conn_dialled(struct conn *c, struct end *e)
 	if (c->kind == CONN_IN || c->net.tls == NULL) {
 		/* Inbound: the local service answered. Outbound plain
 		 * (same node, same_node_mtls = false): the service did. */
-		loop_mod(c->r->h->loop, &c->app.w, EPOLLIN);
+		loop_mod(c->w->loop, &c->app.w, EPOLLIN);
 		start_relay(c);
 		return;
 	}
@@ -470,15 +499,22 @@ conn_event(void *arg, uint32_t events)
 
 /* Outbound: an app socket arrived from the shim. */
 static void
-outbound_start(struct relay *r, int fd, const struct sockaddr_storage *ss)
+outbound_start(struct worker *w, int fd, const struct sockaddr_storage *ss)
 {
+	struct relay *r = w->r;
 	struct pending *pd;
 	struct conn *c;
 	char why[256];
 	int port;
 
 	addr_string(ss, why, sizeof(why), &port);
+	helperd_lock(r->h);
 	pd = port > 0 && port < RELAY_PORTS ? r->pending[port] : NULL;
+	if (pd != NULL && is_loopback(ss)) {
+		r->pending[port] = NULL;
+		r->n_pending--;
+	}
+	helperd_unlock(r->h);
 	if (!is_loopback(ss) || pd == NULL) {
 		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 		log_warn("outbound connection from %s:%d with no registration: "
@@ -487,8 +523,6 @@ outbound_start(struct relay *r, int fd, const struct sockaddr_storage *ss)
 		close(fd);
 		return;
 	}
-	r->pending[port] = NULL;
-	r->n_pending--;
 	if (pd->dst[0] == '\0') {
 		/* Refused at CONNECT (logged then): reset, as promised. */
 		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
@@ -497,7 +531,7 @@ outbound_start(struct relay *r, int fd, const struct sockaddr_storage *ss)
 		free(pd);
 		return;
 	}
-	if ((c = conn_new(r, CONN_OUT)) == NULL) {
+	if ((c = conn_new(w, CONN_OUT)) == NULL) {
 		free(pd);
 		close(fd);
 		return;
@@ -522,10 +556,14 @@ outbound_dial(struct conn *c, const char *last)
 	struct relay *r = c->r;
 	struct helperd *h = r->h;
 	struct catalog_instance all[16], in[16];
-	char why[256];
+	char why[256], err[256], host[CONF_ADDR_MAX];
+	struct ca_leaf *leaf = NULL;
 	size_t n, k = 0;
-	int nfd;
+	int nfd, port, local, tls;
 
+	/* Choose under the lock and copy out what the dial needs: the
+	 * catalog may change under us once it is released. */
+	helperd_lock(h);
 	n = catalog_instances(h->catalog, c->dst, all, UTIL_ARRAY_LEN(all));
 	for (size_t i = 0; i < n; i++) {
 		int seen = 0;
@@ -537,6 +575,7 @@ outbound_dial(struct conn *c, const char *last)
 			in[k++] = all[i];
 	}
 	if (k == 0 || c->tries >= RELAY_DIAL_TRIES) {
+		helperd_unlock(h);
 		if (last != NULL)
 			conn_close(c, 1, "%s", last);
 		else
@@ -547,34 +586,39 @@ outbound_dial(struct conn *c, const char *last)
 	 * connections over the remote instances. */
 	n = in[0].local ? 0 : (size_t)(c->id % k);
 	util_strlcpy(c->tried[c->tries++], in[n].node, sizeof(c->tried[0]));
-	if (in[n].local && !h->conf.same_node_mtls) {
-		if (!intention_allows(r, c->src, c->dst, why, sizeof(why))) {
-			conn_close(c, 1, "%s", why);
-			return -1;
-		}
-		nfd = dial(in[n].svc->address, in[n].svc->port, why,
-		    sizeof(why));
-	} else {
-		nfd = dial(in[n].address, in[n].mesh_port, why, sizeof(why));
+	local = in[n].local;
+	tls = !local || h->conf.same_node_mtls;
+	util_strlcpy(host, tls ? in[n].address : in[n].svc->address,
+	    sizeof(host));
+	port = tls ? in[n].mesh_port : in[n].svc->port;
+	if (tls && (leaf = helperd_leaf(h, c->src, err, sizeof(err))) != NULL)
+		ca_leaf_ref(leaf);
+	helperd_unlock(h);
+
+	if (tls && leaf == NULL) {
+		conn_close(c, 1, "no certificate for %s: %s", c->src, err);
+		return -1;
 	}
+	if (!tls && !intention_allows(r, c->src, c->dst, why, sizeof(why))) {
+		conn_close(c, 1, "%s", why);
+		return -1;
+	}
+	nfd = dial(host, port, why, sizeof(why));
 	if (nfd < 0 || watch_end(c, &c->net, nfd, EPOLLOUT) != 0) {
 		if (nfd >= 0)
 			close(nfd);
+		if (leaf != NULL) {
+			helperd_lock(h);
+			ca_leaf_unref(leaf);
+			helperd_unlock(h);
+		}
 		return outbound_retry(c, why) ? 0 : -1;
 	}
-	if (!in[n].local || h->conf.same_node_mtls) {
-		char err[256];
-
+	if (tls) {
 		util_strlcpy(c->peer.local_service, c->src,
 		    sizeof(c->peer.local_service));
 		util_strlcpy(c->peer.expect, c->dst, sizeof(c->peer.expect));
-		c->peer.leaf = helperd_leaf(h, c->src, err, sizeof(err));
-		if (c->peer.leaf == NULL) {
-			conn_close(c, 1, "no certificate for %s: %s", c->src,
-			    err);
-			return -1;
-		}
-		ca_leaf_ref(c->peer.leaf);
+		c->peer.leaf = leaf;
 		c->net.tls = tls_client_new(nfd, &c->peer);
 		if (c->net.tls == NULL) {
 			conn_close(c, 1, "TLS session setup failed");
@@ -596,9 +640,11 @@ outbound_retry(struct conn *c, const char *why)
 
 	snprintf(last, sizeof(last), "%s (node %s)", why,
 	    c->tries > 0 ? c->tried[c->tries - 1] : "?");
-	end_close(c->r, &c->net, 1);
+	end_close(c->w, &c->net, 1);
 	c->net.w.fd = -1;
+	helperd_lock(c->r->h);
 	tls_peer_release(&c->peer);
+	helperd_unlock(c->r->h);
 	if (c->tries < RELAY_DIAL_TRIES)
 		log_info("conn %llu %s => %s: %s: trying another instance",
 		    (unsigned long long)c->id, c->src, c->dst, last);
@@ -607,9 +653,10 @@ outbound_retry(struct conn *c, const char *why)
 
 /* Inbound: a connection on the mesh port. */
 static void
-inbound_start(struct relay *r, int fd, const struct sockaddr_storage *ss)
+inbound_start(struct worker *w, int fd, const struct sockaddr_storage *ss)
 {
-	struct conn *c = conn_new(r, CONN_IN);
+	struct relay *r = w->r;
+	struct conn *c = conn_new(w, CONN_IN);
 
 	if (c == NULL) {
 		close(fd);
@@ -649,17 +696,21 @@ listener_event(void *arg, uint32_t events)
 				log_warn("accept: %m");
 			return;
 		}
-		if ((long)r->n_conns >= r->h->conf.max_conns) {
+		if ((long)atomic_load(&r->n_conns) >= r->h->conf.max_conns) {
 			log_warn("max_conns (%ld) reached: refusing a "
 			    "connection", r->h->conf.max_conns);
 			close(fd);
 			continue;
 		}
 		sock_tune(fd);
-		if (l->mesh)
-			inbound_start(r, fd, &ss);
-		else
-			outbound_start(r, fd, &ss);
+		/* Round robin: the two halves of a same-node connection
+		 * (outbound, then inbound) land on different workers. */
+		if (worker_post(r->workers[r->next_worker], fd, l->mesh,
+		    &ss) != 0) {
+			log_warn("cannot hand a connection to a worker: %m");
+			close(fd);
+		}
+		r->next_worker = (r->next_worker + 1) % r->n_workers;
 	}
 }
 
@@ -733,10 +784,234 @@ relay_listen_outbound(struct relay *r, int *port, char *err, size_t errlen)
 	return 0;
 }
 
+/* Workers ----------------------------------------------------------------- */
+
+static int
+worker_post(struct worker *w, int fd, int mesh,
+    const struct sockaddr_storage *ss)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&w->qlock);
+	if (w->qn == w->qcap) {
+		size_t cap = w->qcap ? w->qcap * 2 : 64;
+		struct job *q = realloc(w->q, cap * sizeof(*q));
+
+		if (q == NULL) {
+			pthread_mutex_unlock(&w->qlock);
+			return -1;
+		}
+		w->q = q;
+		w->qcap = cap;
+	}
+	w->q[w->qn].fd = fd;
+	w->q[w->qn].mesh = mesh;
+	w->q[w->qn].ss = *ss;
+	w->qn++;
+	pthread_mutex_unlock(&w->qlock);
+	return write(w->wake.fd, &one, sizeof(one)) == sizeof(one) ? 0 : -1;
+}
+
+static void
+worker_kick(struct worker *w)
+{
+	uint64_t one = 1;
+
+	if (write(w->wake.fd, &one, sizeof(one)) != sizeof(one))
+		log_warn("worker %d: wake-up failed: %m", w->id);
+}
+
+/* Close every connection of w whose pair is now denied. */
+static size_t
+worker_recheck(struct worker *w, const char *why)
+{
+	struct conn *c, *next;
+	size_t closed = 0;
+
+	for (c = w->conns; c != NULL; c = next) {
+		char reason[256];
+
+		next = c->next;
+		if (c->closed || c->src[0] == '\0' || c->dst[0] == '\0')
+			continue;
+		if (intention_allows(w->r, c->src, c->dst, reason,
+		    sizeof(reason)))
+			continue;
+		log_warn("closing %s connection %llu %s => %s (%s:%d): %s "
+		    "after %s", c->kind == CONN_OUT ? "outbound" : "inbound",
+		    (unsigned long long)c->id, c->src, c->dst,
+		    c->peer_addr[0] ? c->peer_addr : "local", c->peer_port,
+		    reason, why);
+		conn_close(c, 1, "%s", reason);
+		closed++;
+	}
+	return closed;
+}
+
+static void
+worker_wake(void *arg, uint32_t events)
+{
+	struct worker *w = arg;
+	struct job *q;
+	size_t n;
+	char why[sizeof(w->recheck_why)];
+	uint64_t v;
+	int recheck;
+
+	(void)events;
+	if (read(w->wake.fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_warn("worker %d: eventfd: %m", w->id);
+	pthread_mutex_lock(&w->qlock);
+	q = w->q;
+	n = w->qn;
+	w->q = NULL;
+	w->qn = w->qcap = 0;
+	recheck = w->recheck;
+	w->recheck = 0;
+	util_strlcpy(why, w->recheck_why, sizeof(why));
+	pthread_mutex_unlock(&w->qlock);
+	for (size_t i = 0; i < n; i++) {
+		if (q[i].mesh)
+			inbound_start(w, q[i].fd, &q[i].ss);
+		else
+			outbound_start(w, q[i].fd, &q[i].ss);
+	}
+	free(q);
+	if (recheck) {
+		size_t closed = worker_recheck(w, why);
+		if (closed > 0)
+			log_warn("%s: closed %zu connection(s) that are now "
+			    "denied", why, closed);
+	}
+}
+
+/* Timeouts of w's connections. */
+static void
+worker_tick(struct worker *w, int64_t now)
+{
+	struct relay *r = w->r;
+	struct conn *c, *next;
+
+	for (c = w->conns; c != NULL; c = next) {
+		next = c->next;
+		if (c->closed || c->deadline == 0 || now < c->deadline)
+			continue;
+		switch (c->st) {
+		case ST_DIAL:
+			if (c->kind == CONN_OUT) {
+				char why[128];
+
+				snprintf(why, sizeof(why), "connect timed out "
+				    "after %ld ms",
+				    r->h->conf.connect_timeout_ms);
+				outbound_retry(c, why);
+				break;
+			}
+			conn_close(c, 1, "connect timed out after %ld ms",
+			    r->h->conf.connect_timeout_ms);
+			break;
+		case ST_HANDSHAKE:
+			conn_close(c, 1, "TLS handshake timed out after %ld ms",
+			    r->h->conf.handshake_timeout_ms);
+			break;
+		case ST_RELAY:
+			conn_close(c, 1, "idle for %ld s",
+			    r->h->conf.idle_timeout_s);
+			break;
+		}
+	}
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+	sigset_t all;
+	int64_t next_tick = 0;
+
+	/* Signals are the main thread's (signalfd). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	for (;;) {
+		int64_t now;
+		int stop;
+
+		pthread_mutex_lock(&w->qlock);
+		stop = w->stop;
+		pthread_mutex_unlock(&w->qlock);
+		if (stop)
+			break;
+		if (loop_run_once(w->loop, 100) != 0)
+			break;
+		now = util_now_ms_mono();
+		if (now >= next_tick) {
+			worker_tick(w, now);
+			next_tick = now + 100;
+		}
+	}
+	/* Stopping: close what is left, in this thread, and free it. */
+	while (w->conns != NULL)
+		conn_close(w->conns, 1, "helperd stopping");
+	loop_run_once(w->loop, 0);
+	return NULL;
+}
+
+static void
+worker_free(struct worker *w)
+{
+	if (w == NULL)
+		return;
+	for (size_t i = 0; i < w->qn; i++)
+		close(w->q[i].fd);
+	free(w->q);
+	for (size_t i = 0; i < w->n_pool; i++)
+		free(w->pool[i]);
+	for (size_t i = 0; i < w->n_pipes; i++) {
+		close(w->pipes[i][0]);
+		close(w->pipes[i][1]);
+	}
+	if (w->wake.fd >= 0) {
+		loop_del(w->loop, &w->wake);
+		close(w->wake.fd);
+	}
+	loop_free(w->loop);
+	pthread_mutex_destroy(&w->qlock);
+	free(w);
+}
+
+static struct worker *
+worker_new(struct relay *r, int id)
+{
+	struct worker *w = calloc(1, sizeof(*w));
+	int efd;
+
+	if (w == NULL)
+		return NULL;
+	w->r = r;
+	w->id = id;
+	w->wake.fd = -1;
+	pthread_mutex_init(&w->qlock, NULL);
+	if (loop_new(&w->loop) != 0)
+		goto err;
+	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (efd < 0 || loop_add(w->loop, &w->wake, efd, EPOLLIN, worker_wake,
+	    w) != 0) {
+		if (efd >= 0)
+			close(efd);
+		goto err;
+	}
+	if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+		goto err;
+	return w;
+err:
+	worker_free(w);
+	return NULL;
+}
+
 /* Public ---------------------------------------------------------------- */
 
 int
-relay_new(struct relay **out, struct helperd *h)
+relay_new(struct relay **out, struct helperd *h, int workers)
 {
 	struct relay *r = calloc(1, sizeof(*r));
 
@@ -744,6 +1019,17 @@ relay_new(struct relay **out, struct helperd *h)
 		return -1;
 	r->h = h;
 	r->mesh4.w.fd = r->out4.w.fd = r->out6.w.fd = -1;
+	if (workers < 1)
+		workers = 1;
+	if (workers > RELAY_MAX_WORKERS)
+		workers = RELAY_MAX_WORKERS;
+	for (int i = 0; i < workers; i++) {
+		if ((r->workers[i] = worker_new(r, i)) == NULL) {
+			relay_free(r);
+			return -1;
+		}
+		r->n_workers++;
+	}
 	*out = r;
 	return 0;
 }
@@ -759,24 +1045,32 @@ listener_close(struct relay *r, struct listener *l)
 	close(fd);
 }
 
+/* Called by the main thread holding h->lock: the workers need it to
+ * finish, so it is released while they stop. */
 void
 relay_free(struct relay *r)
 {
+	int locked;
+
 	if (r == NULL)
 		return;
 	listener_close(r, &r->mesh4);
 	listener_close(r, &r->out4);
 	listener_close(r, &r->out6);
-	while (r->conns != NULL)
-		conn_close(r->conns, 1, "helperd stopping");
+	locked = helperd_unlock_all(r->h);
+	for (size_t i = 0; i < r->n_workers; i++) {
+		struct worker *w = r->workers[i];
+
+		pthread_mutex_lock(&w->qlock);
+		w->stop = 1;
+		pthread_mutex_unlock(&w->qlock);
+		worker_kick(w);
+		pthread_join(w->thread, NULL);
+		worker_free(w);
+	}
+	helperd_relock(r->h, locked);
 	for (size_t i = 0; i < RELAY_PORTS; i++)
 		free(r->pending[i]);
-	for (size_t i = 0; i < r->n_pool; i++)
-		free(r->pool[i]);
-	for (size_t i = 0; i < r->n_pipes; i++) {
-		close(r->pipes[i][0]);
-		close(r->pipes[i][1]);
-	}
 	free(r);
 }
 
@@ -828,36 +1122,6 @@ relay_inbound_lookup(struct relay *r, int port, char *spiffe,
 void
 relay_tick(struct relay *r, int64_t now)
 {
-	struct conn *c, *next;
-
-	for (c = r->conns; c != NULL; c = next) {
-		next = c->next;
-		if (c->deadline == 0 || now < c->deadline)
-			continue;
-		switch (c->st) {
-		case ST_DIAL:
-			if (c->kind == CONN_OUT) {
-				char why[128];
-
-				snprintf(why, sizeof(why), "connect timed out "
-				    "after %ld ms",
-				    r->h->conf.connect_timeout_ms);
-				outbound_retry(c, why);
-				break;
-			}
-			conn_close(c, 1, "connect timed out after %ld ms",
-			    r->h->conf.connect_timeout_ms);
-			break;
-		case ST_HANDSHAKE:
-			conn_close(c, 1, "TLS handshake timed out after %ld ms",
-			    r->h->conf.handshake_timeout_ms);
-			break;
-		case ST_RELAY:
-			conn_close(c, 1, "idle for %ld s",
-			    r->h->conf.idle_timeout_s);
-			break;
-		}
-	}
 	/* Registrations whose app never connected. */
 	while (r->exp_len > 0 && r->expiry[r->exp_head].expires <= now) {
 		int port = r->expiry[r->exp_head].port;
@@ -876,31 +1140,21 @@ relay_tick(struct relay *r, int64_t now)
 size_t
 relay_recheck(struct relay *r, const char *why)
 {
-	struct conn *c, *next;
-	size_t closed = 0;
+	/* Each worker re-checks its own connections, at once. */
+	for (size_t i = 0; i < r->n_workers; i++) {
+		struct worker *w = r->workers[i];
 
-	for (c = r->conns; c != NULL; c = next) {
-		char reason[256];
-
-		next = c->next;
-		if (c->src[0] == '\0' || c->dst[0] == '\0')
-			continue;
-		if (intention_allows(r, c->src, c->dst, reason,
-		    sizeof(reason)))
-			continue;
-		log_warn("closing %s connection %llu %s => %s (%s:%d): %s "
-		    "after %s", c->kind == CONN_OUT ? "outbound" : "inbound",
-		    (unsigned long long)c->id, c->src, c->dst,
-		    c->peer_addr[0] ? c->peer_addr : "local", c->peer_port,
-		    reason, why);
-		conn_close(c, 1, "%s", reason);
-		closed++;
+		pthread_mutex_lock(&w->qlock);
+		w->recheck = 1;
+		util_strlcpy(w->recheck_why, why, sizeof(w->recheck_why));
+		pthread_mutex_unlock(&w->qlock);
+		worker_kick(w);
 	}
-	return closed;
+	return 0;
 }
 
 size_t
-relay_count(const struct relay *r)
+relay_count(struct relay *r)
 {
-	return r->n_conns;
+	return atomic_load(&r->n_conns);
 }

@@ -13,8 +13,11 @@
 struct helperd;
 struct relay;
 
-int relay_new(struct relay **out, struct helperd *h);
-/* Close every connection and listener, free everything. */
+/* workers: event loops on their own threads that carry the connections
+ * (at least 1). The listeners stay on the caller's loop, which hands each
+ * accepted socket to the next worker in turn. */
+int relay_new(struct relay **out, struct helperd *h, int workers);
+/* Close every connection and listener, stop the workers, free all. */
 void relay_free(struct relay *r);
 
 /* Listen on bind_addr:port for mesh (TLS) connections; the bound port is
@@ -38,14 +41,16 @@ int relay_pending_add(struct relay *r, int local_port, const char *src,
 int relay_inbound_lookup(struct relay *r, int port, char *spiffe,
     size_t spiffelen, char *addr, size_t addrlen, int *src_port);
 
-/* Timeouts and expired registrations; call every ~100 ms. */
+/* Expired registrations; call every ~100 ms (workers time their own
+ * connections out). */
 void relay_tick(struct relay *r, int64_t now_ms);
 
-/* Intentions changed: close every open connection whose pair is now
- * denied, logging each. Returns how many were closed. */
+/* Intentions changed: every worker closes, at once, each open connection
+ * whose pair is now denied, logging each (and how many). Returns 0: the
+ * closing happens on the workers' threads. */
 size_t relay_recheck(struct relay *r, const char *why);
 
-/* Open connections (outbound + inbound), for tests and /v1/agent/metrics. */
-size_t relay_count(const struct relay *r);
+/* Open connections (outbound + inbound), for tests and /v1/agent/self. */
+size_t relay_count(struct relay *r);
 
 #endif

@@ -5,6 +5,8 @@
 #define MESH_RELAY_INT_H
 
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -21,6 +23,7 @@
 #define RELAY_PORTS     65536
 #define RELAY_BACKLOG   1024
 #define RELAY_DIAL_TRIES 3           /* instances tried per connection */
+#define RELAY_MAX_WORKERS 64
 
 enum conn_kind { CONN_OUT, CONN_IN };
 enum conn_state { ST_DIAL, ST_HANDSHAKE, ST_RELAY };
@@ -50,6 +53,7 @@ struct pipe {
 
 struct conn {
 	struct relay *r;
+	struct worker *w;       /* the thread that owns it */
 	uint64_t id;
 	enum conn_kind kind;
 	enum conn_state st;
@@ -81,12 +85,45 @@ struct listener {
 	int mesh;               /* 1 mesh port, 0 outbound */
 };
 
+/* A new socket handed from the accepting thread to a worker. */
+struct job {
+	int fd;
+	int mesh;               /* 1 mesh port (inbound), 0 outbound */
+	struct sockaddr_storage ss;
+};
+
+/* One event loop on its own thread: owns its connections, buffers and
+ * pipes. Everything it reads of helperd's shared state (catalog,
+ * intentions, CA, leaves) it reads holding h->lock. */
+struct worker {
+	struct relay *r;
+	int id;
+	pthread_t thread;
+	struct loop *loop;
+	struct loop_watch wake;         /* eventfd: jobs, recheck, stop */
+	pthread_mutex_t qlock;          /* guards q, recheck, stop */
+	struct job *q;
+	size_t qn, qcap;
+	int recheck;                    /* intentions changed: re-check */
+	char recheck_why[160];
+	int stop;
+	struct conn *conns;
+	size_t n_conns;
+	char *pool[RELAY_POOL_MAX];
+	size_t n_pool;
+	int pipes[RELAY_POOL_MAX][2];   /* empty kernel pipes for reuse */
+	size_t n_pipes;
+};
+
+/* The accepting side (helperd's main thread) and what the workers share
+ * with it (under h->lock: pending, expiry, inbound_by_port). */
 struct relay {
 	struct helperd *h;
 	struct listener mesh4, out4, out6;
-	struct conn *conns;
-	size_t n_conns;
-	uint64_t next_id;
+	struct worker *workers[RELAY_MAX_WORKERS];
+	size_t n_workers, next_worker;
+	atomic_size_t n_conns;          /* over all workers */
+	atomic_uint_fast64_t next_id;
 	struct pending *pending[RELAY_PORTS];
 	size_t n_pending;
 	/* Registrations in the order they expire (one TTL for all), so the
@@ -94,29 +131,25 @@ struct relay {
 	struct { int port; int64_t expires; } expiry[RELAY_PORTS];
 	size_t exp_head, exp_len;
 	struct conn *inbound_by_port[RELAY_PORTS];
-	char *pool[RELAY_POOL_MAX];
-	size_t n_pool;
-	int pipes[RELAY_POOL_MAX][2];  /* empty kernel pipes for reuse */
-	size_t n_pipes;
 };
 
 
 /* relay_io.c ------------------------------------------------------------ */
 
 /* A RELAY_BUF buffer from the pool (or malloc), back to the pool. */
-char *relay_buf_get(struct relay *r);
-void relay_buf_put(struct relay *r, char *b);
+char *relay_buf_get(struct worker *w);
+void relay_buf_put(struct worker *w, char *b);
 /* Give a kernel pipe back: pooled when empty, closed otherwise. */
-void relay_kpipe_put(struct relay *r, int kp[2], int empty);
+void relay_kpipe_put(struct worker *w, int kp[2], int empty);
 /* Switch a TLS end, once its handshake is done, to our buffers. */
 void relay_tls_buffered(struct end *e);
 /* Move bytes from one end to the other until something would block:
  * read/write (TLS or plain), or splice for two plain sockets. Sets the
  * ends' want_in/want_out. 0, or -1 when the connection must be reset
  * (*why says why). */
-int relay_pump(struct relay *r, struct end *from, struct end *to,
+int relay_pump(struct worker *w, struct end *from, struct end *to,
     struct pipe *p, const char **why);
-int relay_pump_splice(struct relay *r, struct end *from, struct end *to,
+int relay_pump_splice(struct worker *w, struct end *from, struct end *to,
     struct pipe *p, const char **why);
 
 #endif

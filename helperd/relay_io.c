@@ -15,20 +15,20 @@
 /* Buffers ------------------------------------------------------------ */
 
 char *
-relay_buf_get(struct relay *r)
+relay_buf_get(struct worker *w)
 {
-	if (r->n_pool > 0)
-		return r->pool[--r->n_pool];
+	if (w->n_pool > 0)
+		return w->pool[--w->n_pool];
 	return malloc(RELAY_BUF);
 }
 
 void
-relay_buf_put(struct relay *r, char *b)
+relay_buf_put(struct worker *w, char *b)
 {
 	if (b == NULL)
 		return;
-	if (r->n_pool < RELAY_POOL_MAX)
-		r->pool[r->n_pool++] = b;
+	if (w->n_pool < RELAY_POOL_MAX)
+		w->pool[w->n_pool++] = b;
 	else
 		free(b);
 }
@@ -36,26 +36,26 @@ relay_buf_put(struct relay *r, char *b)
 /* Kernel pipes for splice: taken while they hold bytes, pooled when
  * empty (an idle connection holds none). */
 static int
-kpipe_get(struct relay *r, int kp[2])
+kpipe_get(struct worker *w, int kp[2])
 {
-	if (r->n_pipes > 0) {
-		r->n_pipes--;
-		kp[0] = r->pipes[r->n_pipes][0];
-		kp[1] = r->pipes[r->n_pipes][1];
+	if (w->n_pipes > 0) {
+		w->n_pipes--;
+		kp[0] = w->pipes[w->n_pipes][0];
+		kp[1] = w->pipes[w->n_pipes][1];
 		return 0;
 	}
 	return pipe2(kp, O_NONBLOCK | O_CLOEXEC);
 }
 
 void
-relay_kpipe_put(struct relay *r, int kp[2], int empty)
+relay_kpipe_put(struct worker *w, int kp[2], int empty)
 {
 	if (kp[0] < 0)
 		return;
-	if (empty && r->n_pipes < RELAY_POOL_MAX) {
-		r->pipes[r->n_pipes][0] = kp[0];
-		r->pipes[r->n_pipes][1] = kp[1];
-		r->n_pipes++;
+	if (empty && w->n_pipes < RELAY_POOL_MAX) {
+		w->pipes[w->n_pipes][0] = kp[0];
+		w->pipes[w->n_pipes][1] = kp[1];
+		w->n_pipes++;
 	} else {
 		close(kp[0]);
 		close(kp[1]);
@@ -73,13 +73,13 @@ static ssize_t
 tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 {
 	struct end *e = ptr;
-	struct relay *r = e->c->r;
+	struct worker *w = e->c->w;
 	size_t n;
 
 	if (e->rlen == 0) {
 		ssize_t got;
 
-		if (e->rbuf == NULL && (e->rbuf = relay_buf_get(r)) == NULL) {
+		if (e->rbuf == NULL && (e->rbuf = relay_buf_get(w)) == NULL) {
 			gnutls_transport_set_errno(e->tls, ENOMEM);
 			return -1;
 		}
@@ -89,7 +89,7 @@ tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 		if (got <= 0) {
 			int err = errno;
 
-			relay_buf_put(r, e->rbuf);
+			relay_buf_put(w, e->rbuf);
 			e->rbuf = NULL;
 			if (got == 0)
 				return 0;
@@ -105,7 +105,7 @@ tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 	e->roff += n;
 	e->rlen -= n;
 	if (e->rlen == 0) {
-		relay_buf_put(r, e->rbuf);
+		relay_buf_put(w, e->rbuf);
 		e->rbuf = NULL;
 	}
 	return (ssize_t)n;
@@ -115,9 +115,9 @@ static ssize_t
 tls_push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
 {
 	struct end *e = ptr;
-	struct relay *r = e->c->r;
+	struct worker *w = e->c->w;
 
-	if (e->wbuf == NULL && (e->wbuf = relay_buf_get(r)) == NULL) {
+	if (e->wbuf == NULL && (e->wbuf = relay_buf_get(w)) == NULL) {
 		gnutls_transport_set_errno(e->tls, ENOMEM);
 		return -1;
 	}
@@ -147,7 +147,7 @@ relay_tls_buffered(struct end *e)
 /* Send the encrypted bytes waiting in e->wbuf. 0 all sent, -1 would
  * block, -2 error. */
 static int
-tls_flush(struct relay *r, struct end *e)
+tls_flush(struct worker *w, struct end *e)
 {
 	while (e->wlen > 0) {
 		ssize_t n = send(e->w.fd, e->wbuf + e->woff, e->wlen,
@@ -163,7 +163,7 @@ tls_flush(struct relay *r, struct end *e)
 		e->wlen -= (size_t)n;
 	}
 	e->woff = 0;
-	relay_buf_put(r, e->wbuf);
+	relay_buf_put(w, e->wbuf);
 	e->wbuf = NULL;
 	return 0;
 }
@@ -187,6 +187,7 @@ static ssize_t
 tls_read(struct end *e, struct pipe *p)
 {
 	ssize_t total = 0;
+	int spins = 0;
 
 	while (RELAY_BUF - p->len >= TLS_RECORD_MAX) {
 		ssize_t n;
@@ -203,8 +204,17 @@ tls_read(struct end *e, struct pipe *p)
 			total += n;
 			continue;
 		}
-		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+			/* GnuTLS also says AGAIN after handling a record
+			 * that carried no data (a NewSessionTicket, a key
+			 * update): records may still wait in rbuf, and no
+			 * epoll event will come for them. */
+			if ((e->rlen > 0 ||
+			    gnutls_record_check_pending(e->tls) > 0) &&
+			    ++spins < 64)
+				continue;
 			return total > 0 ? total : -1;
+		}
 		if (n == 0)
 			return total > 0 ? total : 0;
 		errno = EPROTO;
@@ -216,7 +226,7 @@ tls_read(struct end *e, struct pipe *p)
 /* Write p to a TLS end: encrypt records into wbuf while it has room, then
  * send them with one send(). 0 all handed over, -1 would block, -2 error. */
 static int
-tls_write(struct relay *r, struct end *e, struct pipe *p)
+tls_write(struct worker *w, struct end *e, struct pipe *p)
 {
 	for (;;) {
 		int rc;
@@ -232,7 +242,7 @@ tls_write(struct relay *r, struct end *e, struct pipe *p)
 			p->off += (size_t)n;
 			p->len -= (size_t)n;
 		}
-		rc = tls_flush(r, e);
+		rc = tls_flush(w, e);
 		if (rc != 0)
 			return rc;
 		if (p->len == 0)
@@ -270,7 +280,7 @@ plain_write(struct end *e, const char *buf, size_t len)
 /* Shut down writing towards e: TLS close_notify, then TCP FIN.
  * 0 done, -1 would block, -2 error. */
 static int
-end_shutdown(struct relay *r, struct end *e)
+end_shutdown(struct worker *w, struct end *e)
 {
 	if (e->tls != NULL) {
 		if (!e->bye_queued) {
@@ -278,7 +288,7 @@ end_shutdown(struct relay *r, struct end *e)
 				return -2;
 			e->bye_queued = 1;
 		}
-		int rc = tls_flush(r, e);
+		int rc = tls_flush(w, e);
 		if (rc != 0)
 			return rc;
 	}
@@ -290,7 +300,7 @@ end_shutdown(struct relay *r, struct end *e)
 /* Move bytes from one end to the other until something would block.
  * 0 ok, -1 the connection must be reset (reason in why). */
 int
-relay_pump(struct relay *r, struct end *from, struct end *to,
+relay_pump(struct worker *w, struct end *from, struct end *to,
     struct pipe *p, const char **why)
 {
 	for (;;) {
@@ -298,7 +308,7 @@ relay_pump(struct relay *r, struct end *from, struct end *to,
 
 		if (p->len > 0 || (to->tls != NULL && to->wlen > 0)) {
 			if (to->tls != NULL) {
-				n = tls_write(r, to, p);
+				n = tls_write(w, to, p);
 			} else {
 				n = plain_write(to, p->buf + p->off, p->len);
 				if (n > 0) {
@@ -325,16 +335,16 @@ relay_pump(struct relay *r, struct end *from, struct end *to,
 			    (from->tls == NULL || tls_drained(from))) {
 				from->short_read = 0;
 				from->want_in = 1;
-				relay_buf_put(r, p->buf);
+				relay_buf_put(w, p->buf);
 				p->buf = NULL;
 				return 0;
 			}
 		}
 		if (from->eof_in) {
-			relay_buf_put(r, p->buf);
+			relay_buf_put(w, p->buf);
 			p->buf = NULL;
 			if (!to->shut_out) {
-				int rc = end_shutdown(r, to);
+				int rc = end_shutdown(w, to);
 				if (rc == -1)
 					to->want_out = 1;
 				else if (rc < 0) {
@@ -344,7 +354,7 @@ relay_pump(struct relay *r, struct end *from, struct end *to,
 			}
 			return 0;
 		}
-		if (p->buf == NULL && (p->buf = relay_buf_get(r)) == NULL) {
+		if (p->buf == NULL && (p->buf = relay_buf_get(w)) == NULL) {
 			*why = "out of memory";
 			return -1;
 		}
@@ -356,7 +366,7 @@ relay_pump(struct relay *r, struct end *from, struct end *to,
 		}
 		if (n == -1) {
 			from->want_in = 1;
-			relay_buf_put(r, p->buf);
+			relay_buf_put(w, p->buf);
 			p->buf = NULL;
 			return 0;
 		}
@@ -374,7 +384,7 @@ relay_pump(struct relay *r, struct end *from, struct end *to,
 /* relay_pump() for two plain sockets: splice through a kernel pipe, the bytes
  * never enter user space. Same contract as relay_pump(). */
 int
-relay_pump_splice(struct relay *r, struct end *from, struct end *to,
+relay_pump_splice(struct worker *w, struct end *from, struct end *to,
     struct pipe *p, const char **why)
 {
 	for (;;) {
@@ -397,12 +407,12 @@ relay_pump_splice(struct relay *r, struct end *from, struct end *to,
 			continue;
 		}
 		if (from->eof_in) {
-			relay_kpipe_put(r, p->kp, 1);
+			relay_kpipe_put(w, p->kp, 1);
 			if (!to->shut_out)
-				end_shutdown(r, to);
+				end_shutdown(w, to);
 			return 0;
 		}
-		if (p->kp[0] < 0 && kpipe_get(r, p->kp) != 0) {
+		if (p->kp[0] < 0 && kpipe_get(w, p->kp) != 0) {
 			*why = "out of pipes";
 			return -1;
 		}
@@ -412,7 +422,7 @@ relay_pump_splice(struct relay *r, struct end *from, struct end *to,
 			continue;
 		if (n < 0 && errno == EAGAIN) {
 			from->want_in = 1;
-			relay_kpipe_put(r, p->kp, 1);
+			relay_kpipe_put(w, p->kp, 1);
 			return 0;
 		}
 		if (n < 0) {

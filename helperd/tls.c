@@ -22,6 +22,7 @@
 
 static gnutls_priority_t tls_prio;
 static int verify_cb(gnutls_session_t session);
+static int verify_locked(gnutls_session_t session, struct tls_peer *p);
 
 /* Session resumption. The server encrypts tickets with one key per
  * process, replaced whenever a leaf or the root changes (old tickets then
@@ -109,11 +110,13 @@ tls_ticket_save(struct tls_peer *p, gnutls_session_t s)
 	p->ticket_saved = 1;
 	if (gnutls_session_get_data2(s, &d) < 0)
 		return;
+	helperd_lock(p->h);
 	t = &tls_cache[tls_cache_next];
 	tls_cache_next = (tls_cache_next + 1) % TLS_CACHE_MAX;
 	gnutls_free(t->data.data);
 	t->data = d;
 	pair_key(t->pair, sizeof(t->pair), p);
+	helperd_unlock(p->h);
 }
 
 /* Take a ticket for the pair of p (once), or 0 if none. */
@@ -202,6 +205,18 @@ static int
 verify_cb(gnutls_session_t session)
 {
 	struct tls_peer *p = gnutls_session_get_ptr(session);
+	int rc;
+
+	/* The CA, its trust list and the verified-leaf cache are shared. */
+	helperd_lock(p->h);
+	rc = verify_locked(session, p);
+	helperd_unlock(p->h);
+	return rc;
+}
+
+static int
+verify_locked(gnutls_session_t session, struct tls_peer *p)
+{
 	const gnutls_datum_t *chain;
 	unsigned n = 0;
 	struct tls_verified *v;
@@ -257,8 +272,22 @@ verify_cb(gnutls_session_t session)
 }
 
 /* Server: choose the destination service's leaf from the SNI name. */
+static int client_hello_locked(gnutls_session_t session);
+
 static int
 client_hello_cb(gnutls_session_t session)
+{
+	struct tls_peer *p = gnutls_session_get_ptr(session);
+	int rc;
+
+	helperd_lock(p->h);
+	rc = client_hello_locked(session);
+	helperd_unlock(p->h);
+	return rc;
+}
+
+static int
+client_hello_locked(gnutls_session_t session)
 {
 	struct tls_peer *p = gnutls_session_get_ptr(session);
 	struct helperd *h = p->h;
@@ -348,7 +377,9 @@ tls_client_new(int fd, struct tls_peer *peer)
 		gnutls_deinit(s);
 		return NULL;
 	}
+	helperd_lock(h);
 	ticket_take(peer, s);
+	helperd_unlock(h);
 	return s;
 }
 
