@@ -223,7 +223,7 @@ def chart(r, out_png, tmp):
          ["sequential", "16 parallel"], True),
         ("Connect-to-first-byte p50, µs (log)", dat("cfb", ["connseq_p50_us", "connpar_p50_us"]),
          ["sequential", "16 parallel"], True),
-        ("RSS, MiB (log; key: idle / 1k conns / 100 svc + 1k conns)", dat("mem", ["idle_rss_kib", "conn1k_rss_kib", "svc100_conn1k_rss_kib"], 1 / 1024, skip_direct=True),
+        ("RSS, MiB (log)", dat("mem", ["idle_rss_kib", "conn1k_rss_kib", "svc100_conn1k_rss_kib"], 1 / 1024, skip_direct=True),
          ["idle", "1k", "100 svc+1k"], True),
     ]
     gpf = os.path.join(tmp, "chart.gp")
@@ -233,9 +233,9 @@ def chart(r, out_png, tmp):
         f.write('set datafile missing "?"\n')
         f.write("set style data histogram\nset style histogram cluster gap 1\n")
         f.write("set style fill solid 0.8 border -1\nset boxwidth 0.9\n")
-        f.write("set key top right font ',8'\nset grid ytics\nset xtics font ',8'\n")
+        f.write("set key outside top center horizontal font ',8'\nset grid ytics\nset xtics font ',8'\n")
         f.write("set bmargin 3\n")
-        f.write('set multiplot layout 2,3 title "meshshim bench (medians)"\n')
+        f.write('set multiplot layout 2,3\n')
         for title, fn, cols, logy in panels:
             f.write('set title "%s"\n' % title)
             has = any(t != "?" for line in open(fn) for t in line.rsplit('"', 1)[1].split())
@@ -245,7 +245,6 @@ def chart(r, out_png, tmp):
                         "plot 2 notitle\nunset label 99\nset autoscale x\n")
                 continue
             f.write("set yrange [%s:*]\n" % ("1" if logy else "0"))
-            f.write("set key top %s\n" % ("left" if title.startswith("RSS") else "right"))
             f.write("set logscale y\n" if logy else "unset logscale y\n")
             plots = []
             for i, c in enumerate(cols):

@@ -16,7 +16,9 @@
 # Environment knobs (defaults in brackets): BENCH_ROUNDS [5],
 # BENCH_BULK_SECS [5], BENCH_RTT_SECS [2], BENCH_CONN_SECS [2],
 # BENCH_PATHS ["direct mesh_tls mesh_plain stunnel haproxy"],
-# BENCH_SKIP (words: crypto memory rounds), BENCH_KEEP=1 keeps the temp dir.
+# BENCH_SKIP (words: crypto memory rounds), BENCH_KEEP=1 keeps the temp dir,
+# BENCH_WAIT_IDLE [60]: seconds to wait, before each phase and round, for
+# other work on the machine to finish.
 set -uo pipefail
 
 BUILD=${1:-build}
@@ -249,13 +251,18 @@ cpu_busy_pct() { # busy % of all CPUs over the next second
 	idle=$((b[4] - a[4] + b[5] - a[5]))
 	echo $((tot > 0 ? 100 * (tot - idle) / tot : 0))
 }
-check_idle() { # check_idle WHEN
-	local busy
-	busy=$(cpu_busy_pct)
+check_idle() { # check_idle WHEN: wait up to BENCH_WAIT_IDLE s for <= 20 % busy
+	local busy t0=$SECONDS
+	while :; do
+		busy=$(cpu_busy_pct)
+		[ "$busy" -le 20 ] && break
+		if [ $((SECONDS - t0)) -ge "${BENCH_WAIT_IDLE:-60}" ]; then
+			note "$1: the machine was still $busy % busy with other work after waiting $((SECONDS - t0)) s (top: $(ps -eo pcpu,comm --sort=-pcpu --no-headers | head -3 | awk '{printf "%s %s%%; ", $2, $1}'))"
+			break
+		fi
+	done
+	[ $((SECONDS - t0)) -gt 1 ] && log "$1: waited $((SECONDS - t0)) s for other work to finish"
 	printf 'busy_%s\t%s%%\n' "$1" "$busy" >>"$RAW/machine.tsv"
-	if [ "$busy" -gt 20 ]; then
-		note "$1: the machine was $busy % busy with other work just before (top: $(ps -eo pcpu,comm --sort=-pcpu --no-headers | head -3 | awk '{printf "%s %s%%; ", $2, $1}'))"
-	fi
 }
 check_idle start
 # CPU used by other work while a round runs: all busy ticks of the machine
@@ -610,6 +617,7 @@ mem_rec() { # mem_rec PATH METRIC pids...
 MEM_PATHS=()
 for name in "${PATHS[@]}"; do [ "$name" = direct ] || MEM_PATHS+=("$name"); done
 if ! skip memory; then
+	check_idle memory
 	log "memory: idle, 1,000 and 10,000 idle connections (nofile limit $NOFILE)"
 	for name in "${MEM_PATHS[@]}"; do
 		path_up "$name" || { note "$name memory: path did not come up"; path_down "$name"; continue; }
