@@ -415,6 +415,9 @@ static const struct ckey top_keys[] = {
 	  .min = 0, .max = DUR_MAX_MS, .def = "0" },
 	{ .name = "max_conns", .type = K_INT, FLD(conf, max_conns),
 	  .min = 1, .max = 1000000, .def = "65536" },
+	{ .name = "check_interval", .type = K_DUR,
+	  FLD(conf, check_interval_ms), .in_ms = 1, .min = MS_S,
+	  .max = MS_H, .def = "10s" },
 	{ .name = "ca", .type = K_GROUP, FLD(conf, ca), .sub = ca_keys },
 	{ .name = "store", .type = K_GROUP, FLD(conf, store),
 	  .sub = store_keys },
@@ -863,6 +866,143 @@ resolve_user(const char *name, uid_t *uid, char *why, size_t whylen)
 }
 
 int
+conf_check_http_parse(const char *url, char *host, size_t hostlen,
+    int *port, char *path, size_t pathlen)
+{
+	const char *p, *end, *colon;
+	size_t hl;
+	long n = 80;
+
+	if (strncmp(url, "http://", 7) != 0)
+		return -1;
+	p = url + 7;
+	end = p + strcspn(p, "/?#");
+	if (*p == '[') {                        /* [v6]:port */
+		const char *rb = memchr(p, ']', (size_t)(end - p));
+
+		if (rb == NULL)
+			return -1;
+		hl = (size_t)(rb - p - 1);
+		if (hl == 0 || hl >= hostlen)
+			return -1;
+		memcpy(host, p + 1, hl);
+		host[hl] = '\0';
+		colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+		if (rb + 1 != end && colon == NULL)
+			return -1;
+		if (!valid_ip(host))
+			return -1;
+	} else {
+		colon = memchr(p, ':', (size_t)(end - p));
+		hl = (size_t)((colon != NULL ? colon : end) - p);
+		if (hl == 0 || hl >= hostlen)
+			return -1;
+		memcpy(host, p, hl);
+		host[hl] = '\0';
+		if (!valid_ip(host) && !valid_hostname(host))
+			return -1;
+	}
+	if (colon != NULL) {
+		char ps[8];
+		size_t pl = (size_t)(end - colon - 1);
+
+		if (pl == 0 || pl >= sizeof(ps))
+			return -1;
+		memcpy(ps, colon + 1, pl);
+		ps[pl] = '\0';
+		if (util_parse_long(ps, 1, 65535, &n) != 0)
+			return -1;
+	}
+	for (const char *q = end; *q != '\0'; q++)
+		if (*q <= 0x20 || *q >= 0x7f)
+			return -1;      /* no spaces or controls in the request */
+	if (*end == '#')
+		end = "";
+	if (snprintf(path, pathlen, "%s%s", *end == '/' ? "" : "/", end) >=
+	    (int)pathlen)
+		return -1;
+	*port = (int)n;
+	return 0;
+}
+
+/* Check i (0-based) of a service; why gets "check N: reason". */
+static int
+check_validate(size_t i, const struct conf_check *k, char *why,
+    size_t whylen)
+{
+	char host[CONF_ADDR_MAX], path[CONF_ADDR_MAX], pv[CONF_ADDR_MAX];
+	char a[32], b[32];
+	int port;
+
+	switch (k->type) {
+	case CONF_CHECK_TCP:
+		if (util_split_hostport(k->target, host, sizeof(host),
+		    &port) != 0 || port < 1 ||
+		    (!valid_ip(host) && !valid_hostname(host))) {
+			snprintf(why, whylen, "check %zu: tcp: \"%s\" is not "
+			    "host:port", i + 1, printable(k->target, pv,
+			    sizeof(pv)));
+			return -1;
+		}
+		break;
+	case CONF_CHECK_HTTP:
+		if (conf_check_http_parse(k->target, host, sizeof(host), &port,
+		    path, sizeof(path)) != 0) {
+			snprintf(why, whylen, "check %zu: http: \"%s\" is not an "
+			    "http://host[:port]/path URL%s", i + 1,
+			    printable(k->target, pv, sizeof(pv)),
+			    strncmp(k->target, "https:", 6) == 0 ?
+			    " (https is not supported)" : "");
+			return -1;
+		}
+		break;
+	case CONF_CHECK_TTL:
+		if (k->ttl_ms < MS_S) {
+			snprintf(why, whylen, "check %zu: ttl: must be at least "
+			    "1s", i + 1);
+			return -1;
+		}
+		break;
+	default:
+		snprintf(why, whylen, "check %zu: needs exactly one of tcp, "
+		    "http or ttl", i + 1);
+		return -1;
+	}
+	if (k->interval_ms != 0 && (k->interval_ms < MS_S ||
+	    k->interval_ms > MS_H)) {
+		snprintf(why, whylen, "check %zu: interval: %s is out of range "
+		    "1s..1h", i + 1, dur_fmt(k->interval_ms, a, sizeof(a)));
+		return -1;
+	}
+	if (k->timeout_ms < 0 || (k->interval_ms != 0 &&
+	    k->timeout_ms >= k->interval_ms)) {
+		snprintf(why, whylen, "check %zu: timeout: %s must be shorter "
+		    "than the interval (%s)", i + 1,
+		    dur_fmt(k->timeout_ms, a, sizeof(a)),
+		    dur_fmt(k->interval_ms, b, sizeof(b)));
+		return -1;
+	}
+	return 0;
+}
+
+int
+conf_check_dur(const char *text, long long secs, int is_int, long *ms)
+{
+	long long v;
+
+	if (is_int) {
+		if (secs <= 0 || secs > DUR_MAX_MS / MS_S)
+			return -1;
+		*ms = (long)(secs * MS_S);
+		return 0;
+	}
+	if (dur_parse(text, 1, &v) != 0 || v > LONG_MAX)
+		return -1;
+	*ms = (long)v;
+	return 0;
+}
+
+int
 conf_service_validate(struct conf_service *s, char *err, size_t errlen)
 {
 	const char *f = s->source[0] != '\0' ? s->source : "-";
@@ -900,6 +1040,13 @@ conf_service_validate(struct conf_service *s, char *err, size_t errlen)
 	if (s->n_upstreams > CONF_MAX_UPSTREAMS)
 		return conf_errf(err, errlen, f, l, "service \"%s\": too many "
 		    "upstreams (max %d)", s->name, CONF_MAX_UPSTREAMS);
+	if (s->n_checks > CONF_MAX_CHECKS)
+		return conf_errf(err, errlen, f, l, "service \"%s\": too many "
+		    "checks (max %d)", s->name, CONF_MAX_CHECKS);
+	for (size_t i = 0; i < s->n_checks; i++)
+		if (check_validate(i, &s->checks[i], why, sizeof(why)) != 0)
+			return conf_errf(err, errlen, f, l, "service \"%s\": %s",
+			    s->name, why);
 	for (size_t i = 0; i < s->n_upstreams; i++) {
 		struct conf_upstream *u = &s->upstreams[i];
 		unsigned char bin[sizeof(struct in6_addr)];
@@ -1160,7 +1307,9 @@ cfg_int(const config_setting_t *g, const char *key, int *dst,
 }
 
 static const char *const svc_keys[] = { "id", "name", "address", "port",
-	"connect", "user", "inbound", "upstreams", NULL };
+	"connect", "user", "inbound", "upstreams", "check", "checks", NULL };
+static const char *const check_keys[] = { "tcp", "http", "ttl", "interval",
+	"timeout", NULL };
 static const char *const up_keys[] = { "destination_name",
 	"local_bind_port", "local_bind_address", NULL };
 
@@ -1204,6 +1353,106 @@ upstreams_from_cfg(const config_setting_t *l, struct conf_service *s,
 		    cfg_int(g, "local_bind_port", &u->bind_port, path, uwhat,
 		    err, errlen) != 0)
 			return -1;
+	}
+	return 0;
+}
+
+/* A check's duration key: a string ("10s", "500ms") or seconds. */
+static int
+cfg_check_dur(const config_setting_t *g, const char *key, long *ms,
+    const char *path, const char *what, char *err, size_t errlen)
+{
+	const config_setting_t *m = config_setting_get_member(g, key);
+	int t;
+
+	if (m == NULL)
+		return 0;
+	t = config_setting_type(m);
+	if ((t == CONFIG_TYPE_STRING && conf_check_dur(
+	    config_setting_get_string(m), 0, 0, ms) == 0) ||
+	    ((t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64) &&
+	    conf_check_dur(NULL, config_setting_get_int64(m), 1, ms) == 0))
+		return 0;
+	return conf_errf(err, errlen, src_file(m, path),
+	    config_setting_source_line(m), "%s: %s: bad duration (use e.g. "
+	    "\"10s\", \"500ms\", \"1m\")", what, key);
+}
+
+/* One check group into s->checks[s->n_checks++]. */
+static int
+check_from_cfg(const config_setting_t *g, struct conf_service *s,
+    const char *path, const char *swhat, char *err, size_t errlen)
+{
+	struct conf_check *k;
+	char what[CONF_NAME_MAX + 64];
+	const char *f = src_file(g, path);
+	int line = config_setting_source_line(g), kinds = 0;
+
+	snprintf(what, sizeof(what), "%s: check %zu", swhat, s->n_checks + 1);
+	if (s->n_checks >= CONF_MAX_CHECKS)
+		return conf_errf(err, errlen, f, line, "%s: too many checks "
+		    "(max %d)", swhat, CONF_MAX_CHECKS);
+	if (!config_setting_is_group(g))
+		return conf_errf(err, errlen, f, line, "%s: must be a group "
+		    "{ ... }", what);
+	if (keys_only(g, check_keys, path, what, err, errlen) != 0)
+		return -1;
+	k = &s->checks[s->n_checks];
+	memset(k, 0, sizeof(*k));
+	if (config_setting_get_member(g, "tcp") != NULL) {
+		kinds++;
+		k->type = CONF_CHECK_TCP;
+		if (cfg_str(g, "tcp", k->target, sizeof(k->target), path, what,
+		    err, errlen) != 0)
+			return -1;
+	}
+	if (config_setting_get_member(g, "http") != NULL) {
+		kinds++;
+		k->type = CONF_CHECK_HTTP;
+		if (cfg_str(g, "http", k->target, sizeof(k->target), path,
+		    what, err, errlen) != 0)
+			return -1;
+	}
+	if (config_setting_get_member(g, "ttl") != NULL) {
+		kinds++;
+		k->type = CONF_CHECK_TTL;
+		if (cfg_check_dur(g, "ttl", &k->ttl_ms, path, what, err,
+		    errlen) != 0)
+			return -1;
+	}
+	if (kinds != 1)
+		return conf_errf(err, errlen, f, line, "%s: needs exactly one of "
+		    "tcp, http or ttl", what);
+	if (cfg_check_dur(g, "interval", &k->interval_ms, path, what, err,
+	    errlen) != 0 ||
+	    cfg_check_dur(g, "timeout", &k->timeout_ms, path, what, err,
+	    errlen) != 0)
+		return -1;
+	s->n_checks++;
+	return 0;
+}
+
+static int
+checks_from_cfg(const config_setting_t *g, struct conf_service *s,
+    const char *path, const char *what, char *err, size_t errlen)
+{
+	const config_setting_t *m;
+
+	if ((m = config_setting_get_member(g, "check")) != NULL &&
+	    check_from_cfg(m, s, path, what, err, errlen) != 0)
+		return -1;
+	if ((m = config_setting_get_member(g, "checks")) != NULL) {
+		int n = config_setting_length(m);
+
+		if (!config_setting_is_list(m) &&
+		    !(config_setting_is_array(m) && n == 0))
+			return conf_errf(err, errlen, src_file(m, path),
+			    config_setting_source_line(m), "%s: checks: must be "
+			    "a list ( { ... }, ... )", what);
+		for (int i = 0; i < n; i++)
+			if (check_from_cfg(config_setting_get_elem(m,
+			    (unsigned)i), s, path, what, err, errlen) != 0)
+				return -1;
 	}
 	return 0;
 }
@@ -1265,6 +1514,8 @@ service_from_cfg(const config_setting_t *g, int idx, const char *path,
 	}
 	if ((m = config_setting_get_member(g, "upstreams")) != NULL &&
 	    upstreams_from_cfg(m, s, path, what, err, errlen) != 0)
+		goto err;
+	if (checks_from_cfg(g, s, path, what, err, errlen) != 0)
 		goto err;
 	if (conf_service_validate(s, err, errlen) != 0)
 		goto err;

@@ -27,6 +27,8 @@
 #define CONF_ERR_MAX       512  /* recommended size of error buffers */
 #define CONF_FILE_MAX      (1024 * 1024) /* mesh.conf and service files */
 #define CONF_UNSET         (-0x7fffffff - 1) /* parsers: bind_port not given */
+#define CONF_MAX_CHECKS    4    /* per service */
+#define CONF_CHECK_TIMEOUT_MS 2000 /* a check's default timeout */
 
 enum conf_inbound { CONF_INBOUND_PERMISSIVE = 0, CONF_INBOUND_STRICT = 1 };
 enum conf_store { CONF_STORE_EMBEDDED = 0, CONF_STORE_ETCD = 1 };
@@ -36,6 +38,24 @@ struct conf_upstream {
 	char bind_addr[CONF_ADDR_MAX];  /* local_bind_address [127.0.0.1] */
 	int bind_port;                  /* local_bind_port, 1..65535 (parsers
 	                                 * leave CONF_UNSET when absent) */
+};
+
+/* A health check of a service, as Consul's "check" blocks: exactly one of
+ * tcp ("host:port"), http ("http://host[:port][/path]", 2xx = passing) or
+ * ttl (passing while PUT /v1/agent/check/pass/<id> comes within ttl). A
+ * service without checks and with a port gets a TCP check of
+ * address:port every check_interval; one with port 0 gets none (always
+ * passing). helperd/health.c runs them. */
+enum conf_check_type { CONF_CHECK_TCP = 1, CONF_CHECK_HTTP = 2,
+	CONF_CHECK_TTL = 3 };
+
+struct conf_check {
+	enum conf_check_type type;
+	char target[CONF_ADDR_MAX];     /* tcp host:port, or the http URL */
+	long interval_ms;               /* 1s..1h; 0 = node's check_interval */
+	long timeout_ms;                /* < interval; 0 = 2s (at most half
+	                                 * the interval) */
+	long ttl_ms;                    /* ttl checks: >= 1s */
 };
 
 struct conf_service {
@@ -49,6 +69,8 @@ struct conf_service {
 	enum conf_inbound inbound;
 	struct conf_upstream *upstreams;
 	size_t n_upstreams;
+	struct conf_check checks[CONF_MAX_CHECKS]; /* check / checks */
+	size_t n_checks;
 	char source[CONF_PATH_MAX];     /* file it came from, for messages */
 	int source_line;                /* JSON: 1 (see above) */
 };
@@ -92,6 +114,8 @@ struct conf {
 	long handshake_timeout_ms;          /* [10000] */
 	long idle_timeout_s;                /* [0 = none] */
 	long max_conns;                     /* [65536] */
+	long check_interval_ms;             /* default check interval [10s],
+	                                     * 1s..1h */
 	int dev;                            /* started with -dev */
 	struct conf_ca ca;
 	struct conf_store_cfg store;
@@ -140,7 +164,9 @@ int conf_parse_service_file(const char *path, struct conf_service **svcs,
  * PUT /v1/agent/service/register: the bare service object, or wrapped in
  * {"service": ...} / {"services": [...]}). Field names are matched as Consul
  * does, ignoring case and "_" ("LocalBindPort" = "local_bind_port");
- * unknown fields (tags, meta, checks...) are ignored. Upstreams come from
+ * unknown fields (tags, meta...) are ignored. "check" (an object) and
+ * "checks" (an array) take TCP, HTTP, TTL, Interval, Timeout (other
+ * check kinds: Args, GRPC, ... are errors; Name, Notes... are ignored). Upstreams come from
  * connect.proxy.config.upstreams, connect.proxy.upstreams,
  * connect.sidecar_service.proxy.upstreams (and a top-level "upstreams").
  * origin names it in errors. Appends like conf_parse_service_file. 0/-1. */
@@ -154,13 +180,20 @@ int conf_parse_duration(const char *s, long *secs);
 /* The same, also accepting "ms" ("500ms", "1s500ms"); result in ms. 0/-1. */
 int conf_parse_duration_ms(const char *s, long *ms);
 
+/* An http check URL "http://host[:port][/path?query]" into its host (an IP
+ * literal or a DNS name, [v6] unbracketed), port [80] and path ["/"].
+ * 0/-1 (not http://, no host, bad port, bad characters). */
+int conf_check_http_parse(const char *url, char *host, size_t hostlen,
+    int *port, char *path, size_t pathlen);
+
 /* "permissive" or "strict" into *out. 0/-1. */
 int conf_parse_inbound(const char *s, enum conf_inbound *out);
 
 /* Complete and check one service as a parser filled it: id defaults to
  * name, address to 127.0.0.1, upstream local_bind_address to 127.0.0.1
  * (normalised); checks names, ids, ranges, IP literals, the upstream cap,
- * and resolves user to uid (unknown user is an error). Errors are
+ * the checks (one kind each, tcp host:port, http://host URL, timeout
+ * under an explicit interval), and resolves user to uid (unknown user is an error). Errors are
  * "source:source_line: service "name": reason". Idempotent. 0/-1. */
 int conf_service_validate(struct conf_service *s, char *err, size_t errlen);
 

@@ -9,4 +9,8 @@
 int conf_errf(char *err, size_t errlen, const char *file, int line,
     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* A check's interval/timeout/ttl: text ("10s", "500ms") or, when is_int,
+ * integer seconds, into ms. 0/-1 (bad or not positive). */
+int conf_check_dur(const char *text, long long secs, int is_int, long *ms);
+
 #endif

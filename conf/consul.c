@@ -178,6 +178,109 @@ cleanup:
 	return rc;
 }
 
+/* A check's duration: "10s", "500ms", or a number of seconds. */
+static int
+jdur(struct jctx *x, json_t *obj, const char *key, long *ms)
+{
+	json_t *v = jget(obj, key);
+
+	if (v == NULL)
+		return 0;
+	if ((json_is_string(v) && conf_check_dur(json_string_value(v), 0, 0,
+	    ms) == 0) || (json_is_integer(v) && conf_check_dur(NULL,
+	    json_integer_value(v), 1, ms) == 0))
+		return 0;
+	return conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+	    "%s: %s: bad duration (use e.g. \"10s\", \"500ms\", \"1m\")",
+	    x->what, key);
+}
+
+/* One Consul check object into s->checks. */
+static int
+check_add(struct jctx *x, json_t *o, struct conf_service *s)
+{
+	static const char *const unsupported[] = { "args", "script_args",
+		"script", "grpc", "docker_container_id", "h2ping", "udp",
+		"alias_service", "os_service", NULL };
+	char saved[CONF_NAME_MAX + 16];   /* 'service "<name>"' */
+	struct conf_check *k;
+	int kinds = 0, rc = -1;
+
+	util_strlcpy(saved, x->what, sizeof(saved));
+	snprintf(x->what, sizeof(x->what), "%s: check %zu", saved,
+	    s->n_checks + 1);
+	if (s->n_checks >= CONF_MAX_CHECKS) {
+		conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		    "%s: too many checks (max %d)", saved, CONF_MAX_CHECKS);
+		goto out;
+	}
+	if (!json_is_object(o)) {
+		conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		    "%s: must be an object", x->what);
+		goto out;
+	}
+	for (size_t i = 0; unsupported[i] != NULL; i++) {
+		if (jget(o, unsupported[i]) != NULL) {
+			conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+			    "%s: %s checks are not supported (only tcp, http "
+			    "and ttl)", x->what, unsupported[i]);
+			goto out;
+		}
+	}
+	k = &s->checks[s->n_checks];
+	memset(k, 0, sizeof(*k));
+	if (jget(o, "tcp") != NULL) {
+		kinds++;
+		k->type = CONF_CHECK_TCP;
+		if (jstr(x, o, "tcp", k->target, sizeof(k->target)) != 0)
+			goto out;
+	}
+	if (jget(o, "http") != NULL) {
+		kinds++;
+		k->type = CONF_CHECK_HTTP;
+		if (jstr(x, o, "http", k->target, sizeof(k->target)) != 0)
+			goto out;
+	}
+	if (jget(o, "ttl") != NULL) {
+		kinds++;
+		k->type = CONF_CHECK_TTL;
+		if (jdur(x, o, "ttl", &k->ttl_ms) != 0)
+			goto out;
+	}
+	if (kinds != 1) {
+		conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		    "%s: needs exactly one of tcp, http or ttl", x->what);
+		goto out;
+	}
+	if (jdur(x, o, "interval", &k->interval_ms) != 0 ||
+	    jdur(x, o, "timeout", &k->timeout_ms) != 0)
+		goto out;
+	s->n_checks++;
+	rc = 0;
+out:
+	util_strlcpy(x->what, saved, sizeof(x->what));
+	return rc;
+}
+
+static int
+checks_add(struct jctx *x, json_t *o, struct conf_service *s)
+{
+	json_t *v, *e;
+	size_t i;
+
+	if ((v = jget(o, "check")) != NULL && check_add(x, v, s) != 0)
+		return -1;
+	if ((v = jget(o, "checks")) == NULL)
+		return 0;
+	if (!json_is_array(v))
+		return conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		    "%s: checks: must be an array", x->what);
+	json_array_foreach(v, i, e)
+		if (check_add(x, e, s) != 0)
+			return -1;
+	return 0;
+}
+
 /* One service object into *s (cleared on error). */
 static int
 service_from_json(struct jctx *x, json_t *o, struct conf_service *s)
@@ -230,7 +333,8 @@ service_from_json(struct jctx *x, json_t *o, struct conf_service *s)
 	if (upstreams_add(x, jget(cfg, "upstreams"), s) != 0 ||     /* 1.2 */
 	    upstreams_add(x, jget(proxy, "upstreams"), s) != 0 ||   /* 1.3 */
 	    upstreams_add(x, jget(sproxy, "upstreams"), s) != 0 ||
-	    upstreams_add(x, jget(o, "upstreams"), s) != 0)         /* ours */
+	    upstreams_add(x, jget(o, "upstreams"), s) != 0 ||       /* ours */
+	    checks_add(x, o, s) != 0)
 		goto err;
 	if (conf_service_validate(s, x->err, x->errlen) != 0)
 		goto err;

@@ -15,6 +15,8 @@ struct catalog {
 	size_t n_local;
 	struct remote *remote;          /* other nodes' instances (etcd) */
 	size_t n_remote;
+	struct catalog_health_ops health;
+	int have_health;
 };
 
 /* An instance on another node, as registered in the cluster store. */
@@ -24,7 +26,39 @@ struct remote {
 	char address[CONF_ADDR_MAX];
 	int mesh_port;
 	struct conf_service svc;        /* name, id, address, port */
+	enum catalog_status status;     /* as its node published it */
+	char output[CATALOG_OUTPUT_MAX];
 };
+
+static const char *const status_names[] = { "passing", "warning",
+	"critical" };
+
+const char *
+catalog_status_name(enum catalog_status st)
+{
+	return (unsigned)st < UTIL_ARRAY_LEN(status_names) ?
+	    status_names[st] : "critical";
+}
+
+int
+catalog_status_parse(const char *s, enum catalog_status *out)
+{
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(status_names); i++) {
+		if (strcmp(s, status_names[i]) == 0) {
+			*out = (enum catalog_status)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+void
+catalog_set_health(struct catalog *c, const struct catalog_health_ops *ops)
+{
+	if (ops != NULL)
+		c->health = *ops;
+	c->have_health = ops != NULL;
+}
 
 int
 catalog_new(struct catalog **out, const char *node, const char *dc)
@@ -107,33 +141,60 @@ catalog_local_at(const struct catalog *c, size_t i)
 	return i < c->n_local ? c->local[i] : NULL;
 }
 
-size_t
-catalog_instances(const struct catalog *c, const char *name,
-    struct catalog_instance *out, size_t max)
+static size_t
+instances(const struct catalog *c, const char *name,
+    struct catalog_instance *out, size_t max, int passing_only)
 {
 	size_t n = 0;
 
 	for (size_t i = 0; i < c->n_local && n < max; i++) {
+		const char *output = "";
+		enum catalog_status st = CATALOG_PASSING;
+
 		if (strcmp(c->local[i]->name, name) != 0)
+			continue;
+		if (c->have_health)
+			st = c->health.status(c->health.arg, c->local[i],
+			    &output);
+		if (passing_only && st != CATALOG_PASSING)
 			continue;
 		out[n].node = c->node;
 		out[n].address = c->address;
 		out[n].mesh_port = c->mesh_port;
 		out[n].svc = c->local[i];
 		out[n].local = 1;
+		out[n].status = st;
+		out[n].output = output;
 		n++;
 	}
 	for (size_t i = 0; i < c->n_remote && n < max; i++) {
-		if (strcmp(c->remote[i].svc.name, name) != 0)
+		if (strcmp(c->remote[i].svc.name, name) != 0 ||
+		    (passing_only && c->remote[i].status != CATALOG_PASSING))
 			continue;
 		out[n].node = c->remote[i].node;
 		out[n].address = c->remote[i].address;
 		out[n].mesh_port = c->remote[i].mesh_port;
 		out[n].svc = &c->remote[i].svc;
 		out[n].local = 0;
+		out[n].status = c->remote[i].status;
+		out[n].output = c->remote[i].output;
 		n++;
 	}
 	return n;
+}
+
+size_t
+catalog_instances(const struct catalog *c, const char *name,
+    struct catalog_instance *out, size_t max)
+{
+	return instances(c, name, out, max, 1);
+}
+
+size_t
+catalog_instances_all(const struct catalog *c, const char *name,
+    struct catalog_instance *out, size_t max)
+{
+	return instances(c, name, out, max, 0);
 }
 
 /* Remote instances --------------------------------------------------- */
@@ -199,6 +260,22 @@ catalog_remote_put(struct catalog *c, const char *key, const char *value,
 		    "MeshPort, Service, Port)");
 		return -1;
 	}
+	{
+		const json_t *st = json_object_get(j, "Status");
+		const json_t *out = json_object_get(j, "Output");
+
+		r.status = CATALOG_PASSING;     /* nodes without health checks */
+		if (st != NULL && (!json_is_string(st) || catalog_status_parse(
+		    json_string_value(st), &r.status) != 0)) {
+			json_decref(j);
+			snprintf(why, whylen, "Status is not passing, warning or "
+			    "critical");
+			return -1;
+		}
+		if (json_is_string(out))
+			util_strlcpy(r.output, json_string_value(out),
+			    sizeof(r.output));
+	}
 	json_decref(j);
 	if (r.svc.id[0] == '\0')
 		util_strlcpy(r.svc.id, r.svc.name, sizeof(r.svc.id));
@@ -259,10 +336,12 @@ catalog_remote_dump(const struct catalog *c)
 
 	for (size_t i = 0; o != NULL && i < c->n_remote; i++) {
 		const struct remote *r = &c->remote[i];
-		json_t *v = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:i}",
-		    "Node", r->node, "Address", r->address, "MeshPort",
+		json_t *v = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:i, s:s, "
+		    "s:s}", "Node", r->node, "Address", r->address, "MeshPort",
 		    r->mesh_port, "Service", r->svc.name, "ID", r->svc.id,
-		    "ServiceAddress", r->svc.address, "Port", r->svc.port);
+		    "ServiceAddress", r->svc.address, "Port", r->svc.port,
+		    "Status", catalog_status_name(r->status), "Output",
+		    r->output);
 		char *txt = v != NULL ? json_dumps(v, JSON_COMPACT) : NULL;
 
 		json_decref(v);
@@ -364,7 +443,7 @@ json_t *
 catalog_service_json(const struct catalog *c, const char *name)
 {
 	struct catalog_instance in[64];
-	size_t n = catalog_instances(c, name, in, UTIL_ARRAY_LEN(in));
+	size_t n = catalog_instances_all(c, name, in, UTIL_ARRAY_LEN(in));
 	json_t *a = json_array();
 
 	for (size_t i = 0; i < n; i++)
@@ -373,19 +452,48 @@ catalog_service_json(const struct catalog *c, const char *name)
 }
 
 json_t *
-catalog_health_connect_json(const struct catalog *c, const char *name)
+catalog_health_json(const struct catalog *c, const char *name,
+    int passing_only)
 {
 	struct catalog_instance in[64];
-	size_t n = catalog_instances(c, name, in, UTIL_ARRAY_LEN(in));
+	size_t n = catalog_instances_all(c, name, in, UTIL_ARRAY_LEN(in));
 	json_t *a = json_array();
 
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		json_t *checks;
+
+		if (passing_only && in[i].status != CATALOG_PASSING)
+			continue;
+		checks = json_pack("[{s:s, s:s, s:s, s:s, s:s, s:s, s:s}]",
+		    "Node", in[i].node, "CheckID", "serfHealth", "Name",
+		    "Serf Health Status", "Status", "passing", "Output",
+		    "Agent alive and reachable", "ServiceID", "",
+		    "ServiceName", "");
+		if (in[i].local && c->have_health &&
+		    c->health.checks_json != NULL) {
+			json_t *lc = c->health.checks_json(c->health.arg,
+			    in[i].svc);
+
+			if (lc != NULL)
+				json_array_extend(checks, lc);
+			json_decref(lc);
+		} else if (!in[i].local) {
+			char cid[CONF_NAME_MAX + 16], cname[CONF_NAME_MAX + 32];
+
+			snprintf(cid, sizeof(cid), "service:%s", in[i].svc->id);
+			snprintf(cname, sizeof(cname), "Service '%s' check",
+			    in[i].svc->name);
+			json_array_append_new(checks, json_pack("{s:s, s:s, s:s, "
+			    "s:s, s:s, s:s, s:s}", "Node", in[i].node,
+			    "CheckID", cid, "Name", cname, "Status",
+			    catalog_status_name(in[i].status), "Output",
+			    in[i].output, "ServiceID", in[i].svc->id,
+			    "ServiceName", in[i].svc->name));
+		}
 		json_array_append_new(a, json_pack("{s:{s:s,s:s,s:s}, s:o, "
-		    "s:[{s:s,s:s,s:s}]}",
-		    "Node", "Node", in[i].node, "Address", in[i].address,
-		    "Datacenter", c->dc,
-		    "Service", service_json(in[i].svc),
-		    "Checks", "Node", in[i].node, "CheckID", "serfHealth",
-		    "Status", "passing"));
+		    "s:o}", "Node", "Node", in[i].node, "Address",
+		    in[i].address, "Datacenter", c->dc,
+		    "Service", service_json(in[i].svc), "Checks", checks));
+	}
 	return a;
 }

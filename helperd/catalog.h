@@ -14,7 +14,14 @@
 #define CATALOG_KEY_MAX    256    /* store key of a remote instance */
 #define CATALOG_REMOTE_MAX 65536  /* remote instances kept */
 
+#define CATALOG_OUTPUT_MAX 256    /* a check's output, kept per instance */
+
 struct catalog;
+
+/* An instance's health, as Consul's (worst of its checks). Only passing
+ * instances are dialled. */
+enum catalog_status { CATALOG_PASSING = 0, CATALOG_WARNING = 1,
+	CATALOG_CRITICAL = 2 };
 
 struct catalog_instance {
 	const char *node;
@@ -22,10 +29,31 @@ struct catalog_instance {
 	int mesh_port;
 	const struct conf_service *svc;
 	int local;
+	enum catalog_status status;
+	const char *output;           /* of the check that decided status */
 };
+
+/* Where the catalog learns the health of local services (the health
+ * module): status (with its output) and the Consul check objects of s.
+ * Without ops every local instance is passing. */
+struct catalog_health_ops {
+	enum catalog_status (*status)(void *arg, const struct conf_service *s,
+	    const char **output);
+	json_t *(*checks_json)(void *arg, const struct conf_service *s);
+	void *arg;
+};
+
+/* "passing", "warning", "critical". */
+const char *catalog_status_name(enum catalog_status st);
+/* The reverse; 0/-1. */
+int catalog_status_parse(const char *s, enum catalog_status *out);
 
 int catalog_new(struct catalog **out, const char *node, const char *dc);
 void catalog_free(struct catalog *c);
+
+/* Set (or clear, NULL) the health source of local instances. */
+void catalog_set_health(struct catalog *c,
+    const struct catalog_health_ops *ops);
 
 /* Set this node's address and bound mesh port. */
 void catalog_set_node(struct catalog *c, const char *address, int mesh_port);
@@ -43,15 +71,18 @@ size_t catalog_local_count(const struct catalog *c);
 const struct conf_service *catalog_local_at(const struct catalog *c,
     size_t i);
 
-/* Instances of service name (up to max); returns how many. Local
- * instances come first, then remote ones. The pointers stay valid until the
- * next change of the catalog. */
+/* The passing instances of service name (up to max), the ones to dial;
+ * returns how many. Local instances come first, then remote ones. The
+ * pointers stay valid until the next change of the catalog. */
 size_t catalog_instances(const struct catalog *c, const char *name,
+    struct catalog_instance *out, size_t max);
+/* The same with every instance, whatever its health. */
+size_t catalog_instances_all(const struct catalog *c, const char *name,
     struct catalog_instance *out, size_t max);
 
 /* Add or replace the remote instance stored under key; value is its JSON
- * ({"Node","Address","MeshPort","Service","ID","Port","ServiceAddress"}),
- * len bytes. 0, or -1 with why (the catalog is unchanged). */
+ * ({"Node","Address","MeshPort","Service","ID","Port","ServiceAddress",
+ * "Status","Output"}; no Status: passing), len bytes. 0, or -1 with why (the catalog is unchanged). */
 int catalog_remote_put(struct catalog *c, const char *key, const char *value,
     size_t len, char *why, size_t whylen);
 /* Drop the remote instance stored under key: 1 if there was one, 0. */
@@ -67,7 +98,9 @@ json_t *catalog_agent_services_json(const struct catalog *c);
 json_t *catalog_services_json(const struct catalog *c);
 json_t *catalog_nodes_json(const struct catalog *c);
 json_t *catalog_service_json(const struct catalog *c, const char *name);
-json_t *catalog_health_connect_json(const struct catalog *c,
-    const char *name);
+/* /v1/health/service/:name and /v1/health/connect/:name: every instance
+ * (only passing ones if passing_only) with its node and checks. */
+json_t *catalog_health_json(const struct catalog *c, const char *name,
+    int passing_only);
 
 #endif

@@ -28,6 +28,7 @@
 #include "helperd/ca.h"
 #include "helperd/catalog.h"
 #include "helperd/cluster_int.h"
+#include "helperd/health.h"
 #include "helperd/helperd.h"
 #include "helperd/intent.h"
 #include "helperd/loop.h"
@@ -649,16 +650,20 @@ want_build(struct cluster *c)
 
 	for (size_t i = 0; i < catalog_local_count(h->catalog); i++) {
 		const struct conf_service *s = catalog_local_at(h->catalog, i);
+		const char *output = "";
+		enum catalog_status st;
 		json_t *v;
 		char *txt;
 
 		if (s->port <= 0)
 			continue;
-		v = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:i}",
+		st = health_status(h->health, s, &output);
+		v = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:i, s:s, s:s}",
 		    "Node", h->conf.node, "Address", h->conf.advertise_addr,
 		    "MeshPort", h->mesh_port_bound, "Service", s->name,
 		    "ID", s->id, "ServiceAddress", s->address, "Port",
-		    s->port);
+		    s->port, "Status", catalog_status_name(st), "Output",
+		    output);
 		txt = v != NULL ? json_dumps(v, JSON_COMPACT) : NULL;
 		json_decref(v);
 		if (txt == NULL)

@@ -204,9 +204,14 @@ do_connect(struct ctl_client *c, char *args)
 		return;
 	}
 	if (catalog_instances(h->catalog, dst, in, 1) == 0) {
-		log_warn("%s => %s: no instance of %s", c->service, dst, dst);
+		/* None registered, or none passing its health checks. */
+		const char *what = catalog_instances_all(h->catalog, dst, in,
+		    1) > 0 ? "healthy " : "";
+
+		log_warn("%s => %s: no %sinstance of %s", c->service, dst,
+		    what, dst);
 		refuse_later(c, (int)port);
-		reply(c, "ERR EHOSTUNREACH no instance of %s", dst);
+		reply(c, "ERR EHOSTUNREACH no %sinstance of %s", what, dst);
 		return;
 	}
 	/* The source side fails fast on its cached intentions; the

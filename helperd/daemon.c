@@ -17,6 +17,7 @@
 #include "helperd/catalog.h"
 #include "helperd/cluster.h"
 #include "helperd/ctl.h"
+#include "helperd/health.h"
 #include "helperd/helperd.h"
 #include "helperd/http.h"
 #include "helperd/intent.h"
@@ -274,6 +275,7 @@ catalog_refresh(struct helperd *h)
 	if (catalog_set_local(h->catalog, h->conf.services,
 	    h->conf.n_services, h->api_services, h->n_api_services) != 0)
 		return -1;
+	health_sync(h->health);
 	helperd_leaves_warm(h);
 	cluster_services_changed(h->cluster);
 	return 0;
@@ -289,11 +291,35 @@ service_def_json(const struct conf_service *s)
 		    "destination_name", s->upstreams[i].dest,
 		    "local_bind_address", s->upstreams[i].bind_addr,
 		    "local_bind_port", s->upstreams[i].bind_port));
-	return json_pack("{s:s, s:s, s:s, s:i, s:s, s:{s:{s:o}}}",
+	json_t *checks = json_array();
+
+	for (size_t i = 0; i < s->n_checks; i++) {
+		const struct conf_check *k = &s->checks[i];
+		json_t *o = json_object();
+		char d[32];
+
+		if (k->type == CONF_CHECK_TTL) {
+			snprintf(d, sizeof(d), "%ldms", k->ttl_ms);
+			json_object_set_new(o, "ttl", json_string(d));
+		} else {
+			json_object_set_new(o, k->type == CONF_CHECK_TCP ?
+			    "tcp" : "http", json_string(k->target));
+		}
+		if (k->interval_ms > 0) {
+			snprintf(d, sizeof(d), "%ldms", k->interval_ms);
+			json_object_set_new(o, "interval", json_string(d));
+		}
+		if (k->timeout_ms > 0) {
+			snprintf(d, sizeof(d), "%ldms", k->timeout_ms);
+			json_object_set_new(o, "timeout", json_string(d));
+		}
+		json_array_append_new(checks, o);
+	}
+	return json_pack("{s:s, s:s, s:s, s:i, s:s, s:{s:{s:o}}, s:o}",
 	    "id", s->id, "name", s->name, "address", s->address,
 	    "port", s->port, "inbound",
 	    s->inbound == CONF_INBOUND_STRICT ? "strict" : "permissive",
-	    "connect", "proxy", "upstreams", ups);
+	    "connect", "proxy", "upstreams", ups, "checks", checks);
 }
 
 static int
@@ -489,9 +515,15 @@ helperd_start(struct helperd *h, char *err, size_t errlen)
 	if (api_services_load(h, err, errlen) != 0)
 		return -1;
 	if (catalog_new(&h->catalog, h->conf.node, h->conf.datacenter) != 0 ||
+	    health_new(&h->health, h) != 0 ||
 	    relay_new(&h->relay, h, h->workers) != 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
+	}
+	{
+		struct catalog_health_ops ops = health_catalog_ops(h->health);
+
+		catalog_set_health(h->catalog, &ops);
 	}
 	if (relay_listen_mesh(h->relay, h->conf.bind_addr, h->conf.mesh_port,
 	    &h->mesh_port_bound, err, errlen) != 0 ||
@@ -530,6 +562,7 @@ helperd_tick(struct helperd *h)
 	int64_t now = util_now_ms_mono();
 
 	relay_tick(h->relay, now);
+	health_tick(h->health, now);
 	http_tick(h->http);
 	if (now >= h->next_leaf_check) {
 		leaves_check(h);
@@ -547,6 +580,8 @@ helperd_stop(struct helperd *h)
 	http_stop(h->http);
 	ctl_stop(h->ctl);
 	relay_free(h->relay);
+	health_free(h->health);
+	h->health = NULL;
 	if (h->loop != NULL)
 		loop_run_once(h->loop, 0); /* run deferred frees */
 	for (size_t i = 0; i < h->n_leaves; i++)

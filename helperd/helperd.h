@@ -16,6 +16,7 @@ struct http_server;
 struct ctl_server;
 struct relay;
 struct cluster;
+struct health;
 
 struct helperd {
 	struct conf conf;
@@ -29,6 +30,7 @@ struct helperd {
 	struct ca *ca;
 	struct intent_db *intents;
 	struct catalog *catalog;
+	struct health *health;              /* checks of the local services */
 	struct http_server *http;
 	struct ctl_server *ctl;
 	struct relay *relay;

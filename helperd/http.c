@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "helperd/catalog.h"
+#include "helperd/health.h"
 #include "helperd/helperd.h"
 #include "helperd/loop.h"
 #include "helperd/relay.h"
@@ -132,6 +133,47 @@ method_is(const struct http_req *req, struct http_resp *resp,
 	return 0;
 }
 
+/* A boolean query flag as Consul reads it: "?passing", "?passing=true"
+ * and "?passing=1" are set; absent or "false"/"0" are not. */
+static int
+query_flag(const struct http_req *req, const char *key)
+{
+	const char *v = NULL;
+	size_t vl = 0;
+
+	if (MHD_lookup_connection_value_n(req->mhd_conn, MHD_GET_ARGUMENT_KIND,
+	    key, strlen(key), &v, &vl) != MHD_YES)
+		return 0;
+	return v == NULL || vl == 0 || (strcmp(v, "false") != 0 &&
+	    strcmp(v, "0") != 0);
+}
+
+/* PUT /v1/agent/check/{pass,warn,fail}/<id>[?note=...]: a TTL check. */
+static void
+agent_check_update(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp, const char *rest)
+{
+	static const struct { const char *verb; enum catalog_status st; }
+	    verbs[] = { { "pass/", CATALOG_PASSING },
+	    { "warn/", CATALOG_WARNING }, { "fail/", CATALOG_CRITICAL } };
+	char why[256];
+	int status;
+
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(verbs); i++) {
+		size_t vl = strlen(verbs[i].verb);
+
+		if (strncmp(rest, verbs[i].verb, vl) != 0)
+			continue;
+		if (health_ttl_update(h->health, rest + vl, verbs[i].st,
+		    http_query(req, "note"), &status, why, sizeof(why)) != 0)
+			http_reply_text(resp, (unsigned)status, "%s", why);
+		else
+			http_reply_text(resp, 200, "%s", "");
+		return;
+	}
+	http_reply_text(resp, 404, "Unknown path: %s", req->path);
+}
+
 /* /v1/agent/service/register: a Consul service definition. */
 static void
 agent_register(struct helperd *h, const struct http_req *req,
@@ -212,8 +254,19 @@ route_agent_catalog(struct helperd *h, const struct http_req *req,
 			    catalog_service_json(h->catalog, p + 20));
 	} else if (strncmp(p, "/v1/health/connect/", 19) == 0) {
 		if (method_is(req, resp, "GET"))
+			http_reply_json(resp, 200, catalog_health_json(
+			    h->catalog, p + 19, query_flag(req, "passing")));
+	} else if (strncmp(p, "/v1/health/service/", 19) == 0) {
+		if (method_is(req, resp, "GET"))
+			http_reply_json(resp, 200, catalog_health_json(
+			    h->catalog, p + 19, query_flag(req, "passing")));
+	} else if (strcmp(p, "/v1/agent/checks") == 0) {
+		if (method_is(req, resp, "GET"))
 			http_reply_json(resp, 200,
-			    catalog_health_connect_json(h->catalog, p + 19));
+			    health_agent_checks_json(h->health));
+	} else if (strncmp(p, "/v1/agent/check/", 16) == 0) {
+		if (method_is(req, resp, "PUT"))
+			agent_check_update(h, req, resp, p + 16);
 	} else if (strcmp(p, "/v1/status/leader") == 0) {
 		if (method_is(req, resp, "GET"))
 			http_reply_json(resp, 200, json_string(

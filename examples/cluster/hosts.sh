@@ -107,6 +107,7 @@ mesh_port = 21000;
 advertise_addr = "$(host_ip "$h")";
 services_dir = "$T/$h/services.d";
 default_intention = "allow";
+check_interval = "1s";
 store = { backend = "etcd"; endpoints = [ $(etcd_endpoints "$h") ];
           prefix = "/meshshim"; lease_ttl = "${LEASE_TTL}s"; };
 CONF
@@ -164,10 +165,11 @@ socat_start() {
 }
 socat_accepts() { grep -c "accepting connection" "$T/socat-$1.log" 2>/dev/null || echo 0; }
 
-# instances HOST SERVICE: the nodes of SERVICE's instances in HOST's catalog
+# instances HOST SERVICE: the nodes of SERVICE's passing instances in
+# HOST's view (the ones it dials)
 instances() {
-	api_in "$1" "/v1/catalog/service/$2" | python3 -c '
+	api_in "$1" "/v1/health/service/$2?passing" | python3 -c '
 import json, sys
-try: print(" ".join(sorted(i["Node"] for i in json.load(sys.stdin))))
+try: print(" ".join(sorted(i["Node"]["Node"] for i in json.load(sys.stdin))))
 except Exception: print("?")'
 }

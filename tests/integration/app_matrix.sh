@@ -12,10 +12,14 @@ mkdir -p "$T/www"; head -c 100000 /dev/urandom | base64 > "$T/www/file"
 PIDS="$PIDS $!"
 if command -v iperf3 >/dev/null; then iperf3 -s -p "$IPERFP" >/dev/null 2>&1 & PIDS="$PIDS $!"; fi
 wait_port "$HTTPP"
+if command -v iperf3 >/dev/null; then wait_port "$IPERFP"; fi
+# iperf3's server treats any connection as a test: check it once an hour
+# (at start), not every check_interval.
 write_conf n1 "services = (
   { name = \"socat\"; port = $ECHO; connect = {}; },
   { name = \"http\"; port = $HTTPP; connect = {}; },
-  { name = \"iperf\"; port = $IPERFP; connect = {}; },
+  { name = \"iperf\"; port = $IPERFP; connect = {};
+    check = { tcp = \"127.0.0.1:$IPERFP\"; interval = \"1h\"; }; },
   { name = \"web\"; port = 1; upstreams = (
       { destination_name = \"socat\"; local_bind_port = $UP1; },
       { destination_name = \"http\"; local_bind_port = $UP2; },

@@ -86,6 +86,7 @@ node_start b && node_start c
 check "helperd on a, b, c started with store = etcd" kill -0 "$HPID_c"
 check "c (CA client) got socat's leaf signed by a CA server" wait_until 5 grep -q "installed leaf .* for spiffe://.*/svc/socat" "$T/c/helperd.log"
 socat_start c || fail "socat on c"
+SPID_c=$!
 
 # 1. web on a reaches socat on c through mTLS -------------------------------
 check "a's catalog has socat on c (from etcd)" wait_until 3 catalog_is a socat c
@@ -162,6 +163,37 @@ socat_start b || fail "socat on b"
 cp "$SRCDIR/examples/getting-started/socat.json" "$T/b/services.d/"
 meshctl_in b reload >/dev/null
 check "a's catalog has socat on b and c" wait_until 3 catalog_is a socat "b c"
+
+# Health checks: socat on c stops, c's helperd keeps running. c's check
+# (check_interval 1 s) goes critical, c publishes it, a dials only b.
+health_of() { # health_of HOST NODE: socat's check status on NODE in HOST's view
+	api_in "$1" /v1/health/service/socat | python3 -c '
+import json, sys
+for e in json.load(sys.stdin):
+    if e["Node"]["Node"] == sys.argv[1]:
+        print(" ".join(c["Status"] for c in e["Checks"] if c["CheckID"] == "service:socat"))' "$2"
+}
+health_is() { [ "$(health_of "$1" "$2")" = "$3" ]; }
+kill "$SPID_c"; wait "$SPID_c" 2>/dev/null
+t0=$(now)
+wait_until 5 health_is a c critical
+dt=$(python3 -c "import time; print('%.1f' % (time.time() - $t0))")
+check "socat on c stopped: critical in a's /v1/health/service/socat after ${dt} s" python3 -c "import sys; sys.exit(0 if $dt <= 3.5 else 1)"
+check "c logged the change" grep -q "health: socat is critical: connect 127.0.0.1:8181" "$T/c/helperd.log"
+check "... and a dials only b now" catalog_is a socat b
+n=$(api_in a /v1/catalog/service/socat | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+check "a's /v1/catalog/service/socat still lists both instances ($n)" [ "$n" = 2 ]
+b0=$(socat_accepts b)
+k=$(n_echoes a 10)
+check "10 new connections from a while c's socat is down: all echo ($k/10)" [ "$k" = 10 ]
+b1=$(socat_accepts b)
+check "... all served by socat on b ($((b1 - b0)) new connections there)" [ $((b1 - b0)) -ge 10 ]
+socat_start c || fail "socat on c again"
+SPID_c=$!
+t0=$(now)
+check "socat on c back: passing in a's view" wait_until 5 health_is a c passing
+check "a dials b and c again ($(python3 -c "import time; print('%.1f' % (time.time() - $t0))") s)" catalog_is a socat "b c"
+
 b0=$(socat_accepts b)
 kill -KILL "$HPID_c"; wait "$HPID_c" 2>/dev/null
 t0=$(now)

@@ -6,7 +6,9 @@
 . "$(dirname "$0")/lib.sh"
 
 ECHO=$(free_port); UP=$(free_port); UP2=$(free_port)
-write_conf n1 "services = (
+# socat starts after helperd (it needs the control socket): check every
+# second, so that it is dialled within a second of listening.
+write_conf n1 'check_interval = "1s";' "services = (
   { name = \"socat\"; port = $ECHO; connect = {}; inbound = \"strict\"; },
   { name = \"db\"; port = 1; user = \"nobody\"; } );"
 start_helperd n1 || { fail "helperd starts"; finish; exit 1; }
@@ -14,6 +16,10 @@ start_helperd n1 || { fail "helperd starts"; finish; exit 1; }
 LD_PRELOAD="$SHIM" MESH_SERVICE=socat socat tcp-l:"$ECHO",fork,reuseaddr exec:/bin/cat >/dev/null 2>&1 &
 PIDS="$PIDS $!"
 wait_port "$ECHO"
+for _ in $(seq 30); do
+	curl -s "http://$HTTP_ADDR/v1/health/service/socat?passing" | grep -q '"socat"' && break
+	sleep 0.1
+done
 
 out=$(echo_through "$UP" web "socat:$UP")
 check "mesh connection to the strict service echoes" [ "$out" = "hello-$UP" ]

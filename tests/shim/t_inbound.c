@@ -80,7 +80,11 @@ main(int argc, char **argv)
 	socklen_t al = sizeof(aa), pl = sizeof(pa);
 
 	if (argc > 1 && strcmp(argv[1], "client") == 0) {
-		fd = st_connect("127.0.0.1", uport);
+		/* The server has just started listening: helperd dials it
+		 * once its health check passes (within a second). */
+		for (int i = 0; i < 30 && (fd = st_connect("127.0.0.1",
+		    uport)) < 0; i++)
+			usleep(100000);
 		return fd >= 0 && st_echo_ok(fd, "inbound") == 0 ? 0 : 1;
 	}
 	st_init(argc, argv);

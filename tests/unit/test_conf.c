@@ -98,6 +98,7 @@ Test(conf, defaults)
 	cr_assert_eq(c.handshake_timeout_ms, 10000);
 	cr_assert_eq(c.idle_timeout_s, 0);
 	cr_assert_eq(c.max_conns, 65536);
+	cr_assert_eq(c.check_interval_ms, 10000);
 	cr_assert_eq(c.dev, 0);
 	cr_assert_eq(c.ca.leaf_ttl, 72 * 3600);
 	cr_assert_eq(c.ca.root_ttl, 87600L * 3600);
@@ -652,6 +653,194 @@ Test(conf, service_file_over_1mib_rejected)
 		cr_assert_prefix(err, want);
 	}
 	rm_tmpdir();
+}
+
+/* ---- health checks ----------------------------------------------------- */
+
+Test(conf, good_checks_libconfig)
+{
+	struct conf_service *v = NULL;
+	size_t n = 0;
+
+	cr_assert_eq(conf_parse_service_file("good/checks.conf", &v, &n, err,
+	    sizeof(err)), 0, "%s", err);
+	cr_assert_eq(n, 3);
+	cr_assert_eq(v[0].n_checks, 0, "no check: the default (helperd's)");
+	cr_assert_eq(v[1].n_checks, 1);
+	cr_assert_eq(v[1].checks[0].type, CONF_CHECK_HTTP);
+	cr_assert_str_eq(v[1].checks[0].target,
+	    "http://127.0.0.1:8080/health?full=1");
+	cr_assert_eq(v[1].checks[0].interval_ms, 5000);
+	cr_assert_eq(v[1].checks[0].timeout_ms, 500);
+	cr_assert_eq(v[2].n_checks, 2);
+	cr_assert_eq(v[2].checks[0].type, CONF_CHECK_TTL);
+	cr_assert_eq(v[2].checks[0].ttl_ms, 30000);
+	cr_assert_eq(v[2].checks[0].interval_ms, 0, "node default");
+	cr_assert_eq(v[2].checks[1].type, CONF_CHECK_TCP);
+	cr_assert_str_eq(v[2].checks[1].target, "localhost:6379");
+	cr_assert_eq(v[2].checks[1].interval_ms, 15000, "plain seconds");
+	conf_services_free(v, n);
+}
+
+Test(conf, good_checks_consul_json)
+{
+	struct conf_service *v = NULL;
+	size_t n = 0;
+
+	cr_assert_eq(conf_parse_service_file("good/checks.json", &v, &n, err,
+	    sizeof(err)), 0, "%s", err);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(v[0].n_checks, 2);
+	cr_assert_eq(v[0].checks[0].type, CONF_CHECK_HTTP);
+	cr_assert_str_eq(v[0].checks[0].target, "http://[::1]/");
+	cr_assert_eq(v[0].checks[0].interval_ms, 10000);
+	cr_assert_eq(v[0].checks[0].timeout_ms, 1000);
+	cr_assert_eq(v[0].checks[1].type, CONF_CHECK_TTL);
+	cr_assert_eq(v[0].checks[1].ttl_ms, 60000);
+	conf_services_free(v, n);
+}
+
+Test(conf, check_interval_key)
+{
+	conf_defaults(&c, 0);
+	cr_assert_eq(conf_set(&c, "check_interval", "1s", "-x", err,
+	    sizeof(err)), 0, "%s", err);
+	cr_assert_eq(c.check_interval_ms, 1000);
+	cr_assert_eq(conf_set(&c, "check_interval", "500ms", "-x", err,
+	    sizeof(err)), -1);
+	cr_assert_str_eq(err, "-x: check_interval: 500ms is out of range "
+	    "1s..1h");
+	expect_load_error("bad/check_interval.conf",
+	    "bad/check_interval.conf:2: check_interval: 2h is out of range "
+	    "1s..1h");
+}
+
+Test(conf, bad_checks_libconfig)
+{
+	expect_load_error("bad/check_two_kinds.conf",
+	    "bad/check_two_kinds.conf:3: service \"web\": check 1: needs "
+	    "exactly one of tcp, http or ttl");
+	expect_load_error("bad/check_none.conf",
+	    "bad/check_none.conf:4: service \"web\": check 2: needs exactly "
+	    "one of tcp, http or ttl");
+	expect_load_error("bad/check_duration.conf",
+	    "bad/check_duration.conf:4: service \"web\": check 1: interval: "
+	    "bad duration");
+	expect_load_error("bad/check_unknown.conf",
+	    "bad/check_unknown.conf:3: service \"web\": check 1: unknown key "
+	    "\"script\"");
+	expect_load_error("bad/check_http.conf",
+	    "bad/check_http.conf:3: service \"web\": check 1: http: "
+	    "\"https://127.0.0.1/\" is not an http://host[:port]/path URL "
+	    "(https is not supported)");
+	expect_load_error("bad/check_timeout.conf",
+	    "bad/check_timeout.conf:3: service \"web\": check 1: timeout: 2s "
+	    "must be shorter than the interval (2s)");
+}
+
+/* A Consul JSON service with one check, parsed from memory: 0/-1. */
+static int
+json_check(const char *check)
+{
+	char body[1024];
+	struct conf_service *v = NULL;
+	size_t n = 0;
+	int rc;
+
+	snprintf(body, sizeof(body), "{\"service\": {\"name\": \"web\", "
+	    "\"port\": 80, \"check\": %s}}", check);
+	rc = conf_parse_service_json(body, strlen(body), "req", &v, &n, err,
+	    sizeof(err));
+	conf_services_free(v, n);
+	return rc;
+}
+
+Test(conf, bad_checks_json)
+{
+	static const struct { const char *check, *msg; } bad[] = {
+		{ "{\"TCP\": \"127.0.0.1\"}", "req:1: service \"web\": check "
+		  "1: tcp: \"127.0.0.1\" is not host:port" },
+		{ "{\"TCP\": \"127.0.0.1:0\"}", "req:1: service \"web\": "
+		  "check 1: tcp: \"127.0.0.1:0\" is not host:port" },
+		{ "{\"HTTP\": \"http://\"}", "req:1: service \"web\": check 1: "
+		  "http: \"http://\" is not an http://host[:port]/path URL" },
+		{ "{\"HTTP\": \"ftp://x/\"}", "req:1: service \"web\": check "
+		  "1: http: \"ftp://x/\" is not an http://" },
+		{ "{\"HTTP\": \"http://h:99999/\"}", "req:1: service \"web\": "
+		  "check 1: http: " },
+		{ "{\"HTTP\": \"http://h/a b\"}", "req:1: service \"web\": "
+		  "check 1: http: " },
+		{ "{\"TTL\": \"0s\"}", "req:1: service \"web\": check 1: ttl: "
+		  "bad duration" },
+		{ "{\"TCP\": \"h:1\", \"TTL\": \"5s\"}", "req:1: service "
+		  "\"web\": check 1: needs exactly one of tcp, http or ttl" },
+		{ "{\"Interval\": \"5s\"}", "req:1: service \"web\": check 1: "
+		  "needs exactly one of tcp, http or ttl" },
+		{ "{\"TCP\": \"h:1\", \"Interval\": \"5 s\"}", "req:1: "
+		  "service \"web\": check 1: interval: bad duration" },
+		{ "{\"TCP\": \"h:1\", \"Interval\": \"2h\"}", "req:1: "
+		  "service \"web\": check 1: interval: 2h is out of range 1s..1h" },
+		{ "{\"TCP\": \"h:1\", \"Interval\": \"1s\", \"Timeout\": "
+		  "\"3s\"}", "req:1: service \"web\": check 1: timeout: 3s must "
+		  "be shorter than the interval (1s)" },
+		{ "{\"GRPC\": \"h:1\"}", "req:1: service \"web\": check 1: "
+		  "grpc checks are not supported (only tcp, http and ttl)" },
+		{ "[1]", "req:1: service \"web\": check 1: must be an object" },
+		{ NULL, NULL },
+	};
+
+	for (size_t i = 0; bad[i].check != NULL; i++) {
+		cr_assert_eq(json_check(bad[i].check), -1, "%s accepted",
+		    bad[i].check);
+		cr_assert_prefix(err, bad[i].msg);
+	}
+	cr_assert_eq(json_check("{\"TCP\": \"db.example:5432\", "
+	    "\"Interval\": 30, \"Timeout\": \"250ms\"}"), 0, "%s", err);
+	cr_assert_eq(json_check("{\"http\": \"http://localhost:8080\"}"), 0,
+	    "%s", err);
+	expect_file_error("bad/check_args.json", "bad/check_args.json:1: "
+	    "service \"web\": check 1: args checks are not supported");
+}
+
+Test(conf, too_many_checks)
+{
+	static const char body[] = "{\"service\": {\"name\": \"web\", "
+	    "\"checks\": [{\"TTL\": \"1s\"}, {\"TTL\": \"1s\"}, "
+	    "{\"TTL\": \"1s\"}, {\"TTL\": \"1s\"}, {\"TTL\": \"1s\"}]}}";
+	struct conf_service *v = NULL;
+	size_t n = 0;
+
+	cr_assert_eq(conf_parse_service_json(body, strlen(body), "req", &v, &n,
+	    err, sizeof(err)), -1);
+	cr_assert_prefix(err, "req:1: service \"web\": too many checks (max 4)");
+}
+
+Test(conf, http_check_url)
+{
+	char host[CONF_ADDR_MAX], path[CONF_ADDR_MAX];
+	int port;
+
+	cr_assert_eq(conf_check_http_parse("http://127.0.0.1:8080/h?x=1",
+	    host, sizeof(host), &port, path, sizeof(path)), 0);
+	cr_assert_str_eq(host, "127.0.0.1");
+	cr_assert_eq(port, 8080);
+	cr_assert_str_eq(path, "/h?x=1");
+	cr_assert_eq(conf_check_http_parse("http://web.local", host,
+	    sizeof(host), &port, path, sizeof(path)), 0);
+	cr_assert_str_eq(host, "web.local");
+	cr_assert_eq(port, 80);
+	cr_assert_str_eq(path, "/");
+	cr_assert_eq(conf_check_http_parse("http://[::1]:81?q", host,
+	    sizeof(host), &port, path, sizeof(path)), 0);
+	cr_assert_str_eq(host, "::1");
+	cr_assert_eq(port, 81);
+	cr_assert_str_eq(path, "/?q");
+	cr_assert_eq(conf_check_http_parse("http://[::1", host, sizeof(host),
+	    &port, path, sizeof(path)), -1);
+	cr_assert_eq(conf_check_http_parse("http://:80/", host, sizeof(host),
+	    &port, path, sizeof(path)), -1);
+	cr_assert_eq(conf_check_http_parse("http://a_b/", host, sizeof(host),
+	    &port, path, sizeof(path)), -1);
 }
 
 /* ---- conf_set (command-line flags through the same table) -------------- */

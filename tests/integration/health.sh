@@ -1,0 +1,158 @@
+#!/bin/bash
+# Health checks decide which instances are dialled: socat's default TCP
+# check (check_interval = 1s), a TTL check (Consul JSON) and an HTTP check
+# (python3 -m http.server). A critical service is refused at once; it is
+# dialled again as soon as its check passes.
+. "$(dirname "$0")/lib.sh"
+
+ECHO=$(free_port); UP=$(free_port); HTTPP=$(free_port)
+A=""
+wait_until() { # wait_until SECONDS cmd...: poll every 0.1 s
+	lim=$1; shift
+	end=$(python3 -c "import time; print(time.time() + $lim)")
+	while :; do
+		"$@" && return 0
+		python3 -c "import sys,time; sys.exit(0 if time.time() < $end else 1)" || return 1
+		sleep 0.1
+	done
+}
+now() { python3 -c 'import time; print(time.time())'; }
+since() { python3 -c "import time; print('%.1f' % (time.time() - $1))"; }
+# status CHECK_ID: its Status in /v1/agent/checks ("none" if absent)
+status() {
+	curl -s "http://$A/v1/agent/checks" | python3 -c '
+import json, sys
+print(json.load(sys.stdin).get(sys.argv[1], {}).get("Status", "none"))' "$1"
+}
+status_is() { [ "$(status "$1")" = "$2" ]; }
+output_of() {
+	curl -s "http://$A/v1/agent/checks" | python3 -c '
+import json, sys
+print(json.load(sys.stdin).get(sys.argv[1], {}).get("Output", ""))' "$1"
+}
+socat_up() {
+	socat tcp-l:"$ECHO",fork,reuseaddr exec:/bin/cat >/dev/null 2>&1 &
+	SOCAT=$!
+	PIDS="$PIDS $SOCAT"
+	wait_port "$ECHO"
+}
+# connect_refused: a blocking connect through the shim fails with
+# ECONNREFUSED; prints how long it took
+connect_refused() {
+	python3 - "$UP" "$SHIM" "$MESH_SOCKET" <<'PY'
+import os, subprocess, sys, time
+code = "import socket,sys\ns=socket.socket()\ntry:\n s.connect(('127.0.0.1',%s)); sys.exit(3)\nexcept ConnectionRefusedError: sys.exit(0)\n" % sys.argv[1]
+env = dict(os.environ, LD_PRELOAD=sys.argv[2], MESH_SERVICE="web", MESH_SOCKET=sys.argv[3])
+t0 = time.time()
+rc = subprocess.run([sys.executable, "-c", code], env=env, timeout=10).returncode
+print("%.3f" % (time.time() - t0))
+sys.exit(rc)
+PY
+}
+
+socat_up
+mkdir -p "$T/www"
+echo ok > "$T/www/ok"
+(cd "$T/www" && exec python3 -m http.server "$HTTPP" --bind 127.0.0.1) >/dev/null 2>&1 &
+PIDS="$PIDS $!"
+wait_port "$HTTPP"
+
+write_conf n1 'check_interval = "1s";'
+cat > "$T/n1/services.d/mesh.conf" <<EOF
+services = (
+  { name = "socat"; port = $ECHO; connect = {}; },
+  { name = "web"; upstreams = ( { destination_name = "socat";
+                                  local_bind_port = $UP; } ); },
+  { name = "www"; port = $HTTPP;
+    check = { http = "http://127.0.0.1:$HTTPP/ok"; interval = "1s";
+              timeout = "500ms"; }; }
+);
+EOF
+# A TTL check in a Consul JSON definition (Consul's field spelling).
+echo '{"service": {"name": "api", "port": 1, "check": {"TTL": "2s"}}}' \
+    > "$T/n1/services.d/api.json"
+start_helperd n1 || { fail "helperd starts"; finish; exit 1; }
+A=$HTTP_ADDR
+ok "helperd starts (http $A)"
+
+# The first check runs at start: socat is passing before the first use.
+check "socat's default TCP check passes at start ($(output_of service:socat))" status_is service:socat passing
+check "web (port 0, no check) has no check" status_is service:web none
+out=$(echo_through "$UP" web)
+check "mesh echo through socat (got '$out')" [ "$out" = "hello-$UP" ]
+n=$(curl -s "http://$A/v1/health/service/socat?passing" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+check "/v1/health/service/socat?passing lists it ($n)" [ "$n" = 1 ]
+
+# Kill socat: critical within ~2 intervals, new connections refused at once.
+kill "$SOCAT"; wait "$SOCAT" 2>/dev/null
+t0=$(now)
+wait_until 3 status_is service:socat critical
+dt=$(since "$t0")
+check "socat critical ${dt} s after it died (interval 1 s)" python3 -c "import sys; sys.exit(0 if $dt <= 2.5 else 1)"
+check "the change is logged once with the reason" grep -q "health: socat is critical: connect 127.0.0.1:$ECHO: Connection refused" "$T/n1/helperd.log"
+dt=$(connect_refused); rc=$?
+check "a mesh connect to socat is refused at once (ECONNREFUSED in ${dt} s)" [ "$rc" = 0 ] && python3 -c "import sys; sys.exit(0 if $dt < 1 else 1)"
+check "helperd logs no healthy instance of socat" grep -q "web => socat: no healthy instance of socat" "$T/n1/helperd.log"
+out=$(curl -s "http://$A/v1/health/service/socat" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print(" ".join(c["Status"] for c in d[0]["Checks"] if c["CheckID"] == "service:socat"))')
+check "/v1/health/service/socat shows it critical ($out)" [ "$out" = critical ]
+n=$(curl -s "http://$A/v1/health/service/socat?passing" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+check "... and ?passing leaves it out ($n)" [ "$n" = 0 ]
+n=$(curl -s "http://$A/v1/health/connect/socat?passing" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+check "/v1/health/connect/socat?passing too ($n)" [ "$n" = 0 ]
+n=$(curl -s "http://$A/v1/catalog/service/socat" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+check "the catalog still lists the instance ($n)" [ "$n" = 1 ]
+
+# socat back: passing again, echo works.
+socat_up
+t0=$(now)
+wait_until 3 status_is service:socat passing
+check "socat passing again $(since "$t0") s after it came back" status_is service:socat passing
+check "logged: health: socat is passing" sh -c "[ \$(grep -c 'health: socat is passing' '$T/n1/helperd.log') = 2 ]"
+out=$(echo_through "$UP" web)
+check "mesh echo works again (got '$out')" [ "$out" = "hello-$UP" ]
+
+# TTL: critical until reported, passing while reported within the ttl.
+check "the TTL check starts critical" status_is service:api critical
+code=$(api -X PUT "http://$A/v1/agent/check/pass/service:api?note=all+good")
+check "PUT /v1/agent/check/pass/service:api: 200" [ "$code" = 200 ]
+check "... passing ($(output_of service:api))" status_is service:api passing
+t0=$(now)
+wait_until 4 status_is service:api critical
+check "no report: critical again $(since "$t0") s later (ttl 2 s)" status_is service:api critical
+code=$(api -X PUT "http://$A/v1/agent/check/warn/service:api")
+check "PUT .../warn: 200, warning" [ "$code" = 200 ] && status_is service:api warning
+code=$(api -X PUT "http://$A/v1/agent/check/fail/service:api")
+check "PUT .../fail: 200, critical" [ "$code" = 200 ] && status_is service:api critical
+code=$(api -X PUT "http://$A/v1/agent/check/pass/service:socat")
+check "PUT pass on a non-TTL check: 500 ($(cat "$T/api.out"))" [ "$code" = 500 ]
+code=$(api -X PUT "http://$A/v1/agent/check/pass/service:nope")
+check "PUT pass on an unknown check: 404" [ "$code" = 404 ]
+code=$(api "http://$A/v1/agent/check/pass/service:api")
+check "GET on the TTL endpoint: 405" [ "$code" = 405 ]
+
+# HTTP: 2xx passing, 404 critical.
+check "the HTTP check passes ($(output_of service:www))" status_is service:www passing
+rm -f "$T/www/ok"
+wait_until 3 status_is service:www critical
+out=$(output_of service:www)
+check "404: the HTTP check is critical ($out)" sh -c "echo '$out' | grep -q 404"
+
+# An API registration with a check keeps it across a restart.
+code=$(api -X PUT --data "{\"Name\": \"db\", \"Port\": $ECHO, \"Check\": {\"TCP\": \"127.0.0.1:$ECHO\", \"Interval\": \"2s\"}}" "http://$A/v1/agent/service/register")
+check "register db with a TCP check: 200" [ "$code" = 200 ]
+check "db's check passes at once" status_is service:db passing
+code=$(api -X PUT --data '{"Name": "bad", "Port": 1, "Check": {"TCP": "nohostport"}}' "http://$A/v1/agent/service/register")
+check "a bad check is refused: 400 ($(head -c 120 "$T/api.out"))" [ "$code" = 400 ]
+stop_helperd "$HELPERD_PID"; rc=$?
+check "SIGTERM: exit 0" [ "$rc" = 0 ]
+start_helperd n1 || fail "helperd restarts"
+A=$HTTP_ADDR
+check "after a restart db's TCP check is back and passing" status_is service:db passing
+out=$(curl -s "http://$A/v1/agent/checks" | python3 -c 'import json,sys; print(json.load(sys.stdin)["service:db"]["Interval"])')
+check "... with its interval ($out)" [ "$out" = 2000ms ]
+stop_helperd "$HELPERD_PID"; rc=$?
+check "final SIGTERM: exit 0" [ "$rc" = 0 ]
+finish
