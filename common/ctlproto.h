@@ -13,8 +13,11 @@
  *       ERR <ERRNO-NAME> <message>
  *   CONNECT <destination> <local-port>
  *       Registers the original destination of the app socket whose local
- *       (loopback) port is <local-port>; the app then connects that same
- *       socket to 127.0.0.1:<outbound-port> (or [::1]:<outbound-port>).
+ *       (loopback) port is <local-port>; that same socket connects to
+ *       127.0.0.1:<outbound-port> (or [::1]:<outbound-port>), before
+ *       (an explicitly bound socket) or just after this request (the
+ *       usual case: the kernel's connect picks the port; helperd holds
+ *       the connection up to 2 s for its CONNECT).
  *       The registration lives CTL_PENDING_TTL_MS. Checked first against
  *       the cached intentions: a denied pair gets ERR ECONNREFUSED at once.
  *       OK

@@ -497,6 +497,28 @@ conn_event(void *arg, uint32_t events)
 	conn_step(c);
 }
 
+/* Hold an outbound socket until its registration arrives (caller holds
+ * h->lock). 0, or -1 if it cannot be held (then it is reset). */
+static int
+park(struct relay *r, int fd, const struct sockaddr_storage *ss, int port)
+{
+	struct parked *pk;
+
+	if (r->parked[port] != NULL || r->park_len == RELAY_PORTS ||
+	    (pk = calloc(1, sizeof(*pk))) == NULL)
+		return -1;
+	pk->fd = fd;
+	pk->ss = *ss;
+	pk->expires = util_now_ms_mono() + RELAY_PARK_MS;
+	r->parked[port] = pk;
+	r->n_parked++;
+	r->park_fifo[(r->park_head + r->park_len) % RELAY_PORTS].port = port;
+	r->park_fifo[(r->park_head + r->park_len) % RELAY_PORTS].expires =
+	    pk->expires;
+	r->park_len++;
+	return 0;
+}
+
 /* Outbound: an app socket arrived from the shim. */
 static void
 outbound_start(struct worker *w, int fd, const struct sockaddr_storage *ss)
@@ -513,6 +535,11 @@ outbound_start(struct worker *w, int fd, const struct sockaddr_storage *ss)
 	if (pd != NULL && is_loopback(ss)) {
 		r->pending[port] = NULL;
 		r->n_pending--;
+	} else if (pd == NULL && is_loopback(ss) && port > 0 &&
+	    port < RELAY_PORTS && park(r, fd, ss, port) == 0) {
+		/* Its CONNECT is on the way (the shim connects first). */
+		helperd_unlock(r->h);
+		return;
 	}
 	helperd_unlock(r->h);
 	if (!is_loopback(ss) || pd == NULL) {
@@ -1069,8 +1096,13 @@ relay_free(struct relay *r)
 		worker_free(w);
 	}
 	helperd_relock(r->h, locked);
-	for (size_t i = 0; i < RELAY_PORTS; i++)
+	for (size_t i = 0; i < RELAY_PORTS; i++) {
 		free(r->pending[i]);
+		if (r->parked[i] != NULL) {
+			close(r->parked[i]->fd);
+			free(r->parked[i]);
+		}
+	}
 	free(r);
 }
 
@@ -1101,6 +1133,18 @@ relay_pending_add(struct relay *r, int local_port, const char *src,
 	r->expiry[(r->exp_head + r->exp_len) % RELAY_PORTS].expires =
 	    p->expires;
 	r->exp_len++;
+	if (r->parked[local_port] != NULL) {
+		/* The socket came first: place it now. */
+		struct parked *pk = r->parked[local_port];
+
+		r->parked[local_port] = NULL;
+		r->n_parked--;
+		if (worker_post(r->workers[r->next_worker], pk->fd, 0,
+		    &pk->ss) != 0)
+			close(pk->fd);
+		r->next_worker = (r->next_worker + 1) % r->n_workers;
+		free(pk);
+	}
 	return 0;
 }
 
@@ -1122,6 +1166,27 @@ relay_inbound_lookup(struct relay *r, int port, char *spiffe,
 void
 relay_tick(struct relay *r, int64_t now)
 {
+	/* Sockets whose registration never came: reset them. */
+	while (r->park_len > 0 && r->park_fifo[r->park_head].expires <= now) {
+		int port = r->park_fifo[r->park_head].port;
+		struct parked *pk = r->parked[port];
+
+		if (pk != NULL &&
+		    pk->expires == r->park_fifo[r->park_head].expires) {
+			struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+			log_warn("outbound connection from 127.0.0.1:%d was "
+			    "never registered: reset", port);
+			setsockopt(pk->fd, SOL_SOCKET, SO_LINGER, &lg,
+			    sizeof(lg));
+			close(pk->fd);
+			free(pk);
+			r->parked[port] = NULL;
+			r->n_parked--;
+		}
+		r->park_head = (r->park_head + 1) % RELAY_PORTS;
+		r->park_len--;
+	}
 	/* Registrations whose app never connected. */
 	while (r->exp_len > 0 && r->expiry[r->exp_head].expires <= now) {
 		int port = r->expiry[r->exp_head].port;

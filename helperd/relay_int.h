@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <gnutls/gnutls.h>
@@ -85,6 +86,14 @@ struct listener {
 	int mesh;               /* 1 mesh port, 0 outbound */
 };
 
+#define RELAY_PARK_MS   2000
+
+struct parked {
+	int fd;
+	struct sockaddr_storage ss;
+	int64_t expires;
+};
+
 /* A new socket handed from the accepting thread to a worker. */
 struct job {
 	int fd;
@@ -131,6 +140,12 @@ struct relay {
 	struct { int port; int64_t expires; } expiry[RELAY_PORTS];
 	size_t exp_head, exp_len;
 	struct conn *inbound_by_port[RELAY_PORTS];
+	/* Outbound sockets that arrived before their CONNECT (the shim
+	 * connects first and registers right after): held, not yet placed,
+	 * for RELAY_PARK_MS. */
+	struct parked *parked[RELAY_PORTS];
+	struct { int port; int64_t expires; } park_fifo[RELAY_PORTS];
+	size_t park_head, park_len, n_parked;
 };
 
 

@@ -283,7 +283,8 @@ sa_equal(const union shim_sa *a, const union shim_sa *b)
 
 /* ---- outbound ---- */
 
-enum { PREP_PASS = 0, PREP_MESH = 1, PREP_AGAIN = 2, PREP_FAIL = -1 };
+enum { PREP_PASS = 0, PREP_MESH = 1, PREP_AGAIN = 2, PREP_LATE = 3,
+    PREP_FAIL = -1 };
 
 /* Is fd a TCP socket of the family the address is for? */
 static int
@@ -313,7 +314,7 @@ is_tcp(int fd, int family)
  * when no loopback port is left, as the kernel's connect says). */
 static int
 prepare(int fd, const struct sockaddr *sa, socklen_t len, union shim_sa *via,
-    socklen_t *vialen, struct fdt_ent *e)
+    socklen_t *vialen, struct fdt_ent *e, char *late_svc)
 {
 	struct shim_dest d;
 	char svc[SHIM_NAME_MAX];
@@ -358,6 +359,29 @@ prepare(int fd, const struct sockaddr *sa, socklen_t len, union shim_sa *via,
 	if (REAL(getsockname)(fd, &local.sa, &ll) != 0)
 		goto pass;
 	lport = shim_sa_port(&local);
+	if (lport == 0 && late_svc != NULL && shim_is_owner()) {
+		/* Unbound socket, plain connect(): let the kernel's connect
+		 * pick the port (it reuses TIME_WAIT ports, bind(0) does
+		 * not, and under churn loopback ports would run out) and
+		 * register it right after (PREP_LATE): helperd holds a
+		 * connection it cannot place yet until the CONNECT comes.
+		 * A vfork child (not the owner) keeps the register-first
+		 * way: it has no control connection of its own. */
+		if (ctl_ensure() != 0 || (outport = ctl_outport()) == 0)
+			goto fail;
+		*vialen = loopback_sa(via, d.family, d.mapped, outport);
+		memset(e, 0, sizeof(*e));
+		e->kind = FDT_OUT;
+		e->ino = fdt_inode(fd);
+		memcpy(&e->orig, sa, len < sizeof(e->orig) ? len :
+		    sizeof(e->orig));
+		e->origlen = len < sizeof(e->orig) ? len : sizeof(e->orig);
+		e->via = *via;
+		e->vialen = *vialen;
+		memcpy(late_svc, svc, sizeof(svc));
+		errno = saved;
+		return PREP_LATE;
+	}
 	if (lport == 0) {
 		union shim_sa b;
 		socklen_t bl = loopback_sa(&b, d.family, d.mapped, 0);
@@ -428,19 +452,60 @@ record(int fd, int rc, const struct fdt_ent *e)
 	errno = saved;
 }
 
+/* PREP_LATE: connect to helperd first, then register the port the kernel
+ * chose. A refusal reads as ECONNREFUSED for a blocking socket and as a
+ * reset on first I/O for a non-blocking one (helperd resets it). */
+static int
+connect_late(int fd, const union shim_sa *via, socklen_t vialen,
+    struct fdt_ent *e, const char *svc)
+{
+	union shim_sa local;
+	socklen_t ll = sizeof(local);
+	uint16_t outport, lport;
+	int rc, err, nb, r;
+
+	rc = REAL(connect)(fd, &via->sa, vialen);
+	err = errno;
+	if (rc != 0 && err != EINPROGRESS && err != EINTR)
+		return rc;      /* helperd not listening: the kernel's answer */
+	nb = (REAL(fcntl)(fd, F_GETFL) & O_NONBLOCK) != 0;
+	if (REAL(getsockname)(fd, &local.sa, &ll) != 0 ||
+	    (lport = shim_sa_port(&local)) == 0) {
+		errno = ECONNREFUSED;
+		return -1;
+	}
+	r = ctl_connect(svc, lport, &outport);
+	if (r == 0) {
+		shim_log("connect fd %d -> %s via local port %u (late)", fd,
+		    svc, lport);
+		errno = err;
+		record(fd, rc, e);
+		return rc;
+	}
+	if (nb) {
+		errno = err;    /* helperd resets it: a reset on first I/O */
+		return rc;
+	}
+	errno = ECONNREFUSED;
+	return -1;
+}
+
 EXPORT int
 connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
 	union shim_sa via;
 	socklen_t vialen;
 	struct fdt_ent e;
+	char svc[SHIM_NAME_MAX];
 	int rc;
 
 	if (REAL(connect) == NULL) {
 		errno = ENOSYS;
 		return -1;
 	}
-	switch (prepare(fd, sa, len, &via, &vialen, &e)) {
+	switch (prepare(fd, sa, len, &via, &vialen, &e, svc)) {
+	case PREP_LATE:
+		return connect_late(fd, &via, vialen, &e, svc);
 	case PREP_MESH:
 		rc = REAL(connect)(fd, &via.sa, vialen);
 		record(fd, rc, &e);
@@ -469,7 +534,7 @@ sendto(int fd, const void *buf, size_t n, int flags,
 	}
 	if (!(flags & MSG_FASTOPEN) || sa == NULL)
 		return REAL(sendto)(fd, buf, n, flags, sa, len);
-	switch (prepare(fd, sa, len, &via, &vialen, &e)) {
+	switch (prepare(fd, sa, len, &via, &vialen, &e, NULL)) {
 	case PREP_MESH:
 		rc = REAL(sendto)(fd, buf, n, flags, &via.sa, vialen);
 		record(fd, rc >= 0 ? 0 : -1, &e);
@@ -499,7 +564,7 @@ sendmsg(int fd, const struct msghdr *msg, int flags)
 	if (!(flags & MSG_FASTOPEN) || msg == NULL || msg->msg_name == NULL)
 		return REAL(sendmsg)(fd, msg, flags);
 	switch (prepare(fd, msg->msg_name, msg->msg_namelen, &via, &vialen,
-	    &e)) {
+	    &e, NULL)) {
 	case PREP_MESH:
 		m = *msg;
 		m.msg_name = &via;
