@@ -922,6 +922,24 @@ check_names(const char *dc, const char *service, char *err, size_t errlen)
 		    dc != NULL ? dc : "");
 	return 0;
 }
+/* What every leaf of service looks like (issued here or for a CSR):
+ * CN and one SPIFFE URI SAN, client and server auth, back-dated for clock
+ * skew, never outliving the root that signs it. */
+static void
+leaf_spec(struct cert_spec *spec, char *dn, size_t dnlen, const char **uris,
+    const char *service, int64_t now, long ttl, const struct ca_root *root)
+{
+	memset(spec, 0, sizeof(*spec));
+	snprintf(dn, dnlen, "CN=%s", service);
+	spec->dn = dn;
+	spec->uris = uris;
+	spec->n_uris = 1;
+	spec->eku = CERT_EKU_SERVER | CERT_EKU_CLIENT;
+	spec->not_before = now - CA_BACKDATE;
+	spec->not_after = now + ttl < root->not_after ? now + ttl :
+	    root->not_after;
+}
+
 
 struct ca_leaf *
 ca_leaf_issue(struct ca *ca, const char *dc, const char *service, long ttl,
@@ -949,15 +967,7 @@ ca_leaf_issue(struct ca *ca, const char *dc, const char *service, long ttl,
 		errf(err, errlen, "cannot issue for %s: bad ttl or name", service);
 		return NULL;
 	}
-	memset(&spec, 0, sizeof(spec));
-	snprintf(dn, sizeof(dn), "CN=%s", service);
-	spec.dn = dn;
-	spec.uris = uris;
-	spec.n_uris = 1;
-	spec.eku = CERT_EKU_SERVER | CERT_EKU_CLIENT;
-	spec.not_before = now - CA_BACKDATE;
-	spec.not_after = now + ttl < root->not_after ? now + ttl :
-	    root->not_after;
+	leaf_spec(&spec, dn, sizeof(dn), uris, service, now, ttl, root);
 	if (cert_key_generate(&key, err, errlen) != 0 ||
 	    cert_make(&spec, key, root->crt, root->key, &crt, err,
 	    errlen) != 0)
@@ -1395,15 +1405,7 @@ ca_sign_csr(struct ca *ca, const char *dc, const char *service, long ttl,
 		goto out;
 	}
 	/* The identity is ours to give: the CSR's names are not used. */
-	memset(&spec, 0, sizeof(spec));
-	snprintf(dn, sizeof(dn), "CN=%s", service);
-	spec.dn = dn;
-	spec.uris = uris;
-	spec.n_uris = 1;
-	spec.eku = CERT_EKU_SERVER | CERT_EKU_CLIENT;
-	spec.not_before = now - CA_BACKDATE;
-	spec.not_after = now + ttl < root->not_after ? now + ttl :
-	    root->not_after;
+	leaf_spec(&spec, dn, sizeof(dn), uris, service, now, ttl, root);
 	if (cert_make_pub(&spec, pub, root->crt, root->key, &crt, err,
 	    errlen) != 0)
 		goto out;
