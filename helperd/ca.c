@@ -922,6 +922,28 @@ check_names(const char *dc, const char *service, char *err, size_t errlen)
 		    dc != NULL ? dc : "");
 	return 0;
 }
+/* Keep a leaf on disk (key 0600 first, then the certificate). A failure
+ * only costs a new leaf at the next start, so it is logged, not fatal. */
+static void
+leaf_store(struct ca *ca, const char *service, const char *key_pem,
+    const char *cert_pem)
+{
+	char path[PATH_MAX];
+
+	path_of(ca, path, sizeof(path), "leaf");
+	if (util_mkdirs(path, 0700) != 0)
+		log_warn("CA: %s: mkdir: %s", path, strerror(errno));
+	path_of(ca, path, sizeof(path), "leaf/%s.key", service);
+	if (util_write_atomic(path, key_pem, strlen(key_pem), 0600) == 0) {
+		path_of(ca, path, sizeof(path), "leaf/%s.pem", service);
+		if (util_write_atomic(path, cert_pem, strlen(cert_pem),
+		    0644) == 0)
+			return;
+	}
+	log_warn("CA: %s: write: %s (a new leaf is issued at the next "
+	    "start)", path, strerror(errno));
+}
+
 /* What every leaf of service looks like (issued here or for a CSR):
  * CN and one SPIFFE URI SAN, client and server auth, back-dated for clock
  * skew, never outliving the root that signs it. */
@@ -949,7 +971,7 @@ ca_leaf_issue(struct ca *ca, const char *dc, const char *service, long ttl,
 	gnutls_x509_privkey_t key = NULL;
 	gnutls_x509_crt_t crt = NULL;
 	struct ca_leaf *leaf = NULL;
-	char uri[SPIFFE_ID_MAX], dn[128], path[PATH_MAX], *kpem = NULL;
+	char uri[SPIFFE_ID_MAX], dn[128], *kpem = NULL;
 	const char *uris[1] = { uri };
 	struct cert_spec spec;
 	int64_t now = time(NULL), prev_until;
@@ -990,19 +1012,7 @@ ca_leaf_issue(struct ca *ca, const char *dc, const char *service, long ttl,
 			goto out;
 		}
 	}
-	path_of(ca, path, sizeof(path), "leaf");
-	if (util_mkdirs(path, 0700) != 0)
-		log_warn("CA: %s: mkdir: %s", path, strerror(errno));
-	path_of(ca, path, sizeof(path), "leaf/%s.key", service);
-	if (util_write_atomic(path, kpem, strlen(kpem), 0600) == 0) {
-		path_of(ca, path, sizeof(path), "leaf/%s.pem", service);
-		if (util_write_atomic(path, leaf->cert_pem,
-		    strlen(leaf->cert_pem), 0644) != 0)
-			log_warn("CA: %s: write: %s (a new leaf is issued at "
-			    "the next start)", path, strerror(errno));
-	} else
-		log_warn("CA: %s: write: %s (a new leaf is issued at the "
-		    "next start)", path, strerror(errno));
+	leaf_store(ca, service, kpem, leaf->cert_pem);
 	cache_put(ca, leaf);
 	log_info("CA: issued leaf %s for %s, valid until %lld, renew at %lld",
 	    leaf->serial, leaf->spiffe, (long long)leaf->not_after,
@@ -1445,7 +1455,7 @@ ca_leaf_install(struct ca *ca, const char *service, const char *key_pem,
 	gnutls_datum_t der = { NULL, 0 };
 	struct ca_leaf *leaf = NULL;
 	struct ca_root *root;
-	char path[PATH_MAX], got[SPIFFE_ID_MAX];
+	char got[SPIFFE_ID_MAX];
 
 	if (import_crt(service, cert_pem, &crt, err, errlen) != 0 ||
 	    import_key(service, key_pem, &key, err, errlen) != 0)
@@ -1471,17 +1481,7 @@ ca_leaf_install(struct ca *ca, const char *service, const char *key_pem,
 	if ((leaf = leaf_build(ca, crt, key_pem, root, service, err,
 	    errlen)) == NULL)
 		goto out;
-	path_of(ca, path, sizeof(path), "leaf");
-	if (util_mkdirs(path, 0700) != 0)
-		log_warn("CA: %s: mkdir: %s", path, strerror(errno));
-	path_of(ca, path, sizeof(path), "leaf/%s.key", service);
-	if (util_write_atomic(path, key_pem, strlen(key_pem), 0600) == 0) {
-		path_of(ca, path, sizeof(path), "leaf/%s.pem", service);
-		if (util_write_atomic(path, leaf->cert_pem,
-		    strlen(leaf->cert_pem), 0644) != 0)
-			log_warn("CA: %s: write: %s", path, strerror(errno));
-	} else
-		log_warn("CA: %s: write: %s", path, strerror(errno));
+	leaf_store(ca, service, key_pem, leaf->cert_pem);
 	cache_put(ca, leaf);
 	log_info("CA: installed leaf %s for %s (signed by a CA server), valid "
 	    "until %lld, renew at %lld", leaf->serial, leaf->spiffe,
