@@ -29,6 +29,12 @@ log_level_parse(const char *s)
 	return -1;
 }
 
+int
+log_enabled(enum log_level lvl)
+{
+	return lvl <= log_max;
+}
+
 void
 log_msg(enum log_level lvl, const char *fmt, ...)
 {

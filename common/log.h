@@ -11,6 +11,9 @@ void log_init(const char *ident, int use_syslog, enum log_level max);
 /* Parse "err|warn|info|debug"; -1 if unknown. */
 int log_level_parse(const char *s);
 
+/* Would a message at lvl be written? (to skip costly arguments) */
+int log_enabled(enum log_level lvl);
+
 void log_msg(enum log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -30,12 +30,16 @@
 #include "helperd/tls.h"
 #include "helperd/relay_int.h"
 
-static void conn_step(struct conn *c);
+static void conn_step(struct conn *c, int dirs);
+static struct conn *inbound_start(struct worker *w, int fd, const char *addr,
+    int port, int colocated);
 static int outbound_dial(struct conn *c, const char *last);
 static int outbound_retry(struct conn *c, const char *why);
 static void conn_event(void *arg, uint32_t events);
-static int worker_post(struct worker *w, int fd, int mesh,
-    const struct sockaddr_storage *ss);
+static int worker_post(struct worker *w, const struct job *j);
+static void worker_adopt(struct worker *w, struct conn *c);
+static int intention_allows(struct relay *r, const char *src, const char *dst,
+    char *why, size_t whylen);
 
 /* Sockets ------------------------------------------------------------ */
 
@@ -135,6 +139,31 @@ conn_free(void *arg)
 }
 
 static void
+conn_unlink(struct worker *w, struct conn *c)
+{
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+	w->n_conns--;
+}
+
+static void
+conn_link(struct worker *w, struct conn *c)
+{
+	c->w = w;
+	c->prev = NULL;
+	c->next = w->conns;
+	if (w->conns != NULL)
+		w->conns->prev = c;
+	w->conns = c;
+	w->n_conns++;
+}
+
+static void
 end_close(struct worker *w, struct end *e, int abortive)
 {
 	int fd = e->w.fd;
@@ -173,6 +202,9 @@ conn_close(struct conn *c, int abortive, const char *fmt, ...)
 	if (c->closed)
 		return;
 	c->closed = 1;
+	if (c->pair != NULL)
+		c->pair->pair = NULL;
+	c->pair = NULL;
 	va_start(ap, fmt);
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
@@ -195,13 +227,7 @@ conn_close(struct conn *c, int abortive, const char *fmt, ...)
 	if (c->app_port > 0 && r->inbound_by_port[c->app_port] == c)
 		r->inbound_by_port[c->app_port] = NULL;
 	helperd_unlock(r->h);
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		w->conns = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
-	w->n_conns--;
+	conn_unlink(w, c);
 	atomic_fetch_sub(&r->n_conns, 1);
 	loop_defer(w->loop, conn_free, c);
 }
@@ -221,12 +247,9 @@ conn_new(struct worker *w, enum conn_kind kind)
 	c->app.w.fd = -1;
 	c->net.w.fd = -1;
 	c->up.kp[0] = c->up.kp[1] = c->down.kp[0] = c->down.kp[1] = -1;
+	c->move_fd[0] = c->move_fd[1] = -1;
 	c->peer.h = r->h;
-	c->next = w->conns;
-	if (w->conns != NULL)
-		w->conns->prev = c;
-	w->conns = c;
-	w->n_conns++;
+	conn_link(w, c);
 	atomic_fetch_add(&r->n_conns, 1);
 	return c;
 }
@@ -250,22 +273,41 @@ end_interest(struct worker *w, struct end *e)
 	loop_mod(w->loop, &e->w, ev);
 }
 
+static void conn_move(struct conn *c);
+
+/* Directions of a relay round. */
+#define DIR_UP   1      /* app -> net */
+#define DIR_DOWN 2      /* net -> app */
+#define DIR_BOTH (DIR_UP | DIR_DOWN)
+
+/* Pump the directions in dirs (an event on one end concerns one of them:
+ * the other is not read only to hear EAGAIN), then set what each end
+ * waits for. */
 static void
-conn_relay(struct conn *c)
+conn_relay(struct conn *c, int dirs)
 {
 	struct worker *w = c->w;
 	const char *why = NULL;
+	uint64_t before = c->up.moved + c->down.moved;
 	/* Two plain sockets (same node, same_node_mtls = false): splice. */
 	int (*fn)(struct worker *, struct end *, struct end *, struct pipe *,
 	    const char **) = c->net.tls == NULL ? relay_pump_splice : relay_pump;
 
-	c->app.want_in = c->app.want_out = 0;
-	c->net.want_in = c->net.want_out = 0;
-
-	if (fn(w, &c->app, &c->net, &c->up, &why) != 0 ||
-	    fn(w, &c->net, &c->app, &c->down, &why) != 0) {
-		conn_close(c, 1, "%s", why);
-		return;
+	if (dirs & DIR_DOWN) {
+		c->net.want_in = c->app.want_out = 0;
+		if (fn(w, &c->net, &c->app, &c->down, &why) != 0) {
+			conn_close(c, 1, "%s", why);
+			return;
+		}
+	}
+	/* Reading may have queued records of GnuTLS's own (a key update
+	 * answer) that only the upward pump sends. */
+	if ((dirs & DIR_UP) || c->net.wlen > 0) {
+		c->app.want_in = c->net.want_out = 0;
+		if (fn(w, &c->app, &c->net, &c->up, &why) != 0) {
+			conn_close(c, 1, "%s", why);
+			return;
+		}
 	}
 	if (c->app.eof_in && c->net.eof_in && c->app.shut_out &&
 	    c->net.shut_out && c->up.len == 0 && c->down.len == 0) {
@@ -276,6 +318,89 @@ conn_relay(struct conn *c)
 		tls_ticket_save(&c->peer, c->net.tls);
 	end_interest(w, &c->app);
 	end_interest(w, &c->net);
+	/* A same-node pair starts on one worker: a small request and its
+	 * answer then cross no thread. Once it carries bulk, its inbound
+	 * half moves to another worker so that both TLS ends run at once. */
+	if (c->colocated && w->r->n_workers > 1 &&
+	    c->up.moved + c->down.moved - before >= RELAY_BULK_BYTES &&
+	    ++c->bulky == RELAY_BULK_ROUNDS)
+		conn_move(c);
+}
+
+/* Moving a connection to another worker ----------------------------- */
+
+static void
+end_detach(struct worker *w, struct end *e, int *fd, uint32_t *ev)
+{
+	*fd = e->w.fd;
+	*ev = e->w.events;
+	/* fd -1 from here on: events of this round still queued for it
+	 * are skipped (loop_run_once). */
+	loop_del(w->loop, &e->w);
+}
+
+/* After this round (no event of c may still run here), hand c over. */
+static void
+conn_post_move(void *arg)
+{
+	struct conn *c = arg;
+	struct worker *from = c->w;
+	struct relay *r = from->r;
+	struct worker *to = r->workers[(from->id + 1) % r->n_workers];
+	struct job j = { .c = c, .fd = -1 };
+
+	if (worker_post(to, &j) != 0)
+		worker_adopt(from, c);          /* stopping: keep it */
+}
+
+static void
+conn_move(struct conn *c)
+{
+	struct worker *w = c->w;
+
+	if (c->pair != NULL)
+		c->pair->pair = NULL;
+	c->pair = NULL;
+	end_detach(w, &c->app, &c->move_fd[0], &c->move_ev[0]);
+	end_detach(w, &c->net, &c->move_fd[1], &c->move_ev[1]);
+	conn_unlink(w, c);
+	if (loop_defer(w->loop, conn_post_move, c) != 0)
+		worker_adopt(w, c);
+}
+
+/* Take over a connection detached by another worker (or by this one,
+ * when the move could not be made). */
+static void
+worker_adopt(struct worker *w, struct conn *c)
+{
+	struct end *ends[2] = { &c->app, &c->net };
+	char why[256];
+	int failed = 0;
+
+	conn_link(w, c);
+	for (int i = 0; i < 2; i++) {
+		if (c->move_fd[i] < 0)
+			continue;
+		if (loop_add(w->loop, &ends[i]->w, c->move_fd[i],
+		    c->move_ev[i], conn_event, ends[i]) != 0) {
+			ends[i]->w.fd = c->move_fd[i];  /* closed below */
+			failed = 1;
+		}
+		c->move_fd[i] = -1;
+	}
+	if (failed) {
+		conn_close(c, 1, "epoll: %s", strerror(errno));
+		return;
+	}
+	/* An intention change while it was in transit reached neither
+	 * worker's list: check once more. */
+	if (!intention_allows(c->r, c->src, c->dst, why, sizeof(why))) {
+		conn_close(c, 1, "%s", why);
+		return;
+	}
+	log_debug("conn %llu %s => %s moved to worker %d (bulk)",
+	    (unsigned long long)c->id, c->src, c->dst, w->id);
+	conn_relay(c, DIR_BOTH);
 }
 
 /* Connection steps ---------------------------------------------------- */
@@ -318,7 +443,7 @@ start_relay(struct conn *c)
 	    util_now_ms_mono() + c->r->h->conf.idle_timeout_s * 1000 : 0;
 	log_debug("conn %llu %s => %s relaying", (unsigned long long)c->id,
 	    c->src, c->dst);
-	conn_relay(c);
+	conn_relay(c, DIR_BOTH);
 }
 
 /* Inbound: handshake done and authorised; dial the local service. */
@@ -374,10 +499,15 @@ handshake_done(struct conn *c)
 	char why[256];
 
 	if (c->kind == CONN_OUT) {
-		log_debug("conn %llu mTLS to %s established (%s%s)",
-		    (unsigned long long)c->id, c->peer.peer_spiffe,
-		    gnutls_cipher_get_name(gnutls_cipher_get(c->net.tls)),
-		    c->peer.resumed ? ", resumed" : "");
+		if (log_enabled(LOG_LVL_DEBUG)) {
+			char *desc = gnutls_session_get_desc(c->net.tls);
+
+			log_debug("conn %llu mTLS to %s established (%s%s)",
+			    (unsigned long long)c->id, c->peer.peer_spiffe,
+			    desc != NULL ? desc : "?",
+			    c->peer.resumed ? ", resumed" : "");
+			gnutls_free(desc);
+		}
 		start_relay(c);
 		return;
 	}
@@ -460,7 +590,7 @@ conn_dialled(struct conn *c, struct end *e)
 }
 
 static void
-conn_step(struct conn *c)
+conn_step(struct conn *c, int dirs)
 {
 	switch (c->st) {
 	case ST_DIAL:
@@ -473,8 +603,30 @@ conn_step(struct conn *c)
 		if (c->r->h->conf.idle_timeout_s > 0)
 			c->deadline = util_now_ms_mono() +
 			    c->r->h->conf.idle_timeout_s * 1000;
-		conn_relay(c);
+		conn_relay(c, dirs);
 		break;
+	}
+}
+
+/* The two halves of a same-node pair run on one thread: what one just
+ * wrote to the socketpair is already in the other's receive queue, so
+ * let the other read it now rather than after another epoll_wait. A few
+ * turns at most (a handshake goes back and forth). */
+static void
+pair_kick(struct conn *c)
+{
+	for (int turn = 0; turn < 4; turn++) {
+		struct conn *p = c->pair;
+		uint64_t sent;
+
+		if (p == NULL || c->closed)
+			return;
+		sent = p->net.sent;
+		conn_step(p, DIR_DOWN);
+		/* Relaying and nothing sent back: the turn ends here. */
+		if (p->closed || (p->st == ST_RELAY && p->net.sent == sent))
+			return;
+		c = p;
 	}
 }
 
@@ -483,6 +635,9 @@ conn_event(void *arg, uint32_t events)
 {
 	struct end *e = arg;
 	struct conn *c = e->c;
+	int dirs = DIR_BOTH;
+	enum conn_state st;
+	uint64_t sent;
 
 	if (c->closed)
 		return;
@@ -494,7 +649,23 @@ conn_event(void *arg, uint32_t events)
 		    e == &c->app ? "application" : "peer");
 		return;
 	}
-	conn_step(c);
+	if (c->st == ST_RELAY && !(events & (EPOLLHUP | EPOLLERR))) {
+		int app = e == &c->app;
+
+		dirs = 0;
+		if (events & EPOLLIN)
+			dirs |= app ? DIR_UP : DIR_DOWN;
+		if (events & EPOLLOUT)
+			dirs |= app ? DIR_DOWN : DIR_UP;
+		/* A TLS write that waits may wait for a read (end_interest). */
+		if (!app && e->tls != NULL && e->want_out)
+			dirs |= DIR_UP;
+	}
+	sent = c->net.sent;
+	st = c->st;
+	conn_step(c, dirs);
+	if (c->pair != NULL && (st != ST_RELAY || c->net.sent != sent))
+		pair_kick(c);
 }
 
 /* Hold an outbound socket until its registration arrives (caller holds
@@ -519,45 +690,74 @@ park(struct relay *r, int fd, const struct sockaddr_storage *ss, int port)
 	return 0;
 }
 
-/* Outbound: an app socket arrived from the shim. */
+/* Reset a socket (the application sees ECONNRESET). */
 static void
-outbound_start(struct worker *w, int fd, const struct sockaddr_storage *ss)
+reset_fd(int fd)
 {
-	struct relay *r = w->r;
-	struct pending *pd;
-	struct conn *c;
-	char why[256];
-	int port;
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 
-	addr_string(ss, why, sizeof(why), &port);
-	helperd_lock(r->h);
-	pd = port > 0 && port < RELAY_PORTS ? r->pending[port] : NULL;
-	if (pd != NULL && is_loopback(ss)) {
-		r->pending[port] = NULL;
-		r->n_pending--;
-	} else if (pd == NULL && is_loopback(ss) && port > 0 &&
-	    port < RELAY_PORTS && park(r, fd, ss, port) == 0) {
-		/* Its CONNECT is on the way (the shim connects first). */
-		helperd_unlock(r->h);
-		return;
-	}
-	helperd_unlock(r->h);
-	if (!is_loopback(ss) || pd == NULL) {
-		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-		log_warn("outbound connection from %s:%d with no registration: "
-		    "reset", why, port);
-		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-		close(fd);
-		return;
-	}
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
+/* Hand an outbound socket and its registration to the next worker
+ * (main thread). */
+static void
+outbound_post(struct relay *r, int fd, const struct sockaddr_storage *ss,
+    struct pending *pd)
+{
+	struct job j = { .fd = fd, .ss = *ss, .pd = pd };
+
 	if (pd->dst[0] == '\0') {
 		/* Refused at CONNECT (logged then): reset, as promised. */
-		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-		close(fd);
+		reset_fd(fd);
 		free(pd);
 		return;
 	}
+	if (worker_post(r->workers[r->next_worker], &j) != 0) {
+		free(pd);
+		reset_fd(fd);
+	}
+	r->next_worker = (r->next_worker + 1) % r->n_workers;
+}
+
+/* Main thread: a socket on the outbound port. With its registration, to
+ * a worker; without, held until its CONNECT comes (the shim connects
+ * first and registers right after). */
+static void
+outbound_accepted(struct relay *r, int fd, const struct sockaddr_storage *ss)
+{
+	struct pending *pd;
+	char addr[INET6_ADDRSTRLEN];
+	int port;
+
+	addr_string(ss, addr, sizeof(addr), &port);
+	if (!is_loopback(ss) || port <= 0 || port >= RELAY_PORTS) {
+		log_warn("outbound connection from %s:%d: not loopback: reset",
+		    addr, port);
+		reset_fd(fd);
+		return;
+	}
+	if ((pd = r->pending[port]) != NULL) {
+		r->pending[port] = NULL;
+		r->n_pending--;
+		outbound_post(r, fd, ss, pd);
+		return;
+	}
+	if (park(r, fd, ss, port) != 0) {
+		log_warn("outbound connection from %s:%d with no registration: "
+		    "reset", addr, port);
+		reset_fd(fd);
+	}
+}
+
+/* Worker: an outbound socket and its registration (pd, ours now). */
+static void
+outbound_start(struct worker *w, int fd, const struct sockaddr_storage *ss,
+    struct pending *pd)
+{
+	struct conn *c;
+
 	if ((c = conn_new(w, CONN_OUT)) == NULL) {
 		free(pd);
 		close(fd);
@@ -565,6 +765,7 @@ outbound_start(struct worker *w, int fd, const struct sockaddr_storage *ss)
 	}
 	util_strlcpy(c->src, pd->src, sizeof(c->src));
 	util_strlcpy(c->dst, pd->dst, sizeof(c->dst));
+	addr_string(ss, c->peer_addr, sizeof(c->peer_addr), &c->peer_port);
 	free(pd);
 	if (watch_end(c, &c->app, fd, 0) != 0) {
 		close(fd);
@@ -572,6 +773,25 @@ outbound_start(struct worker *w, int fd, const struct sockaddr_storage *ss)
 		return;
 	}
 	outbound_dial(c, NULL);
+}
+
+/* The inbound half of a same-node pair, on c's worker: the other end of
+ * a socketpair whose first end c dials. Its peer is c's application. fd,
+ * or -1 with why. */
+static int
+local_pair(struct conn *c, char *why, size_t whylen)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+	    sv) != 0) {
+		snprintf(why, whylen, "socketpair: %s", strerror(errno));
+		return -1;
+	}
+	c->pair = inbound_start(c->w, sv[1], c->peer_addr, c->peer_port, 1);
+	if (c->pair != NULL)
+		c->pair->pair = c;
+	return sv[0];
 }
 
 /* Choose an instance of c->dst not tried yet (a local one first, else
@@ -630,7 +850,10 @@ outbound_dial(struct conn *c, const char *last)
 		conn_close(c, 1, "%s", why);
 		return -1;
 	}
-	nfd = dial(host, port, why, sizeof(why));
+	/* Same node with mTLS: both TLS ends run here, over a socketpair,
+	 * and both halves start on this worker (see conn_relay). */
+	nfd = tls && local ? local_pair(c, why, sizeof(why)) :
+	    dial(host, port, why, sizeof(why));
 	if (nfd < 0 || watch_end(c, &c->net, nfd, EPOLLOUT) != 0) {
 		if (nfd >= 0)
 			close(nfd);
@@ -646,6 +869,7 @@ outbound_dial(struct conn *c, const char *last)
 		    sizeof(c->peer.local_service));
 		util_strlcpy(c->peer.expect, c->dst, sizeof(c->peer.expect));
 		c->peer.leaf = leaf;
+		c->peer.same_process = local;
 		c->net.tls = tls_client_new(nfd, &c->peer);
 		if (c->net.tls == NULL) {
 			conn_close(c, 1, "TLS session setup failed");
@@ -679,31 +903,76 @@ outbound_retry(struct conn *c, const char *why)
 }
 
 /* Inbound: a connection on the mesh port. */
-static void
-inbound_start(struct worker *w, int fd, const struct sockaddr_storage *ss)
+static struct conn *
+inbound_start(struct worker *w, int fd, const char *addr, int port,
+    int colocated)
 {
 	struct relay *r = w->r;
 	struct conn *c = conn_new(w, CONN_IN);
 
 	if (c == NULL) {
 		close(fd);
-		return;
+		return NULL;
 	}
-	addr_string(ss, c->peer_addr, sizeof(c->peer_addr), &c->peer_port);
+	c->colocated = colocated;
+	c->peer.same_process = colocated;
+	util_strlcpy(c->peer_addr, addr, sizeof(c->peer_addr));
+	c->peer_port = port;
 	if (watch_end(c, &c->net, fd, EPOLLIN) != 0) {
 		close(fd);
 		conn_close(c, 1, "epoll: %s", strerror(errno));
-		return;
+		return NULL;
 	}
 	c->net.tls = tls_server_new(fd, &c->peer);
 	if (c->net.tls == NULL) {
 		conn_close(c, 1, "TLS session setup failed");
-		return;
+		return NULL;
 	}
 	c->st = ST_HANDSHAKE;
 	c->deadline = util_now_ms_mono() + r->h->conf.handshake_timeout_ms;
+	return c;
 }
 
+/* The mesh port is readable: accept on this worker. */
+static void
+acceptor_event(void *arg, uint32_t events)
+{
+	struct acceptor *a = arg;
+	struct worker *w = a->wk;
+	struct relay *r = w->r;
+	char addr[INET6_ADDRSTRLEN];
+	int port;
+	long max;
+
+	(void)events;
+	helperd_lock(r->h);
+	max = r->h->conf.max_conns;
+	helperd_unlock(r->h);
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd = accept4(a->w.fd, (struct sockaddr *)&ss, &len,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR &&
+			    errno != ECONNABORTED)
+				log_warn("accept: %m");
+			return;
+		}
+		if ((long)atomic_load(&r->n_conns) >= max) {
+			log_warn("max_conns (%ld) reached: refusing a "
+			    "connection", max);
+			close(fd);
+			continue;
+		}
+		sock_tune(fd);
+		addr_string(&ss, addr, sizeof(addr), &port);
+		inbound_start(w, fd, addr, port, 0);
+	}
+}
+
+/* Main thread (holding h->lock): the outbound port is readable. */
 static void
 listener_event(void *arg, uint32_t events)
 {
@@ -730,26 +999,21 @@ listener_event(void *arg, uint32_t events)
 			continue;
 		}
 		sock_tune(fd);
-		/* Round robin: the two halves of a same-node connection
-		 * (outbound, then inbound) land on different workers. */
-		if (worker_post(r->workers[r->next_worker], fd, l->mesh,
-		    &ss) != 0) {
-			log_warn("cannot hand a connection to a worker: %m");
-			close(fd);
-		}
-		r->next_worker = (r->next_worker + 1) % r->n_workers;
+		outbound_accepted(r, fd, &ss);
 	}
 }
 
 /* Listeners ------------------------------------------------------------ */
 
+/* A listening TCP socket on host:port (0: any); the port in *bound. */
 static int
-listen_on(struct relay *r, struct listener *l, const char *host, int port,
-    int mesh, int *bound, char *err, size_t errlen)
+listen_socket(const char *host, int port, int *bound, char *err,
+    size_t errlen)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
 	int fd, one = 1;
+	char a[INET6_ADDRSTRLEN];
 
 	if (parse_addr(host, port, &ss, &len) != 0) {
 		snprintf(err, errlen, "bad listen address %s", host);
@@ -764,26 +1028,56 @@ listen_on(struct relay *r, struct listener *l, const char *host, int port,
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	len = sizeof(ss);
 	if (bind(fd, (struct sockaddr *)&ss, len) != 0 ||
-	    listen(fd, RELAY_BACKLOG) != 0) {
+	    listen(fd, RELAY_BACKLOG) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
 		snprintf(err, errlen, "listen on %s:%d: %s", host, port,
 		    strerror(errno));
 		close(fd);
 		return -1;
 	}
-	len = sizeof(ss);
-	getsockname(fd, (struct sockaddr *)&ss, &len);
-	{
-		char a[INET6_ADDRSTRLEN];
-		addr_string(&ss, a, sizeof(a), bound);
-	}
-	l->r = r;
-	l->mesh = mesh;
-	if (loop_add(r->h->loop, &l->w, fd, EPOLLIN, listener_event, l) != 0) {
-		snprintf(err, errlen, "epoll: %s", strerror(errno));
-		close(fd);
+	addr_string(&ss, a, sizeof(a), bound);
+	return fd;
+}
+
+static int
+acceptor_add(struct worker *w, int which, int fd, int mesh, uint32_t ev)
+{
+	struct acceptor *a = &w->acc[which];
+
+	a->wk = w;
+	a->mesh = mesh;
+	return loop_add(w->loop, &a->w, fd, ev, acceptor_event, a);
+}
+
+/* Listen on host:port; every worker polls the socket and whichever wakes
+ * first accepts (EPOLLEXCLUSIVE: one is woken, not all). */
+static int
+listen_on(struct relay *r, struct listener *l, int which, const char *host,
+    int port, int *bound, char *err, size_t errlen)
+{
+	int fd = listen_socket(host, port, bound, err, errlen);
+
+	if (fd < 0)
 		return -1;
+	l->fd = fd;
+	l->r = r;
+	l->mesh = which == ACC_MESH4;
+	if (!l->mesh) {
+		if (loop_add(r->h->loop, &l->w, fd, EPOLLIN, listener_event,
+		    l) != 0) {
+			snprintf(err, errlen, "epoll: %s", strerror(errno));
+			return -1;
+		}
+		return 0;
 	}
+	for (size_t i = 0; i < r->n_workers; i++)
+		if (acceptor_add(r->workers[i], which, fd, l->mesh,
+		    EPOLLIN | EPOLLEXCLUSIVE) != 0) {
+			snprintf(err, errlen, "epoll: %s", strerror(errno));
+			return -1;      /* relay_free closes fd */
+		}
 	return 0;
 }
 
@@ -791,7 +1085,8 @@ int
 relay_listen_mesh(struct relay *r, const char *bind_addr, int port,
     int *bound, char *err, size_t errlen)
 {
-	return listen_on(r, &r->mesh4, bind_addr, port, 1, bound, err, errlen);
+	return listen_on(r, &r->mesh4, ACC_MESH4, bind_addr, port, bound, err,
+	    errlen);
 }
 
 int
@@ -800,11 +1095,12 @@ relay_listen_outbound(struct relay *r, int *port, char *err, size_t errlen)
 	char err6[256];
 	int p6;
 
-	if (listen_on(r, &r->out4, "127.0.0.1", 0, 0, port, err, errlen) != 0)
+	if (listen_on(r, &r->out4, -1, "127.0.0.1", 0, port, err,
+	    errlen) != 0)
 		return -1;
 	/* IPv6 loopback on the same port, for AF_INET6 app sockets; not
 	 * every host has ::1, so this one is best effort. */
-	if (listen_on(r, &r->out6, "::1", *port, 0, &p6, err6,
+	if (listen_on(r, &r->out6, -1, "::1", *port, &p6, err6,
 	    sizeof(err6)) != 0)
 		log_info("outbound listener on [::1]:%d unavailable (%s); "
 		    "IPv6 apps use v4-mapped addresses", *port, err6);
@@ -813,13 +1109,17 @@ relay_listen_outbound(struct relay *r, int *port, char *err, size_t errlen)
 
 /* Workers ----------------------------------------------------------------- */
 
+/* Queue j for w. -1 when w is stopping (or out of memory). */
 static int
-worker_post(struct worker *w, int fd, int mesh,
-    const struct sockaddr_storage *ss)
+worker_post(struct worker *w, const struct job *j)
 {
 	uint64_t one = 1;
 
 	pthread_mutex_lock(&w->qlock);
+	if (w->stop) {
+		pthread_mutex_unlock(&w->qlock);
+		return -1;
+	}
 	if (w->qn == w->qcap) {
 		size_t cap = w->qcap ? w->qcap * 2 : 64;
 		struct job *q = realloc(w->q, cap * sizeof(*q));
@@ -831,12 +1131,11 @@ worker_post(struct worker *w, int fd, int mesh,
 		w->q = q;
 		w->qcap = cap;
 	}
-	w->q[w->qn].fd = fd;
-	w->q[w->qn].mesh = mesh;
-	w->q[w->qn].ss = *ss;
-	w->qn++;
+	w->q[w->qn++] = *j;
 	pthread_mutex_unlock(&w->qlock);
-	return write(w->wake.fd, &one, sizeof(one)) == sizeof(one) ? 0 : -1;
+	if (write(w->wake.fd, &one, sizeof(one)) != sizeof(one))
+		log_warn("worker %d: wake-up failed: %m", w->id);
+	return 0;
 }
 
 static void
@@ -898,10 +1197,10 @@ worker_wake(void *arg, uint32_t events)
 	util_strlcpy(why, w->recheck_why, sizeof(why));
 	pthread_mutex_unlock(&w->qlock);
 	for (size_t i = 0; i < n; i++) {
-		if (q[i].mesh)
-			inbound_start(w, q[i].fd, &q[i].ss);
+		if (q[i].c != NULL)
+			worker_adopt(w, q[i].c);
 		else
-			outbound_start(w, q[i].fd, &q[i].ss);
+			outbound_start(w, q[i].fd, &q[i].ss, q[i].pd);
 	}
 	free(q);
 	if (recheck) {
@@ -976,7 +1275,24 @@ worker_main(void *arg)
 			next_tick = now + 100;
 		}
 	}
-	/* Stopping: close what is left, in this thread, and free it. */
+	/* Stopping: no more jobs are taken; close what is left (and what
+	 * was on its way here), in this thread, and free it. */
+	pthread_mutex_lock(&w->qlock);
+	w->stop = 1;
+	pthread_mutex_unlock(&w->qlock);
+	for (size_t i = 0; i < w->qn; i++) {
+		struct conn *c = w->q[i].c;
+
+		if (c == NULL) {
+			free(w->q[i].pd);
+			close(w->q[i].fd);
+			continue;
+		}
+		conn_link(w, c);
+		c->app.w.fd = c->move_fd[0];
+		c->net.w.fd = c->move_fd[1];
+	}
+	w->qn = 0;
 	while (w->conns != NULL)
 		conn_close(w->conns, 1, "helperd stopping");
 	loop_run_once(w->loop, 0);
@@ -988,9 +1304,8 @@ worker_free(struct worker *w)
 {
 	if (w == NULL)
 		return;
-	for (size_t i = 0; i < w->qn; i++)
-		close(w->q[i].fd);
 	free(w->q);
+
 	for (size_t i = 0; i < w->n_pool; i++)
 		free(w->pool[i]);
 	for (size_t i = 0; i < w->n_pipes; i++) {
@@ -1017,6 +1332,8 @@ worker_new(struct relay *r, int id)
 	w->r = r;
 	w->id = id;
 	w->wake.fd = -1;
+	for (int i = 0; i < ACC_N; i++)
+		w->acc[i].w.fd = -1;
 	pthread_mutex_init(&w->qlock, NULL);
 	if (loop_new(&w->loop) != 0)
 		goto err;
@@ -1045,7 +1362,8 @@ relay_new(struct relay **out, struct helperd *h, int workers)
 	if (r == NULL)
 		return -1;
 	r->h = h;
-	r->mesh4.w.fd = r->out4.w.fd = r->out6.w.fd = -1;
+	r->mesh4.fd = r->out4.fd = r->out6.fd = -1;
+	r->out4.w.fd = r->out6.w.fd = -1;
 	if (workers < 1)
 		workers = 1;
 	if (workers > RELAY_MAX_WORKERS)
@@ -1061,19 +1379,9 @@ relay_new(struct relay **out, struct helperd *h, int workers)
 	return 0;
 }
 
-static void
-listener_close(struct relay *r, struct listener *l)
-{
-	int fd = l->w.fd;
-
-	if (fd < 0)
-		return;
-	loop_del(r->h->loop, &l->w);
-	close(fd);
-}
-
 /* Called by the main thread holding h->lock: the workers need it to
- * finish, so it is released while they stop. */
+ * finish, so it is released while they stop. All stop before any is
+ * freed (a worker may hand a connection to another until it stops). */
 void
 relay_free(struct relay *r)
 {
@@ -1081,9 +1389,8 @@ relay_free(struct relay *r)
 
 	if (r == NULL)
 		return;
-	listener_close(r, &r->mesh4);
-	listener_close(r, &r->out4);
-	listener_close(r, &r->out6);
+	loop_del(r->h->loop, &r->out4.w);
+	loop_del(r->h->loop, &r->out6.w);
 	locked = helperd_unlock_all(r->h);
 	for (size_t i = 0; i < r->n_workers; i++) {
 		struct worker *w = r->workers[i];
@@ -1092,10 +1399,18 @@ relay_free(struct relay *r)
 		w->stop = 1;
 		pthread_mutex_unlock(&w->qlock);
 		worker_kick(w);
-		pthread_join(w->thread, NULL);
-		worker_free(w);
 	}
+	for (size_t i = 0; i < r->n_workers; i++)
+		pthread_join(r->workers[i]->thread, NULL);
+	for (size_t i = 0; i < r->n_workers; i++)
+		worker_free(r->workers[i]);
 	helperd_relock(r->h, locked);
+	if (r->mesh4.fd >= 0)
+		close(r->mesh4.fd);
+	if (r->out4.fd >= 0)
+		close(r->out4.fd);
+	if (r->out6.fd >= 0)
+		close(r->out6.fd);
 	for (size_t i = 0; i < RELAY_PORTS; i++) {
 		free(r->pending[i]);
 		if (r->parked[i] != NULL) {
@@ -1139,10 +1454,9 @@ relay_pending_add(struct relay *r, int local_port, const char *src,
 
 		r->parked[local_port] = NULL;
 		r->n_parked--;
-		if (worker_post(r->workers[r->next_worker], pk->fd, 0,
-		    &pk->ss) != 0)
-			close(pk->fd);
-		r->next_worker = (r->next_worker + 1) % r->n_workers;
+		r->pending[local_port] = NULL;
+		r->n_pending--;
+		outbound_post(r, pk->fd, &pk->ss, p);
 		free(pk);
 	}
 	return 0;

@@ -25,6 +25,10 @@
 #define RELAY_BACKLOG   1024
 #define RELAY_DIAL_TRIES 3           /* instances tried per connection */
 #define RELAY_MAX_WORKERS 64
+/* A same-node pair whose inbound half moved this many bytes in each of
+ * this many relay rounds is bulk: the half moves to another worker. */
+#define RELAY_BULK_BYTES  (64 * 1024)
+#define RELAY_BULK_ROUNDS 4
 
 enum conn_kind { CONN_OUT, CONN_IN };
 enum conn_state { ST_DIAL, ST_HANDSHAKE, ST_RELAY };
@@ -40,6 +44,7 @@ struct end {
 	int bye_queued;         /* TLS close_notify is in wbuf or sent */
 	int short_read;         /* the last read got less than asked: the
 	                           socket is drained, epoll will say more */
+	uint64_t sent;          /* TLS: bytes sent from wbuf so far */
 	char *rbuf, *wbuf;      /* TLS: received / to-send ciphertext */
 	size_t roff, rlen, woff, wlen;
 };
@@ -48,6 +53,7 @@ struct end {
 struct pipe {
 	char *buf;              /* from the pool while it holds data */
 	size_t off, len;        /* len: bytes in buf, or in kp when spliced */
+	uint64_t moved;         /* bytes read into it so far */
 	int kp[2];              /* kernel pipe for splice (plain to plain),
 	                           -1 when none is held */
 };
@@ -63,12 +69,20 @@ struct conn {
 	struct pipe up;         /* app -> net */
 	struct pipe down;       /* net -> app */
 	char src[64], dst[64];
-	char peer_addr[INET6_ADDRSTRLEN];
+	char peer_addr[INET6_ADDRSTRLEN];  /* in: the mesh peer (same node:
+	                                      the app); out: the app */
 	int peer_port;
 	int app_port;           /* inbound: local port towards the service */
 	struct tls_peer peer;
 	int64_t deadline;       /* monotonic ms; 0 = none */
 	int closed;
+	int colocated;          /* inbound half of a same-node pair, started
+	                           on the worker of its outbound half */
+	struct conn *pair;      /* the other half while both are on this
+	                           worker (same node), else NULL */
+	int bulky;              /* relay rounds that moved a lot */
+	int move_fd[2];         /* app, net while moving between workers */
+	uint32_t move_ev[2];
 	int tries;              /* outbound: instances dialled so far */
 	char tried[RELAY_DIAL_TRIES][64];  /* ... their nodes */
 	struct conn *prev, *next;
@@ -80,11 +94,24 @@ struct pending {
 	int64_t expires;
 };
 
+/* A listening socket. The mesh port is shared by every worker (each
+ * polls it with EPOLLEXCLUSIVE; whichever wakes accepts). The outbound
+ * port is the main thread's: it meets each socket with its CONNECT. */
 struct listener {
-	struct loop_watch w;
+	struct loop_watch w;    /* outbound: in the main loop */
 	struct relay *r;
+	int fd;
 	int mesh;               /* 1 mesh port, 0 outbound */
 };
+
+/* A worker's watch on a listening socket. */
+struct acceptor {
+	struct loop_watch w;
+	struct worker *wk;
+	int mesh;               /* 1: inbound mTLS, 0: outbound (app side) */
+};
+
+enum { ACC_MESH4, ACC_N };
 
 #define RELAY_PARK_MS   2000
 
@@ -94,10 +121,12 @@ struct parked {
 	int64_t expires;
 };
 
-/* A new socket handed from the accepting thread to a worker. */
+/* Work handed to a worker: a connection moving over from another
+ * worker (c), or an outbound socket (fd) with its registration (pd). */
 struct job {
+	struct conn *c;
+	struct pending *pd;     /* with fd: its registration */
 	int fd;
-	int mesh;               /* 1 mesh port (inbound), 0 outbound */
 	struct sockaddr_storage ss;
 };
 
@@ -116,6 +145,7 @@ struct worker {
 	int recheck;                    /* intentions changed: re-check */
 	char recheck_why[160];
 	int stop;
+	struct acceptor acc[ACC_N];
 	struct conn *conns;
 	size_t n_conns;
 	char *pool[RELAY_POOL_MAX];
@@ -124,8 +154,8 @@ struct worker {
 	size_t n_pipes;
 };
 
-/* The accepting side (helperd's main thread) and what the workers share
- * with it (under h->lock: pending, expiry, inbound_by_port). */
+/* What the workers share with each other and with helperd's main thread
+ * (under h->lock: pending, expiry, inbound_by_port, parked). */
 struct relay {
 	struct helperd *h;
 	struct listener mesh4, out4, out6;

@@ -161,6 +161,7 @@ tls_flush(struct worker *w, struct end *e)
 			return -2;
 		e->woff += (size_t)n;
 		e->wlen -= (size_t)n;
+		e->sent += (uint64_t)n;
 	}
 	e->woff = 0;
 	relay_buf_put(w, e->wbuf);
@@ -378,6 +379,8 @@ relay_pump(struct worker *w, struct end *from, struct end *to,
 		}
 		if (n == 0)
 			from->eof_in = 1;
+		else
+			p->moved += (uint64_t)n;
 	}
 }
 

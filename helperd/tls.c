@@ -20,7 +20,14 @@
 	"+GROUP-X25519:+GROUP-SECP256R1:+CTYPE-X509:+COMP-NULL:" \
 	"%SERVER_PRECEDENCE"
 
-static gnutls_priority_t tls_prio;
+/* The two ends of a same-node pair are both this process, talking over a
+ * socketpair: nobody can record that leg without reading helperd's
+ * memory, where the ticket key lives anyway. A resumed session there
+ * uses psk_ke (no ECDHE: forward secrecy buys nothing on that leg);
+ * every session that crosses a network keeps psk_dhe_ke. */
+#define TLS_PRIORITY_LOCAL TLS_PRIORITY ":+PSK"
+
+static gnutls_priority_t tls_prio, tls_prio_local;
 static int verify_cb(gnutls_session_t session);
 static int verify_locked(gnutls_session_t session, struct tls_peer *p);
 
@@ -54,6 +61,9 @@ tls_global_init(char *err, size_t errlen)
 	int rc;
 
 	rc = gnutls_priority_init(&tls_prio, TLS_PRIORITY, &pos);
+	if (rc >= 0)
+		rc = gnutls_priority_init(&tls_prio_local, TLS_PRIORITY_LOCAL,
+		    &pos);
 	if (rc < 0) {
 		snprintf(err, errlen, "TLS priority string at '%s': %s",
 		    pos ? pos : "?", gnutls_strerror(rc));
@@ -159,7 +169,9 @@ tls_global_deinit(void)
 {
 	if (tls_prio != NULL)
 		gnutls_priority_deinit(tls_prio);
-	tls_prio = NULL;
+	if (tls_prio_local != NULL)
+		gnutls_priority_deinit(tls_prio_local);
+	tls_prio = tls_prio_local = NULL;
 	cache_clear();
 	if (tls_ticket_key.data != NULL) {
 		gnutls_memset(tls_ticket_key.data, 0, tls_ticket_key.size);
@@ -332,7 +344,8 @@ session_new(int fd, struct tls_peer *peer, unsigned flags)
 
 	if (gnutls_init(&s, flags | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL) < 0)
 		return NULL;
-	if (gnutls_priority_set(s, tls_prio) < 0) {
+	if (gnutls_priority_set(s, peer->same_process ? tls_prio_local :
+	    tls_prio) < 0) {
 		gnutls_deinit(s);
 		return NULL;
 	}

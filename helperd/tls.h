@@ -24,6 +24,8 @@ struct tls_peer {
 	char why[256];              /* reason of a failed handshake */
 	int resumed;                /* the handshake resumed a session */
 	int ticket_saved;           /* client: this session's ticket kept */
+	int same_process;           /* both ends are this helperd (same-node
+	                               pair over a socketpair) */
 };
 
 int tls_global_init(char *err, size_t errlen);

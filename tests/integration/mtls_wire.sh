@@ -1,11 +1,15 @@
 #!/bin/bash
-# What is on the wire: a marker sent through the mesh never appears in
-# clear on mesh_port; plain TCP, cert-less TLS and a foreign certificate
-# get nothing through; a real mesh leaf does (the control).
+# What is on the wire. Same node: the two TLS ends run in helperd over a
+# socketpair; strace shows the marker in clear towards the service (the
+# control) and never in what helperd writes on its unix stream sockets.
+# The mesh port: a real leaf's TLS 1.3 session carries the marker, which
+# tcpdump never sees in clear. Plain TCP, cert-less TLS, a foreign
+# certificate and TLS 1.2 get nothing through.
 . "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || skip_test "tcpdump on lo needs root"
 command -v tcpdump >/dev/null || skip_test "tcpdump not installed"
+command -v strace >/dev/null || skip_test "strace not installed"
 
 ECHO=$(free_port); UP=$(free_port)
 start_echo "$ECHO"
@@ -16,19 +20,20 @@ TD=$(jq_get "$T/n1/data/ports.json" trust_domain)
 SNI="socat.default.dc1.internal.$TD"
 
 MARK="MARKER-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-tcpdump -i lo --immediate-mode -U -s 0 -w "$T/mesh.pcap" "tcp port $MESH_PORT" >/dev/null 2>&1 &
-TPID=$!; PIDS="$PIDS $TPID"
-tcpdump -i lo --immediate-mode -U -s 0 -w "$T/echo.pcap" "tcp port $ECHO" >/dev/null 2>&1 &
-TPID2=$!; PIDS="$PIDS $TPID2"
-sleep 1
+strace -f -yy -qq -s 65536 -e trace=write,sendto,sendmsg -o "$T/strace.txt" -p "$HELPERD_PID" &
+SPID=$!; PIDS="$PIDS $SPID"
+for _ in $(seq 50); do grep -q '^TracerPid:[[:space:]]*[1-9]' /proc/$HELPERD_PID/status && break; sleep 0.1; done
+sleep 0.5
 out=$(printf '%s\n' "$MARK" | LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_UPSTREAMS="socat:$UP" timeout 5 nc -N 127.0.0.1 "$UP")
 check "marker echoed through the mesh" [ "$out" = "$MARK" ]
 sleep 0.5
-kill -INT $TPID $TPID2; wait $TPID $TPID2 2>/dev/null
-check "capture on mesh_port saw traffic" [ "$(stat -c %s "$T/mesh.pcap")" -gt 1000 ]
-check "marker is in clear on the service side (control)" grep -qa "$MARK" "$T/echo.pcap"
-! grep -qa "$MARK" "$T/mesh.pcap"
-check "marker never in clear on mesh_port" [ $? = 0 ]
+kill -INT $SPID; wait $SPID 2>/dev/null
+grep "TCP:\[[^]]*:$ECHO\]" "$T/strace.txt" | grep -q "$MARK"
+check "marker is in clear towards the service (control)" [ $? = 0 ]
+unix_bytes=$(grep -E '^[0-9]+ +(write|sendto|sendmsg)\([0-9]+<UNIX-STREAM:' "$T/strace.txt" | grep -oE '= [0-9]+$' | awk '{s+=$2} END {print s+0}')
+check "helperd wrote the TLS leg on a socketpair ($unix_bytes bytes)" [ "$unix_bytes" -gt 500 ]
+! grep -E '<UNIX-STREAM:' "$T/strace.txt" | grep -q "$MARK"
+check "marker never in clear between the two TLS ends" [ $? = 0 ]
 
 # Plain TCP to the mesh port: nothing gets through, the connection closes.
 out=$(printf '%s\n' "$MARK" | timeout 5 nc -N 127.0.0.1 "$MESH_PORT" 2>/dev/null | tr -d '\0')
@@ -61,10 +66,18 @@ open(sys.argv[1] + "/web.key", "w").write(d["PrivateKeyPEM"])
 PY
 curl -s "http://$HTTP_ADDR/v1/agent/connect/ca/roots" | python3 -c '
 import json,sys; d=json.load(sys.stdin); print("".join(r["RootCert"] for r in d["Roots"]))' > "$T/roots.pem"
+tcpdump -i lo --immediate-mode -U -s 0 -w "$T/mesh.pcap" "tcp port $MESH_PORT" >/dev/null 2>&1 &
+TPID=$!; PIDS="$PIDS $TPID"
+sleep 1
 out=$( (printf '%s\n' "$MARK"; sleep 1) | timeout 5 openssl s_client -connect "127.0.0.1:$MESH_PORT" \
     -servername "$SNI" -tls1_3 -cert "$T/web.pem" -key "$T/web.key" -CAfile "$T/roots.pem" \
     -verify_return_error -quiet 2>/dev/null)
 check "control: a real mesh leaf gets the echo over TLS 1.3" sh -c "printf '%s' \"\$1\" | grep -qx '$MARK'" _ "$out"
+sleep 0.5
+kill -INT $TPID; wait $TPID 2>/dev/null
+check "capture on mesh_port saw that session" [ "$(stat -c %s "$T/mesh.pcap")" -gt 1000 ]
+! grep -qa "$MARK" "$T/mesh.pcap"
+check "marker never in clear on mesh_port" [ $? = 0 ]
 
 grep -q "mesh handshake from 127.0.0.1" "$T/n1/helperd.log"
 check "refused handshakes are logged" [ $? = 0 ]

@@ -1,6 +1,6 @@
 #!/bin/bash
 # TLS 1.3 session resumption between helperd's two ends: later connections
-# of a pair resume, and a resumed session still carries the verified
+# of a pair resume (same node: psk_ke), and a resumed session still carries the verified
 # source identity (checked here under default deny + an explicit allow).
 . "$(dirname "$0")/lib.sh"
 
@@ -15,8 +15,14 @@ for i in 1 2 3 4 5 6; do
 	[ "$(echo_through "$UP" web "socat:$UP")" = "hello-$UP" ] && good=$((good + 1))
 done
 check "6 sequential connections under default deny + allow web => socat" [ "$good" = 6 ]
-n=$(grep -c "established (.*resumed)" "$T/n1/helperd.log")
+n=$(grep -c "established (.*, resumed)" "$T/n1/helperd.log")
 check "later connections resumed the TLS session ($n of 6)" [ "$n" -ge 4 ]
+# Same node, both ends in helperd over a socketpair: resumed with psk_ke,
+# no ECDHE group in GnuTLS's session description; a full handshake has one.
+ecdhe=$(grep "established (.*, resumed)" "$T/n1/helperd.log" | grep -c "ECDHE")
+check "same-node resumptions use psk_ke ($ecdhe of $n name an ECDHE group)" [ "$ecdhe" = 0 ]
+full=$(grep "established (" "$T/n1/helperd.log" | grep -v ", resumed)" | head -1 | sed 's/.*established //')
+check "a full handshake uses ECDHE $full" sh -c "printf '%s' \"\$1\" | grep -q 'ECDHE-'" _ "$full"
 "$MESHCTL" intention create -allow web other >/dev/null
 "$MESHCTL" intention delete web socat >/dev/null
 out=$(echo_through "$UP" web "socat:$UP")
