@@ -134,20 +134,14 @@ id_string(const struct sockdiag_id *id, char *buf, size_t len)
 	snprintf(buf, len, "%s:%u -> %s:%u", s, id->sport, t, id->dport);
 }
 
-/* Abort both ends of a connection (the service's end is reset by the
- * abort already; destroying it too is belt and braces). 0, or -1 with
- * errno of the app's end. */
+/* Abort the app's end of a connection (exactly that socket: the id has
+ * its cookie); the kernel resets the service's end. Never a lookup of
+ * the service's end without its cookie: once that end is gone, the same
+ * 4-tuple would find the service's listener. 0, or -1 with errno. */
 static int
 destroy(struct direct *d, const struct sockdiag_id *id)
 {
-	struct sockdiag_id peer = { .src = id->dst, .dst = id->src,
-	    .sport = id->dport, .dport = id->sport,
-	    .cookie = SOCKDIAG_NOCOOKIE };
-	int rc = sockdiag_destroy(d->sd, id), e = errno;
-
-	(void)sockdiag_destroy(d->sd, &peer);
-	errno = e;
-	return rc;
+	return sockdiag_destroy(d->sd, id);
 }
 
 int
