@@ -8,9 +8,12 @@
  *   HELLO <service>
  *       Binds this control connection to <service>. helperd checks the
  *       peer's SO_PEERCRED uid against the service's "user" (if any).
- *       OK port=<outbound-port> dns=<dns_domain> [inbound=strict|permissive
- *          svc_port=<port>] [up=<dest>,<addr>,<port>]...
+ *       OK port=<outbound-port> dns=<dns_domain> [direct=1]
+ *          [inbound=strict|permissive svc_port=<port>]
+ *          [up=<dest>,<addr>,<port>]...
  *       ERR <ERRNO-NAME> <message>
+ *       direct=1: this helperd offers DIRECT (same_node_mtls = false and
+ *       it can destroy sockets); without it the shim never asks.
  *   CONNECT <destination> <local-port>
  *       Registers the original destination of the app socket whose local
  *       (loopback) port is <local-port>; that same socket connects to
@@ -25,6 +28,29 @@
  *       After an ERR for a denied pair or a missing instance, a connection
  *       from <local-port> to the outbound port is accepted and reset: a
  *       non-blocking socket sees a reset on first I/O.
+ *   DIRECT <destination>
+ *       Asked (after HELLO said direct=1) before an unbound app socket
+ *       connects: may it connect straight to <destination>'s instance on
+ *       this node? Yes when that instance is passing, not inbound=strict,
+ *       the intention allows the pair and the tracking table has room.
+ *       OK direct <addr> <port>    connect the app socket there, then TRACK
+ *       OK relay                   do as today: outbound port + CONNECT
+ *                                  (a denied pair is refused there)
+ *       ERR EINVAL|EPROTO <message>
+ *   TRACK <destination> <local-addr> <local-port> <service-addr>
+ *         <service-port>
+ *       The app socket DIRECT sent to <destination> is connected (or
+ *       connecting) from <local-addr>:<local-port> to <service-addr>:
+ *       <service-port> (numeric addresses, as the socket sees them).
+ *       helperd checks that it is the destination's direct local
+ *       instance, that the socket exists and belongs to the client's uid
+ *       (sock_diag), re-checks the intention, and keeps the 4-tuple (at
+ *       most DIRECT_MAX; closed ones are dropped within about a second)
+ *       so that a later deny destroys the socket (SOCK_DESTROY).
+ *       OK
+ *       ERR <ERRNO-NAME> <message>  (EINVAL, ENOENT, EACCES, ECONNREFUSED
+ *                                    denied meanwhile, ENOSPC table full;
+ *                                    the last two destroy the socket)
  *   ACCEPT <local-port> <peer-port>
  *       Asked by a shim in a server (inbound) after accept(): is the
  *       connection from 127.0.0.1:<peer-port> to our <local-port> a mesh

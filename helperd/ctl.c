@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "helperd/catalog.h"
+#include "helperd/direct.h"
 #include "helperd/helperd.h"
 #include "helperd/intent.h"
 #include "helperd/loop.h"
@@ -132,8 +133,9 @@ hello_ok(struct ctl_client *c, const struct conf_service *svc)
 	char line[CTL_REPLY_MAX];
 	size_t off;
 
-	off = (size_t)snprintf(line, sizeof(line), "OK port=%d dns=%s",
-	    h->outbound_port, h->conf.dns_domain);
+	off = (size_t)snprintf(line, sizeof(line), "OK port=%d dns=%s%s",
+	    h->outbound_port, h->conf.dns_domain,
+	    direct_on(h->direct) ? " direct=1" : "");
 	if (svc != NULL)
 		off += (size_t)snprintf(line + off, sizeof(line) - off,
 		    " inbound=%s svc_port=%d",
@@ -238,6 +240,83 @@ do_connect(struct ctl_client *c, char *args)
 	reply(c, "OK");
 }
 
+/* DIRECT <destination>: may this connection go straight to a local
+ * instance (direct.h)? Asked before the app's socket connects. */
+static void
+do_direct(struct ctl_client *c, char *args)
+{
+	struct helperd *h = c->s->h;
+	char *dst = strtok_r(args, " ", &args);
+	char addr[64];
+	int port;
+
+	if (c->service[0] == '\0') {
+		reply(c, "ERR EPROTO HELLO first");
+		return;
+	}
+	if (dst == NULL || !conf_valid_name(dst) ||
+	    strtok_r(NULL, " ", &args) != NULL) {
+		reply(c, "ERR EINVAL usage: DIRECT <service>");
+		return;
+	}
+	if (direct_route(h->direct, c->service, dst, addr, sizeof(addr),
+	    &port))
+		reply(c, "OK direct %s %d", addr, port);
+	else
+		reply(c, "OK relay");
+}
+
+static const char *
+errno_name(int e)
+{
+	switch (e) {
+	case EINVAL: return "EINVAL";
+	case ECONNREFUSED: return "ECONNREFUSED";
+	case ENOENT: return "ENOENT";
+	case EACCES: return "EACCES";
+	case ENOSPC: return "ENOSPC";
+	default: return "EPROTO";
+	}
+}
+
+/* TRACK <destination> <local-addr> <local-port> <service-addr>
+ * <service-port>: the app's socket that DIRECT sent to dst. */
+static void
+do_track(struct ctl_client *c, char *args)
+{
+	struct helperd *h = c->s->h;
+	struct sockdiag_id id;
+	char *f[6], err[256];
+	long lport, sport;
+	int n = 0, rc;
+
+	if (c->service[0] == '\0') {
+		reply(c, "ERR EPROTO HELLO first");
+		return;
+	}
+	while (n < 6 && (f[n] = strtok_r(n == 0 ? args : NULL, " ",
+	    &args)) != NULL)
+		n++;
+	memset(&id, 0, sizeof(id));
+	if (n != 5 || !conf_valid_name(f[0]) ||
+	    sockdiag_parse_addr(f[1], &id.src) != 0 ||
+	    util_parse_long(f[2], 1, 65535, &lport) != 0 ||
+	    sockdiag_parse_addr(f[3], &id.dst) != 0 ||
+	    util_parse_long(f[4], 1, 65535, &sport) != 0) {
+		reply(c, "ERR EINVAL usage: TRACK <service> <local-addr> "
+		    "<local-port> <service-addr> <service-port>");
+		return;
+	}
+	id.sport = (uint16_t)lport;
+	id.dport = (uint16_t)sport;
+	rc = direct_track(h->direct, c->service, c->uid, f[0], &id, err,
+	    sizeof(err));
+	if (rc == 0)
+		reply(c, "OK");
+	else
+		reply(c, "ERR %s %s", errno_name(rc), err);
+}
+
 static void
 do_accept(struct ctl_client *c, char *args)
 {
@@ -274,6 +353,10 @@ handle_line(struct ctl_client *c, char *line)
 		do_connect(c, args);
 	else if (strcmp(cmd, "ACCEPT") == 0)
 		do_accept(c, args);
+	else if (strcmp(cmd, "DIRECT") == 0)
+		do_direct(c, args);
+	else if (strcmp(cmd, "TRACK") == 0)
+		do_track(c, args);
 	else if (strcmp(cmd, "PING") == 0)
 		reply(c, "OK pong");
 	else

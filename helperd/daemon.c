@@ -17,6 +17,7 @@
 #include "helperd/catalog.h"
 #include "helperd/cluster.h"
 #include "helperd/ctl.h"
+#include "helperd/direct.h"
 #include "helperd/health.h"
 #include "helperd/helperd.h"
 #include "helperd/http.h"
@@ -265,6 +266,8 @@ helperd_intentions_changed(struct helperd *h, const char *why)
 	if (n > 0)
 		log_warn("%s: closed %zu connection(s) that are now denied",
 		    why, n);
+	/* Direct connections are cut here, at once (each one logged). */
+	(void)direct_recheck(h->direct, why);
 }
 
 /* Services ------------------------------------------------------------- */
@@ -516,7 +519,8 @@ helperd_start(struct helperd *h, char *err, size_t errlen)
 		return -1;
 	if (catalog_new(&h->catalog, h->conf.node, h->conf.datacenter) != 0 ||
 	    health_new(&h->health, h) != 0 ||
-	    relay_new(&h->relay, h, h->workers) != 0) {
+	    relay_new(&h->relay, h, h->workers) != 0 ||
+	    direct_new(&h->direct, h) != 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -562,6 +566,7 @@ helperd_tick(struct helperd *h)
 	int64_t now = util_now_ms_mono();
 
 	relay_tick(h->relay, now);
+	direct_tick(h->direct, now);
 	health_tick(h->health, now);
 	http_tick(h->http);
 	if (now >= h->next_leaf_check) {
@@ -580,6 +585,9 @@ helperd_stop(struct helperd *h)
 	http_stop(h->http);
 	ctl_stop(h->ctl);
 	relay_free(h->relay);
+	/* Direct connections are the apps' own: they outlive helperd. */
+	direct_free(h->direct);
+	h->direct = NULL;
 	health_free(h->health);
 	h->health = NULL;
 	if (h->loop != NULL)

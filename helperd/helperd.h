@@ -15,6 +15,7 @@ struct loop;
 struct http_server;
 struct ctl_server;
 struct relay;
+struct direct;
 struct cluster;
 struct health;
 
@@ -34,6 +35,7 @@ struct helperd {
 	struct http_server *http;
 	struct ctl_server *ctl;
 	struct relay *relay;
+	struct direct *direct;               /* same-node direct connections */
 	struct cluster *cluster;            /* store = etcd; NULL: embedded */
 	char http_bound[CONF_ADDR_MAX];
 	int mesh_port_bound;

@@ -284,7 +284,7 @@ sa_equal(const union shim_sa *a, const union shim_sa *b)
 /* ---- outbound ---- */
 
 enum { PREP_PASS = 0, PREP_MESH = 1, PREP_AGAIN = 2, PREP_LATE = 3,
-    PREP_FAIL = -1 };
+    PREP_DIRECT = 4, PREP_FAIL = -1 };
 
 /* Is fd a TCP socket of the family the address is for? */
 static int
@@ -307,9 +307,10 @@ is_tcp(int fd, int family)
 	return 1;
 }
 
-/* Decide what a connect (or a MSG_FASTOPEN send) to sa does. On PREP_MESH
- * and PREP_AGAIN, via/vialen is where the socket must really go, and *e
- * (PREP_MESH) is the entry to record once the kernel accepted it.
+/* Decide what a connect (or a MSG_FASTOPEN send) to sa does. On PREP_MESH,
+ * PREP_AGAIN, PREP_LATE and PREP_DIRECT, via/vialen is where the socket
+ * must really go (helperd, or the local service for PREP_DIRECT), and *e
+ * is the entry to record once the kernel accepted it.
  * Never changes errno except on PREP_FAIL (ECONNREFUSED; EADDRNOTAVAIL
  * when no loopback port is left, as the kernel's connect says). */
 static int
@@ -321,7 +322,7 @@ prepare(int fd, const struct sockaddr *sa, socklen_t len, union shim_sa *via,
 	union shim_sa local;
 	socklen_t ll;
 	uint16_t outport, lport;
-	int saved = errno;
+	int saved = errno, rc;
 
 	shim_init();
 	if (!shim.enabled || shim_busy)
@@ -366,7 +367,8 @@ prepare(int fd, const struct sockaddr *sa, socklen_t len, union shim_sa *via,
 		 * register it right after (PREP_LATE): helperd holds a
 		 * connection it cannot place yet until the CONNECT comes.
 		 * A vfork child (not the owner) keeps the register-first
-		 * way: it has no control connection of its own. */
+		 * way: it has no control connection of its own. The same
+		 * goes for a direct connection (PREP_DIRECT), asked first. */
 		if (ctl_ensure() != 0 || (outport = ctl_outport()) == 0)
 			goto fail;
 		*vialen = loopback_sa(via, d.family, d.mapped, outport);
@@ -379,8 +381,10 @@ prepare(int fd, const struct sockaddr *sa, socklen_t len, union shim_sa *via,
 		e->via = *via;
 		e->vialen = *vialen;
 		memcpy(late_svc, svc, sizeof(svc));
+		rc = direct_prepare(fd, &d, svc, via, vialen) ? PREP_DIRECT :
+		    PREP_LATE;
 		errno = saved;
-		return PREP_LATE;
+		return rc;
 	}
 	if (lport == 0) {
 		union shim_sa b;
@@ -497,13 +501,20 @@ connect(int fd, const struct sockaddr *sa, socklen_t len)
 	socklen_t vialen;
 	struct fdt_ent e;
 	char svc[SHIM_NAME_MAX];
-	int rc;
+	int rc, fallback;
 
 	if (REAL(connect) == NULL) {
 		errno = ENOSYS;
 		return -1;
 	}
 	switch (prepare(fd, sa, len, &via, &vialen, &e, svc)) {
+	case PREP_DIRECT:
+		rc = direct_connect(fd, &via, vialen, &e, svc, &fallback);
+		if (!fallback)
+			return rc;
+		/* The local instance refused a blocking connect at once:
+		 * the relay tries it and the other instances. */
+		return connect_late(fd, &e.via, e.vialen, &e, svc);
 	case PREP_LATE:
 		return connect_late(fd, &via, vialen, &e, svc);
 	case PREP_MESH:

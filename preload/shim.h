@@ -123,6 +123,9 @@ int ctl_ensure(void) SHIM_HIDDEN;
  * to it is reset by helperd. -1: helperd unreachable. errno ECONNREFUSED
  * on 1 and -1. */
 int ctl_connect(const char *svc, uint16_t lport, uint16_t *outport) SHIM_HIDDEN;
+/* One request line (with its '\n'), its reply line into reply (truncated
+ * to cap). Owner process only. 0, or -1 helperd unreachable. */
+int ctl_call(const char *req, char *reply, size_t cap) SHIM_HIDDEN;
 /* Inbound: ACCEPT <lport> <pport>. Returns 1 mesh (id, src filled),
  * 0 direct, -1 failure (helperd unreachable / protocol error). */
 int ctl_accept(uint16_t lport, uint16_t pport, char *id, size_t idlen,
@@ -150,6 +153,8 @@ void ctl_atfork_child(void) SHIM_HIDDEN;
 int ctl_parse_hello(char *line) SHIM_HIDDEN;
 /* helperd's outbound port from the last HELLO (0 if none). */
 uint16_t ctl_outport(void) SHIM_HIDDEN;
+/* 1 if the last HELLO offered DIRECT (direct=1). */
+int ctl_direct_on(void) SHIM_HIDDEN;
 /* Address literal (v4, v6, [v6], "localhost") of s[0..n) in normalised
  * form; *any set for 0.0.0.0 / ::. 0/-1. */
 int route_parse_addr(const char *s, size_t n, struct in6_addr *a,
@@ -165,7 +170,8 @@ struct fdt_ent {
 	unsigned long ino;
 	union shim_sa orig;     /* OUT: what the app asked; IN: real source */
 	socklen_t origlen;
-	union shim_sa via;      /* OUT: helperd's loopback address */
+	union shim_sa via;      /* OUT: helperd's loopback address, or the
+	                           service's for a direct connection */
 	socklen_t vialen;
 	char id[SHIM_ID_MAX];   /* IN: peer SPIFFE ID */
 };
@@ -181,6 +187,20 @@ void fdt_clear(int fd) SHIM_HIDDEN;
 void fdt_clear_range(unsigned first, unsigned last) SHIM_HIDDEN;
 void fdt_copy(int from, int to) SHIM_HIDDEN;
 void fdt_atfork_child(void) SHIM_HIDDEN;
+
+/* ---- shim_direct.c: same-node direct connections ---- */
+
+/* Before an unbound socket fd connects to svc (d: where the app asked):
+ * 1 when helperd says go straight to the service (DIRECT), with the
+ * address in *via, in fd's family; 0 for the relay. */
+int direct_prepare(int fd, const struct shim_dest *d, const char *svc,
+    union shim_sa *via, socklen_t *vialen) SHIM_HIDDEN;
+/* Connect fd to via and tell helperd its 4-tuple (TRACK); record e (its
+ * via set to via) once tracked. Returns as connect() does. *fallback is
+ * set when a blocking connect was refused at once: the caller tries the
+ * relay instead (it dials the other instances). */
+int direct_connect(int fd, const union shim_sa *via, socklen_t vialen,
+    struct fdt_ent *e, const char *svc, int *fallback) SHIM_HIDDEN;
 
 /* ---- shim_dns.c: reserved names ---- */
 

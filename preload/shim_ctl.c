@@ -485,6 +485,23 @@ ctl_connect(const char *svc, uint16_t lport, uint16_t *outport)
 }
 
 int
+ctl_call(const char *req, char *reply, size_t cap)
+{
+	struct guard g;
+	int r = -1;
+
+	if (!shim_is_owner() || cap == 0)
+		return -1;
+	lock(&g);
+	if (request_locked(req) == 0) {
+		snprintf(reply, cap, "%s", ctl.buf);
+		r = 0;
+	}
+	unlock(&g);
+	return r;
+}
+
+int
 ctl_accept(uint16_t lport, uint16_t pport, char *id, size_t idlen,
     union shim_sa *src, socklen_t *srclen)
 {

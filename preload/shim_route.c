@@ -37,6 +37,7 @@ static struct {
 	int have_list;          /* a HELLO answer was seen */
 	int strict;             /* inbound policy */
 	int svc_port;           /* service port, 0 unknown */
+	int direct;             /* helperd offers DIRECT */
 } pol;
 static struct route scratch[SHIM_MAX_ROUTES];   /* under the ctl mutex */
 
@@ -272,6 +273,12 @@ ctl_inbound(int *strict, uint16_t *svc_port)
 	return 0;
 }
 
+int
+ctl_direct_on(void)
+{
+	return __atomic_load_n(&pol.direct, __ATOMIC_ACQUIRE);
+}
+
 uint16_t
 ctl_outport(void)
 {
@@ -280,14 +287,14 @@ ctl_outport(void)
 
 /* ---- the HELLO reply ---- */
 
-/* OK port=<p> dns=<d> [up=<dest>,<addr>,<port>]... [inbound=strict|
- * permissive] [svc_port=<p>]; unknown keys are ignored. Modifies line.
+/* OK port=<p> dns=<d> [direct=1] [up=<dest>,<addr>,<port>]...
+ * [inbound=strict|permissive] [svc_port=<p>]; unknown keys are ignored. Modifies line.
  * Caller holds ctl_mu. 0, or -1 if malformed (nothing changed). */
 int
 ctl_parse_hello(char *line)
 {
 	char *tok, *save = NULL, dns[SHIM_DOMAIN_MAX] = "";
-	int port = -1, n = 0, strict = -1, svc_port = 0, any;
+	int port = -1, n = 0, strict = -1, svc_port = 0, any, direct = 0;
 	unsigned v;
 
 	tok = strtok_r(line, " ", &save);
@@ -348,6 +355,8 @@ ctl_parse_hello(char *line)
 			n++;
 		} else if (klen == 7 && memcmp(tok, "inbound", 7) == 0) {
 			strict = strcmp(val, "strict") == 0;
+		} else if (klen == 6 && memcmp(tok, "direct", 6) == 0) {
+			direct = strcmp(val, "1") == 0;
 		} else if (klen == 8 && memcmp(tok, "svc_port", 8) == 0) {
 			svc_port = route_parse_port(val, vlen);
 			if (svc_port < 0)
@@ -368,6 +377,7 @@ ctl_parse_hello(char *line)
 	if (strict >= 0)
 		__atomic_store_n(&pol.strict, strict, __ATOMIC_RELEASE);
 	__atomic_store_n(&pol.svc_port, svc_port, __ATOMIC_RELEASE);
+	__atomic_store_n(&pol.direct, direct, __ATOMIC_RELEASE);
 	__atomic_store_n(&pol.have_list, 1, __ATOMIC_RELEASE);
 	return 0;
 }

@@ -8,6 +8,11 @@
 #   SHIM      libmeshshim.so       [$BUILDDIR/preload/libmeshshim.so]
 #   SHIMTESTS dir of the t_* programs [$BUILDDIR/tests/shim]
 #   KEEP=1    keep the temp dir; VERBOSE=1 print every program's output
+#   SAME_NODE_MTLS=false  run helperd with same_node_mtls = false: as root
+#             (CAP_NET_ADMIN), the shim's connections to socat go direct.
+#             t_inbound fails in this mode, direct or not: the plain relay
+#             (strict services stay on it) does not tell the strict
+#             service's shim that helperd made the connection (relay.c).
 set -u
 # As root, run in a private network namespace (its own loopback and
 # ephemeral ports: no clash with whatever else runs on the machine).
@@ -76,6 +81,7 @@ http_addr = "127.0.0.1:0";
 mesh_port = 0;
 services_dir = "$T/services.d";
 default_intention = "allow";
+same_node_mtls = ${SAME_NODE_MTLS:-true};
 services = (
   { name = "socat"; port = $ECHO; connect = {}; },
   { name = "web"; port = $(free_port); connect = {};
