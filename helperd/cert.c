@@ -268,6 +268,11 @@ cert_verify_chain(gnutls_x509_trust_list_t tl, const char *td,
 		    uri);
 		goto out;
 	}
+	if (strcmp(id.ns, "default") != 0) {
+		fail(why, whylen, "SPIFFE ID %s: namespace %s is not supported "
+		    "(only default)", uri, id.ns);
+		goto out;
+	}
 	if (td != NULL && strcmp(id.trust_domain, td) != 0) {
 		fail(why, whylen, "SPIFFE ID %s is in trust domain %s, expected "
 		    "%s", uri, id.trust_domain, td);

@@ -193,6 +193,14 @@ Test(cert, other_trust_domain)
 	REJECTS(o, CERT_PEER_IS_CLIENT, NULL, "in trust domain other.mesh, expected " TD);
 }
 
+Test(cert, other_namespace)
+{
+	struct leaf_opts o = good();
+
+	o.uris[0] = "spiffe://" TD "/ns/other/dc/dc1/svc/socat";
+	REJECTS(o, CERT_PEER_IS_CLIENT, NULL, "namespace other is not supported");
+}
+
 Test(cert, other_service)
 {
 	struct leaf_opts o = good();
