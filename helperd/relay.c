@@ -29,6 +29,7 @@
 #include "helperd/loop.h"
 #include "helperd/tls.h"
 #include "helperd/relay_int.h"
+#include "helperd/spiffe.h"
 
 static void conn_step(struct conn *c, int dirs);
 static struct conn *inbound_start(struct worker *w, int fd, const char *addr,
@@ -446,14 +447,38 @@ start_relay(struct conn *c)
 	conn_relay(c, DIR_BOTH);
 }
 
+/* Dial a local service for c and publish the local port, so that a shim
+ * in the service can ask whose connection it is (ACCEPT). One locked
+ * step: that shim asks (on the main thread, which holds the lock) as
+ * soon as its accept() returns, which on loopback can be before
+ * connect() has even returned here. */
+static int
+dial_published(struct conn *c, const char *addr, int port, char *why,
+    size_t whylen)
+{
+	struct relay *r = c->r;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int fd;
+
+	helperd_lock(r->h);
+	fd = dial(addr, port, why, whylen);
+	if (fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+		char a[INET6_ADDRSTRLEN];
+		addr_string(&ss, a, sizeof(a), &c->app_port);
+		if (c->app_port > 0 && c->app_port < RELAY_PORTS)
+			r->inbound_by_port[c->app_port] = c;
+	}
+	helperd_unlock(r->h);
+	return fd;
+}
+
 /* Inbound: handshake done and authorised; dial the local service. */
 static void
 inbound_dial(struct conn *c)
 {
 	struct relay *r = c->r;
 	const struct conf_service *svc;
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
 	char why[256], addr[CONF_ADDR_MAX];
 	int fd, port;
 
@@ -468,19 +493,7 @@ inbound_dial(struct conn *c)
 		conn_close(c, 1, "service %s is gone", c->dst);
 		return;
 	}
-	/* Connect and publish the local port in one locked step: a shim
-	 * in the service asks (ACCEPT, on the main thread, which holds the
-	 * lock) as soon as its accept() returns, which on loopback can be
-	 * before connect() has even returned here. */
-	helperd_lock(r->h);
-	fd = dial(addr, port, why, sizeof(why));
-	if (fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
-		char a[INET6_ADDRSTRLEN];
-		addr_string(&ss, a, sizeof(a), &c->app_port);
-		if (c->app_port > 0 && c->app_port < RELAY_PORTS)
-			r->inbound_by_port[c->app_port] = c;
-	}
-	helperd_unlock(r->h);
+	fd = dial_published(c, addr, port, why, sizeof(why));
 	if (fd < 0 || watch_end(c, &c->app, fd, EPOLLOUT) != 0) {
 		if (fd >= 0)
 			close(fd);
@@ -852,8 +865,12 @@ outbound_dial(struct conn *c, const char *last)
 	}
 	/* Same node with mTLS: both TLS ends run here, over a socketpair,
 	 * and both halves start on this worker (see conn_relay). */
-	nfd = tls && local ? local_pair(c, why, sizeof(why)) :
-	    dial(host, port, why, sizeof(why));
+	if (tls && local)
+		nfd = local_pair(c, why, sizeof(why));
+	else if (tls)
+		nfd = dial(host, port, why, sizeof(why));
+	else
+		nfd = dial_published(c, host, port, why, sizeof(why));
 	if (nfd < 0 || watch_end(c, &c->net, nfd, EPOLLOUT) != 0) {
 		if (nfd >= 0)
 			close(nfd);
@@ -1471,7 +1488,14 @@ relay_inbound_lookup(struct relay *r, int port, char *spiffe,
 	if (port <= 0 || port >= RELAY_PORTS ||
 	    (c = r->inbound_by_port[port]) == NULL)
 		return -1;
-	util_strlcpy(spiffe, c->peer.peer_spiffe, spiffelen);
+	/* Same node without TLS: the source is the app helperd accepted
+	 * for c->src (its identity from its control connection). */
+	if (c->kind == CONN_OUT) {
+		if (spiffe_format(spiffe, spiffelen, ca_trust_domain(r->h->ca),
+		    r->h->conf.datacenter, c->src) != 0)
+			return -1;
+	} else
+		util_strlcpy(spiffe, c->peer.peer_spiffe, spiffelen);
 	util_strlcpy(addr, c->peer_addr, addrlen);
 	*src_port = c->peer_port;
 	return 0;

@@ -9,10 +9,9 @@
 #   SHIMTESTS dir of the t_* programs [$BUILDDIR/tests/shim]
 #   KEEP=1    keep the temp dir; VERBOSE=1 print every program's output
 #   SAME_NODE_MTLS=false  run helperd with same_node_mtls = false: as root
-#             (CAP_NET_ADMIN), the shim's connections to socat go direct.
-#             t_inbound fails in this mode, direct or not: the plain relay
-#             (strict services stay on it) does not tell the strict
-#             service's shim that helperd made the connection (relay.c).
+#             (CAP_NET_ADMIN), the shim's connections to socat go direct;
+#             t_inbound's strict service stays on the spliced relay, which
+#             publishes its connections for the service's ACCEPT.
 set -u
 # As root, run in a private network namespace (its own loopback and
 # ephemeral ports: no clash with whatever else runs on the machine).
