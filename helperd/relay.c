@@ -738,8 +738,9 @@ outbound_post(struct relay *r, int fd, const struct sockaddr_storage *ss,
  * a worker; without, held until its CONNECT comes (the shim connects
  * first and registers right after). */
 static void
-outbound_accepted(struct relay *r, int fd, const struct sockaddr_storage *ss)
+outbound_accepted(void *arg, int fd, const struct sockaddr_storage *ss)
 {
+	struct relay *r = arg;
 	struct pending *pd;
 	char addr[INET6_ADDRSTRLEN];
 	int port;
@@ -950,25 +951,16 @@ inbound_start(struct worker *w, int fd, const char *addr, int port,
 	return c;
 }
 
-/* The mesh port is readable: accept on this worker. */
+/* Accept up to 64 connections from lfd and hand each, tuned, to
+ * got(arg, ...); refused at once beyond max connections in all. */
 static void
-acceptor_event(void *arg, uint32_t events)
+accept_some(struct relay *r, int lfd, long max,
+    void (*got)(void *, int, const struct sockaddr_storage *), void *arg)
 {
-	struct acceptor *a = arg;
-	struct worker *w = a->wk;
-	struct relay *r = w->r;
-	char addr[INET6_ADDRSTRLEN];
-	int port;
-	long max;
-
-	(void)events;
-	helperd_lock(r->h);
-	max = r->h->conf.max_conns;
-	helperd_unlock(r->h);
 	for (int i = 0; i < 64; i++) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof(ss);
-		int fd = accept4(a->w.fd, (struct sockaddr *)&ss, &len,
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &len,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
@@ -984,9 +976,33 @@ acceptor_event(void *arg, uint32_t events)
 			continue;
 		}
 		sock_tune(fd);
-		addr_string(&ss, addr, sizeof(addr), &port);
-		inbound_start(w, fd, addr, port, 0);
+		got(arg, fd, &ss);
 	}
+}
+
+static void
+inbound_accepted(void *arg, int fd, const struct sockaddr_storage *ss)
+{
+	char addr[INET6_ADDRSTRLEN];
+	int port;
+
+	addr_string(ss, addr, sizeof(addr), &port);
+	inbound_start(arg, fd, addr, port, 0);
+}
+
+/* The mesh port is readable: accept on this worker. */
+static void
+acceptor_event(void *arg, uint32_t events)
+{
+	struct acceptor *a = arg;
+	struct relay *r = a->wk->r;
+	long max;
+
+	(void)events;
+	helperd_lock(r->h);
+	max = r->h->conf.max_conns;
+	helperd_unlock(r->h);
+	accept_some(r, a->w.fd, max, inbound_accepted, a->wk);
 }
 
 /* Main thread (holding h->lock): the outbound port is readable. */
@@ -994,30 +1010,10 @@ static void
 listener_event(void *arg, uint32_t events)
 {
 	struct listener *l = arg;
-	struct relay *r = l->r;
 
 	(void)events;
-	for (int i = 0; i < 64; i++) {
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
-		int fd = accept4(l->w.fd, (struct sockaddr *)&ss, &len,
-		    SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR &&
-			    errno != ECONNABORTED)
-				log_warn("accept: %m");
-			return;
-		}
-		if ((long)atomic_load(&r->n_conns) >= r->h->conf.max_conns) {
-			log_warn("max_conns (%ld) reached: refusing a "
-			    "connection", r->h->conf.max_conns);
-			close(fd);
-			continue;
-		}
-		sock_tune(fd);
-		outbound_accepted(r, fd, &ss);
-	}
+	accept_some(l->r, l->w.fd, l->r->h->conf.max_conns,
+	    outbound_accepted, l->r);
 }
 
 /* Listeners ------------------------------------------------------------ */
