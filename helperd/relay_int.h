@@ -1,6 +1,8 @@
-/* relay_int: what relay.c (connections, steps, listeners) and relay_io.c
- * (moving bytes: pooled buffers and pipes, TLS through our own buffers,
- * plain I/O, splice) share. Not used outside the relay. */
+/* relay_int: what the relay's files share: relay.c (a connection's
+ * steps), relay_worker.c (threads, moving), relay_accept.c (listeners,
+ * registrations), relay_sock.c (sockets) and relay_io.c (moving bytes:
+ * pooled buffers and pipes, TLS through our own buffers, plain I/O,
+ * splice). Not used outside the relay. */
 #ifndef MESH_RELAY_INT_H
 #define MESH_RELAY_INT_H
 
@@ -178,6 +180,60 @@ struct relay {
 	size_t park_head, park_len, n_parked;
 };
 
+
+/* relay.c: a connection's steps and teardown ------------------------- */
+
+/* Directions of a relay round. */
+#define DIR_UP   1      /* app -> net */
+#define DIR_DOWN 2      /* net -> app */
+#define DIR_BOTH (DIR_UP | DIR_DOWN)
+
+void relay_conn_link(struct worker *w, struct conn *c);
+void relay_conn_unlink(struct worker *w, struct conn *c);
+/* The one exit of every connection. abortive: reset both sockets (the
+ * application sees ECONNRESET rather than a clean end of stream). */
+void relay_conn_close(struct conn *c, int abortive, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Pump the directions in dirs, then set what each end waits for. */
+void relay_conn_relay(struct conn *c, int dirs);
+/* The loop callback of both ends of every connection. */
+void relay_conn_event(void *arg, uint32_t events);
+/* May src reach dst now? 1, or 0 with why. Takes h->lock. */
+int relay_allows(struct relay *r, const char *src, const char *dst,
+    char *why, size_t whylen);
+/* Inbound: a mesh connection on fd from addr:port; colocated: the other
+ * end of a same-node socketpair. The connection, or NULL (fd closed). */
+struct conn *relay_inbound_start(struct worker *w, int fd, const char *addr,
+    int port, int colocated);
+/* Outbound: an app socket with its registration (pd, taken over). */
+void relay_outbound_start(struct worker *w, int fd,
+    const struct sockaddr_storage *ss, struct pending *pd);
+/* Try another instance after a failed dial (why). 1 dialling, 0 closed. */
+int relay_outbound_retry(struct conn *c, const char *why);
+
+/* relay_worker.c: threads and moving between them ---------------------- */
+
+/* Queue j for w. -1 when w is stopping (or out of memory). */
+int relay_worker_post(struct worker *w, const struct job *j);
+/* Take over a connection detached by another worker (or by this one). */
+void relay_worker_adopt(struct worker *w, struct conn *c);
+/* Detach c from its worker and hand it to the next one after this round. */
+void relay_conn_move(struct conn *c);
+
+/* relay_sock.c: sockets ------------------------------------------------ */
+
+void relay_sock_tune(int fd);
+void relay_addr_string(const struct sockaddr_storage *ss, char *buf,
+    size_t len, int *port);
+int relay_is_loopback(const struct sockaddr_storage *ss);
+/* Start a non-blocking connect to host:port. fd, or -1 with why. */
+int relay_dial(const char *host, int port, char *why, size_t whylen);
+/* A listening TCP socket on host:port (0: any); the port in *bound. fd or
+ * -1 with err. */
+int relay_listen_socket(const char *host, int port, int *bound, char *err,
+    size_t errlen);
+/* Reset a socket (the peer sees ECONNRESET) and close it. */
+void relay_reset_fd(int fd);
 
 /* relay_io.c ------------------------------------------------------------ */
 

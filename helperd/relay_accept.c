@@ -1,0 +1,329 @@
+/* relay_accept: the listening sockets (the mesh port, polled by every
+ * worker; the outbound port, by the main thread) and the registrations
+ * that the shim's CONNECT leaves for the outbound sockets. */
+#include "common/ctlproto.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "helperd/helperd.h"
+#include "helperd/loop.h"
+#include "helperd/relay_int.h"
+#include "helperd/ca.h"
+#include "helperd/spiffe.h"
+
+/* Hold an outbound socket until its registration arrives (caller holds
+ * h->lock). 0, or -1 if it cannot be held (then it is reset). */
+static int
+park(struct relay *r, int fd, const struct sockaddr_storage *ss, int port)
+{
+	struct parked *pk;
+
+	if (r->parked[port] != NULL || r->park_len == RELAY_PORTS ||
+	    (pk = calloc(1, sizeof(*pk))) == NULL)
+		return -1;
+	pk->fd = fd;
+	pk->ss = *ss;
+	pk->expires = util_now_ms_mono() + RELAY_PARK_MS;
+	r->parked[port] = pk;
+	r->n_parked++;
+	r->park_fifo[(r->park_head + r->park_len) % RELAY_PORTS].port = port;
+	r->park_fifo[(r->park_head + r->park_len) % RELAY_PORTS].expires =
+	    pk->expires;
+	r->park_len++;
+	return 0;
+}
+
+/* Hand an outbound socket and its registration to the next worker
+ * (main thread). */
+static void
+outbound_post(struct relay *r, int fd, const struct sockaddr_storage *ss,
+    struct pending *pd)
+{
+	struct job j = { .fd = fd, .ss = *ss, .pd = pd };
+
+	if (pd->dst[0] == '\0') {
+		/* Refused at CONNECT (logged then): reset, as promised. */
+		relay_reset_fd(fd);
+		free(pd);
+		return;
+	}
+	if (relay_worker_post(r->workers[r->next_worker], &j) != 0) {
+		free(pd);
+		relay_reset_fd(fd);
+	}
+	r->next_worker = (r->next_worker + 1) % r->n_workers;
+}
+
+/* Main thread: a socket on the outbound port. With its registration, to
+ * a worker; without, held until its CONNECT comes (the shim connects
+ * first and registers right after). */
+static void
+outbound_accepted(void *arg, int fd, const struct sockaddr_storage *ss)
+{
+	struct relay *r = arg;
+	struct pending *pd;
+	char addr[INET6_ADDRSTRLEN];
+	int port;
+
+	relay_addr_string(ss, addr, sizeof(addr), &port);
+	if (!relay_is_loopback(ss) || port <= 0 || port >= RELAY_PORTS) {
+		log_warn("outbound connection from %s:%d: not loopback: reset",
+		    addr, port);
+		relay_reset_fd(fd);
+		return;
+	}
+	if ((pd = r->pending[port]) != NULL) {
+		r->pending[port] = NULL;
+		r->n_pending--;
+		outbound_post(r, fd, ss, pd);
+		return;
+	}
+	if (park(r, fd, ss, port) != 0) {
+		log_warn("outbound connection from %s:%d with no registration: "
+		    "reset", addr, port);
+		relay_reset_fd(fd);
+	}
+}
+
+/* Accept up to 64 connections from lfd and hand each, tuned, to
+ * got(arg, ...); refused at once beyond max connections in all. */
+static void
+accept_some(struct relay *r, int lfd, long max,
+    void (*got)(void *, int, const struct sockaddr_storage *), void *arg)
+{
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &len,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR &&
+			    errno != ECONNABORTED)
+				log_warn("accept: %m");
+			return;
+		}
+		if ((long)atomic_load(&r->n_conns) >= max) {
+			log_warn("max_conns (%ld) reached: refusing a "
+			    "connection", max);
+			close(fd);
+			continue;
+		}
+		relay_sock_tune(fd);
+		got(arg, fd, &ss);
+	}
+}
+
+static void
+inbound_accepted(void *arg, int fd, const struct sockaddr_storage *ss)
+{
+	char addr[INET6_ADDRSTRLEN];
+	int port;
+
+	relay_addr_string(ss, addr, sizeof(addr), &port);
+	relay_inbound_start(arg, fd, addr, port, 0);
+}
+
+/* The mesh port is readable: accept on this worker. */
+static void
+acceptor_event(void *arg, uint32_t events)
+{
+	struct acceptor *a = arg;
+	struct relay *r = a->wk->r;
+	long max;
+
+	(void)events;
+	helperd_lock(r->h);
+	max = r->h->conf.max_conns;
+	helperd_unlock(r->h);
+	accept_some(r, a->w.fd, max, inbound_accepted, a->wk);
+}
+
+/* Main thread (holding h->lock): the outbound port is readable. */
+static void
+listener_event(void *arg, uint32_t events)
+{
+	struct listener *l = arg;
+
+	(void)events;
+	accept_some(l->r, l->w.fd, l->r->h->conf.max_conns,
+	    outbound_accepted, l->r);
+}
+
+static int
+acceptor_add(struct worker *w, int which, int fd, int mesh, uint32_t ev)
+{
+	struct acceptor *a = &w->acc[which];
+
+	a->wk = w;
+	a->mesh = mesh;
+	return loop_add(w->loop, &a->w, fd, ev, acceptor_event, a);
+}
+
+/* Listen on host:port; every worker polls the socket and whichever wakes
+ * first accepts (EPOLLEXCLUSIVE: one is woken, not all). */
+static int
+listen_on(struct relay *r, struct listener *l, int which, const char *host,
+    int port, int *bound, char *err, size_t errlen)
+{
+	int fd = relay_listen_socket(host, port, bound, err, errlen);
+
+	if (fd < 0)
+		return -1;
+	l->fd = fd;
+	l->r = r;
+	l->mesh = which == ACC_MESH4;
+	if (!l->mesh) {
+		if (loop_add(r->h->loop, &l->w, fd, EPOLLIN, listener_event,
+		    l) != 0) {
+			snprintf(err, errlen, "epoll: %s", strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	for (size_t i = 0; i < r->n_workers; i++)
+		if (acceptor_add(r->workers[i], which, fd, l->mesh,
+		    EPOLLIN | EPOLLEXCLUSIVE) != 0) {
+			snprintf(err, errlen, "epoll: %s", strerror(errno));
+			return -1;      /* relay_free closes fd */
+		}
+	return 0;
+}
+
+int
+relay_listen_mesh(struct relay *r, const char *bind_addr, int port,
+    int *bound, char *err, size_t errlen)
+{
+	return listen_on(r, &r->mesh4, ACC_MESH4, bind_addr, port, bound, err,
+	    errlen);
+}
+
+int
+relay_listen_outbound(struct relay *r, int *port, char *err, size_t errlen)
+{
+	char err6[256];
+	int p6;
+
+	if (listen_on(r, &r->out4, -1, "127.0.0.1", 0, port, err,
+	    errlen) != 0)
+		return -1;
+	/* IPv6 loopback on the same port, for AF_INET6 app sockets; not
+	 * every host has ::1, so this one is best effort. */
+	if (listen_on(r, &r->out6, -1, "::1", *port, &p6, err6,
+	    sizeof(err6)) != 0)
+		log_info("outbound listener on [::1]:%d unavailable (%s); "
+		    "IPv6 apps use v4-mapped addresses", *port, err6);
+	return 0;
+}
+
+int
+relay_pending_add(struct relay *r, int local_port, const char *src,
+    const char *dst, uid_t uid)
+{
+	struct pending *p;
+
+	if (local_port <= 0 || local_port >= RELAY_PORTS)
+		return -1;
+	p = r->pending[local_port];
+	if (p == NULL) {
+		if ((p = calloc(1, sizeof(*p))) == NULL)
+			return -1;
+		r->n_pending++;
+	}
+	util_strlcpy(p->src, src, sizeof(p->src));
+	util_strlcpy(p->dst, dst, sizeof(p->dst));
+	p->uid = uid;
+	p->expires = util_now_ms_mono() + CTL_PENDING_TTL_MS;
+	r->pending[local_port] = p;
+	if (r->exp_len == RELAY_PORTS) {        /* full: drop the oldest */
+		r->exp_head = (r->exp_head + 1) % RELAY_PORTS;
+		r->exp_len--;
+	}
+	r->expiry[(r->exp_head + r->exp_len) % RELAY_PORTS].port = local_port;
+	r->expiry[(r->exp_head + r->exp_len) % RELAY_PORTS].expires =
+	    p->expires;
+	r->exp_len++;
+	if (r->parked[local_port] != NULL) {
+		/* The socket came first: place it now. */
+		struct parked *pk = r->parked[local_port];
+
+		r->parked[local_port] = NULL;
+		r->n_parked--;
+		r->pending[local_port] = NULL;
+		r->n_pending--;
+		outbound_post(r, pk->fd, &pk->ss, p);
+		free(pk);
+	}
+	return 0;
+}
+
+int
+relay_inbound_lookup(struct relay *r, int port, char *spiffe,
+    size_t spiffelen, char *addr, size_t addrlen, int *src_port)
+{
+	struct conn *c;
+
+	if (port <= 0 || port >= RELAY_PORTS ||
+	    (c = r->inbound_by_port[port]) == NULL)
+		return -1;
+	/* Same node without TLS: the source is the app helperd accepted
+	 * for c->src (its identity from its control connection). */
+	if (c->kind == CONN_OUT) {
+		if (spiffe_format(spiffe, spiffelen, ca_trust_domain(r->h->ca),
+		    r->h->conf.datacenter, c->src) != 0)
+			return -1;
+	} else
+		util_strlcpy(spiffe, c->peer.peer_spiffe, spiffelen);
+	util_strlcpy(addr, c->peer_addr, addrlen);
+	*src_port = c->peer_port;
+	return 0;
+}
+
+void
+relay_tick(struct relay *r, int64_t now)
+{
+	/* Sockets whose registration never came: reset them. */
+	while (r->park_len > 0 && r->park_fifo[r->park_head].expires <= now) {
+		int port = r->park_fifo[r->park_head].port;
+		struct parked *pk = r->parked[port];
+
+		if (pk != NULL &&
+		    pk->expires == r->park_fifo[r->park_head].expires) {
+			struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+			log_warn("outbound connection from 127.0.0.1:%d was "
+			    "never registered: reset", port);
+			setsockopt(pk->fd, SOL_SOCKET, SO_LINGER, &lg,
+			    sizeof(lg));
+			close(pk->fd);
+			free(pk);
+			r->parked[port] = NULL;
+			r->n_parked--;
+		}
+		r->park_head = (r->park_head + 1) % RELAY_PORTS;
+		r->park_len--;
+	}
+	/* Registrations whose app never connected. */
+	while (r->exp_len > 0 && r->expiry[r->exp_head].expires <= now) {
+		int port = r->expiry[r->exp_head].port;
+		struct pending *p = r->pending[port];
+
+		if (p != NULL && p->expires == r->expiry[r->exp_head].expires) {
+			free(p);
+			r->pending[port] = NULL;
+			r->n_pending--;
+		}
+		r->exp_head = (r->exp_head + 1) % RELAY_PORTS;
+		r->exp_len--;
+	}
+}
