@@ -539,8 +539,12 @@ local_pair(struct conn *c, char *why, size_t whylen)
 		return -1;
 	}
 	c->pair = relay_inbound_start(c->w, sv[1], c->peer_addr, c->peer_port, 1);
-	if (c->pair != NULL)
-		c->pair->pair = c;
+	if (c->pair == NULL) {          /* it closed sv[1] and said why */
+		close(sv[0]);
+		snprintf(why, whylen, "cannot start the inbound half");
+		return -1;
+	}
+	c->pair->pair = c;
 	return sv[0];
 }
 
@@ -647,8 +651,16 @@ relay_outbound_retry(struct conn *c, const char *why)
 	    c->tries > 0 ? c->tried[c->tries - 1] : "?");
 	end_close(c->w, &c->net, 1);
 	c->net.w.fd = -1;
+	/* The inbound half of a same-node try goes with it. */
+	if (c->pair != NULL)
+		relay_conn_close(c->pair, 1, "outbound half gave up: %s", why);
 	helperd_lock(c->r->h);
 	tls_peer_release(&c->peer);
+	/* A plain same-node try published its local port (ACCEPT): that
+	 * port is no longer ours. */
+	if (c->app_port > 0 && c->r->inbound_by_port[c->app_port] == c)
+		c->r->inbound_by_port[c->app_port] = NULL;
+	c->app_port = 0;
 	helperd_unlock(c->r->h);
 	if (c->tries < RELAY_DIAL_TRIES)
 		log_info("conn %llu %s => %s: %s: trying another instance",

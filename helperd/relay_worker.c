@@ -263,8 +263,12 @@ worker_main(void *arg)
 			next_tick = now + 100;
 		}
 	}
-	/* Stopping: no more jobs are taken; close what is left (and what
-	 * was on its way here), in this thread, and free it. */
+	/* Stopping: no more sockets are accepted here (the listening
+	 * sockets stay open until every worker has stopped), no more jobs
+	 * are taken; close what is left (and what was on its way here), in
+	 * this thread, and free it. */
+	for (int i = 0; i < ACC_N; i++)
+		loop_del(w->loop, &w->acc[i].w);
 	pthread_mutex_lock(&w->qlock);
 	w->stop = 1;
 	pthread_mutex_unlock(&w->qlock);

@@ -360,12 +360,21 @@ gnutls_session_t
 tls_server_new(int fd, struct tls_peer *peer)
 {
 	gnutls_session_t s = session_new(fd, peer, GNUTLS_SERVER);
+	int rc;
 
 	if (s == NULL)
 		return NULL;
 	peer->server = 1;
 	gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
-	gnutls_session_ticket_enable_server(s, &tls_ticket_key);
+	/* Workers call this; the main thread replaces the key under the
+	 * lock (tls_tickets_reset). */
+	helperd_lock(peer->h);
+	rc = gnutls_session_ticket_enable_server(s, &tls_ticket_key);
+	helperd_unlock(peer->h);
+	if (rc < 0) {
+		gnutls_deinit(s);
+		return NULL;
+	}
 	gnutls_handshake_set_post_client_hello_function(s, client_hello_cb);
 	return s;
 }
