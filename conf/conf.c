@@ -7,6 +7,7 @@
 #include "common/util.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <libconfig.h>
@@ -332,6 +333,78 @@ chk_endpoint(const char *v, char *why, size_t whylen)
 	return -1;
 }
 
+/* ---- issue 15: names and addresses served by helperd ------------------ */
+
+/* dns_addr: "" (no DNS server) or IP:port, port 0 = any free port. */
+static int
+chk_dns_addr(const char *v, char *why, size_t whylen)
+{
+	char host[CONF_ADDR_MAX];
+	int port;
+
+	if (v[0] == '\0' ||
+	    (util_split_hostport(v, host, sizeof(host), &port) == 0 &&
+	    valid_ip(host)))
+		return 0;
+	snprintf(why, whylen, "\"%s\" is not IP:port (or \"\" for no DNS "
+	    "server)", v);
+	return -1;
+}
+
+int
+conf_parse_loopback_block(const char *s, uint32_t *net, int *prefix)
+{
+	char a[INET_ADDRSTRLEN];
+	const char *slash = strchr(s, '/');
+	struct in_addr in;
+	long n;
+
+	if (slash == NULL || (size_t)(slash - s) >= sizeof(a) ||
+	    util_parse_long(slash + 1, 8, 30, &n) != 0)
+		return -1;
+	memcpy(a, s, (size_t)(slash - s));
+	a[slash - s] = '\0';
+	if (inet_pton(AF_INET, a, &in) != 1)
+		return -1;
+	*net = ntohl(in.s_addr);
+	*prefix = (int)n;
+	/* Inside 127.0.0.0/8 and aligned on its prefix. */
+	if ((*net >> 24) != 127 || (*net & ~(0xffffffffu << (32 - n))) != 0)
+		return -1;
+	return 0;
+}
+
+/* served_addrs: "" (none) or a loopback block 127.x.y.z/8..30. */
+static int
+chk_served_addrs(const char *v, char *why, size_t whylen)
+{
+	uint32_t net;
+	int prefix;
+
+	if (v[0] == '\0' || conf_parse_loopback_block(v, &net, &prefix) == 0)
+		return 0;
+	snprintf(why, whylen, "\"%s\" is not a loopback block such as "
+	    "\"127.78.0.0/16\" (inside 127.0.0.0/8, prefix /8../30, aligned)",
+	    v);
+	return -1;
+}
+
+int
+conf_valid_unit(const char *s)
+{
+	size_t n = strlen(s);
+	const char *dot = strrchr(s, '.');
+
+	if (n == 0 || n >= CONF_UNIT_MAX || dot == NULL || dot == s ||
+	    dot[1] == '\0')
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) &&
+		    strchr(":-_.\\@", s[i]) == NULL)
+			return 0;
+	return 1;
+}
+
 static const struct kchoice ch_intention[] = {
 	{ "allow", 1 }, { "deny", 0 }, { NULL, 0 } };
 static const struct kchoice ch_backend[] = {
@@ -399,6 +472,10 @@ static const struct ckey top_keys[] = {
 	  .def = "true" },
 	{ .name = "dns_domain", .type = K_STR, FLD(conf, dns_domain),
 	  .check = chk_domain, .def = "mesh" },
+	{ .name = "dns_addr", .type = K_STR, FLD(conf, dns_addr),
+	  .check = chk_dns_addr, .def = "127.0.0.1:8600" },
+	{ .name = "served_addrs", .type = K_STR, FLD(conf, served_addrs),
+	  .check = chk_served_addrs, .def = "127.78.0.0/16" },
 	{ .name = "services_dir", .type = K_STR, FLD(conf, services_dir),
 	  .def = "/etc/meshshim.d" },
 	{ .name = "log_level", .type = K_STR, FLD(conf, log_level),
@@ -1037,6 +1114,10 @@ conf_service_validate(struct conf_service *s, char *err, size_t errlen)
 	    resolve_user(s->user, &s->uid, why, sizeof(why)) != 0)
 		return conf_errf(err, errlen, f, l, "service \"%s\": %s", s->name,
 		    why);
+	if (s->unit[0] != '\0' && !conf_valid_unit(s->unit))
+		return conf_errf(err, errlen, f, l, "service \"%s\": unit: \"%s\" "
+		    "is not a systemd unit name (\"billing.service\")", s->name,
+		    printable(s->unit, pv, sizeof(pv)));
 	if (s->n_upstreams > CONF_MAX_UPSTREAMS)
 		return conf_errf(err, errlen, f, l, "service \"%s\": too many "
 		    "upstreams (max %d)", s->name, CONF_MAX_UPSTREAMS);
@@ -1307,7 +1388,8 @@ cfg_int(const config_setting_t *g, const char *key, int *dst,
 }
 
 static const char *const svc_keys[] = { "id", "name", "address", "port",
-	"connect", "user", "inbound", "upstreams", "check", "checks", NULL };
+	"connect", "user", "unit", "inbound", "upstreams", "check", "checks",
+	NULL };
 static const char *const check_keys[] = { "tcp", "http", "ttl", "interval",
 	"timeout", NULL };
 static const char *const up_keys[] = { "destination_name",
@@ -1484,6 +1566,8 @@ service_from_cfg(const config_setting_t *g, int idx, const char *path,
 	    cfg_str(g, "address", s->address, sizeof(s->address), path, what,
 	    err, errlen) != 0 ||
 	    cfg_str(g, "user", s->user, sizeof(s->user), path, what, err,
+	    errlen) != 0 ||
+	    cfg_str(g, "unit", s->unit, sizeof(s->unit), path, what, err,
 	    errlen) != 0 ||
 	    cfg_int(g, "port", &s->port, path, what, err, errlen) != 0)
 		goto err;

@@ -16,6 +16,7 @@
 #define MESH_CONF_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define CONF_NAME_MAX      64   /* service, node, datacenter names (incl NUL) */
@@ -29,6 +30,7 @@
 #define CONF_UNSET         (-0x7fffffff - 1) /* parsers: bind_port not given */
 #define CONF_MAX_CHECKS    4    /* per service */
 #define CONF_CHECK_TIMEOUT_MS 2000 /* a check's default timeout */
+#define CONF_UNIT_MAX      256  /* systemd unit name (incl NUL) */
 
 enum conf_inbound { CONF_INBOUND_PERMISSIVE = 0, CONF_INBOUND_STRICT = 1 };
 enum conf_store { CONF_STORE_EMBEDDED = 0, CONF_STORE_ETCD = 1 };
@@ -66,6 +68,9 @@ struct conf_service {
 	int connect;                    /* 1 if a "connect" block is present */
 	char user[CONF_NAME_MAX];       /* "" = any uid */
 	uid_t uid;                      /* resolved user; valid if user[0] */
+	char unit[CONF_UNIT_MAX];       /* "" = none; else a program without
+	                                 * the shim in this systemd unit acts
+	                                 * as this service (helperd/served) */
 	enum conf_inbound inbound;
 	struct conf_upstream *upstreams;
 	size_t n_upstreams;
@@ -107,6 +112,11 @@ struct conf {
 	int default_allow;                  /* default_intention: 1 allow [1] */
 	int same_node_mtls;                 /* [1] */
 	char dns_domain[CONF_NAME_MAX];     /* ["mesh"] */
+	char dns_addr[CONF_ADDR_MAX];       /* DNS server ["127.0.0.1:8600"],
+	                                     * "" = none, port 0 = any */
+	char served_addrs[32];              /* loopback block of the served
+	                                     * addresses ["127.78.0.0/16"],
+	                                     * "" = none */
 	char services_dir[CONF_PATH_MAX];   /* ["/etc/meshshim.d"], "" = none */
 	char log_level[16];                 /* ["info"] */
 	char join_token[CONF_NAME_MAX];     /* cluster join secret, optional */
@@ -185,6 +195,14 @@ int conf_parse_duration_ms(const char *s, long *ms);
  * 0/-1 (not http://, no host, bad port, bad characters). */
 int conf_check_http_parse(const char *url, char *host, size_t hostlen,
     int *port, char *path, size_t pathlen);
+
+/* A served_addrs block "127.x.y.z/N" (N 8..30, inside 127.0.0.0/8,
+ * aligned) into its network (host order) and prefix. 0/-1. */
+int conf_parse_loopback_block(const char *s, uint32_t *net, int *prefix);
+
+/* A systemd unit name for a service's "unit" ("billing.service"): 1..255
+ * of A-Z a-z 0-9 : - _ . \\ @ with a suffix after a dot. 1 if valid. */
+int conf_valid_unit(const char *s);
 
 /* "permissive" or "strict" into *out. 0/-1. */
 int conf_parse_inbound(const char *s, enum conf_inbound *out);

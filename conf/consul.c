@@ -312,6 +312,7 @@ service_from_json(struct jctx *x, json_t *o, struct conf_service *s)
 	if (jstr(x, o, "id", s->id, sizeof(s->id)) != 0 ||
 	    jstr(x, o, "address", s->address, sizeof(s->address)) != 0 ||
 	    jstr(x, o, "user", s->user, sizeof(s->user)) != 0 ||
+	    jstr(x, o, "unit", s->unit, sizeof(s->unit)) != 0 ||
 	    jint(x, o, "port", &s->port) != 0)
 		goto err;
 	if ((v = jget(o, "inbound")) != NULL &&

@@ -18,12 +18,14 @@
 #include "helperd/cluster.h"
 #include "helperd/ctl.h"
 #include "helperd/direct.h"
+#include "helperd/dns.h"
 #include "helperd/health.h"
 #include "helperd/helperd.h"
 #include "helperd/http.h"
 #include "helperd/intent.h"
 #include "helperd/loop.h"
 #include "helperd/relay.h"
+#include "helperd/served.h"
 #include "helperd/tls.h"
 
 #define LEAF_CHECK_MS 1000
@@ -281,6 +283,8 @@ catalog_refresh(struct helperd *h)
 	health_sync(h->health);
 	helperd_leaves_warm(h);
 	cluster_services_changed(h->cluster);
+	if (h->served != NULL)
+		served_sync(h->served);
 	return 0;
 }
 
@@ -335,6 +339,9 @@ api_services_save(struct helperd *h, char *err, size_t errlen)
 		if (h->api_services[i].user[0] != '\0')
 			json_object_set_new(j, "user",
 			    json_string(h->api_services[i].user));
+		if (h->api_services[i].unit[0] != '\0')
+			json_object_set_new(j, "unit",
+			    json_string(h->api_services[i].unit));
 		json_array_append_new(a, j);
 	}
 	return write_json(h, "services.json", json_pack("{s:o}", "services",
@@ -472,8 +479,9 @@ write_ports(struct helperd *h, char *err, size_t errlen)
 {
 	json_t *j;
 
-	j = json_pack("{s:s, s:i, s:i, s:s, s:i, s:s, s:s}",
-	    "http_addr", h->http_bound, "mesh_port", h->mesh_port_bound,
+	j = json_pack("{s:s, s:s, s:i, s:i, s:s, s:i, s:s, s:s}",
+	    "http_addr", h->http_bound, "dns_addr", h->dns_bound,
+	    "mesh_port", h->mesh_port_bound,
 	    "outbound_port", h->outbound_port, "socket", h->conf.socket,
 	    "pid", (int)getpid(), "node", h->conf.node,
 	    "trust_domain", ca_trust_domain(h->ca));
@@ -540,6 +548,24 @@ helperd_start(struct helperd *h, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	/* Served addresses and the DNS server that names them (issue 15).
+	 * A DNS port taken by another program is logged, not fatal: the
+	 * mesh works without it. */
+	if (served_new(&h->served, h, err, errlen) != 0)
+		return -1;
+	served_sync(h->served);
+	if (h->conf.dns_addr[0] != '\0') {
+		char derr[256];
+
+		if (dns_start(&h->dns, h->loop, h->conf.dns_addr,
+		    h->conf.dns_domain, served_lookup, h->served, h->dns_bound,
+		    sizeof(h->dns_bound), derr, sizeof(derr)) != 0)
+			log_err("no DNS server: %s", derr);
+		else
+			log_info("DNS on %s (udp): <service>.service.%s, "
+			    ".service.consul, .connect.consul",
+			    h->dns_bound, h->conf.dns_domain);
+	}
 	if (ctl_start(&h->ctl, h, h->conf.socket, err, errlen) != 0 ||
 	    http_start(&h->http, h, h->conf.http_addr, h->http_bound,
 	    sizeof(h->http_bound), err, errlen) != 0)
@@ -566,6 +592,7 @@ helperd_tick(struct helperd *h)
 	int64_t now = util_now_ms_mono();
 
 	relay_tick(h->relay, now);
+	served_tick(h->served, now);
 	direct_tick(h->direct, now);
 	health_tick(h->health, now);
 	http_tick(h->http);
@@ -584,6 +611,10 @@ helperd_stop(struct helperd *h)
 	h->cluster = NULL;
 	http_stop(h->http);
 	ctl_stop(h->ctl);
+	dns_stop(h->dns);
+	h->dns = NULL;
+	served_free(h->served);
+	h->served = NULL;
 	relay_free(h->relay);
 	/* Direct connections are the apps' own: they outlive helperd. */
 	direct_free(h->direct);

@@ -18,6 +18,8 @@ struct relay;
 struct direct;
 struct cluster;
 struct health;
+struct served;
+struct dns_server;
 
 struct helperd {
 	struct conf conf;
@@ -37,6 +39,9 @@ struct helperd {
 	struct relay *relay;
 	struct direct *direct;               /* same-node direct connections */
 	struct cluster *cluster;            /* store = etcd; NULL: embedded */
+	struct served *served;              /* per-service loopback addresses */
+	struct dns_server *dns;             /* NULL: dns_addr = "" or unbound */
+	char dns_bound[CONF_ADDR_MAX];      /* "" when no DNS server */
 	char http_bound[CONF_ADDR_MAX];
 	int mesh_port_bound;
 	int outbound_port;              /* loopback port shims connect to */

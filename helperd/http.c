@@ -15,6 +15,7 @@
 #include "common/util.h"
 #include "helperd/catalog.h"
 #include "helperd/direct.h"
+#include "helperd/dns.h"
 #include "helperd/health.h"
 #include "helperd/helperd.h"
 #include "helperd/loop.h"
@@ -236,13 +237,16 @@ route_agent_catalog(struct helperd *h, const struct http_req *req,
 	} else if (strcmp(p, "/v1/agent/self") == 0) {
 		if (method_is(req, resp, "GET"))
 			http_reply_json(resp, 200, json_pack(
-			    "{s:{s:s, s:s, s:s, s:i}, s:{s:I, s:I}}", "Config",
+			    "{s:{s:s, s:s, s:s, s:i}, s:{s:I, s:I, s:I, s:I}}",
+			    "Config",
 			    "NodeName", h->conf.node, "Datacenter",
 			    h->conf.datacenter, "Version", "meshshim 0.1.0",
 			    "MeshPort", h->mesh_port_bound, "Stats",
 			    "Connections", (json_int_t)relay_count(h->relay),
 			    "DirectConnections",
-			    (json_int_t)direct_count(h->direct)));
+			    (json_int_t)direct_count(h->direct),
+			    "DNSAnswered", (json_int_t)dns_answered(h->dns),
+			    "DNSDropped", (json_int_t)dns_dropped(h->dns)));
 	} else if (strcmp(p, "/v1/catalog/services") == 0) {
 		if (method_is(req, resp, "GET"))
 			http_reply_json(resp, 200,

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 struct helperd;
@@ -34,6 +35,15 @@ int relay_listen_outbound(struct relay *r, int *port, char *err,
  * is relayed from src to dst. Replaces a stale registration. 0/-1. */
 int relay_pending_add(struct relay *r, int local_port, const char *src,
     const char *dst, uid_t uid);
+
+/* A connection accepted outside the relay (helperd's served addresses:
+ * a program without the shim) whose source service helperd already
+ * knows: relayed from src to dst exactly as an app socket the shim sent
+ * (mTLS or same-node, intentions, live cuts). ss: the program's address.
+ * Takes fd. Main thread, holding h->lock. 0, or -1 (fd reset). */
+int relay_outbound_hand(struct relay *r, int fd,
+    const struct sockaddr_storage *ss, const char *src, const char *dst,
+    uid_t uid);
 
 /* Inbound connection whose socket towards the local service has the local
  * port port: source SPIFFE ID and source address, for the shim's ACCEPT.

@@ -268,6 +268,31 @@ relay_pending_add(struct relay *r, int local_port, const char *src,
 }
 
 int
+relay_outbound_hand(struct relay *r, int fd,
+    const struct sockaddr_storage *ss, const char *src, const char *dst,
+    uid_t uid)
+{
+	struct pending *pd;
+
+	if ((long)atomic_load(&r->n_conns) >= r->h->conf.max_conns) {
+		log_warn("max_conns (%ld) reached: refusing a connection",
+		    r->h->conf.max_conns);
+		relay_reset_fd(fd);
+		return -1;
+	}
+	if ((pd = calloc(1, sizeof(*pd))) == NULL) {
+		relay_reset_fd(fd);
+		return -1;
+	}
+	util_strlcpy(pd->src, src, sizeof(pd->src));
+	util_strlcpy(pd->dst, dst, sizeof(pd->dst));
+	pd->uid = uid;
+	relay_sock_tune(fd);
+	outbound_post(r, fd, ss, pd);
+	return 0;
+}
+
+int
 relay_inbound_lookup(struct relay *r, int port, char *spiffe,
     size_t spiffelen, char *addr, size_t addrlen, int *src_port)
 {

@@ -5,9 +5,10 @@
 set -eu
 
 build="gcc make meson ninja-build pkg-config libgnutls28-dev libconfig-dev \
-libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev"
+libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev libldns-dev"
 test="$build libcriterion-dev socat netcat-openbsd curl python3 openssl \
-gnutls-bin tcpdump strace iproute2 procps psmisc nginx-light wrk iperf3 systemd clang"
+gnutls-bin tcpdump strace iproute2 procps psmisc nginx-light wrk iperf3 systemd clang \
+dnsutils golang-go busybox-static util-linux"
 demo="$build socat netcat-openbsd curl"
 bench="$test stunnel4 haproxy iperf3 sockperf wrk gnuplot-nox linux-perf \
 valgrind"

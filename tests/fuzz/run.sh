@@ -39,5 +39,20 @@ build fuzz_consul $conf && seed fuzz_consul "$top"/tests/fixtures/conf/good/*.js
 build fuzz_conf $conf && seed fuzz_conf "$top"/tests/fixtures/conf/good/*.conf "$top"/tests/fixtures/conf/bad/*.conf && run fuzz_conf
 build fuzz_intent "$top/helperd/intent.c" $conf && run fuzz_intent
 build fuzz_spiffe "$top/helperd/spiffe.c" && run fuzz_spiffe
+# DNS queries: seeded with real ones (A, SRV, AAAA, outside the zone).
+mkdir -p "$T/corpus-fuzz_dns"
+python3 - "$T/corpus-fuzz_dns" <<'PY'
+import struct, sys
+def q(name, qtype, i):
+    w = struct.pack(">HHHHHH", 0x1234 + i, 0x0100, 1, 0, 0, 0)
+    for l in name.split("."):
+        w += bytes([len(l)]) + l.encode()
+    w += b"\0" + struct.pack(">HH", qtype, 1)
+    open("%s/q%d" % (sys.argv[1], i), "wb").write(w)
+for i, (n, t) in enumerate([("socat.service.mesh", 1), ("socat.connect.consul", 33),
+                            ("web.service.consul", 28), ("example.com", 1), ("nope.service.mesh", 1)]):
+    q(n, t, i)
+PY
+build fuzz_dns "$top/helperd/dns.c" "$top/helperd/loop.c" $(pkg-config --libs ldns) && run fuzz_dns
 echo "$pass passed, $failn failed"
 exit $rc

@@ -64,6 +64,11 @@ start_echo() { # start_echo PORT
 	wait_port "$1"
 }
 
+# A loopback /24 for this test's served addresses (127.100-249.x.0/24),
+# the same for every node of the test.
+SERVED_BLOCK="127.$((100 + RANDOM % 150)).$((RANDOM % 256)).0/24"
+served_block() { echo "$SERVED_BLOCK"; }
+
 # write_conf NAME [extra libconfig lines...]: $T/NAME/mesh.conf
 write_conf() {
 	n=$1; shift
@@ -75,6 +80,12 @@ write_conf() {
 		echo "http_addr = \"127.0.0.1:0\";"
 		echo "mesh_port = 0;"
 		echo "services_dir = \"$T/$n/services.d\";"
+		# The DNS server on a free port, and served addresses in a
+		# block of this test's own: tests run beside each other.
+		case " $* " in *dns_addr*) ;; *)
+			echo "dns_addr = \"127.0.0.1:0\";" ;; esac
+		case " $* " in *served_addrs*) ;; *)
+			echo "served_addrs = \"$(served_block)\";" ;; esac
 		for l in "$@"; do echo "$l"; done
 	} > "$T/$n/mesh.conf"
 }
@@ -98,6 +109,8 @@ start_helperd() {
 	[ -s "$T/$n/data/ports.json" ] || { echo "helperd $n: no ports.json"; return 1; }
 	HTTP_ADDR=$(jq_get "$T/$n/data/ports.json" http_addr)
 	MESH_PORT=$(jq_get "$T/$n/data/ports.json" mesh_port)
+	DNS_ADDR=$(jq_get "$T/$n/data/ports.json" dns_addr)
+	DNS_PORT=${DNS_ADDR##*:}
 	MESH_SOCKET="$T/$n/helperd.sock"
 	export MESH_HTTP_ADDR="$HTTP_ADDR" MESH_SOCKET
 }

@@ -932,3 +932,65 @@ Test(conf, inbound_parse)
 	cr_assert_eq(in, CONF_INBOUND_PERMISSIVE);
 	cr_assert_eq(conf_parse_inbound("Strict", &in), -1);
 }
+
+/* Issue 15: dns_addr, served_addrs, a service's unit. */
+Test(conf, served_keys)
+{
+	uint32_t net;
+	int prefix;
+
+	conf_defaults(&c, 0);
+	cr_assert_str_eq(c.dns_addr, "127.0.0.1:8600");
+	cr_assert_str_eq(c.served_addrs, "127.78.0.0/16");
+	cr_assert_eq(conf_set(&c, "dns_addr", "", "-x", err, sizeof(err)), 0);
+	cr_assert_eq(conf_set(&c, "dns_addr", "[::1]:53", "-x", err,
+	    sizeof(err)), 0, "%s", err);
+	cr_assert_neq(conf_set(&c, "dns_addr", "localhost:8600", "-x", err,
+	    sizeof(err)), 0);
+	cr_assert(strstr(err, "is not IP:port") != NULL, "%s", err);
+	cr_assert_eq(conf_set(&c, "served_addrs", "127.200.0.0/24", "-x", err,
+	    sizeof(err)), 0, "%s", err);
+	cr_assert_eq(conf_set(&c, "served_addrs", "", "-x", err,
+	    sizeof(err)), 0, "%s", err);
+	static const char *const bad[] = { "10.0.0.0/16", "127.78.0.1/16",
+		"127.78.0.0/31", "127.78.0.0/7", "127.78.0.0", "127.78.0.0/x",
+		"127.78.0.0/16x", "127.300.0.0/16" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert_neq(conf_set(&c, "served_addrs", bad[i], "-x", err,
+		    sizeof(err)), 0, "%s accepted", bad[i]);
+		cr_assert(strstr(err, "is not a loopback block") != NULL,
+		    "%s", err);
+	}
+	cr_assert_eq(conf_parse_loopback_block("127.78.0.0/16", &net,
+	    &prefix), 0);
+	cr_assert_eq(net, 0x7f4e0000u);
+	cr_assert_eq(prefix, 16);
+	cr_assert(conf_valid_unit("billing.service"));
+	cr_assert(conf_valid_unit("app@1.service"));
+	cr_assert(conf_valid_unit("session-3.scope"));
+	cr_assert(!conf_valid_unit("billing"));
+	cr_assert(!conf_valid_unit("billing."));
+	cr_assert(!conf_valid_unit(".service"));
+	cr_assert(!conf_valid_unit("bil ling.service"));
+	cr_assert(!conf_valid_unit("a/b.service"));
+}
+
+Test(conf, service_unit_json_and_bad)
+{
+	struct conf_service *svcs = NULL;
+	size_t n = 0;
+	const char *j = "{\"service\": {\"name\": \"billing\", \"port\": 80, "
+	    "\"unit\": \"billing.service\"}}";
+	const char *b = "{\"service\": {\"name\": \"billing\", \"port\": 80, "
+	    "\"unit\": \"billing service\"}}";
+
+	cr_assert_eq(conf_parse_service_json(j, strlen(j), "api", &svcs, &n,
+	    err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(svcs[0].unit, "billing.service");
+	cr_assert_neq(conf_parse_service_json(b, strlen(b), "api", &svcs, &n,
+	    err, sizeof(err)), 0);
+	cr_assert(strstr(err, "unit: \"billing service\" is not a systemd "
+	    "unit name") != NULL, "%s", err);
+	conf_services_free(svcs, n);
+}
