@@ -382,8 +382,9 @@ served_conn(struct lsn *l, int fd, const struct sockaddr_storage *peer)
 		reset_fd(fd);
 		return;
 	}
-	log_debug("served %s: pid %ld uid %ld unit %s is %s", where,
-	    (long)o.pid, (long)o.uid, o.unit[0] ? o.unit : "-", src);
+	log_debug("served %s: pid %ld (%s) uid %ld unit %s is %s", where,
+	    (long)o.pid, o.comm[0] ? o.comm : "?", (long)o.uid,
+	    o.unit[0] ? o.unit : "-", src);
 	relay_outbound_hand(h->relay, fd, peer, src, l->svc, o.uid);
 }
 
