@@ -73,13 +73,15 @@ for line in open(sys.argv[1]):
         d.setdefault((p, k), [])
 print("Medians of %s rounds (alternating), same helperd, same backends:" % sys.argv[2])
 print()
-print("| metric | shim | no shim (served address) | no shim / shim |")
-print("|---|---:|---:|---:|")
+print("| metric | shim | no shim (served address) | no shim / shim | shim rounds | no-shim rounds |")
+print("|---|---:|---:|---:|---|---|")
 for k in ("bulk_gbps", "rtt_p50_us", "rtt_p99_us", "conn_per_s", "conn_errors"):
     a, b = d.get(("shim", k), []), d.get(("noshim", k), [])
     if not a or not b:
         print(f"| {k} | {'-' if not a else st.median(a)} | {'-' if not b else st.median(b)} | failed |")
         continue
     ma, mb = st.median(a), st.median(b)
-    print(f"| {k} | {ma:.2f} | {mb:.2f} | {(mb / ma if ma else 0):.2f}x |")
+    ra = " ".join("%.4g" % x for x in a)
+    rb = " ".join("%.4g" % x for x in b)
+    print(f"| {k} | {ma:.2f} | {mb:.2f} | {(mb / ma if ma else 0):.2f}x | {ra} | {rb} |")
 PY
