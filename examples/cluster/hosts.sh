@@ -120,7 +120,13 @@ node_start() { # node_start HOST: helperd in HOST, waits for ports.json
 	ip netns exec "$ns" "$HELPERD" -c "$T/$h/mesh.conf" -log-level "${LOGLEVEL:-info}" \
 	    >>"$T/$h/helperd.log" 2>&1 &
 	eval "HPID_$h=$!"
-	PIDS="$PIDS $!"
+	# Under tests/integration/lib.sh, its cleanup checks this helperd's
+	# exit status and log.
+	if command -v track_helperd >/dev/null; then
+		track_helperd $! "$T/$h/helperd.log"
+	else
+		PIDS="$PIDS $!"
+	fi
 	for _ in $(seq 1 200); do
 		[ -s "$T/$h/data/ports.json" ] && return 0
 		kill -0 "$(eval "echo \$HPID_$h")" 2>/dev/null || break
@@ -150,12 +156,21 @@ echo_from() {
 	    MESH_UPSTREAMS="socat:${2:-9191}" timeout 5 nc -N 127.0.0.1 "${2:-9191}" 2>/dev/null
 }
 
-# socat_start HOST: the seed's echo service on HOST's 127.0.0.1:8181,
-# logging each accepted connection to $T/socat-HOST.log
+# socat_start HOST: the seed's echo service on HOST's 127.0.0.1:8181;
+# each connection that carries a line (a request, not a health check's
+# bare connect) adds a line to $T/served-HOST.
 socat_start() {
 	ns=$(host_ns "$1")
-	ip netns exec "$ns" socat -d -d tcp-l:8181,bind=127.0.0.1,fork,reuseaddr \
-	    exec:/bin/cat 2>>"$T/socat-$1.log" &
+	cat > "$T/echo-counted.sh" <<'SH'
+#!/bin/sh
+IFS= read -r line || exit 0
+echo served >> "$1"
+printf '%s\n' "$line"
+exec cat
+SH
+	chmod +x "$T/echo-counted.sh"
+	ip netns exec "$ns" socat tcp-l:8181,bind=127.0.0.1,fork,reuseaddr \
+	    exec:"$T/echo-counted.sh $T/served-$1" 2>>"$T/socat-$1.log" &
 	PIDS="$PIDS $!"
 	for _ in $(seq 50); do
 		inns "$1" bash -c '(exec 3<>/dev/tcp/127.0.0.1/8181)' 2>/dev/null && return 0
@@ -163,7 +178,8 @@ socat_start() {
 	done
 	return 1
 }
-socat_accepts() { grep -c "accepting connection" "$T/socat-$1.log" 2>/dev/null || echo 0; }
+# socat_accepts HOST: how many requests HOST's socat has served
+socat_accepts() { if [ -e "$T/served-$1" ]; then wc -l < "$T/served-$1"; else echo 0; fi; }
 
 # instances HOST SERVICE: the nodes of SERVICE's passing instances in
 # HOST's view (the ones it dials)

@@ -58,7 +58,7 @@ req 400 "json" POST /v1/agent/connect/authorize '{"Target": '
 "$MESHCTL" intention create -maybe web db >/dev/null 2>&1; rc=$?
 check "meshctl: unknown flag exits 1" [ "$rc" = 1 ]
 "$MESHCTL" intention create -deny 'bad name' db >/dev/null 2>"$T/err"; rc=$?
-check "meshctl: invalid name exits 1 with a reason ($(head -c 80 "$T/err"))" [ "$rc" = 1 ] && [ -s "$T/err" ]
+check_expr "meshctl: invalid name exits 1 with a reason (exit $rc: $(head -c 80 "$T/err"))" '[ "$rc" = 1 ] && [ -s "$T/err" ]'
 "$MESHCTL" intention check web db >/dev/null; rc=$?
 check "meshctl intention check: Denied exits 1" [ "$rc" = 1 ]
 "$MESHCTL" intention check web other >/dev/null; rc=$?

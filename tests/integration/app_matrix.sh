@@ -36,7 +36,7 @@ row() { # row NAME command...: run, record pass/fail
 have() { command -v "$1" >/dev/null; }
 want() { # want CMD: row is skipped (and shown as such) when CMD is missing
 	have "$1" && return 0
-	echo "skip - $1 not installed"; ROWS="$ROWS|$2|skipped ($1 missing)|\n"; return 1
+	skip "$2" "$1 not installed"; ROWS="$ROWS|$2|skipped ($1 missing)|\n"; return 1
 }
 
 t_socat() { [ "$(echo hi | W timeout 5 socat - tcp:127.0.0.1:$UP1)" = hi ]; }

@@ -58,7 +58,7 @@ echo "    long session: $(cat "$T/long.json")"
 check "web's leaf renewed at least twice (3+ serials)" [ "$nweb" -ge 3 ]
 check "socat's leaf renewed at least twice" [ "$nsoc" -ge 3 ]
 check "the 30 s session kept going, every echo answered" [ "$rc" = 0 ]
-check "new connections after each renewal worked" [ "$newfail" = 0 ] && [ "$newok" -ge 9 ]
+check_expr "new connections after each renewal worked ($newok ok, $newfail failed)" '[ "$newfail" = 0 ] && [ "$newok" -ge 9 ]'
 
 # --- rotation with a session open and new connections in a loop
 LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_UPSTREAMS="socat:$UP" python3 "$S" "$UP" 12 "$T/rot.json" 0.1 &
@@ -77,7 +77,7 @@ done
 wait "$ROT"; rc=$?
 new=$(curl -s "$A/v1/agent/connect/ca/roots" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ActiveRootID"])')
 echo "    rotation: root $old -> $new, $nroots roots trusted; connections ok $oks, failed $fails"
-check "meshctl ca rotate made a new active root" [ -n "$new" ] && [ "$new" != "$old" ]
+check_expr "meshctl ca rotate made a new active root ($old -> $new)" '[ -n "$old" ] && [ -n "$new" ] && [ "$new" != "$old" ]'
 check "both roots trusted right after the rotation ($nroots)" [ "$nroots" = 2 ]
 check "zero failed connections across the rotation" [ "$fails" = 0 ]
 check "the session open across the rotation kept going" [ "$rc" = 0 ]

@@ -8,7 +8,7 @@
 [ "$(id -u)" = 0 ] || skip_test "needs root for a network namespace"
 NS=meshchurn$$
 ip netns add "$NS" 2>/dev/null || skip_test "ip netns unavailable"
-trap 'cleanup; ip netns del "$NS" 2>/dev/null' EXIT
+AT_EXIT='ip netns del "$NS" 2>/dev/null'
 ip -n "$NS" link set lo up
 ip netns exec "$NS" sysctl -qw net.ipv4.ip_local_port_range="40000 40300"
 ip netns exec "$NS" sysctl -qw net.ipv4.tcp_tw_reuse=2
@@ -43,10 +43,15 @@ PY
 ip netns exec "$NS" python3 "$T/echo.py" "$ECHO" & PIDS="$PIDS $!"
 write_conf n1 "same_node_mtls = false; services = ( { name = \"echo\"; port = $ECHO; connect = {}; } );"
 sed -i 's/^http_addr.*/http_addr = "127.0.0.1:0";/' "$T/n1/mesh.conf"
-ip netns exec "$NS" "$HELPERD" -c "$T/n1/mesh.conf" > "$T/n1/helperd.log" 2>&1 & PIDS="$PIDS $!"
+ip netns exec "$NS" "$HELPERD" -c "$T/n1/mesh.conf" > "$T/n1/helperd.log" 2>&1 &
+track_helperd $! "$T/n1/helperd.log"
 for _ in $(seq 100); do [ -s "$T/n1/data/ports.json" ] && break; sleep 0.05; done
+check "helperd started in the namespace (ports.json written)" test -s "$T/n1/data/ports.json"
 out=$(ip netns exec "$NS" python3 "$T/churn.py" "$ECHO" 800 0.005); rc=$?
 check "direct: $out" [ "$rc" = 0 ]
+# Not a wait for an event: tcp_tw_reuse lets connect() reuse a TIME_WAIT
+# port only once its last timestamp is more than 1 s old, so the shim run
+# starts with the same free ports as the direct run after this long.
 sleep 1.5
 out=$(ip netns exec "$NS" env LD_PRELOAD="$SHIM" MESH_SOCKET="$T/n1/helperd.sock" MESH_SERVICE=web \
     MESH_UPSTREAMS="echo:$UP" python3 "$T/churn.py" "$UP" 800 0.005); rc=$?

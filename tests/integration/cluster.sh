@@ -12,11 +12,9 @@
 why=$(hosts_check)
 [ -z "$why" ] || skip_test "cluster test: $why"
 
-cleanup_cluster() {
-	cleanup
-	hosts_down
-}
-trap cleanup_cluster EXIT
+# lib.sh's cleanup checks every helperd (exit status, sanitizer reports),
+# then takes the hosts down.
+AT_EXIT=hosts_down
 S=$SRCDIR/tests/integration/session.py
 now() { python3 -c 'import time; print(time.time())'; }
 
@@ -91,7 +89,7 @@ SPID_c=$!
 # 1. web on a reaches socat on c through mTLS -------------------------------
 check "a's catalog has socat on c (from etcd)" wait_until 3 catalog_is a socat c
 services_b=$(api_in b /v1/catalog/services | tr -d ' \n')
-check "b's catalog lists socat and web ($services_b)" sh -c "echo '$services_b' | grep -q socat && echo '$services_b' | grep -q web"
+check_expr "b's catalog lists socat and web ($services_b)" 'grep -q socat <<<"$services_b" && grep -q web <<<"$services_b"'
 out=$(echo_from a)
 check "web on a -> socat on c echoes (got '$out')" [ "$out" = "hello" ]
 td_of() { api_in "$1" /v1/agent/connect/ca/roots | python3 -c 'import json,sys; print(json.load(sys.stdin)["TrustDomain"])'; }
@@ -150,9 +148,12 @@ for i in 1 2 3 4 5; do
 	wait $p1 && okc=$((okc + 1))
 	wait $p2 && okc=$((okc + 1))
 done
-sleep 0.5
-n_st=$(api_in c /v1/connect/intentions | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
-check "10 concurrent creates on a and b: $okc reported success, $n_st stored on c" [ "$okc" = "$n_st" ]
+n_stored() { api_in c /v1/connect/intentions | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
+stored_is() { [ "$(n_stored)" = "$1" ]; }
+wait_until 3 stored_is "$okc"
+n_st=$(n_stored)
+# At least one create per round must succeed (0 = 0 proves nothing).
+check_expr "10 concurrent creates on a and b: $okc reported success (>= 5), $n_st stored on c" '[ "$okc" -ge 5 ] && [ "$okc" = "$n_st" ]'
 for i in 1 2 3 4 5; do
 	meshctl_in c intention delete "api$i" socat >/dev/null 2>&1
 	meshctl_in c intention delete "db$i" socat >/dev/null 2>&1
@@ -195,7 +196,7 @@ check "socat on c back: passing in a's view" wait_until 5 health_is a c passing
 check "a dials b and c again ($(python3 -c "import time; print('%.1f' % (time.time() - $t0))") s)" catalog_is a socat "b c"
 
 b0=$(socat_accepts b)
-kill -KILL "$HPID_c"; wait "$HPID_c" 2>/dev/null
+helperd_killed "$HPID_c"
 t0=$(now)
 k=$(n_echoes a 10)
 check "10 connections right after c died: all echo (failed dials retried on b) ($k/10)" [ "$k" = 10 ]
@@ -255,7 +256,8 @@ check "c restarted: its instance is back in a's catalog" wait_until 3 catalog_is
 meshctl_in b intention create -deny api socat >/dev/null
 check "a knows the api => socat intention" wait_until 1 sh -c "[ \"\$(ip netns exec $NS_a env MESH_HTTP_ADDR=127.0.0.1:8500 $MESHCTL intention check api socat)\" = Denied ]"
 for h in $HOSTS; do etcd_stop "$h"; done
-kill -TERM "$HPID_a"; wait "$HPID_a" 2>/dev/null
+stop_helperd "$HPID_a"; rc=$?
+check "a stops on SIGTERM with etcd down (exit $rc)" [ "$rc" = 0 ]
 node_start a
 check "a restarted with etcd down: socat on b and c from its last run" catalog_is a socat "b c"
 k=$(n_echoes a 5)

@@ -7,17 +7,22 @@
 
 ECHO=$(free_port); UP=$(free_port); HTTPP=$(free_port)
 A=""
+# Times in ms from bash's clock (no python start-up in what is measured).
+now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
 wait_until() { # wait_until SECONDS cmd...: poll every 0.1 s
 	lim=$1; shift
-	end=$(python3 -c "import time; print(time.time() + $lim)")
+	end=$(( $(now_ms) + ${lim%.*} * 1000 ))
 	while :; do
 		"$@" && return 0
-		python3 -c "import sys,time; sys.exit(0 if time.time() < $end else 1)" || return 1
+		[ "$(now_ms)" -lt "$end" ] || return 1
 		sleep 0.1
 	done
 }
-now() { python3 -c 'import time; print(time.time())'; }
-since() { python3 -c "import time; print('%.1f' % (time.time() - $1))"; }
+now() { now_ms; }
+since() { local d=$(( $(now_ms) - $1 )); printf '%d.%d' $((d / 1000)) $((d % 1000 / 100)); }
+# le SECONDS LIMIT: SECONDS (as since prints it) <= LIMIT (decimal)
+le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <= b + 0) }'; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; }
 # status CHECK_ID: its Status in /v1/agent/checks ("none" if absent)
 status() {
 	curl -s "http://$A/v1/agent/checks" | python3 -c '
@@ -25,6 +30,13 @@ import json, sys
 print(json.load(sys.stdin).get(sys.argv[1], {}).get("Status", "none"))' "$1"
 }
 status_is() { [ "$(status "$1")" = "$2" ]; }
+# status_output CHECK_ID: "Status|Output", from one request
+status_output() {
+	curl -s "http://$A/v1/agent/checks" | python3 -c '
+import json, sys
+c = json.load(sys.stdin).get(sys.argv[1], {})
+print("%s|%s" % (c.get("Status", "none"), c.get("Output", "")))' "$1"
+}
 output_of() {
 	curl -s "http://$A/v1/agent/checks" | python3 -c '
 import json, sys
@@ -69,7 +81,7 @@ services = (
 );
 EOF
 # A TTL check in a Consul JSON definition (Consul's field spelling).
-echo '{"service": {"name": "api", "port": 1, "check": {"TTL": "2s"}}}' \
+echo '{"service": {"name": "api", "port": 1, "check": {"TTL": "4s"}}}' \
     > "$T/n1/services.d/api.json"
 start_helperd n1 || { fail "helperd starts"; finish; exit 1; }
 A=$HTTP_ADDR
@@ -86,12 +98,13 @@ check "/v1/health/service/socat?passing lists it ($n)" [ "$n" = 1 ]
 # Kill socat: critical within ~2 intervals, new connections refused at once.
 kill "$SOCAT"; wait "$SOCAT" 2>/dev/null
 t0=$(now)
-wait_until 3 status_is service:socat critical
+wait_until 3 status_is service:socat critical; rc=$?
 dt=$(since "$t0")
-check "socat critical ${dt} s after it died (interval 1 s)" python3 -c "import sys; sys.exit(0 if $dt <= 2.5 else 1)"
-check "the change is logged once with the reason" grep -q "health: socat is critical: connect 127.0.0.1:$ECHO: Connection refused" "$T/n1/helperd.log"
+check_expr "socat critical ${dt} s after it died (interval 1 s, limit 2.5 s)" '[ "$rc" = 0 ] && le "$dt" 2.5'
+n=$(grep -c "health: socat is critical: connect 127.0.0.1:$ECHO: Connection refused" "$T/n1/helperd.log")
+check "the change is logged once with the reason ($n times)" [ "$n" = 1 ]
 dt=$(connect_refused); rc=$?
-check "a mesh connect to socat is refused at once (ECONNREFUSED in ${dt} s)" [ "$rc" = 0 ] && python3 -c "import sys; sys.exit(0 if $dt < 1 else 1)"
+check_expr "a mesh connect to socat is refused at once (ECONNREFUSED in ${dt} s)" '[ "$rc" = 0 ] && le "$dt" 1'
 check "helperd logs no healthy instance of socat" grep -q "web => socat: no healthy instance of socat" "$T/n1/helperd.log"
 out=$(curl -s "http://$A/v1/health/service/socat" | python3 -c '
 import json, sys
@@ -108,24 +121,33 @@ check "the catalog still lists the instance ($n)" [ "$n" = 1 ]
 # socat back: passing again, echo works.
 socat_up
 t0=$(now)
-wait_until 3 status_is service:socat passing
-check "socat passing again $(since "$t0") s after it came back" status_is service:socat passing
-check "logged: health: socat is passing" sh -c "[ \$(grep -c 'health: socat is passing' '$T/n1/helperd.log') = 2 ]"
+wait_until 3 status_is service:socat passing; rc=$?
+dt=$(since "$t0")
+check_expr "socat passing again $dt s after it came back (limit 3 s)" '[ "$rc" = 0 ] && status_is service:socat passing'
+n=$(grep -c 'health: socat is passing' "$T/n1/helperd.log")
+check "logged: health: socat is passing (at start and now: $n times)" [ "$n" = 2 ]
 out=$(echo_through "$UP" web)
 check "mesh echo works again (got '$out')" [ "$out" = "hello-$UP" ]
 
 # TTL: critical until reported, passing while reported within the ttl.
 check "the TTL check starts critical" status_is service:api critical
+t0=$(now)
 code=$(api -X PUT "http://$A/v1/agent/check/pass/service:api?note=all+good")
 check "PUT /v1/agent/check/pass/service:api: 200" [ "$code" = 200 ]
-check "... passing ($(output_of service:api))" status_is service:api passing
-t0=$(now)
-wait_until 4 status_is service:api critical
-check "no report: critical again $(since "$t0") s later (ttl 2 s)" status_is service:api critical
-code=$(api -X PUT "http://$A/v1/agent/check/warn/service:api")
-check "PUT .../warn: 200, warning" [ "$code" = 200 ] && status_is service:api warning
-code=$(api -X PUT "http://$A/v1/agent/check/fail/service:api")
-check "PUT .../fail: 200, critical" [ "$code" = 200 ] && status_is service:api critical
+so=$(status_output service:api)
+check "... passing, with the note ($so)" [ "$so" = "passing|all good" ]
+wait_until 7 status_is service:api critical; rc=$?
+dt=$(since "$t0")
+check_expr "no report: critical again $dt s later (ttl 4 s, limit 7 s)" '[ "$rc" = 0 ] && ge "$dt" 2.0'
+# warn and fail each move the check from another status, with their note.
+code=$(api -X PUT "http://$A/v1/agent/check/warn/service:api?note=warned+by+test")
+so=$(status_output service:api)
+check_expr "PUT .../warn: 200 ($code), critical -> $so" '[ "$code" = 200 ] && [ "$so" = "warning|warned by test" ]'
+code=$(api -X PUT "http://$A/v1/agent/check/pass/service:api")
+check "PUT .../pass: 200 ($code)" [ "$code" = 200 ]
+code=$(api -X PUT "http://$A/v1/agent/check/fail/service:api?note=failed+by+test")
+so=$(status_output service:api)
+check_expr "PUT .../fail: 200 ($code), passing -> $so" '[ "$code" = 200 ] && [ "$so" = "critical|failed by test" ]'
 code=$(api -X PUT "http://$A/v1/agent/check/pass/service:socat")
 check "PUT pass on a non-TTL check: 500 ($(cat "$T/api.out"))" [ "$code" = 500 ]
 code=$(api -X PUT "http://$A/v1/agent/check/pass/service:nope")
@@ -136,9 +158,9 @@ check "GET on the TTL endpoint: 405" [ "$code" = 405 ]
 # HTTP: 2xx passing, 404 critical.
 check "the HTTP check passes ($(output_of service:www))" status_is service:www passing
 rm -f "$T/www/ok"
-wait_until 3 status_is service:www critical
+wait_until 3 status_is service:www critical; rc=$?
 out=$(output_of service:www)
-check "404: the HTTP check is critical ($out)" sh -c "echo '$out' | grep -q 404"
+check_expr "404: the HTTP check is critical within 3 s ($out)" '[ "$rc" = 0 ] && grep -q 404 <<<"$out"'
 
 # An API registration with a check keeps it across a restart.
 code=$(api -X PUT --data "{\"Name\": \"db\", \"Port\": $ECHO, \"Check\": {\"TCP\": \"127.0.0.1:$ECHO\", \"Interval\": \"2s\"}}" "http://$A/v1/agent/service/register")

@@ -43,7 +43,7 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
 	    timeout 5 nc -N 127.0.0.1 "$UP2" 2>&1)
 	check "uid daemon may act as an unrestricted service" [ "$out" = x ]
 else
-	echo "skip - SO_PEERCRED checks need root and setpriv"
+	skip "SO_PEERCRED: uid nobody may act as db, uid daemon may not" "needs root and setpriv"
 fi
 check "helperd still alive" kill -0 "$HELPERD_PID"
 finish

@@ -13,7 +13,7 @@ check "meshctl in \$prefix/bin" test -x "$T/root$prefix/bin/meshctl"
 check "libmeshshim.so in \$prefix/lib/meshshim" test -f "$T/root$prefix/lib/meshshim/libmeshshim.so"
 
 if ! command -v systemd-analyze >/dev/null; then
-	echo "skip - systemd-analyze not installed"
+	skip "systemd-analyze verify of the example units" "systemd-analyze not installed"
 else
 	mkdir -p "$T/units/socat.service.d"
 	sed -e "s|/usr/sbin/helperd|$HELPERD|g" "$SRCDIR/examples/systemd/helperd.service" > "$T/units/helperd.service"

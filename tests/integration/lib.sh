@@ -1,6 +1,10 @@
 # Shared by the integration tests: a temp dir, real daemons on ports they
-# pick themselves, a trap that stops every pid started, pass/fail counting.
+# pick themselves, a trap that stops every pid started, pass/fail/skip
+# counting, and one place that fails the test on any helperd that exited
+# non-zero or any sanitizer report in a log (see cleanup).
 # Environment (set by meson): HELPERD MESHCTL SHIM SRCDIR BUILDDIR.
+# CI=true or MESH_TEST_STRICT=1: a missing prerequisite is a failure, not
+# a skip (CI installs everything the README claims is covered).
 set -u
 
 : "${HELPERD:?HELPERD not set (run through meson test)}"
@@ -13,34 +17,134 @@ chmod 0755 "$T"
 PIDS=""
 PASS=0
 FAIL=0
+SKIP=0
+# helperd processes to account for at exit: "PID:LOG" words, and the exit
+# status of those already reaped (stop_helperd, wait_helperd) or killed on
+# purpose (helperd_killed).
+HELPERDS=""
+declare -A HELPERD_RC=()
 export MESH_LOG=${MESH_LOG_TEST:-}
 # Sanitized helperd: report leaks and errors, never fail silently.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$SRCDIR/tests/lsan.supp}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
+# track_helperd PID LOG: a helperd started without start_helperd; cleanup
+# checks its exit status and its log like the others.
+track_helperd() { HELPERDS="$HELPERDS $1:$2"; PIDS="$PIDS $1"; }
+# wait_helperd PID: wait for a helperd that is stopping, record and return
+# its exit status (a later wait on it could not see the status again).
+wait_helperd() {
+	wait "$1"; rc_=$?
+	HELPERD_RC[$1]=$rc_
+	return "$rc_"
+}
+# helperd_killed PID: a helperd this test kills with SIGKILL on purpose;
+# its exit status is not a failure (its log is still checked).
+helperd_killed() { kill -KILL "$1" 2>/dev/null; wait "$1" 2>/dev/null; HELPERD_RC[$1]=killed; }
+
+# helperd_reports: one line per helperd that exited non-zero (other than
+# by helperd_killed) and per log with a sanitizer report; status 1 if any.
+helperd_reports() {
+	bad_=0
+	for e in $HELPERDS; do
+		p_=${e%%:*} log_=${e#*:}
+		rc_=${HELPERD_RC[$p_]:-}
+		if [ -z "$rc_" ]; then
+			kill -TERM "$p_" 2>/dev/null
+			# helperd stops on SIGTERM; one that does not within
+			# 30 s is a failure, not a hung test
+			for _ in $(seq 300); do
+				kill -0 "$p_" 2>/dev/null || break
+				sleep 0.1
+			done
+			if kill -0 "$p_" 2>/dev/null; then
+				echo "FAIL - helperd $p_ still running 30 s after SIGTERM (log: $log_)"
+				bad_=1
+				kill -QUIT "$p_" 2>/dev/null; sleep 1; kill -KILL "$p_" 2>/dev/null
+			fi
+			wait "$p_" 2>/dev/null; rc_=$?
+			HELPERD_RC[$p_]=$rc_
+		fi
+		case $rc_ in
+		0|killed) ;;
+		*) echo "FAIL - helperd $p_ exited with status $rc_ (log: $log_)"; bad_=1 ;;
+		esac
+	done
+	# Any log of this run: helperd's (including runs a test started by
+	# hand), meshctl connect proxy's, the shim's stderr.
+	for f in $(find "$T" -type f \( -name '*.log' -o -name '*.err' \) 2>/dev/null); do
+		if grep -aqE 'Sanitizer|runtime error' "$f"; then
+			echo "FAIL - sanitizer report in $f:"
+			grep -aE -m 10 'Sanitizer|runtime error|SUMMARY' "$f" | sed 's/^/    /'
+			bad_=1
+		fi
+	done
+	return "$bad_"
+}
+
+# AT_EXIT: shell commands a test adds to run after its processes are
+# stopped (e.g. deleting a network namespace). Do not replace the trap.
+AT_EXIT=""
 cleanup() {
+	rc_exit=$?
+	helperd_reports || { FAIL=$((FAIL + 1)); rc_exit=1; }
 	for p in $PIDS; do kill "$p" 2>/dev/null; done
 	for p in $PIDS; do wait "$p" 2>/dev/null; done
-	if [ "$FAIL" -gt 0 ] || [ -n "${KEEP:-}" ]; then
+	[ -n "$AT_EXIT" ] && eval "$AT_EXIT"
+	if [ "$FAIL" -gt 0 ] || [ "$rc_exit" != 0 ] || [ -n "${KEEP:-}" ]; then
 		echo "# logs kept in $T"
 	else
 		rm -rf "$T"
 	fi
+	exit "$rc_exit"
 }
 trap cleanup EXIT
 
+strict() { [ "${CI:-}" = true ] || [ -n "${MESH_TEST_STRICT:-}" ]; }
 ok() { PASS=$((PASS + 1)); echo "ok   - $*"; }
 fail() { FAIL=$((FAIL + 1)); echo "FAIL - $*"; }
-check() { # check "description" command...
+# check "description" command [args...]: ok if that one command exits 0.
+# Only the command is tested: `check "d" [ A ] && [ B ]` would test A
+# alone (tests/lint_tests.py refuses it). For more than one command use
+# check_expr.
+check() {
 	desc=$1; shift
 	if "$@"; then ok "$desc"; else fail "$desc"; fi
 }
-finish() {
-	echo "$PASS passed, $FAIL failed"
-	[ "$FAIL" -eq 0 ]
+# check_expr "description" 'shell expression': ok if the whole expression
+# (&&, ||, !, pipes, functions) is true. Give it in single quotes: it is
+# evaluated here, with the variables as they are now.
+check_expr() {
+	desc=$1
+	[ $# -eq 2 ] || { fail "$desc (check_expr takes one expression)"; return; }
+	if eval "$2"; then ok "$desc"; else fail "$desc"; fi
 }
-skip_test() { echo "SKIP: $*"; trap - EXIT; rm -rf "$T"; exit 77; }
+# skip "description" "reason": a check that cannot run here. Printed as a
+# SKIP line (scripts/run-tests.sh counts them) and never counted as
+# passed; under CI=true / MESH_TEST_STRICT=1 it is a failure.
+skip() {
+	if strict; then
+		fail "$1 (not run: $2)"
+	else
+		SKIP=$((SKIP + 1)); echo "SKIP - $1 (not run: $2)"
+	fi
+}
+finish() {
+	echo "$PASS passed, $FAIL failed, $SKIP skipped"
+	[ "$FAIL" -eq 0 ] && [ "$PASS" -gt 0 ]
+}
+# skip_test "reason": the whole test cannot run here (meson's SKIP, exit
+# 77); under CI=true / MESH_TEST_STRICT=1 a failure (exit 1).
+skip_test() {
+	trap - EXIT
+	for p in $PIDS; do kill "$p" 2>/dev/null; done
+	for p in $PIDS; do wait "$p" 2>/dev/null; done
+	[ -n "$AT_EXIT" ] && eval "$AT_EXIT"
+	rm -rf "$T"
+	if strict; then echo "FAIL - prerequisite missing: $*"; exit 1; fi
+	echo "SKIP: $*"; exit 77
+}
 
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -98,7 +202,7 @@ start_helperd() {
 	"$HELPERD" -c "$T/$n/mesh.conf" -log-level "${LOGLEVEL:-info}" \
 	    >>"$T/$n/helperd.log" 2>&1 &
 	HELPERD_PID=$!
-	PIDS="$PIDS $HELPERD_PID"
+	track_helperd "$HELPERD_PID" "$T/$n/helperd.log"
 	for _ in $(seq 1 200); do
 		[ -s "$T/$n/data/ports.json" ] && break
 		if ! kill -0 "$HELPERD_PID" 2>/dev/null; then
@@ -117,7 +221,7 @@ start_helperd() {
 
 stop_helperd() { # stop_helperd PID: SIGTERM, wait, return its exit code
 	kill -TERM "$1" 2>/dev/null
-	wait "$1"
+	wait_helperd "$1"
 }
 
 jq_get() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }

@@ -91,7 +91,7 @@ stop_helperd "$HELPERD_PID"; rc=$?
 check "SIGTERM stops helperd cleanly (exit 0, no sanitizer report)" [ "$rc" = 0 ]
 start_helperd n1 || fail "helperd restarts"
 root2=$(curl -s "http://$HTTP_ADDR/v1/agent/connect/ca/roots" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ActiveRootID"])')
-check "restart keeps the CA root ($root1)" [ -n "$root1" ] && [ "$root1" = "$root2" ]
+check_expr "restart keeps the CA root ($root1 -> $root2)" '[ -n "$root1" ] && [ "$root1" = "$root2" ]'
 out=$("$MESHCTL" intention list)
 check "restart keeps the intentions" sh -c "echo '$out' | grep -q 'socat'"
 "$MESHCTL" intention check web socat >/dev/null; rc=$?
@@ -99,7 +99,7 @@ check "the kept '*' => socat deny still applies" [ "$rc" = 1 ]
 "$MESHCTL" intention delete '*' socat >/dev/null
 check "an API-registered service survives the restart" sh -c "'$MESHCTL' catalog services | grep -qx billing"
 code=$(api -X PUT "http://$HTTP_ADDR/v1/agent/service/deregister/billing")
-check "deregister: 200, and it is gone" [ "$code" = 200 ] && ! "$MESHCTL" catalog services | grep -qx billing
+check_expr "deregister: 200 ($code), and it is gone" '[ "$code" = 200 ] && ! "$MESHCTL" catalog services | grep -qx billing'
 code=$(api -X PUT "http://$HTTP_ADDR/v1/agent/service/deregister/billing")
 check "deregistering it again: 404" [ "$code" = 404 ]
 out=$(echo_through "$UP2" web)
@@ -108,7 +108,7 @@ check "echo after restart" [ "$out" = "hello-$UP2" ]
 # Bad input to the API: 400 with a reason, nothing changes, helperd lives.
 n0=$(curl -s "http://$HTTP_ADDR/v1/connect/intentions" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 code=$(api -X POST --data '{"SourceName": "web", ' "http://$HTTP_ADDR/v1/connect/intentions")
-check "malformed JSON gets 400 ($(head -c 80 "$T/api.out"))" [ "$code" = 400 ] && grep -qi json "$T/api.out"
+check_expr "malformed JSON gets 400 ($code: $(head -c 80 "$T/api.out"))" '[ "$code" = 400 ] && grep -qi json "$T/api.out"'
 code=$(api -X POST --data '{"SourceName":"web","DestinationName":"socat","Action":"maybe"}' "http://$HTTP_ADDR/v1/connect/intentions")
 check "unknown action gets 400" [ "$code" = 400 ]
 n1=$(curl -s "http://$HTTP_ADDR/v1/connect/intentions" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
@@ -126,10 +126,10 @@ check "after a failed reload the mesh still works" [ "$out" = "hello-$UP2" ]
 # -check: file:line: reason, exit 1; an out-of-range value names the key.
 printf 'node = "x";\nmesh_port = 70000;\n' > "$T/bad1.conf"
 out=$("$HELPERD" -c "$T/bad1.conf" -check 2>&1); rc=$?
-check "-check names the key: $out" [ "$rc" = 1 ] && echo "$out" | grep -q "bad1.conf:2: .*mesh_port"
+check_expr "-check names the key (exit $rc): $out" '[ "$rc" = 1 ] && grep -q "bad1.conf:2: .*mesh_port" <<<"$out"'
 printf 'node = "x"\nmesh_port = ;\n' > "$T/bad2.conf"
 out=$("$HELPERD" -c "$T/bad2.conf" -check 2>&1); rc=$?
-check "-check on a syntax error: $out" [ "$rc" = 1 ] && echo "$out" | grep -q "bad2.conf:[0-9]*: "
+check_expr "-check on a syntax error (exit $rc): $out" '[ "$rc" = 1 ] && grep -q "bad2.conf:[0-9]*: " <<<"$out"'
 out=$("$HELPERD" -c "$T/n1/mesh.conf" -check 2>&1); rc=$?
 check "-check on a good file exits 0" [ "$rc" = 0 ]
 
