@@ -6,19 +6,39 @@
 set -u
 secs=${1:-20}
 top=$(cd "$(dirname "$0")/../.." && pwd)
-command -v clang >/dev/null || { echo "SKIP: clang not installed"; exit 77; }
+# A run that fuzzed nothing never reports success: either every target
+# builds and runs, or the test says SKIP with the reason (exit 77), or it
+# fails. Under CI=true / MESH_TEST_STRICT=1 a missing prerequisite fails
+# too (CI installs clang and its fuzzer runtime: scripts/deps.sh test).
+not_here() {
+	if [ "${CI:-}" = true ] || [ -n "${MESH_TEST_STRICT:-}" ]; then
+		echo "FAIL - fuzz: $*"; exit 1
+	fi
+	echo "SKIP: $*"; exit 77
+}
+command -v clang >/dev/null || not_here "clang not installed"
 T=$(mktemp -d /tmp/meshfuzz.XXXXXX)
 trap 'rm -rf "$T" /tmp/fuzz-mesh-*.conf' EXIT
+# clang without libFuzzer's or the sanitizers' runtime (Debian 12: the
+# package libclang-rt-dev) links nothing: say so once, with the reason,
+# instead of four failed builds.
+printf '#include <stdint.h>\n#include <stddef.h>\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }\n' > "$T/probe.c"
+if ! clang -fsanitize=fuzzer,address,undefined -o "$T/probe" "$T/probe.c" >"$T/probe.log" 2>&1; then
+	sed 's/^/    /' "$T/probe.log" | head -5
+	not_here "clang cannot link a libFuzzer + ASan + UBSan program (fuzzer or sanitizer runtime missing)"
+fi
 export LSAN_OPTIONS=suppressions=$top/tests/lsan.supp
 flags="-g -O1 -std=gnu11 -D_GNU_SOURCE -I$top -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 libs="$(pkg-config --cflags --libs jansson libconfig gnutls)"
 common="$top/common/util.c $top/common/log.c"
 conf="$top/conf/conf.c $top/conf/consul.c"
-build() { # build NAME SOURCES...
+build() { # build NAME SOURCES...: a target that does not build fails
 	n=$1; shift
 	# shellcheck disable=SC2086
-	clang $flags -o "$T/$n" "$top/tests/fuzz/$n.c" "$@" $common $libs 2>"$T/$n.build" ||
-	    { cat "$T/$n.build"; return 1; }
+	clang $flags -o "$T/$n" "$top/tests/fuzz/$n.c" "$@" $common $libs 2>"$T/$n.build" && return 0
+	echo "FAIL - fuzz $n: does not build"; head -30 "$T/$n.build"
+	failn=$((failn + 1)); rc=1
+	return 1
 }
 seed() { # seed NAME FILES...: a corpus dir from existing files
 	mkdir -p "$T/corpus-$1"; n=$1; shift
@@ -55,4 +75,5 @@ for i, (n, t) in enumerate([("socat.service.mesh", 1), ("socat.connect.consul", 
 PY
 build fuzz_dns "$top/helperd/dns.c" "$top/helperd/loop.c" $(pkg-config --libs ldns) && run fuzz_dns
 echo "$pass passed, $failn failed"
+[ "$pass" -gt 0 ] || { echo "FAIL - no target ran"; rc=1; }
 exit $rc
