@@ -82,25 +82,42 @@ check "'*' => socat deny closes web's session within 1 s" closed_within web3 "$t
 check "... and api's" closed_within api1 "$t0" 1
 "$MESHCTL" intention delete '*' socat >/dev/null
 
-# Flapping: 50 rounds of allow/deny with a session opened in each allow.
+# Flapping: 50 rounds of allow/deny with a session opened in each allow:
+# the client echoes once (and counts it), then holds the connection until
+# the deny closes it.
 sleep 0.5
 fd0=$(ls /proc/"$HELPERD_PID"/fd | wc -l)
 conns0=$(curl -s "http://$HTTP_ADDR/v1/agent/self" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Stats"]["Connections"])')
+: > "$T/flap.count"
 for i in $(seq 1 50); do
 	"$MESHCTL" intention create -allow -replace web socat >/dev/null
-	printf 'x\n' | LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_UPSTREAMS="socat:$UP" \
-	    timeout 5 python3 -c '
-import socket, sys, time
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-s.sendall(b"x\n"); s.recv(10); time.sleep(0.05)' "$UP" 2>/dev/null &
-	sleep 0.02
+	LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_UPSTREAMS="socat:$UP" \
+	    timeout 10 python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(b"x\n")
+if s.recv(10) == b"x\n":
+    open(sys.argv[2], "a").write("echo\n")
+try: s.recv(10)
+except OSError: pass' "$UP" "$T/flap.count" 2>/dev/null &
+	FPID=$!
+	for _ in $(seq 100); do
+		[ "$(wc -l < "$T/flap.count")" -ge "$i" ] && break
+		kill -0 "$FPID" 2>/dev/null || break
+		sleep 0.02
+	done
 	"$MESHCTL" intention create -deny -replace web socat >/dev/null
-	wait $! 2>/dev/null
+	wait "$FPID" 2>/dev/null
 done
+echoes=$(wc -l < "$T/flap.count")
+check "the flapping clients echoed before each deny ($echoes of 50, want >= 40)" [ "$echoes" -ge 40 ]
 "$MESHCTL" intention delete web socat >/dev/null
-sleep 1
+# helperd closes the denied connections asynchronously: wait (10 s at
+# most) until none is left, then count fds.
+relayed() { curl -s "http://$HTTP_ADDR/v1/agent/self" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Stats"]["Connections"])'; }
+for _ in $(seq 100); do [ "$(relayed)" = 0 ] && break; sleep 0.1; done
 fd1=$(ls /proc/"$HELPERD_PID"/fd | wc -l)
-conns1=$(curl -s "http://$HTTP_ADDR/v1/agent/self" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Stats"]["Connections"])')
+conns1=$(relayed)
 echo "    helperd fds before/after: $fd0/$fd1, relayed connections: $conns0/$conns1"
 check "flapping 50 times leaks no fds in helperd" [ "$fd1" -le "$fd0" ]
 check "flapping leaves no relayed connections behind" [ "$conns1" = 0 ]

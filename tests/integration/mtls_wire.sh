@@ -22,11 +22,23 @@ SNI="socat.default.dc1.internal.$TD"
 MARK="MARKER-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 strace -f -yy -qq -s 65536 -e trace=write,sendto,sendmsg -o "$T/strace.txt" -p "$HELPERD_PID" &
 SPID=$!; PIDS="$PIDS $SPID"
-for _ in $(seq 50); do grep -q '^TracerPid:[[:space:]]*[1-9]' /proc/$HELPERD_PID/status && break; sleep 0.1; done
-sleep 0.5
+# strace -f -p attaches to every thread of helperd: wait until each one
+# shows a tracer.
+traced() {
+	for st in /proc/"$HELPERD_PID"/task/*/status; do
+		grep -q '^TracerPid:[[:space:]]*[1-9]' "$st" || return 1
+	done
+}
+for _ in $(seq 100); do traced && break; sleep 0.1; done
+check "strace is attached to every thread of helperd" traced
 out=$(printf '%s\n' "$MARK" | LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_UPSTREAMS="socat:$UP" timeout 5 nc -N 127.0.0.1 "$UP")
 check "marker echoed through the mesh" [ "$out" = "$MARK" ]
-sleep 0.5
+# strace writes as it goes: wait until the write of the marker towards
+# the service is in the file (the control below), then stop it.
+for _ in $(seq 100); do
+	grep "TCP:\[[^]]*:$ECHO\]" "$T/strace.txt" 2>/dev/null | grep -q "$MARK" && break
+	sleep 0.05
+done
 kill -INT $SPID; wait $SPID 2>/dev/null
 grep "TCP:\[[^]]*:$ECHO\]" "$T/strace.txt" | grep -q "$MARK"
 check "marker is in clear towards the service (control)" [ $? = 0 ]
@@ -68,12 +80,14 @@ curl -s "http://$HTTP_ADDR/v1/agent/connect/ca/roots" | python3 -c '
 import json,sys; d=json.load(sys.stdin); print("".join(r["RootCert"] for r in d["Roots"]))' > "$T/roots.pem"
 tcpdump -i lo --immediate-mode -U -s 0 -w "$T/mesh.pcap" "tcp port $MESH_PORT" >/dev/null 2>&1 &
 TPID=$!; PIDS="$PIDS $TPID"
-sleep 1
+# tcpdump writes the pcap header once it captures (-U: unbuffered)
+for _ in $(seq 100); do [ "$(stat -c %s "$T/mesh.pcap" 2>/dev/null || echo 0)" -ge 24 ] && break; sleep 0.05; done
 out=$( (printf '%s\n' "$MARK"; sleep 1) | timeout 5 openssl s_client -connect "127.0.0.1:$MESH_PORT" \
     -servername "$SNI" -tls1_3 -cert "$T/web.pem" -key "$T/web.key" -CAfile "$T/roots.pem" \
     -verify_return_error -quiet 2>/dev/null)
 check "control: a real mesh leaf gets the echo over TLS 1.3" sh -c "printf '%s' \"\$1\" | grep -qx '$MARK'" _ "$out"
-sleep 0.5
+# the session's packets reach the file as they are captured
+for _ in $(seq 100); do [ "$(stat -c %s "$T/mesh.pcap")" -gt 1000 ] && break; sleep 0.05; done
 kill -INT $TPID; wait $TPID 2>/dev/null
 check "capture on mesh_port saw that session" [ "$(stat -c %s "$T/mesh.pcap")" -gt 1000 ]
 ! grep -qa "$MARK" "$T/mesh.pcap"
@@ -102,7 +116,7 @@ while time.time() - t0 < 4 and len(held) < 2000:
         break
 PY
 LOADER=$!
-wait "$HELPERD_PID"; rc=$?
+wait_helperd "$HELPERD_PID"; rc=$?
 kill "$LOADER" 2>/dev/null; wait "$LOADER" 2>/dev/null
 check "SIGTERM under a stream of new mesh connections: exit $rc, no sanitizer report" \
     sh -c "[ $rc = 0 ] && ! grep -q 'Sanitizer' '$T/n1/helperd.log'"

@@ -29,5 +29,12 @@ out=$(echo_through "$UP" web "socat:$UP")
 check "with the allow gone, default deny refuses again" [ -z "$out" ]
 "$MESHCTL" intention create -allow api socat >/dev/null
 out=$(echo_through "$UP" api "socat:$UP")
-check "another source resumes nothing of web's and is allowed on its own" [ "$out" = "hello-$UP" ]
+check "another source is allowed on its own (echo '$out')" [ "$out" = "hello-$UP" ]
+# api's first connection made a full handshake: helperd's log names the
+# connection (conn N api => socat relaying) and its handshake (conn N
+# mTLS ... established (...)), which must not say "resumed".
+id=$(sed -n 's/.*conn \([0-9]*\) api => socat relaying$/\1/p' "$T/n1/helperd.log" | head -1)
+hs=$(grep "conn $id mTLS to .* established (" "$T/n1/helperd.log" | head -1 | sed 's/.*established //')
+check_expr "another source resumes nothing of web's: conn ${id:-?} is a full handshake $hs" \
+    '[ -n "$id" ] && [ -n "$hs" ] && ! grep -q ", resumed)" <<<"$hs"'
 finish
