@@ -21,7 +21,7 @@ echo_peers() { ss -tnpH state established "( dport = :$ECHO )" | grep -o '(("[^"
 session_deny() {
 	name=$1
 	rm -f "$T/s.json"
-	meshed web env MESH_UPSTREAMS="socat:$UP" python3 "$S" "$UP" 20 "$T/s.json" 0.05 &
+	meshed web env MESH_UPSTREAMS="socat:$UP" python3 "$S" "$UP" 60 "$T/s.json" 0.05 &
 	SPID=$!; PIDS="$PIDS $SPID"
 	for _ in $(seq 60); do [ -s "$T/s.json" ] && [ "$(jq_get "$T/s.json" ok)" -gt 2 ] && break; sleep 0.05; done
 	peers=$(echo_peers)

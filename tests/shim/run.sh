@@ -23,41 +23,26 @@ if [ -z "${SHIMTEST_IN_NETNS:-}" ] && [ -z "${NO_NETNS:-}" ] &&
 fi
 here=$(cd "$(dirname "$0")" && pwd)
 BUILDDIR=${BUILDDIR:-$here/../../build}
-HELPERD=${HELPERD:-$BUILDDIR/helperd/helperd}
-SHIM=${SHIM:-$BUILDDIR/preload/libmeshshim.so}
+export HELPERD=${HELPERD:-$BUILDDIR/helperd/helperd}
+export SHIM=${SHIM:-$BUILDDIR/preload/libmeshshim.so}
+export MESHCTL=${MESHCTL:-$BUILDDIR/meshctl/meshctl}
+export SRCDIR=${SRCDIR:-$here/../..}
 SHIMTESTS=${SHIMTESTS:-$BUILDDIR/tests/shim}
 TESTS=${TESTS:-"t_connect t_nonblock t_dup t_closefrom t_fork t_vfork t_exec
   t_threads t_ipv6 t_passthrough t_down t_dns t_fastopen t_inbound"}
+# The programs that check what only the shim does: "skip" without it.
+SHIM_ONLY="t_dns t_down t_inbound"
+# The programs that make no mesh connection (all their connects must pass
+# through untouched): helperd's connection count does not grow.
+NO_MESH="t_passthrough"
 
-T=$(mktemp -d /tmp/shimtest.XXXXXX)
-PIDS=""
-FAILED=0
-cleanup() {
-	for p in $PIDS; do kill "$p" 2>/dev/null; done
-	for p in $PIDS; do wait "$p" 2>/dev/null; done
-	if [ "$FAILED" -ne 0 ] || [ -n "${KEEP:-}" ]; then
-		echo "# logs kept in $T"
-	else
-		rm -rf "$T"
-	fi
-}
-trap cleanup EXIT
-die() { echo "run.sh: $*" >&2; FAILED=1; exit 1; }
+# lib.sh: the temp dir, the pids stopped at exit, ok/fail/skip counting,
+# and the exit check of every helperd (status, sanitizer reports).
+. "$SRCDIR/tests/integration/lib.sh"
+die() { fail "$*"; finish; exit 1; }
 
 for f in "$HELPERD" "$SHIM"; do [ -e "$f" ] || die "$f missing"; done
 command -v socat >/dev/null || die "socat is not installed"
-
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() {
-	for _ in $(seq 1 100); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		sleep 0.05
-	done
-	return 1
-}
-jq_get() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 
 ECHO=$(free_port)
 UP=$(free_port)
@@ -65,42 +50,37 @@ STRICT=$(free_port)
 STRICT_UP=$(free_port)
 while [ "$UP" = "$ECHO" ]; do UP=$(free_port); done
 
-# The echo service, dual-stack so the direct IPv6 run has a peer too.
-socat "tcp6-listen:$ECHO,ipv6only=0,fork,reuseaddr,backlog=512" \
+# The echo service on 127.0.0.1 and ::1 only (not the wildcard): an
+# address the shim should have routed (127.77.x.y, ::ffff:127.77.x.y)
+# reaches nothing unless the shim does route it.
+socat "tcp4-listen:$ECHO,bind=127.0.0.1,fork,reuseaddr,backlog=512" \
+    exec:/bin/cat >/dev/null 2>&1 &
+PIDS="$PIDS $!"
+socat "tcp6-listen:$ECHO,bind=[::1],ipv6only=1,fork,reuseaddr,backlog=512" \
     exec:/bin/cat >/dev/null 2>&1 &
 PIDS="$PIDS $!"
 wait_port "$ECHO" || die "echo server did not start"
+wait_port "$ECHO" ::1 || die "echo server did not start on ::1"
 
-mkdir -p "$T/services.d" "$T/data"
-cat > "$T/mesh.conf" <<CONF
-node = "shimtest";
-data_dir = "$T/data";
-socket = "$T/helperd.sock";
-http_addr = "127.0.0.1:0";
-mesh_port = 0;
-services_dir = "$T/services.d";
-default_intention = "allow";
-same_node_mtls = ${SAME_NODE_MTLS:-true};
-services = (
-  { name = "socat"; port = $ECHO; connect = {}; },
-  { name = "web"; port = $(free_port); connect = {};
-    upstreams = ( { destination_name = "socat"; local_bind_port = $UP; },
-                  { destination_name = "strictsvc"; local_bind_port = $STRICT_UP; } ); },
-  { name = "strictsvc"; port = $STRICT; connect = {}; inbound = "strict"; }
-);
-CONF
-"$HELPERD" -c "$T/mesh.conf" >"$T/helperd.log" 2>&1 &
-HPID=$!
-PIDS="$PIDS $HPID"
-for _ in $(seq 1 200); do
-	[ -s "$T/data/ports.json" ] && break
-	kill -0 "$HPID" 2>/dev/null || { cat "$T/helperd.log"; die "helperd died"; }
-	sleep 0.05
-done
-[ -s "$T/data/ports.json" ] || die "helperd wrote no ports.json"
-SOCK=$T/helperd.sock
+write_conf shimtest 'default_intention = "allow";' \
+    "same_node_mtls = ${SAME_NODE_MTLS:-true};" "services = (
+  { name = \"socat\"; port = $ECHO; connect = {}; },
+  { name = \"web\"; port = $(free_port); connect = {};
+    upstreams = ( { destination_name = \"socat\"; local_bind_port = $UP; },
+                  { destination_name = \"strictsvc\"; local_bind_port = $STRICT_UP; } ); },
+  { name = \"strictsvc\"; port = $STRICT; connect = {}; inbound = \"strict\"; }
+);"
+# debug: one log line per connection helperd relays or tracks (counted
+# below to show the shim's connections went through helperd)
+LOGLEVEL=debug start_helperd shimtest || die "helperd starts"
+HPID=$HELPERD_PID
+SOCK=$MESH_SOCKET
+HLOG=$T/shimtest/helperd.log
+# helperd's connections so far: relayed (mTLS or spliced) or tracked
+# (the direct same-node path)
+conns() { grep -cE ' relaying$|^.*direct connection .* tracked$' "$HLOG"; }
 
-echo "# loopback: ${SHIMTEST_IN_NETNS:+private network namespace}${SHIMTEST_IN_NETNS:-host}; helperd $HELPERD"
+echo "# loopback: $([ -n "${SHIMTEST_IN_NETNS:-}" ] && echo "private network namespace" || echo host); helperd $HELPERD"
 printf '%-16s %-8s %-8s\n' "test" "direct" "shim"
 printf '%-16s %-8s %-8s\n' "----" "------" "----"
 verdict() { # verdict RC OUTFILE
@@ -110,15 +90,17 @@ verdict() { # verdict RC OUTFILE
 	elif grep -q '^PASS' "$2"; then echo pass
 	else echo "FAIL"; fi # ran nothing
 }
+in_list() { case " $(echo $2) " in *" $1 "*) return 0 ;; esac; return 1; }
 for t in $TESTS; do
 	exe=$SHIMTESTS/$t
-	[ -x "$exe" ] || { printf '%-16s %-8s %-8s\n' "$t" missing missing; FAILED=1; continue; }
+	[ -x "$exe" ] || { printf '%-16s %-8s %-8s\n' "$t" missing missing; fail "$t: $exe missing"; continue; }
 	env -u LD_PRELOAD -u MESH_SERVICE MESH_TEST_PORT="$ECHO" MESH_TEST_ECHO="$ECHO" \
 	    MESH_TEST_STRICT_PORT="$STRICT" MESH_TEST_STRICT_UP="$STRICT_UP" \
 	    timeout 120 "$exe" >"$T/$t.direct.out" 2>&1
 	d=$?
 	sock=$SOCK
 	[ "$t" = t_down ] && sock=$T/proxy.sock
+	c0=$(conns)
 	env LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_SOCKET="$sock" \
 	    MESH_TEST_PROXY_SOCKET="$T/proxy.sock" MESH_TEST_REAL_SOCKET="$SOCK" \
 	    MESH_TEST_PORT="$UP" MESH_TEST_ECHO="$ECHO" \
@@ -126,15 +108,36 @@ for t in $TESTS; do
 	    MESH_TEST_SHIM="$SHIM" \
 	    timeout 120 "$exe" >"$T/$t.shim.out" 2>&1
 	s=$?
+	c1=$(conns)
 	vd=$(verdict $d "$T/$t.direct.out")
 	vs=$(verdict $s "$T/$t.shim.out")
-	printf '%-16s %-8s %-8s\n' "$t" "$vd" "$vs"
-	[ "$vd" = FAIL ] && FAILED=1
-	[ "$vs" = FAIL ] && FAILED=1
+	printf '%-16s %-8s %-8s %s\n' "$t" "$vd" "$vs" "(helperd connections +$((c1 - c0)))"
 	grep -h -e '^FAIL' -e '^SKIP' "$T/$t.direct.out" "$T/$t.shim.out" |
 	    grep -v "^SKIP $t: \(needs the shim\|names are answered\)" |
 	    sed 's/^/    /'
 	[ -n "${VERBOSE:-}" ] && sed 's/^/    | /' "$T/$t.shim.out"
+	# Direct: pass, or skip for a program that checks the shim alone.
+	if in_list "$t" "$SHIM_ONLY"; then
+		check "$t direct: not applicable without the shim (skip, got $vd)" [ "$vd" = skip ]
+	else
+		check "$t direct: pass (got $vd)" [ "$vd" = pass ]
+	fi
+	# Shim: a full pass. A skip (shim not loaded, no meshshim_peer_id,
+	# a feature helperd does not announce) is a failure here.
+	check "$t with the shim: pass (got $vs)" [ "$vs" = pass ]
+	# The same checks pass both ways: every check that passed directly
+	# passed with the shim too.
+	grep '^PASS ' "$T/$t.direct.out" | sort -u > "$T/$t.direct.pass"
+	grep '^PASS ' "$T/$t.shim.out" | sort -u > "$T/$t.shim.pass"
+	lost=$(comm -23 "$T/$t.direct.pass" "$T/$t.shim.pass" | sed 's/^PASS //' | tr '\n' ';')
+	check "$t: every check that passed directly passed with the shim${lost:+ (not: $lost)}" [ -z "$lost" ]
+	# The shim run went through helperd (a shim that connected straight
+	# to the echo server would not be seen by helperd).
+	if in_list "$t" "$NO_MESH"; then
+		check "$t: no connection through helperd (+$((c1 - c0)))" [ "$c1" = "$c0" ]
+	else
+		check "$t: its connections went through helperd (+$((c1 - c0)))" [ "$c1" -gt "$c0" ]
+	fi
 done
 echo "(pass* = passed, part skipped; skip = not applicable without the shim)"
 # Silence: no byte on stderr without MESH_LOG, even when helperd is down;
@@ -144,28 +147,26 @@ env LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_SOCKET="$T/nonexistent.sock" \
     "$SHIMTESTS/t_passthrough" >/dev/null 2>"$T/quiet.err"
 env LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_SOCKET="$T/nonexistent.sock" \
     MESH_UPSTREAMS="socat:$UP" "$SHIMTESTS/t_connect" >/dev/null 2>>"$T/quiet.err"
-if [ -s "$T/quiet.err" ]; then
-	printf '%-16s %-8s %-8s\n' "quiet" "-" "FAIL"; FAILED=1
-	sed 's/^/    /' "$T/quiet.err" | head -5
-else
-	printf '%-16s %-8s %-8s\n' "quiet" "-" "pass"
-fi
+n=$(wc -c < "$T/quiet.err")
+printf '%-16s %-8s %-8s\n' "quiet" "-" "$([ "$n" = 0 ] && echo pass || echo FAIL)"
+sed 's/^/    /' "$T/quiet.err" | head -5
+check "quiet: no byte on stderr without MESH_LOG, helperd unreachable ($n bytes)" [ "$n" = 0 ]
 env LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_SOCKET="$SOCK" MESH_LOG=1 \
     MESH_TEST_PORT="$UP" MESH_TEST_ECHO="$ECHO" \
     "$SHIMTESTS/t_connect" >/dev/null 2>"$T/log.err"
-if grep -q "^meshshim\[[0-9]*\]: connect fd" "$T/log.err"; then
-	printf '%-16s %-8s %-8s\n' "MESH_LOG=1" "-" "pass"
-else
-	printf '%-16s %-8s %-8s\n' "MESH_LOG=1" "-" "FAIL"; FAILED=1
-fi
+grep -q "^meshshim\[[0-9]*\]: connect fd" "$T/log.err"; rc=$?
+printf '%-16s %-8s %-8s\n' "MESH_LOG=1" "-" "$([ "$rc" = 0 ] && echo pass || echo FAIL)"
+check "MESH_LOG=1: the shim logs its connects on stderr" [ "$rc" = 0 ]
 # helperd restart under a running process: one python process connects
 # every 100 ms; helperd is stopped, then started again (new outbound
 # port). Expect: echo, then ECONNREFUSED in under a second, then echo.
+# It touches FLAG.ok after its sixth connection and FLAG.refused at its
+# first refusal (helperd is started again only then).
 env LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_SOCKET="$SOCK" python3 -c '
 import socket, sys, time, os
 port, flag = int(sys.argv[1]), sys.argv[2]
 seen = []
-for i in range(100):
+for i in range(300):
     t = time.time()
     try:
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -175,30 +176,22 @@ for i in range(100):
         res = "refused" if e.errno == 111 else "err%d" % e.errno
     if time.time() - t > 1.0: res += "-slow"
     if not seen or seen[-1] != res: seen.append(res)
+    if res == "refused": open(flag + ".refused", "w").close()
     if seen == ["ok", "refused", "ok"] and i > 5: break
-    if i == 5: open(flag, "w").close()
+    if i == 5: open(flag + ".ok", "w").close()
     time.sleep(0.1)
 print(" ".join(seen))
 sys.exit(0 if seen == ["ok", "refused", "ok"] else 1)
-' "$UP" "$T/restart.flag" >"$T/restart.out" 2>&1 &
+' "$UP" "$T/restart" >"$T/restart.out" 2>&1 &
 RPID=$!
-for _ in $(seq 1 100); do [ -e "$T/restart.flag" ] && break; sleep 0.05; done
-kill -TERM "$HPID"; wait "$HPID" 2>/dev/null
-sleep 0.5
-rm -f "$T/data/ports.json"
-"$HELPERD" -c "$T/mesh.conf" >>"$T/helperd.log" 2>&1 &
-HPID=$!
-PIDS="$PIDS $HPID"
-if wait "$RPID"; then
-	printf '%-16s %-8s %-8s\n' "helperd restart" "-" "pass"
-else
-	printf '%-16s %-8s %-8s\n' "helperd restart" "-" "FAIL"; FAILED=1
-	sed 's/^/    /' "$T/restart.out"
-fi
-for _ in $(seq 1 100); do [ -s "$T/data/ports.json" ] && break; sleep 0.05; done
-kill -0 "$HPID" 2>/dev/null || { echo "helperd died during the tests"; FAILED=1; }
-if [ "$FAILED" -ne 0 ]; then
-	echo "shim tests: FAILED"
-	exit 1
-fi
-echo "shim tests: all passed"
+PIDS="$PIDS $RPID"
+for _ in $(seq 1 200); do [ -e "$T/restart.ok" ] && break; sleep 0.05; done
+stop_helperd "$HPID"; rc=$?
+check "helperd stops on SIGTERM (exit $rc)" [ "$rc" = 0 ]
+for _ in $(seq 1 200); do [ -e "$T/restart.refused" ] && break; sleep 0.05; done
+start_helperd shimtest || fail "helperd starts again"
+wait "$RPID"; rc=$?
+printf '%-16s %-8s %-8s\n' "helperd restart" "-" "$([ "$rc" = 0 ] && echo pass || echo FAIL)"
+check "helperd restart: echo, refused while down, echo again ($(cat "$T/restart.out"))" [ "$rc" = 0 ]
+check "helperd alive at the end" kill -0 "$HELPERD_PID"
+finish
