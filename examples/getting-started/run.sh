@@ -123,4 +123,15 @@ cmd "meshctl intention delete web socat"
 type_line 9191 LD_PRELOAD="$SHIM" MESH_SERVICE=web ||
 	die "no echo after deleting the intention"
 
+bold "Stopping helperd"
+cmd "kill -TERM <helperd>"
+kill -TERM "$HPID"; wait "$HPID"; rc=$?
+[ "$rc" = 0 ] || die "helperd exited with status $rc on SIGTERM (see $DEMO/helperd.log)"
+# A sanitized build (make test runs this as the demo test) reports leaks
+# and undefined behaviour in helperd's log.
+if grep -qE 'Sanitizer|runtime error' "$DEMO/helperd.log"; then
+	grep -E -m 10 'Sanitizer|runtime error|SUMMARY' "$DEMO/helperd.log"
+	die "helperd's log has a sanitizer report"
+fi
+
 bold "Done: every step of the getting-started guide behaved as described."
