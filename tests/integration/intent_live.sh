@@ -89,26 +89,31 @@ sleep 0.5
 fd0=$(ls /proc/"$HELPERD_PID"/fd | wc -l)
 conns0=$(curl -s "http://$HTTP_ADDR/v1/agent/self" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Stats"]["Connections"])')
 : > "$T/flap.count"
-for i in $(seq 1 50); do
-	"$MESHCTL" intention create -allow -replace web socat >/dev/null
-	LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_UPSTREAMS="socat:$UP" \
-	    timeout 10 python3 -c '
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
-s.sendall(b"x\n")
-if s.recv(10) == b"x\n":
-    open(sys.argv[2], "a").write("echo\n")
-try: s.recv(10)
-except OSError: pass' "$UP" "$T/flap.count" 2>/dev/null &
-	FPID=$!
-	for _ in $(seq 100); do
-		[ "$(wc -l < "$T/flap.count")" -ge "$i" ] && break
-		kill -0 "$FPID" 2>/dev/null || break
-		sleep 0.02
-	done
-	"$MESHCTL" intention create -deny -replace web socat >/dev/null
-	wait "$FPID" 2>/dev/null
-done
+# One python process (with the shim) runs the 50 rounds: allow, connect,
+# echo (counted), deny while the connection is open, wait for it to end.
+LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_UPSTREAMS="socat:$UP" \
+    timeout 250 python3 - "$UP" "$T/flap.count" "$MESHCTL" <<'PY'
+import os, socket, subprocess, sys
+port, count, meshctl = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+def intention(action):
+    subprocess.run([meshctl, "intention", "create", action, "-replace",
+                    "web", "socat"], env=env, stdout=subprocess.DEVNULL)
+for i in range(50):
+    intention("-allow")
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"x\n")
+        if s.recv(10) == b"x\n":
+            open(count, "a").write("echo\n")
+    except OSError:
+        s = None
+    intention("-deny")
+    if s is not None:
+        try: s.recv(10)
+        except OSError: pass
+        s.close()
+PY
 echoes=$(wc -l < "$T/flap.count")
 check "the flapping clients echoed before each deny ($echoes of 50, want >= 40)" [ "$echoes" -ge 40 ]
 "$MESHCTL" intention delete web socat >/dev/null
