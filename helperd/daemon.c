@@ -11,6 +11,7 @@
 #include <gnutls/gnutls.h>
 #include <jansson.h>
 
+#include "config.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "helperd/ca.h"
@@ -577,7 +578,7 @@ helperd_start(struct helperd *h, char *err, size_t errlen)
 		return -1;
 	log_info("helperd %s up: node %s, dc %s, trust domain %s, mesh port "
 	    "%s:%d, HTTP %s, control %s, %zu service(s), default %s%s",
-	    "0.1.0", h->conf.node, h->conf.datacenter, ca_trust_domain(h->ca),
+	    MESHSHIM_VERSION, h->conf.node, h->conf.datacenter, ca_trust_domain(h->ca),
 	    h->conf.bind_addr, h->mesh_port_bound, h->http_bound,
 	    h->conf.socket, catalog_local_count(h->catalog),
 	    h->conf.default_allow ? "allow" : "deny",

@@ -1,5 +1,7 @@
 #include "helperd/http.h"
 
+#include "config.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -240,7 +242,7 @@ route_agent_catalog(struct helperd *h, const struct http_req *req,
 			    "{s:{s:s, s:s, s:s, s:i}, s:{s:I, s:I, s:I, s:I}}",
 			    "Config",
 			    "NodeName", h->conf.node, "Datacenter",
-			    h->conf.datacenter, "Version", "meshshim 0.1.0",
+			    h->conf.datacenter, "Version", "meshshim " MESHSHIM_VERSION,
 			    "MeshPort", h->mesh_port_bound, "Stats",
 			    "Connections", (json_int_t)relay_count(h->relay),
 			    "DirectConnections",

@@ -11,6 +11,11 @@
 
 #include <sys/epoll.h>
 
+#include "config.h"
+#if HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
 #include "common/log.h"
 #include "common/util.h"
 #include "helperd/helperd.h"
@@ -26,17 +31,22 @@ usage(FILE *f)
 	    "\n"
 	    "The meshshim node daemon: CA, mTLS, intentions, relay, HTTP API.\n"
 	    "\n"
-	    "  -c FILE           mesh.conf (libconfig syntax; see DESIGN.md)\n"
+	    "  -c FILE           mesh.conf (libconfig syntax), e.g.\n"
+	    "                    " MESHSHIM_CONF_PATH "\n"
 	    "  -dev              development mode: defaults, allow-all, a\n"
 	    "                    temporary data_dir removed at exit\n"
 	    "  -check            validate the configuration and exit\n"
 	    "                    (0: OK, 1: prints file:line: reason)\n"
 	    "  -log-level LEVEL  err, warn, info (default) or debug\n"
 	    "  -workers N        relay threads (default: one per CPU)\n"
+	    "  -version          print the version and exit\n"
 	    "  -h, -help         this text\n"
 	    "\n"
 	    "Signals: SIGHUP reloads services and default_intention;\n"
-	    "SIGTERM/SIGINT stop cleanly. Flags take one or two dashes.\n");
+	    "SIGTERM/SIGINT stop cleanly. Flags take one or two dashes.\n"
+	    "\n"
+	    "Manuals: helperd(8), mesh.conf(5) (every key), meshctl(1),\n"
+	    "libmeshshim(8); more in " MESHSHIM_DOC_DIR ".\n");
 }
 
 /* Every relayed connection holds two sockets: take all the fds the hard
@@ -51,6 +61,34 @@ raise_nofile(void)
 		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
 			log_warn("cannot raise the open-files limit: %m");
 	}
+}
+
+/* systemd (Type=notify): READY, STOPPING and the watchdog. No-ops without
+ * libsystemd or outside a notify unit ($NOTIFY_SOCKET unset). */
+static void
+notify(const char *state)
+{
+#if HAVE_LIBSYSTEMD
+	int r = sd_notify(0, state);
+
+	if (r < 0)
+		log_warn("sd_notify %s: %s", state, strerror(-r));
+#else
+	(void)state;
+#endif
+}
+
+/* The watchdog interval in ms (half of WatchdogSec), 0 when off. */
+static long
+watchdog_ms(void)
+{
+#if HAVE_LIBSYSTEMD
+	uint64_t usec = 0;
+
+	if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0)
+		return (long)(usec / 2000) > 0 ? (long)(usec / 2000) : 1;
+#endif
+	return 0;
 }
 
 static int
@@ -74,6 +112,8 @@ static int
 run(struct helperd *h)
 {
 	struct loop_watch sw = { .fd = -1 };
+	long wd = watchdog_ms();
+	int64_t wd_next = 0;
 	sigset_t set;
 	int sfd;
 
@@ -88,6 +128,9 @@ run(struct helperd *h)
 		log_err("signalfd: %m");
 		return -1;
 	}
+	notify("READY=1");
+	if (wd > 0)
+		log_info("systemd watchdog: every %ld ms", wd);
 	while (!h->stopping) {
 		struct signalfd_siginfo si;
 
@@ -110,7 +153,13 @@ run(struct helperd *h)
 		}
 		helperd_tick(h);
 		helperd_unlock(h);
+		/* The loop went round: tell the watchdog. */
+		if (wd > 0 && util_now_ms_mono() >= wd_next) {
+			notify("WATCHDOG=1");
+			wd_next = util_now_ms_mono() + wd;
+		}
 	}
+	notify("STOPPING=1");
 	loop_del(h->loop, &sw);
 	close(sfd);
 	return 0;
@@ -158,6 +207,9 @@ main(int argc, char **argv)
 				return 1;
 			}
 			h.workers = (int)n;
+		} else if (strcmp(a, "-version") == 0 || strcmp(a, "-v") == 0) {
+			printf("helperd v%s\n", MESHSHIM_VERSION);
+			return 0;
 		} else if (strcmp(a, "-h") == 0 || strcmp(a, "-help") == 0) {
 			usage(stdout);
 			return 0;

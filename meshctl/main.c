@@ -21,6 +21,8 @@ static const struct command commands[] = {
 	{ "intention", cmd_intention, "Interact with service intentions" },
 	{ "reload", cmd_reload, "Triggers helperd to reload configuration "
 	    "files" },
+	{ "systemd", cmd_systemd, "Put systemd services in the mesh "
+	    "(drop-ins)" },
 	{ "version", cmd_version, "Prints the meshctl version" },
 };
 
@@ -33,7 +35,7 @@ usage(FILE *f)
 		fprintf(f, "    %-12s%s\n", commands[i].name,
 		    commands[i].synopsis);
 	fprintf(f, "\nRun \"meshctl <command> -help\" for a command's "
-	    "options.\n");
+	    "options; the manual is meshctl(1).\n");
 }
 
 static int

@@ -8,7 +8,9 @@
 
 #include <stddef.h>
 
-#define MESHCTL_VERSION "0.1.0"
+#include "config.h"
+
+#define MESHCTL_VERSION MESHSHIM_VERSION  /* meson.build: project version */
 #define MC_LIST_MAX 64          /* values of a repeatable flag */
 #define MC_NAME_MAX 63          /* service name length */
 
@@ -90,5 +92,6 @@ int cmd_intention(int argc, char **argv);
 int cmd_catalog(int argc, char **argv);
 int cmd_ca(int argc, char **argv);
 int cmd_connect(int argc, char **argv);
+int cmd_systemd(int argc, char **argv);
 
 #endif
