@@ -1,11 +1,13 @@
 #!/bin/sh
 # Install the Debian packages meshshim needs for the given purposes, or,
 # when not root, print the exact apt-get line and fail.
-#   scripts/deps.sh build|test|demo|bench|etcd|all ...
+#   scripts/deps.sh build|test|demo|bench|etcd|deb|all ...
 set -eu
 
+# libsystemd-dev: sd_notify (optional in meson); scdoc: the man pages.
 build="gcc make meson ninja-build pkg-config libgnutls28-dev libconfig-dev \
-libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev libldns-dev"
+libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev libldns-dev libsystemd-dev \
+scdoc"
 test="$build libcriterion-dev socat netcat-openbsd curl python3 openssl \
 gnutls-bin tcpdump strace iproute2 procps psmisc nginx-light wrk iperf3 systemd clang \
 dnsutils golang-go busybox-static util-linux"
@@ -13,6 +15,8 @@ demo="$build socat netcat-openbsd curl"
 bench="$test stunnel4 haproxy iperf3 sockperf wrk gnuplot-nox linux-perf \
 valgrind"
 etcd="$test etcd-server etcd-client"
+# make deb: debian/control's Build-Depends, dpkg-buildpackage, lintian.
+deb="$build git debhelper dpkg-dev lintian"
 
 want=""
 [ $# -gt 0 ] || set -- build
@@ -23,8 +27,9 @@ for p in "$@"; do
 	demo) want="$want $demo" ;;
 	bench) want="$want $bench" ;;
 	etcd) want="$want $etcd" ;;
+	deb) want="$want $deb" ;;
 	all) want="$want $test $etcd" ;;
-	*) echo "deps.sh: unknown purpose $p (build|test|demo|bench|etcd|all)" >&2
+	*) echo "deps.sh: unknown purpose $p (build|test|demo|bench|etcd|deb|all)" >&2
 	   exit 2 ;;
 	esac
 done
