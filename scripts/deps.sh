@@ -16,7 +16,7 @@ bench="$test stunnel4 haproxy iperf3 sockperf wrk gnuplot-nox linux-perf \
 valgrind"
 etcd="$test etcd-server etcd-client"
 # make deb: debian/control's Build-Depends, dpkg-buildpackage, lintian.
-deb="$build git debhelper dpkg-dev lintian"
+deb="$build build-essential git debhelper dpkg-dev lintian"
 
 want=""
 [ $# -gt 0 ] || set -- build
