@@ -6,7 +6,7 @@ export DEBIAN_FRONTEND=noninteractive
 PASS=0 FAIL=0
 ok() { PASS=$((PASS + 1)); echo "ok   - $*"; }
 fail() { FAIL=$((FAIL + 1)); echo "FAIL - $*"; }
-check() { d=$1; shift; if "$@"; then ok "$d"; else fail "$d"; fi; }
+check() { local desc=$1; shift; if "$@"; then ok "$desc"; else fail "$desc"; fi; }
 finish() { echo "package: $PASS passed, $FAIL failed"; [ "$FAIL" = 0 ]; exit $?; }
 die() { fail "$*"; finish; }
 
@@ -15,7 +15,8 @@ die() { fail "$*"; finish; }
 snapshot() {
 	find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /root \
 	    -o -path /tmp -o -path /var/cache -o -path /var/lib/apt \
-	    -o -path /var/lib/dpkg -o -path /var/log -o -path /var/tmp \) -prune \
+	    -o -path /var/lib/dpkg -o -path /var/log -o -path /var/tmp \
+	    -o -path /run/systemd \) -prune \
 	    -o -print | sort
 }
 
@@ -27,7 +28,7 @@ deb=$(ls build-deb/meshshim_*_*.deb | grep -v dbgsym)
 # What the walkthrough and the checks use; systemd for systemd-analyze (not
 # PID 1 here), man-db for `man -w`.
 apt-get install -y -qq --no-install-recommends socat netcat-openbsd curl \
-    iproute2 systemd man-db >/tmp/apt.log 2>&1 || { tail /tmp/apt.log; die "apt-get install tools"; }
+    iproute2 systemd man-db procps >/tmp/apt.log 2>&1 || { tail /tmp/apt.log; die "apt-get install tools"; }
 snapshot > /tmp/before
 
 echo "== install $deb"

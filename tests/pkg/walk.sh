@@ -11,7 +11,7 @@ U=/lib/systemd/system/helperd.service
 PASS=0 FAIL=0 PIDS=""
 ok() { PASS=$((PASS + 1)); echo "ok   - $*"; }
 fail() { FAIL=$((FAIL + 1)); echo "FAIL - $*"; }
-check() { d=$1; shift; if "$@"; then ok "$d"; else fail "$d"; fi; }
+check() { local desc=$1; shift; if "$@"; then ok "$desc"; else fail "$desc"; fi; }
 cleanup() { for p in $PIDS; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; }
 trap cleanup EXIT
 as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$@"; }
@@ -24,24 +24,26 @@ wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/n
 ip link set lo up
 pre=$(sed -n 's/^ExecStartPre=//p' "$U")
 start=$(sed -n 's/^ExecStart=//p' "$U")
-check "the unit has ExecStartPre and ExecStart" [ -n "$pre" ] -a -n "$start"
+check "the unit has ExecStartPre and ExecStart" test -n "$pre" -a -n "$start"
 install -d -o meshshim -g meshshim -m 0755 /run/meshshim
-svc() { # run as helperd.service would
-	(umask 0077; exec setpriv --reuid=meshshim --regid=meshshim --init-groups \
+svc() { # become the command, as helperd.service would run it (call in a subshell)
+	umask 0077
+	exec setpriv --reuid=meshshim --regid=meshshim --init-groups \
 	    --inh-caps=-all,+net_admin --ambient-caps=-all,+net_admin \
-	    --bounding-set=-all,+net_admin --no-new-privs -- "$@")
+	    --bounding-set=-all,+net_admin --no-new-privs -- "$@"
 }
 # shellcheck disable=SC2086
-svc $pre > /tmp/check.out 2>&1
+(svc $pre) > /tmp/check.out 2>&1
 check "ExecStartPre ($pre): the packaged mesh.conf passes -check" [ $? = 0 ]
 # shellcheck disable=SC2086
 svc $start > /tmp/helperd.log 2>&1 &
 HPID=$!; PIDS="$PIDS $HPID"
 for _ in $(seq 150); do [ -s /var/lib/meshshim/ports.json ] && break; sleep 0.1; done
 check "helperd (ExecStart, as meshshim) wrote /var/lib/meshshim/ports.json" test -s /var/lib/meshshim/ports.json
-check "it runs as meshshim" [ "$(ps -o user= -p "$HPID" 2>/dev/null || stat -c %U /proc/$HPID)" = meshshim ]
+check "it is helperd, as meshshim" sh -c "[ \"\$(cat /proc/$HPID/comm)\" = helperd ] && awk '/^Uid:/ {print \$3}' /proc/$HPID/status | grep -qx $(id -u meshshim)"
+check "with CAP_NET_ADMIN only" sh -c "grep -q '^CapEff:.*0000000000001000$' /proc/$HPID/status"
 check "the control socket is reachable by other users (0666)" [ "$(stat -c %a /run/meshshim/helperd.sock)" = 666 ]
-check "the CA key is private (UMask=0077)" sh -c '! find /var/lib/meshshim -perm /077 -type f | grep -q .'
+check "the private keys are 0600" sh -c '[ -n "$(find /var/lib/meshshim -name "*.key")" ] && ! find /var/lib/meshshim -name "*.key" -perm /077 | grep -q .'
 
 socat tcp-l:8181,fork,reuseaddr exec:/bin/cat >/dev/null 2>&1 &
 PIDS="$PIDS $!"; wait_port 8181
