@@ -10,7 +10,7 @@ libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev libldns-dev libsystemd-dev
 scdoc"
 test="$build libcriterion-dev socat netcat-openbsd curl python3 openssl \
 gnutls-bin tcpdump strace iproute2 procps psmisc nginx-light wrk iperf3 systemd clang \
-dnsutils golang-go busybox-static util-linux"
+dnsutils golang-go busybox-static util-linux zsh"
 demo="$build socat netcat-openbsd curl"
 bench="$test stunnel4 haproxy iperf3 sockperf wrk gnuplot-nox linux-perf \
 valgrind"

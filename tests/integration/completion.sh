@@ -33,5 +33,7 @@ kill "$HELPERD_PID"; wait "$HELPERD_PID" 2>/dev/null
 check "no helperd: no service names, no error" [ -z "$(comp 'meshctl intention check web s' 2>&1)" ]
 if command -v zsh >/dev/null; then
 	check "the zsh completion parses (zsh -n)" zsh -n "$SRCDIR/completion/_meshctl"
+else
+	skip "the zsh completion parses" "zsh not installed"
 fi
 finish

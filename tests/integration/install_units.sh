@@ -59,7 +59,7 @@ check "enable refuses a non-service unit" sh -c "! '$MESHCTL' systemd enable -un
 check "enable refuses a shim path with spaces" sh -c "! '$MESHCTL' systemd enable -unit-dir '$T/units' -shim '/a b' socat 2>/dev/null"
 
 if ! command -v systemd-analyze >/dev/null; then
-	fail "systemd-analyze not installed (scripts/deps.sh test installs systemd)"
+	skip "systemd-analyze verify and security of the installed unit" "systemd-analyze not installed (scripts/deps.sh test installs systemd)"
 else
 	# The installed unit, its paths pointed at the DESTDIR.
 	sed -e "s|$prefix/sbin/helperd|$R$prefix/sbin/helperd|g" "$unit" > "$T/units/helperd.service"
