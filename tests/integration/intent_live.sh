@@ -38,8 +38,8 @@ PY
 }
 still_open() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["closed_at"] is None and d["bad"]==0 else 1)' "$T/$1.json"; }
 
-check "web session up" session web1 web 30
-check "api session up (another pair)" session api1 api 60
+check "web session up" session web1 web 120
+check "api session up (another pair)" session api1 api 240
 t0=$(python3 -c 'import time; print(time.time())')
 out=$("$MESHCTL" intention create -deny web socat)
 check "create -deny: $out" [ "$out" = "Created: web => socat (deny)" ]
@@ -52,7 +52,7 @@ check "helperd logged which connection it closed and why" [ $? = 0 ]
 
 # -replace turning allow into deny.
 "$MESHCTL" intention create -allow web socat >/dev/null
-check "web session up under an allow" session web2 web 30
+check "web session up under an allow" session web2 web 120
 t0=$(python3 -c 'import time; print(time.time())')
 out=$("$MESHCTL" intention create -deny -replace web socat)
 check "create -deny -replace: $out" [ "$out" = "Created: web => socat (deny)" ]
@@ -65,7 +65,7 @@ PX=$(free_port)
 "$MESHCTL" connect proxy -service web -upstream "socat:$PX" > "$T/proxy.log" 2>&1 &
 PIDS="$PIDS $!"
 wait_port "$PX"
-python3 "$S" "$PX" 30 "$T/px.json" 0.05 &
+python3 "$S" "$PX" 120 "$T/px.json" 0.05 &
 PIDS="$PIDS $!"
 for _ in $(seq 100); do [ -s "$T/px.json" ] && [ "$(jq_get "$T/px.json" ok)" -gt 2 ] && break; sleep 0.05; done
 check "session through meshctl connect proxy up" [ "$(jq_get "$T/px.json" ok)" -gt 2 ]
@@ -75,7 +75,7 @@ check "proxy session closed within 1 s of the deny" closed_within px "$t0" 1
 "$MESHCTL" intention delete web socat >/dev/null
 
 # A wildcard deny of the destination reaches every source of it.
-check "web session up again" session web3 web 30
+check "web session up again" session web3 web 120
 t0=$(python3 -c 'import time; print(time.time())')
 "$MESHCTL" intention create -deny '*' socat >/dev/null
 check "'*' => socat deny closes web's session within 1 s" closed_within web3 "$t0" 1
