@@ -43,6 +43,33 @@ fsync_dir_of(const char *path)
 	return rc;
 }
 
+/* A new temp file next to path, named path.tmp.<12 random hex digits>,
+ * created with O_EXCL | O_NOFOLLOW: never an existing file, never through
+ * a symlink, and a name nobody can guess ahead. fd, or -1. */
+static int
+open_temp(const char *path, mode_t mode, char *tmp, size_t tmplen)
+{
+	for (int tries = 0; tries < 16; tries++) {
+		unsigned char r[6];
+		int fd;
+
+		if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+			return -1;
+		if ((size_t)snprintf(tmp, tmplen,
+		    "%s.tmp.%02x%02x%02x%02x%02x%02x", path, r[0], r[1], r[2],
+		    r[3], r[4], r[5]) >= tmplen) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+		    O_CLOEXEC, mode);
+		if (fd >= 0 || errno != EEXIST)
+			return fd;
+	}
+	errno = EEXIST;
+	return -1;
+}
+
 int
 util_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
 {
@@ -50,12 +77,7 @@ util_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
 	const char *p = data;
 	int fd;
 
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path,
-	    (long)getpid()) >= sizeof(tmp)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	fd = open_temp(path, mode, tmp, sizeof(tmp));
 	if (fd < 0)
 		return -1;
 	if (fchmod(fd, mode) != 0)
@@ -92,6 +114,33 @@ err0:
 		errno = saved;
 	}
 	return -1;
+}
+
+int
+util_private_dir(const char *path, char *why, size_t whylen)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0) {
+		snprintf(why, whylen, "%s", strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(why, whylen, "not a directory");
+		return -1;
+	}
+	if (st.st_uid != geteuid()) {
+		snprintf(why, whylen, "owned by uid %ld, not by uid %ld that "
+		    "runs helperd", (long)st.st_uid, (long)geteuid());
+		return -1;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(why, whylen, "%s-writable (mode %04o)",
+		    st.st_mode & S_IWOTH ? "world" : "group",
+		    (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
+	return 0;
 }
 
 char *

@@ -8,14 +8,19 @@
 
 #define UTIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
-/* Write data to path atomically: temp file in the same directory, fsync,
- * rename, fsync of the directory. mode applies to the new file. 0/-1. */
+/* Write data to path atomically: a new temp file in the same directory
+ * (O_EXCL | O_NOFOLLOW, random name), fsync, rename, fsync of the
+ * directory. mode applies to the new file. 0/-1. */
 int util_write_atomic(const char *path, const void *data, size_t len,
     mode_t mode);
 
 /* Read a whole file of at most max bytes into a NUL-terminated malloc'd
  * buffer. NULL with errno set (EFBIG when larger than max). */
 char *util_read_file(const char *path, size_t max, size_t *lenp);
+
+/* Is path a directory that only we can change: owned by our euid, not
+ * group- or world-writable? 0, or -1 with the reason in why. */
+int util_private_dir(const char *path, char *why, size_t whylen);
 
 /* mkdir -p with the given mode for created components. 0/-1. */
 int util_mkdirs(const char *path, mode_t mode);

@@ -480,11 +480,11 @@ write_ports(struct helperd *h, char *err, size_t errlen)
 {
 	json_t *j;
 
-	j = json_pack("{s:s, s:s, s:i, s:i, s:s, s:i, s:s, s:s}",
+	j = json_pack("{s:s, s:s, s:i, s:i, s:s, s:s, s:s}",
 	    "http_addr", h->http_bound, "dns_addr", h->dns_bound,
 	    "mesh_port", h->mesh_port_bound,
 	    "outbound_port", h->outbound_port, "socket", h->conf.socket,
-	    "pid", (int)getpid(), "node", h->conf.node,
+	    "node", h->conf.node,
 	    "trust_domain", ca_trust_domain(h->ca));
 	return write_json(h, "ports.json", j, 0644, err, errlen);
 }
@@ -492,7 +492,7 @@ write_ports(struct helperd *h, char *err, size_t errlen)
 int
 helperd_start(struct helperd *h, char *err, size_t errlen)
 {
-	char path[CONF_PATH_MAX + 32];
+	char path[CONF_PATH_MAX + 32], why[128];
 	pthread_mutexattr_t ma;
 
 	pthread_mutexattr_init(&ma);
@@ -503,6 +503,15 @@ helperd_start(struct helperd *h, char *err, size_t errlen)
 	if (util_mkdirs(h->conf.data_dir, 0700) != 0) {
 		snprintf(err, errlen, "data_dir %s: %s", h->conf.data_dir,
 		    strerror(errno));
+		return -1;
+	}
+	/* Keys, intentions and the CA live there: another user who may
+	 * create or rename files in it could make helperd write through a
+	 * link or read a planted key. */
+	if (util_private_dir(h->conf.data_dir, why, sizeof(why)) != 0) {
+		snprintf(err, errlen, "data_dir %s: %s; helperd keeps keys "
+		    "there and needs a directory only its own user can "
+		    "change", h->conf.data_dir, why);
 		return -1;
 	}
 	if (tls_global_init(err, errlen) != 0 || loop_new(&h->loop) != 0)

@@ -51,16 +51,31 @@ usage(FILE *f)
 
 /* Every relayed connection holds two sockets: take all the fds the hard
  * limit allows. */
+/* Every connection costs helperd two or three fds: take the hard limit
+ * (issue 13), and say what it was and what it is. */
 static void
 raise_nofile(void)
 {
 	struct rlimit rl;
+	rlim_t soft;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-			log_warn("cannot raise the open-files limit: %m");
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		log_warn("getrlimit(RLIMIT_NOFILE): %m");
+		return;
 	}
+	soft = rl.rlim_cur;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+			log_warn("cannot raise the open-files limit from %llu "
+			    "to %llu: %m", (unsigned long long)soft,
+			    (unsigned long long)rl.rlim_max);
+			return;
+		}
+	}
+	log_info("open-files limit: soft %llu (was %llu), hard %llu",
+	    (unsigned long long)rl.rlim_cur, (unsigned long long)soft,
+	    (unsigned long long)rl.rlim_max);
 }
 
 /* systemd (Type=notify): READY, STOPPING and the watchdog. No-ops without
@@ -238,6 +253,19 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (check) {
+		char why[128];
+
+		/* A data_dir that does not exist yet is created 0700. */
+		if (!dev && access(h.conf.data_dir, F_OK) == 0 &&
+		    util_private_dir(h.conf.data_dir, why, sizeof(why)) != 0) {
+			fprintf(stderr, "helperd: data_dir %s: %s; helperd "
+			    "would refuse it (keys live there: it must be "
+			    "owned by the user that runs helperd and not be "
+			    "group- or world-writable)\n", h.conf.data_dir,
+			    why);
+			conf_free(&h.conf);
+			return 1;
+		}
 		printf("Configuration OK: %zu service(s)\n", h.conf.n_services);
 		conf_free(&h.conf);
 		return 0;
