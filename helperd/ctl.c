@@ -181,9 +181,35 @@ do_hello(struct ctl_client *c, const char *arg)
  * non-blocking app socket that goes on to connect is reset quietly (the
  * refusal was logged already). */
 static void
-refuse_later(struct ctl_client *c, int port)
+refuse_later(struct ctl_client *c, int port, uint64_t cookie)
 {
-	relay_pending_add(c->s->h->relay, port, c->service, "", c->uid);
+	relay_pending_add(c->s->h->relay, port, c->service, "", c->uid,
+	    cookie);
+}
+
+/* A socket cookie (SO_COOKIE): decimal, 1..2^64-1. 0/-1. */
+static int
+parse_cookie(const char *s, uint64_t *out)
+{
+	unsigned long long v = 0;
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 20)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned d;
+
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		d = (unsigned)(s[i] - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	if (v == 0)
+		return -1;
+	*out = v;
+	return 0;
 }
 
 static void
@@ -194,6 +220,8 @@ do_connect(struct ctl_client *c, char *args)
 	const struct intent *m = NULL;
 	char *dst = strtok_r(args, " ", &args);
 	char *port_s = strtok_r(NULL, " ", &args);
+	char *cookie_s = strtok_r(NULL, " ", &args);
+	uint64_t cookie = 0;
 	long port;
 
 	if (c->service[0] == '\0') {
@@ -201,8 +229,11 @@ do_connect(struct ctl_client *c, char *args)
 		return;
 	}
 	if (dst == NULL || !conf_valid_name(dst) || port_s == NULL ||
-	    util_parse_long(port_s, 1, 65535, &port) != 0) {
-		reply(c, "ERR EINVAL usage: CONNECT <service> <local-port>");
+	    util_parse_long(port_s, 1, 65535, &port) != 0 ||
+	    (cookie_s != NULL && parse_cookie(cookie_s, &cookie) != 0) ||
+	    strtok_r(NULL, " ", &args) != NULL) {
+		reply(c, "ERR EINVAL usage: CONNECT <service> <local-port> "
+		    "[<socket-cookie>]");
 		return;
 	}
 	if (catalog_instances(h->catalog, dst, in, 1) == 0) {
@@ -212,7 +243,7 @@ do_connect(struct ctl_client *c, char *args)
 
 		log_warn("%s => %s: no %sinstance of %s", c->service, dst,
 		    what, dst);
-		refuse_later(c, (int)port);
+		refuse_later(c, (int)port, cookie);
 		reply(c, "ERR EHOSTUNREACH no %sinstance of %s", what, dst);
 		return;
 	}
@@ -227,13 +258,13 @@ do_connect(struct ctl_client *c, char *args)
 		else
 			log_warn("denied %s (pid %ld uid %ld) => %s: default",
 			    c->service, (long)c->pid, (long)c->uid, dst);
-		refuse_later(c, (int)port);
+		refuse_later(c, (int)port, cookie);
 		reply(c, "ERR ECONNREFUSED %s => %s denied by %s", c->service,
 		    dst, m != NULL ? "intention" : "default_intention");
 		return;
 	}
 	if (relay_pending_add(h->relay, (int)port, c->service, dst,
-	    c->uid) != 0) {
+	    c->uid, cookie) != 0) {
 		reply(c, "ERR ENOMEM cannot register");
 		return;
 	}
@@ -317,23 +348,33 @@ do_track(struct ctl_client *c, char *args)
 		reply(c, "ERR %s %s", errno_name(rc), err);
 }
 
+/* ACCEPT <local-addr> <local-port> <peer-addr> <peer-port> <cookie>:
+ * the shim's accepted socket, as it sees it. */
 static void
 do_accept(struct ctl_client *c, char *args)
 {
-	char *lp = strtok_r(args, " ", &args);
-	char *pp = strtok_r(NULL, " ", &args);
-	char spiffe[256], addr[64];
+	struct sockdiag_id id;
+	char *f[6], spiffe[256], addr[64];
 	long local, peer;
-	int sport;
+	int sport, n = 0;
 
-	if (lp == NULL || pp == NULL ||
-	    util_parse_long(lp, 1, 65535, &local) != 0 ||
-	    util_parse_long(pp, 1, 65535, &peer) != 0) {
-		reply(c, "ERR EINVAL usage: ACCEPT <local-port> <peer-port>");
+	while (n < 6 && (f[n] = strtok_r(n == 0 ? args : NULL, " ",
+	    &args)) != NULL)
+		n++;
+	memset(&id, 0, sizeof(id));
+	if (n != 5 || sockdiag_parse_addr(f[0], &id.src) != 0 ||
+	    util_parse_long(f[1], 1, 65535, &local) != 0 ||
+	    sockdiag_parse_addr(f[2], &id.dst) != 0 ||
+	    util_parse_long(f[3], 1, 65535, &peer) != 0 ||
+	    parse_cookie(f[4], &id.cookie) != 0) {
+		reply(c, "ERR EINVAL usage: ACCEPT <local-addr> <local-port> "
+		    "<peer-addr> <peer-port> <socket-cookie>");
 		return;
 	}
-	if (relay_inbound_lookup(c->s->h->relay, (int)peer, spiffe,
-	    sizeof(spiffe), addr, sizeof(addr), &sport) == 0)
+	id.sport = (uint16_t)local;
+	id.dport = (uint16_t)peer;
+	if (relay_inbound_lookup(c->s->h->relay, &id, spiffe, sizeof(spiffe),
+	    addr, sizeof(addr), &sport) == 0)
 		reply(c, "OK mesh %s %s %d", spiffe, addr, sport);
 	else
 		reply(c, "OK direct");

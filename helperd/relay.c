@@ -277,15 +277,21 @@ dial_published(struct conn *c, const char *addr, int port, char *why,
     size_t whylen)
 {
 	struct relay *r = c->r;
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
+	struct sockaddr_storage ss, ps;
+	socklen_t len = sizeof(ss), plen = sizeof(ps);
 	int fd;
 
 	helperd_lock(r->h);
 	fd = relay_dial(addr, port, why, whylen);
-	if (fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
-		char a[INET6_ADDRSTRLEN];
-		relay_addr_string(&ss, a, sizeof(a), &c->app_port);
+	/* Non-blocking: the peer may not be connected yet, but its address
+	 * is set (getpeername says ENOTCONN only in SYN_SENT: then the
+	 * address we dialled is the one). */
+	if (fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+	    relay_sa_id(&ss, &c->app_id.src, &c->app_id.sport) == 0 &&
+	    (getpeername(fd, (struct sockaddr *)&ps, &plen) == 0 ||
+	    relay_resolve_dialled(addr, port, &ps) == 0) &&
+	    relay_sa_id(&ps, &c->app_id.dst, &c->app_id.dport) == 0) {
+		c->app_port = c->app_id.sport;
 		if (c->app_port > 0 && c->app_port < RELAY_PORTS)
 			r->inbound_by_port[c->app_port] = c;
 	}

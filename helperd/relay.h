@@ -32,9 +32,13 @@ int relay_listen_outbound(struct relay *r, int *port, char *err,
 
 /* Register the original destination of an app socket bound to loopback
  * local_port: the next connection from that port to the outbound listener
- * is relayed from src to dst. Replaces a stale registration. 0/-1. */
+ * is relayed from src to dst, if that connection's socket belongs to uid
+ * (sock_diag; any uid when uid is 0) and, when cookie is not 0, is the
+ * socket with that SO_COOKIE. A connection that fails the check is not
+ * placed (it waits for its own registration). Replaces a stale
+ * registration. 0/-1. */
 int relay_pending_add(struct relay *r, int local_port, const char *src,
-    const char *dst, uid_t uid);
+    const char *dst, uid_t uid, uint64_t cookie);
 
 /* A connection accepted outside the relay (helperd's served addresses:
  * a program without the shim) whose source service helperd already
@@ -45,11 +49,16 @@ int relay_outbound_hand(struct relay *r, int fd,
     const struct sockaddr_storage *ss, const char *src, const char *dst,
     uid_t uid);
 
-/* Inbound connection whose socket towards the local service has the local
- * port port: source SPIFFE ID and source address, for the shim's ACCEPT.
- * 0 found / -1. */
-int relay_inbound_lookup(struct relay *r, int port, char *spiffe,
-    size_t spiffelen, char *addr, size_t addrlen, int *src_port);
+/* The shim's ACCEPT: the accepted socket svc (src: the service's local
+ * address, dst: its peer; cookie: its SO_COOKIE, SOCKDIAG_NOCOOKIE if not
+ * given) is the other end of one of our connections to a local service:
+ * its source SPIFFE ID and source address. The peer must be our socket,
+ * 4-tuple and all, and (sock_diag) the service's socket must be the one
+ * with that cookie. 0 found / -1. */
+struct sockdiag_id;
+int relay_inbound_lookup(struct relay *r, const struct sockdiag_id *svc,
+    char *spiffe, size_t spiffelen, char *addr, size_t addrlen,
+    int *src_port);
 
 /* Expired registrations; call every ~100 ms (workers time their own
  * connections out). */

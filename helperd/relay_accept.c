@@ -21,6 +21,87 @@
 #include "helperd/ca.h"
 #include "helperd/spiffe.h"
 
+/* A socket address as sock_diag names it (normalised, host order). */
+static int
+sa_id(const struct sockaddr_storage *ss, struct in6_addr *a, uint16_t *port)
+{
+	memset(a, 0, sizeof(*a));
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)ss;
+
+		a->s6_addr[10] = 0xff;
+		a->s6_addr[11] = 0xff;
+		memcpy(&a->s6_addr[12], &in->sin_addr, 4);
+		*port = ntohs(in->sin_port);
+		return 0;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)ss;
+
+		*a = in6->sin6_addr;
+		*port = ntohs(in6->sin6_port);
+		return 0;
+	}
+	return -1;
+}
+
+int
+relay_sa_id(const struct sockaddr_storage *ss, struct in6_addr *a,
+    uint16_t *port)
+{
+	return sa_id(ss, a, port);
+}
+
+/* Does the app socket at the other end of fd (accepted on the outbound
+ * port from ss) belong to the registration pd? The kernel says (sock_diag,
+ * in our network namespace) which socket has that 4-tuple, its owner's
+ * uid and its cookie: the uid must be the registering client's (root may
+ * register any) and, when the shim gave one, the cookie must be the one
+ * it read from its socket (SO_COOKIE, never reused). A user who registers
+ * ports in advance thus only ever gets connections from its own sockets.
+ * Main thread. 1 yes, 0 no (logged). */
+static int
+owner_ok(struct relay *r, int fd, const struct sockaddr_storage *ss,
+    const struct pending *pd)
+{
+	struct sockaddr_storage ls;
+	socklen_t ll = sizeof(ls);
+	struct sockdiag_id id;
+	struct sockdiag_info info;
+
+	memset(&id, 0, sizeof(id));
+	if (getsockname(fd, (struct sockaddr *)&ls, &ll) != 0 ||
+	    sa_id(ss, &id.src, &id.sport) != 0 ||
+	    sa_id(&ls, &id.dst, &id.dport) != 0)
+		return 0;
+	if (r->sd == NULL) {
+		log_warn("outbound connection from port %u: no sock_diag to "
+		    "prove whose it is: not placed", id.sport);
+		return 0;
+	}
+	id.cookie = pd->cookie != 0 ? pd->cookie : SOCKDIAG_NOCOOKIE;
+	if (sockdiag_query(r->sd, &id, &info) != 0) {
+		log_warn("outbound connection from port %u: %s (registered by "
+		    "uid %ld for %s => %s): not placed", id.sport,
+		    errno == ESTALE ? "not the socket that was registered" :
+		    "its socket is gone", (long)pd->uid, pd->src, pd->dst);
+		return 0;
+	}
+	if (pd->cookie != 0 && info.cookie != pd->cookie) {
+		log_warn("outbound connection from port %u: not the socket "
+		    "that was registered (uid %ld, %s => %s): not placed",
+		    id.sport, (long)pd->uid, pd->src, pd->dst);
+		return 0;
+	}
+	if (pd->uid != 0 && info.uid != pd->uid) {
+		log_warn("outbound connection from port %u belongs to uid %ld, "
+		    "registered by uid %ld (%s => %s): not placed", id.sport,
+		    (long)info.uid, (long)pd->uid, pd->src, pd->dst);
+		return 0;
+	}
+	return 1;
+}
+
 /* Hold an outbound socket until its registration arrives (caller holds
  * h->lock). 0, or -1 if it cannot be held (then it is reset). */
 static int
@@ -82,12 +163,13 @@ outbound_accepted(void *arg, int fd, const struct sockaddr_storage *ss)
 		relay_reset_fd(fd);
 		return;
 	}
-	if ((pd = r->pending[port]) != NULL) {
+	if ((pd = r->pending[port]) != NULL && owner_ok(r, fd, ss, pd)) {
 		r->pending[port] = NULL;
 		r->n_pending--;
 		outbound_post(r, fd, ss, pd);
 		return;
 	}
+	/* No registration, or someone else's: wait for its own. */
 	if (park(r, fd, ss, port) != 0) {
 		log_warn("outbound connection from %s:%d with no registration: "
 		    "reset", addr, port);
@@ -228,7 +310,7 @@ relay_listen_outbound(struct relay *r, int *port, char *err, size_t errlen)
 
 int
 relay_pending_add(struct relay *r, int local_port, const char *src,
-    const char *dst, uid_t uid)
+    const char *dst, uid_t uid, uint64_t cookie)
 {
 	struct pending *p;
 
@@ -243,6 +325,7 @@ relay_pending_add(struct relay *r, int local_port, const char *src,
 	util_strlcpy(p->src, src, sizeof(p->src));
 	util_strlcpy(p->dst, dst, sizeof(p->dst));
 	p->uid = uid;
+	p->cookie = cookie;
 	p->expires = util_now_ms_mono() + CTL_PENDING_TTL_MS;
 	r->pending[local_port] = p;
 	if (r->exp_len == RELAY_PORTS) {        /* full: drop the oldest */
@@ -253,7 +336,9 @@ relay_pending_add(struct relay *r, int local_port, const char *src,
 	r->expiry[(r->exp_head + r->exp_len) % RELAY_PORTS].expires =
 	    p->expires;
 	r->exp_len++;
-	if (r->parked[local_port] != NULL) {
+	if (r->parked[local_port] != NULL &&
+	    owner_ok(r, r->parked[local_port]->fd, &r->parked[local_port]->ss,
+	    p)) {
 		/* The socket came first: place it now. */
 		struct parked *pk = r->parked[local_port];
 
@@ -293,13 +378,28 @@ relay_outbound_hand(struct relay *r, int fd,
 }
 
 int
-relay_inbound_lookup(struct relay *r, int port, char *spiffe,
-    size_t spiffelen, char *addr, size_t addrlen, int *src_port)
+relay_inbound_lookup(struct relay *r, const struct sockdiag_id *svc,
+    char *spiffe, size_t spiffelen, char *addr, size_t addrlen,
+    int *src_port)
 {
+	struct sockdiag_info info;
 	struct conn *c;
 
-	if (port <= 0 || port >= RELAY_PORTS ||
-	    (c = r->inbound_by_port[port]) == NULL)
+	if (svc->dport == 0 || (c = r->inbound_by_port[svc->dport]) == NULL)
+		return -1;
+	/* The accepted socket's peer must be our socket, all four parts:
+	 * a connection to the service from another loopback address that
+	 * reuses our port is not ours. */
+	if (c->app_id.sport != svc->dport || c->app_id.dport != svc->sport ||
+	    memcmp(&c->app_id.src, &svc->dst, sizeof(svc->dst)) != 0 ||
+	    memcmp(&c->app_id.dst, &svc->src, sizeof(svc->src)) != 0)
+		return -1;
+	/* And the socket the shim accepted (its cookie) must be the other
+	 * end of ours in this network namespace: a 4-tuple is unique only
+	 * within one. */
+	if (svc->cookie != SOCKDIAG_NOCOOKIE && r->sd != NULL &&
+	    (sockdiag_query(r->sd, svc, &info) != 0 ||
+	    info.cookie != svc->cookie))
 		return -1;
 	/* Same node without TLS: the source is the app helperd accepted
 	 * for c->src (its identity from its control connection). */

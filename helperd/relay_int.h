@@ -17,6 +17,7 @@
 
 #include "helperd/loop.h"
 #include "helperd/relay.h"
+#include "helperd/sockdiag.h"
 #include "helperd/tls.h"
 
 #define TLS_RECORD_MAX  (16 * 1024)  /* plaintext of one TLS record */
@@ -75,6 +76,9 @@ struct conn {
 	                                      the app); out: the app */
 	int peer_port;
 	int app_port;           /* inbound: local port towards the service */
+	struct sockdiag_id app_id; /* inbound: our socket towards the service
+	                              (src: ours, dst: the service), set with
+	                              app_port; what ACCEPT must match */
 	struct tls_peer peer;
 	int64_t deadline;       /* monotonic ms; 0 = none */
 	int closed;
@@ -92,7 +96,8 @@ struct conn {
 
 struct pending {
 	char src[64], dst[64];
-	uid_t uid;
+	uid_t uid;              /* of the registering control client */
+	uint64_t cookie;        /* SO_COOKIE of the app's socket, 0 unknown */
 	int64_t expires;
 };
 
@@ -176,10 +181,24 @@ struct relay {
 	 * connects first and registers right after): held, not yet placed,
 	 * for RELAY_PARK_MS. */
 	struct parked *parked[RELAY_PORTS];
+	/* Main thread only: proves who owns a socket on the outbound port
+	 * (NULL: sock_diag unavailable, the shim's connections are refused)
+	 * and that a shim's ACCEPT names our socket. */
+	struct sockdiag *sd;
 	struct { int port; int64_t expires; } park_fifo[RELAY_PORTS];
 	size_t park_head, park_len, n_parked;
 };
 
+
+/* relay_accept.c ------------------------------------------------------ */
+
+/* An AF_INET/AF_INET6 address as sock_diag names it (IPv4 as
+ * ::ffff:a.b.c.d, port in host order). 0/-1. */
+int relay_sa_id(const struct sockaddr_storage *ss, struct in6_addr *a,
+    uint16_t *port);
+/* relay_sock.c: the address relay_dial(host, port) connects to. 0/-1. */
+int relay_resolve_dialled(const char *host, int port,
+    struct sockaddr_storage *ss);
 
 /* relay.c: a connection's steps and teardown ------------------------- */
 

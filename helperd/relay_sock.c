@@ -44,6 +44,14 @@ parse_addr(const char *host, int port, struct sockaddr_storage *ss,
 	return 0;
 }
 
+int
+relay_resolve_dialled(const char *host, int port, struct sockaddr_storage *ss)
+{
+	socklen_t len;
+
+	return parse_addr(host, port, ss, &len);
+}
+
 void
 relay_addr_string(const struct sockaddr_storage *ss, char *buf, size_t len,
     int *port)

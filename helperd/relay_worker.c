@@ -354,6 +354,15 @@ relay_new(struct relay **out, struct helperd *h, int workers)
 	if (r == NULL)
 		return -1;
 	r->h = h;
+	if (sockdiag_open(&r->sd) != 0) {
+		/* Fail closed: without it no app connection can be proven
+		 * to be the one its registration names. */
+		log_err("sock_diag unavailable (%m): connections from the "
+		    "shim cannot be checked against their registration and "
+		    "are refused (mesh connections from other nodes still "
+		    "work)");
+		r->sd = NULL;
+	}
 	r->mesh4.fd = r->out4.fd = r->out6.fd = -1;
 	r->out4.w.fd = r->out6.w.fd = -1;
 	if (workers < 1)
@@ -410,6 +419,7 @@ relay_free(struct relay *r)
 			free(r->parked[i]);
 		}
 	}
+	sockdiag_close(r->sd);
 	free(r);
 }
 

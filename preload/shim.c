@@ -404,7 +404,7 @@ prepare(int fd, const struct sockaddr *sa, socklen_t len, union shim_sa *via,
 		if (lport == 0)
 			goto fail;
 	}
-	switch (ctl_connect(svc, lport, &outport)) {
+	switch (ctl_connect(fd, svc, lport, &outport)) {
 	case 0:
 		break;
 	case 1:
@@ -478,7 +478,7 @@ connect_late(int fd, const union shim_sa *via, socklen_t vialen,
 		errno = ECONNREFUSED;
 		return -1;
 	}
-	r = ctl_connect(svc, lport, &outport);
+	r = ctl_connect(fd, svc, lport, &outport);
 	if (r == 0) {
 		shim_log("connect fd %d -> %s via local port %u (late)", fd,
 		    svc, lport);

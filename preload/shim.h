@@ -117,19 +117,27 @@ int ctl_route(const struct shim_dest *d, char *svc, size_t svclen) SHIM_HIDDEN;
 int ctl_route_unknown(const struct shim_dest *d) SHIM_HIDDEN;
 /* Make sure the control connection is up (connect + HELLO). 0/-1. */
 int ctl_ensure(void) SHIM_HIDDEN;
-/* Register an outbound connection: CONNECT <svc> <lport>.
+/* Register an outbound connection: CONNECT <svc> <lport> <cookie>, the
+ * cookie of the app's socket fd (SO_COOKIE: helperd checks that the
+ * connection it gets from lport is that socket, and its owner's uid).
  * 0: registered, *outport is helperd's outbound port. 1: helperd refused
  * (denied, no instance); *outport is still set: a connection from lport
  * to it is reset by helperd. -1: helperd unreachable. errno ECONNREFUSED
  * on 1 and -1. */
-int ctl_connect(const char *svc, uint16_t lport, uint16_t *outport) SHIM_HIDDEN;
+int ctl_connect(int fd, const char *svc, uint16_t lport, uint16_t *outport)
+    SHIM_HIDDEN;
+/* SO_COOKIE of socket fd, 0 if the kernel has none. Keeps errno. */
+uint64_t shim_sock_cookie(int fd) SHIM_HIDDEN;
 /* One request line (with its '\n'), its reply line into reply (truncated
  * to cap). Owner process only. 0, or -1 helperd unreachable. */
 int ctl_call(const char *req, char *reply, size_t cap) SHIM_HIDDEN;
-/* Inbound: ACCEPT <lport> <pport>. Returns 1 mesh (id, src filled),
- * 0 direct, -1 failure (helperd unreachable / protocol error). */
-int ctl_accept(uint16_t lport, uint16_t pport, char *id, size_t idlen,
-    union shim_sa *src, socklen_t *srclen) SHIM_HIDDEN;
+/* Inbound: ACCEPT <local-addr> <lport> <peer-addr> <pport> <cookie> for
+ * the accepted socket fd (local, peer: its addresses). Returns 1 mesh
+ * (id, src filled), 0 direct, -1 failure (helperd unreachable / protocol
+ * error). */
+int ctl_accept(int fd, const union shim_sa *local, const union shim_sa *peer,
+    char *id, size_t idlen, union shim_sa *src, socklen_t *srclen)
+    SHIM_HIDDEN;
 /* Inbound policy learned from HELLO: 1 strict, 0 permissive. svc_port is
  * the service port (0 = unknown: check every loopback peer). */
 int ctl_inbound(int *strict, uint16_t *svc_port) SHIM_HIDDEN;

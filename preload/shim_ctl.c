@@ -448,14 +448,39 @@ out:
 	return r;
 }
 
+#ifndef SO_COOKIE
+#define SO_COOKIE 57
+#endif
+
+uint64_t
+shim_sock_cookie(int fd)
+{
+	uint64_t ck = 0;
+	socklen_t l = sizeof(ck);
+	int saved = errno;
+
+	if (REAL(getsockopt)(fd, SOL_SOCKET, SO_COOKIE, &ck, &l) != 0 ||
+	    l != sizeof(ck))
+		ck = 0;
+	errno = saved;
+	return ck;
+}
+
 int
-ctl_connect(const char *svc, uint16_t lport, uint16_t *outport)
+ctl_connect(int fd, const char *svc, uint16_t lport, uint16_t *outport)
 {
 	struct guard g;
-	char req[SHIM_NAME_MAX + 32], reply[512];
+	char req[SHIM_NAME_MAX + 64], reply[512];
+	uint64_t ck = shim_sock_cookie(fd);
 	int r = -1;
 
-	snprintf(req, sizeof(req), "CONNECT %s %u\n", svc, lport);
+	/* The cookie names this very socket: helperd places the
+	 * connection from lport only if it is this socket, and this uid's. */
+	if (ck != 0)
+		snprintf(req, sizeof(req), "CONNECT %s %u %llu\n", svc, lport,
+		    (unsigned long long)ck);
+	else
+		snprintf(req, sizeof(req), "CONNECT %s %u\n", svc, lport);
 	if (!shim_is_owner()) {
 		if (oneshot(req, reply, sizeof(reply), outport) == 0 &&
 		    (strcmp(reply, "OK") == 0 ||
@@ -501,19 +526,38 @@ ctl_call(const char *req, char *reply, size_t cap)
 	return r;
 }
 
+/* Numeric address of an AF_INET/AF_INET6 socket address. */
+static void
+sa_addr(const union shim_sa *u, char *buf, socklen_t len)
+{
+	if (u->sa.sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &u->in6.sin6_addr, buf, len);
+	else
+		inet_ntop(AF_INET, &u->in.sin_addr, buf, len);
+}
+
 int
-ctl_accept(uint16_t lport, uint16_t pport, char *id, size_t idlen,
-    union shim_sa *src, socklen_t *srclen)
+ctl_accept(int fd, const union shim_sa *local, const union shim_sa *peer,
+    char *id, size_t idlen, union shim_sa *src, socklen_t *srclen)
 {
 	struct guard g;
-	char req[64], *save = NULL, *tok[5];
+	char req[192], la[INET6_ADDRSTRLEN], pa[INET6_ADDRSTRLEN];
+	char *save = NULL, *tok[5];
 	struct in6_addr a;
+	uint64_t ck;
 	int r = -1, any, n = 0, port;
 	size_t l;
 
-	if (!shim_is_owner())
+	if (!shim_is_owner() || (ck = shim_sock_cookie(fd)) == 0)
 		return -1;
-	snprintf(req, sizeof(req), "ACCEPT %u %u\n", lport, pport);
+	/* The whole 4-tuple and this socket's cookie: helperd says "mesh"
+	 * only if the peer is its own socket and this socket is the other
+	 * end of it. */
+	sa_addr(local, la, sizeof(la));
+	sa_addr(peer, pa, sizeof(pa));
+	snprintf(req, sizeof(req), "ACCEPT %s %u %s %u %llu\n", la,
+	    shim_sa_port(local), pa, shim_sa_port(peer),
+	    (unsigned long long)ck);
 	lock(&g);
 	if (request_locked(req) != 0)
 		goto out;

@@ -35,6 +35,15 @@ inbound_check(int fd, struct sockaddr *sa, socklen_t *len)
 	/* The policy comes with HELLO: fetch it once. */
 	if (!ctl_have_list())
 		(void)ctl_ensure();
+	if (!ctl_have_list()) {
+		/* helperd never answered this process: its policy is
+		 * unknown, and a strict service must not fail open (a local
+		 * user who keeps helperd busy would get in). Refused until
+		 * helperd answers; each accept asks again. */
+		shim_log("accept on port %u: helperd unreachable and the "
+		    "inbound policy unknown: refused", shim_sa_port(&local));
+		return 0;
+	}
 	(void)ctl_inbound(&strict, &svc_port);
 	if (svc_port != 0 && shim_sa_port(&local) != svc_port)
 		return 1;
@@ -42,8 +51,8 @@ inbound_check(int fd, struct sockaddr *sa, socklen_t *len)
 		r = 0;	/* helperd reaches local services over loopback */
 	} else {
 		memset(&e, 0, sizeof(e));
-		r = ctl_accept(shim_sa_port(&local), pd.port, e.id, sizeof(e.id),
-		    &e.orig, &e.origlen);
+		r = ctl_accept(fd, &local, &peer, e.id, sizeof(e.id), &e.orig,
+		    &e.origlen);
 	}
 	if (r < 0 && strict) {
 		/* helperd unreachable: the last known policy decides. */
