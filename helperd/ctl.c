@@ -15,6 +15,7 @@
 #include "common/util.h"
 #include "helperd/catalog.h"
 #include "helperd/direct.h"
+#include "helperd/emfile.h"
 #include "helperd/helperd.h"
 #include "helperd/intent.h"
 #include "helperd/loop.h"
@@ -39,6 +40,8 @@ struct ctl_client {
 struct ctl_server {
 	struct helperd *h;
 	struct loop_watch w;
+	int fd;                    /* listening (w.fd is -1 while paused) */
+	struct emfile eg;          /* out of fds on accept */
 	char path[108];
 	struct ctl_client *clients;
 	size_t n_clients;
@@ -463,11 +466,14 @@ server_event(void *arg, uint32_t events)
 		struct ctl_client *c;
 		struct ucred cred;
 		socklen_t len = sizeof(cred);
-		int fd = accept4(s->w.fd, NULL, NULL,
+		int fd = accept4(s->fd, NULL, NULL,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-		if (fd < 0)
+		if (fd < 0) {
+			(void)emfile_hit(&s->eg, errno);
 			return;
+		}
+		emfile_ok(&s->eg);
 		if (s->n_clients >= CTL_MAX_CLIENTS ||
 		    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
 		    (c = calloc(1, sizeof(*c))) == NULL) {
@@ -545,9 +551,14 @@ ctl_start(struct ctl_server **out, struct helperd *h, const char *path,
 		return -1;
 	}
 	s->h = h;
+	s->fd = fd;
 	util_strlcpy(s->path, path, sizeof(s->path));
-	if (loop_add(h->loop, &s->w, fd, EPOLLIN, server_event, s) != 0) {
+	if (loop_add(h->loop, &s->w, fd, EPOLLIN, server_event, s) != 0 ||
+	    emfile_init(&s->eg, h->loop, &s->w, fd, EPOLLIN, server_event, s,
+	    "control socket") != 0) {
 		snprintf(err, errlen, "epoll: %s", strerror(errno));
+		loop_del(h->loop, &s->w);
+		emfile_fini(&s->eg);
 		close(fd);
 		free(s);
 		return -1;
@@ -563,11 +574,9 @@ ctl_stop(struct ctl_server *s)
 		return;
 	while (s->clients != NULL)
 		client_close(s->clients);
-	if (s->w.fd >= 0) {
-		int fd = s->w.fd;
-		loop_del(s->h->loop, &s->w);
-		close(fd);
-	}
+	loop_del(s->h->loop, &s->w);
+	emfile_fini(&s->eg);
+	close(s->fd);
 	unlink(s->path);
 	free(s);
 }

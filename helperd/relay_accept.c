@@ -21,6 +21,35 @@
 #include "helperd/ca.h"
 #include "helperd/spiffe.h"
 
+/* Warnings any local user can provoke once per connection (a socket on
+ * the outbound port that nobody registers, or someone else's
+ * registration): at most RL_PER_S a second each, then one line saying
+ * how many were left out. Main thread. */
+#define RL_PER_S 10
+struct ratelim { int64_t sec; unsigned n; unsigned long dropped; };
+static struct ratelim rl_unreg, rl_owner;
+
+static int
+rl_ok(struct ratelim *rl, const char *what)
+{
+	int64_t s = util_now_ms_mono() / 1000;
+
+	if (s != rl->sec) {
+		if (rl->dropped > 0)
+			log_warn("... and %lu more %s in the last second(s), "
+			    "not logged", rl->dropped, what);
+		rl->sec = s;
+		rl->n = 0;
+		rl->dropped = 0;
+	}
+	if (rl->n < RL_PER_S) {
+		rl->n++;
+		return 1;
+	}
+	rl->dropped++;
+	return 0;
+}
+
 /* A socket address as sock_diag names it (normalised, host order). */
 static int
 sa_id(const struct sockaddr_storage *ss, struct in6_addr *a, uint16_t *port)
@@ -68,38 +97,30 @@ owner_ok(struct relay *r, int fd, const struct sockaddr_storage *ss,
 	socklen_t ll = sizeof(ls);
 	struct sockdiag_id id;
 	struct sockdiag_info info;
+	const char *why;
 
 	memset(&id, 0, sizeof(id));
 	if (getsockname(fd, (struct sockaddr *)&ls, &ll) != 0 ||
 	    sa_id(ss, &id.src, &id.sport) != 0 ||
 	    sa_id(&ls, &id.dst, &id.dport) != 0)
 		return 0;
-	if (r->sd == NULL) {
-		log_warn("outbound connection from port %u: no sock_diag to "
-		    "prove whose it is: not placed", id.sport);
-		return 0;
-	}
 	id.cookie = pd->cookie != 0 ? pd->cookie : SOCKDIAG_NOCOOKIE;
-	if (sockdiag_query(r->sd, &id, &info) != 0) {
+	if (r->sd == NULL)
+		why = "no sock_diag to prove whose it is";
+	else if (sockdiag_query(r->sd, &id, &info) != 0)
+		why = errno == ESTALE ? "not the registered socket" :
+		    "its socket is gone";
+	else if (pd->cookie != 0 && info.cookie != pd->cookie)
+		why = "not the registered socket";
+	else if (pd->uid != 0 && info.uid != pd->uid)
+		why = "another uid's socket";
+	else
+		return 1;
+	if (rl_ok(&rl_owner, "unproven outbound connections"))
 		log_warn("outbound connection from port %u: %s (registered by "
-		    "uid %ld for %s => %s): not placed", id.sport,
-		    errno == ESTALE ? "not the socket that was registered" :
-		    "its socket is gone", (long)pd->uid, pd->src, pd->dst);
-		return 0;
-	}
-	if (pd->cookie != 0 && info.cookie != pd->cookie) {
-		log_warn("outbound connection from port %u: not the socket "
-		    "that was registered (uid %ld, %s => %s): not placed",
-		    id.sport, (long)pd->uid, pd->src, pd->dst);
-		return 0;
-	}
-	if (pd->uid != 0 && info.uid != pd->uid) {
-		log_warn("outbound connection from port %u belongs to uid %ld, "
-		    "registered by uid %ld (%s => %s): not placed", id.sport,
-		    (long)info.uid, (long)pd->uid, pd->src, pd->dst);
-		return 0;
-	}
-	return 1;
+		    "uid %ld for %s => %s): not placed", id.sport, why,
+		    (long)pd->uid, pd->src, pd->dst);
+	return 0;
 }
 
 /* Hold an outbound socket until its registration arrives (caller holds
@@ -171,8 +192,9 @@ outbound_accepted(void *arg, int fd, const struct sockaddr_storage *ss)
 	}
 	/* No registration, or someone else's: wait for its own. */
 	if (park(r, fd, ss, port) != 0) {
-		log_warn("outbound connection from %s:%d with no registration: "
-		    "reset", addr, port);
+		if (rl_ok(&rl_unreg, "unregistered outbound connections"))
+			log_warn("outbound connection from %s:%d with no "
+			    "registration: reset", addr, port);
 		relay_reset_fd(fd);
 	}
 }
@@ -180,7 +202,7 @@ outbound_accepted(void *arg, int fd, const struct sockaddr_storage *ss)
 /* Accept up to 64 connections from lfd and hand each, tuned, to
  * got(arg, ...); refused at once beyond max connections in all. */
 static void
-accept_some(struct relay *r, int lfd, long max,
+accept_some(struct relay *r, int lfd, struct emfile *g, long max,
     void (*got)(void *, int, const struct sockaddr_storage *), void *arg)
 {
 	for (int i = 0; i < 64; i++) {
@@ -190,11 +212,14 @@ accept_some(struct relay *r, int lfd, long max,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
+			if (emfile_hit(g, errno))
+				return;         /* paused, logged */
 			if (errno != EAGAIN && errno != EINTR &&
 			    errno != ECONNABORTED)
 				log_warn("accept: %m");
 			return;
 		}
+		emfile_ok(g);
 		if ((long)atomic_load(&r->n_conns) >= max) {
 			log_warn("max_conns (%ld) reached: refusing a "
 			    "connection", max);
@@ -228,7 +253,7 @@ acceptor_event(void *arg, uint32_t events)
 	helperd_lock(r->h);
 	max = r->h->conf.max_conns;
 	helperd_unlock(r->h);
-	accept_some(r, a->w.fd, max, inbound_accepted, a->wk);
+	accept_some(r, a->lfd, &a->eg, max, inbound_accepted, a->wk);
 }
 
 /* Main thread (holding h->lock): the outbound port is readable. */
@@ -238,7 +263,7 @@ listener_event(void *arg, uint32_t events)
 	struct listener *l = arg;
 
 	(void)events;
-	accept_some(l->r, l->w.fd, l->r->h->conf.max_conns,
+	accept_some(l->r, l->fd, &l->eg, l->r->h->conf.max_conns,
 	    outbound_accepted, l->r);
 }
 
@@ -249,7 +274,11 @@ acceptor_add(struct worker *w, int which, int fd, int mesh, uint32_t ev)
 
 	a->wk = w;
 	a->mesh = mesh;
-	return loop_add(w->loop, &a->w, fd, ev, acceptor_event, a);
+	a->lfd = fd;
+	if (loop_add(w->loop, &a->w, fd, ev, acceptor_event, a) != 0)
+		return -1;
+	return emfile_init(&a->eg, w->loop, &a->w, fd, ev, acceptor_event, a,
+	    "mesh port");
 }
 
 /* Listen on host:port; every worker polls the socket and whichever wakes
@@ -267,7 +296,8 @@ listen_on(struct relay *r, struct listener *l, int which, const char *host,
 	l->mesh = which == ACC_MESH4;
 	if (!l->mesh) {
 		if (loop_add(r->h->loop, &l->w, fd, EPOLLIN, listener_event,
-		    l) != 0) {
+		    l) != 0 || emfile_init(&l->eg, r->h->loop, &l->w, fd,
+		    EPOLLIN, listener_event, l, "outbound port") != 0) {
 			snprintf(err, errlen, "epoll: %s", strerror(errno));
 			return -1;
 		}
@@ -426,8 +456,10 @@ relay_tick(struct relay *r, int64_t now)
 		    pk->expires == r->park_fifo[r->park_head].expires) {
 			struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 
-			log_warn("outbound connection from 127.0.0.1:%d was "
-			    "never registered: reset", port);
+			if (rl_ok(&rl_unreg, "unregistered outbound "
+			    "connections"))
+				log_warn("outbound connection from port %d "
+				    "was never registered: reset", port);
 			setsockopt(pk->fd, SOL_SOCKET, SO_LINGER, &lg,
 			    sizeof(lg));
 			close(pk->fd);

@@ -15,6 +15,7 @@
 
 #include <gnutls/gnutls.h>
 
+#include "helperd/emfile.h"
 #include "helperd/loop.h"
 #include "helperd/relay.h"
 #include "helperd/sockdiag.h"
@@ -109,6 +110,7 @@ struct listener {
 	struct relay *r;
 	int fd;
 	int mesh;               /* 1 mesh port, 0 outbound */
+	struct emfile eg;       /* outbound: out of fds on accept */
 };
 
 /* A worker's watch on a listening socket. */
@@ -116,6 +118,9 @@ struct acceptor {
 	struct loop_watch w;
 	struct worker *wk;
 	int mesh;               /* 1: inbound mTLS, 0: outbound (app side) */
+	int lfd;                /* the listening socket (w.fd is -1 while
+	                           paused) */
+	struct emfile eg;       /* out of fds on accept */
 };
 
 enum { ACC_MESH4, ACC_N };

@@ -267,8 +267,10 @@ worker_main(void *arg)
 	 * sockets stay open until every worker has stopped), no more jobs
 	 * are taken; close what is left (and what was on its way here), in
 	 * this thread, and free it. */
-	for (int i = 0; i < ACC_N; i++)
+	for (int i = 0; i < ACC_N; i++) {
 		loop_del(w->loop, &w->acc[i].w);
+		emfile_fini(&w->acc[i].eg);     /* no resume after this */
+	}
 	pthread_mutex_lock(&w->qlock);
 	w->stop = 1;
 	pthread_mutex_unlock(&w->qlock);
@@ -324,8 +326,10 @@ worker_new(struct relay *r, int id)
 	w->r = r;
 	w->id = id;
 	w->wake.fd = -1;
-	for (int i = 0; i < ACC_N; i++)
+	for (int i = 0; i < ACC_N; i++) {
 		w->acc[i].w.fd = -1;
+		w->acc[i].eg.tw.fd = -1;
+	}
 	pthread_mutex_init(&w->qlock, NULL);
 	if (loop_new(&w->loop) != 0)
 		goto err;
@@ -365,6 +369,7 @@ relay_new(struct relay **out, struct helperd *h, int workers)
 	}
 	r->mesh4.fd = r->out4.fd = r->out6.fd = -1;
 	r->out4.w.fd = r->out6.w.fd = -1;
+	r->out4.eg.tw.fd = r->out6.eg.tw.fd = -1;
 	if (workers < 1)
 		workers = 1;
 	if (workers > RELAY_MAX_WORKERS)
@@ -392,6 +397,8 @@ relay_free(struct relay *r)
 		return;
 	loop_del(r->h->loop, &r->out4.w);
 	loop_del(r->h->loop, &r->out6.w);
+	emfile_fini(&r->out4.eg);
+	emfile_fini(&r->out6.eg);
 	locked = helperd_unlock_all(r->h);
 	for (size_t i = 0; i < r->n_workers; i++) {
 		struct worker *w = r->workers[i];
