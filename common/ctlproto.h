@@ -14,13 +14,20 @@
  *       ERR <ERRNO-NAME> <message>
  *       direct=1: this helperd offers DIRECT (same_node_mtls = false and
  *       it can destroy sockets); without it the shim never asks.
- *   CONNECT <destination> <local-port>
+ *   CONNECT <destination> <local-port> [<socket-cookie>]
  *       Registers the original destination of the app socket whose local
  *       (loopback) port is <local-port>; that same socket connects to
  *       127.0.0.1:<outbound-port> (or [::1]:<outbound-port>), before
  *       (an explicitly bound socket) or just after this request (the
  *       usual case: the kernel's connect picks the port; helperd holds
  *       the connection up to 2 s for its CONNECT).
+ *       <socket-cookie>: the socket's SO_COOKIE, decimal (the shim always
+ *       sends it). helperd places a connection from <local-port> with
+ *       this registration only if sock_diag says the connecting socket
+ *       belongs to this client's uid (any, for uid 0) and, with a
+ *       cookie, is that very socket; otherwise the connection keeps
+ *       waiting for its own registration (a registration never takes
+ *       another user's connection).
  *       The registration lives CTL_PENDING_TTL_MS. Checked first against
  *       the cached intentions: a denied pair gets ERR ECONNREFUSED at once.
  *       OK
@@ -51,12 +58,15 @@
  *       ERR <ERRNO-NAME> <message>  (EINVAL, ENOENT, EACCES, ECONNREFUSED
  *                                    denied meanwhile, ENOSPC table full;
  *                                    the last two destroy the socket)
- *   ACCEPT <local-port> <peer-port>
+ *   ACCEPT <local-addr> <local-port> <peer-addr> <peer-port> <socket-cookie>
  *       Asked by a shim in a server (inbound) after accept(): is the
- *       connection from 127.0.0.1:<peer-port> to our <local-port> a mesh
- *       connection made by helperd?
+ *       accepted socket (numeric addresses as it sees them; its SO_COOKIE)
+ *       the other end of a connection helperd made? "mesh" only if
+ *       helperd's socket has exactly that 4-tuple and, by sock_diag, the
+ *       service's socket with that 4-tuple is the one with that cookie.
  *       OK mesh <source-spiffe-id> <source-addr> <source-port>
  *       OK direct
+ *       ERR EINVAL <usage>     (the old two-port form included)
  *   PING
  *       OK pong
  *
