@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "helperd/catalog.h"
+#include "helperd/emfile.h"
 #include "helperd/helperd.h"
 #include "helperd/intent.h"
 #include "helperd/loop.h"
@@ -48,6 +49,7 @@ struct lsn {
 	char svc[CONF_NAME_MAX];
 	int want;
 	int64_t retry_at;
+	struct emfile eg;       /* out of fds on accept */
 };
 
 struct served {
@@ -402,11 +404,14 @@ lsn_event(void *arg, uint32_t events)
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
+			if (emfile_hit(&l->eg, errno))
+				return;         /* paused, logged */
 			if (errno != EAGAIN && errno != EINTR &&
 			    errno != ECONNABORTED)
 				log_warn("served: accept: %m");
 			return;
 		}
+		emfile_ok(&l->eg);
 		served_conn(l, fd, &ss);
 	}
 }
@@ -451,7 +456,11 @@ lsn_open(struct served *s, struct lsn *l)
 		l->retry_at = util_now_ms_mono() + SERVED_RETRY_MS;
 		return -1;
 	}
-	if (loop_add(s->h->loop, &l->w, l->fd, EPOLLIN, lsn_event, l) != 0) {
+	if (loop_add(s->h->loop, &l->w, l->fd, EPOLLIN, lsn_event, l) != 0 ||
+	    emfile_init(&l->eg, s->h->loop, &l->w, l->fd, EPOLLIN, lsn_event,
+	    l, "served address") != 0) {
+		loop_del(s->h->loop, &l->w);
+		emfile_fini(&l->eg);
 		close(l->fd);
 		l->fd = -1;
 		return -1;
@@ -466,6 +475,7 @@ lsn_close(struct served *s, struct lsn *l)
 {
 	if (l->fd >= 0) {
 		loop_del(s->h->loop, &l->w);
+		emfile_fini(&l->eg);
 		close(l->fd);
 	}
 	free(l);
@@ -503,6 +513,7 @@ want(struct served *s, const char *svc, int port)
 	l->s = s;
 	l->fd = -1;
 	l->w.fd = -1;
+	l->eg.tw.fd = -1;
 	l->addr = addr;
 	l->port = port;
 	l->want = 1;
