@@ -58,8 +58,9 @@ tail -n +"$((before + 1))" "$T/n1/helperd.log" > "$T/storm.log"
 n=$(grep -c "out of file descriptors" "$T/storm.log")
 acc=$(grep -c "out of file descriptors\|accepting again\|accept:" "$T/storm.log")
 check "helperd hit the limit and said so ($n line(s))" [ "$n" -ge 1 ]
-# Three listeners, one line a second each at most, plus recoveries.
-check "accept-related log lines stayed bounded during the 4 s storm ($acc <= 40)" [ "$acc" -le 40 ]
+# A few listeners, one line a second each at most, plus recoveries (the
+# old code: one line per epoll round, ~50,000 in 4 s here).
+check "accept-related log lines stayed bounded during the 4 s storm ($acc <= 60)" [ "$acc" -le 60 ]
 # Per-connection warnings an unprivileged user provokes are capped too.
 unreg=$(grep -c "was never registered\|with no registration" "$T/storm.log")
 check "unregistered-connection warnings capped ($unreg <= 10 a second)" [ "$unreg" -le 150 ]
