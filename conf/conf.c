@@ -950,9 +950,14 @@ conf_check_http_parse(const char *url, char *host, size_t hostlen,
 	size_t hl;
 	long n = 80;
 
-	if (strncmp(url, "http://", 7) != 0)
+	if (strncmp(url, "https://", 8) == 0) {
+		p = url + 8;
+		n = 443;
+	} else if (strncmp(url, "http://", 7) == 0) {
+		p = url + 7;
+	} else {
 		return -1;
-	p = url + 7;
+	}
 	end = p + strcspn(p, "/?#");
 	if (*p == '[') {                        /* [v6]:port */
 		const char *rb = memchr(p, ']', (size_t)(end - p));
@@ -1026,10 +1031,15 @@ check_validate(size_t i, const struct conf_check *k, char *why,
 		if (conf_check_http_parse(k->target, host, sizeof(host), &port,
 		    path, sizeof(path)) != 0) {
 			snprintf(why, whylen, "check %zu: http: \"%s\" is not an "
-			    "http://host[:port]/path URL%s", i + 1,
-			    printable(k->target, pv, sizeof(pv)),
-			    strncmp(k->target, "https:", 6) == 0 ?
-			    " (https is not supported)" : "");
+			    "http[s]://host[:port]/path URL", i + 1,
+			    printable(k->target, pv, sizeof(pv)));
+			return -1;
+		}
+		if (k->tls_server_name[0] != '\0' &&
+		    !valid_hostname(k->tls_server_name)) {
+			snprintf(why, whylen, "check %zu: tls_server_name: "
+			    "\"%s\" is not a host name", i + 1,
+			    printable(k->tls_server_name, pv, sizeof(pv)));
 			return -1;
 		}
 		break;
@@ -1043,6 +1053,21 @@ check_validate(size_t i, const struct conf_check *k, char *why,
 	default:
 		snprintf(why, whylen, "check %zu: needs exactly one of tcp, "
 		    "http or ttl", i + 1);
+		return -1;
+	}
+	if (k->type != CONF_CHECK_HTTP && (k->tls_skip_verify ||
+	    k->tls_server_name[0] != '\0')) {
+		snprintf(why, whylen, "check %zu: tls_skip_verify and "
+		    "tls_server_name apply to https checks only", i + 1);
+		return -1;
+	}
+	if (k->success_before_passing < 0 ||
+	    k->success_before_passing > CONF_CHECK_THRESHOLD_MAX ||
+	    k->failures_before_critical < 0 ||
+	    k->failures_before_critical > CONF_CHECK_THRESHOLD_MAX) {
+		snprintf(why, whylen, "check %zu: success_before_passing and "
+		    "failures_before_critical must be in 0..%d", i + 1,
+		    CONF_CHECK_THRESHOLD_MAX);
 		return -1;
 	}
 	if (k->interval_ms != 0 && (k->interval_ms < MS_S ||
@@ -1232,23 +1257,23 @@ conf_services_check(const struct conf_service *svcs, size_t n, char *err,
 	if ((k = calloc(n + total + 1, sizeof(*k))) == NULL)
 		return conf_errf(err, errlen, "-", 0, "out of memory");
 
-	for (int pass = 0; pass < 2; pass++) {
-		nk = 0;
-		for (size_t i = 0; i < n; i++) {
-			k[nk].key = pass == 0 ? svcs[i].name : svcs[i].id;
-			k[nk].port = 0;
-			k[nk++].svc = i;
-		}
-		if (dup_find(k, nk, &a, &b)) {
-			const struct conf_service *s1 = &svcs[a.svc];
-			const struct conf_service *s2 = &svcs[b.svc];
+	/* Instances are keyed by ID, as Consul's: two instances of one
+	 * service (same name, other IDs) may live on a node. */
+	nk = 0;
+	for (size_t i = 0; i < n; i++) {
+		k[nk].key = svcs[i].id;
+		k[nk].port = 0;
+		k[nk++].svc = i;
+	}
+	if (dup_find(k, nk, &a, &b)) {
+		const struct conf_service *s1 = &svcs[a.svc];
+		const struct conf_service *s2 = &svcs[b.svc];
 
-			conf_errf(err, errlen, s2->source, s2->source_line,
-			    "service %s\"%s\" is already defined at %s:%d",
-			    pass == 0 ? "" : "id ", b.key, s1->source,
-			    s1->source_line);
-			goto cleanup;
-		}
+		conf_errf(err, errlen, s2->source, s2->source_line,
+		    "service %s\"%s\" is already defined at %s:%d",
+		    strcmp(s2->id, s2->name) == 0 ? "" : "id ", b.key,
+		    s1->source, s1->source_line);
+		goto cleanup;
 	}
 	nk = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -1391,7 +1416,8 @@ static const char *const svc_keys[] = { "id", "name", "address", "port",
 	"connect", "user", "unit", "inbound", "upstreams", "check", "checks",
 	NULL };
 static const char *const check_keys[] = { "tcp", "http", "ttl", "interval",
-	"timeout", NULL };
+	"timeout", "success_before_passing", "failures_before_critical",
+	"tls_skip_verify", "tls_server_name", NULL };
 static const char *const up_keys[] = { "destination_name",
 	"local_bind_port", "local_bind_address", NULL };
 
@@ -1466,6 +1492,7 @@ check_from_cfg(const config_setting_t *g, struct conf_service *s,
     const char *path, const char *swhat, char *err, size_t errlen)
 {
 	struct conf_check *k;
+	const config_setting_t *m;
 	char what[CONF_NAME_MAX + 64];
 	const char *f = src_file(g, path);
 	int line = config_setting_source_line(g), kinds = 0;
@@ -1508,8 +1535,21 @@ check_from_cfg(const config_setting_t *g, struct conf_service *s,
 	if (cfg_check_dur(g, "interval", &k->interval_ms, path, what, err,
 	    errlen) != 0 ||
 	    cfg_check_dur(g, "timeout", &k->timeout_ms, path, what, err,
-	    errlen) != 0)
+	    errlen) != 0 ||
+	    cfg_int(g, "success_before_passing", &k->success_before_passing,
+	    path, what, err, errlen) != 0 ||
+	    cfg_int(g, "failures_before_critical",
+	    &k->failures_before_critical, path, what, err, errlen) != 0 ||
+	    cfg_str(g, "tls_server_name", k->tls_server_name,
+	    sizeof(k->tls_server_name), path, what, err, errlen) != 0)
 		return -1;
+	if ((m = config_setting_get_member(g, "tls_skip_verify")) != NULL) {
+		if (config_setting_type(m) != CONFIG_TYPE_BOOL)
+			return conf_errf(err, errlen, src_file(m, path),
+			    config_setting_source_line(m), "%s: "
+			    "tls_skip_verify: must be true or false", what);
+		k->tls_skip_verify = config_setting_get_bool(m);
+	}
 	s->n_checks++;
 	return 0;
 }

@@ -31,6 +31,8 @@
 #define CONF_MAX_CHECKS    4    /* per service */
 #define CONF_CHECK_TIMEOUT_MS 2000 /* a check's default timeout */
 #define CONF_UNIT_MAX      256  /* systemd unit name (incl NUL) */
+#define CONF_CHECK_THRESHOLD_MAX 100 /* success_before_passing,
+                                      * failures_before_critical */
 
 enum conf_inbound { CONF_INBOUND_PERMISSIVE = 0, CONF_INBOUND_STRICT = 1 };
 enum conf_store { CONF_STORE_EMBEDDED = 0, CONF_STORE_ETCD = 1 };
@@ -43,8 +45,11 @@ struct conf_upstream {
 };
 
 /* A health check of a service, as Consul's "check" blocks: exactly one of
- * tcp ("host:port"), http ("http://host[:port][/path]", 2xx = passing) or
- * ttl (passing while PUT /v1/agent/check/pass/<id> comes within ttl). A
+ * tcp ("host:port"), http ("http[s]://host[:port][/path]", 2xx = passing)
+ * or ttl (passing while PUT /v1/agent/check/pass/<id> comes within ttl).
+ * success_before_passing / failures_before_critical: consecutive results
+ * needed before the status changes (Consul's; 0 = at once). https:
+ * tls_skip_verify, tls_server_name (SNI and the name verified). A
  * service without checks and with a port gets a TCP check of
  * address:port every check_interval; one with port 0 gets none (always
  * passing). helperd/health.c runs them. */
@@ -58,6 +63,10 @@ struct conf_check {
 	long timeout_ms;                /* < interval; 0 = 2s (at most half
 	                                 * the interval) */
 	long ttl_ms;                    /* ttl checks: >= 1s */
+	int success_before_passing;     /* 0..CONF_CHECK_THRESHOLD_MAX */
+	int failures_before_critical;   /* 0..CONF_CHECK_THRESHOLD_MAX */
+	int tls_skip_verify;            /* https: accept any certificate */
+	char tls_server_name[CONF_ADDR_MAX]; /* https: SNI [the URL's host] */
 };
 
 struct conf_service {
@@ -190,9 +199,10 @@ int conf_parse_duration(const char *s, long *secs);
 /* The same, also accepting "ms" ("500ms", "1s500ms"); result in ms. 0/-1. */
 int conf_parse_duration_ms(const char *s, long *ms);
 
-/* An http check URL "http://host[:port][/path?query]" into its host (an IP
- * literal or a DNS name, [v6] unbracketed), port [80] and path ["/"].
- * 0/-1 (not http://, no host, bad port, bad characters). */
+/* An http check URL "http[s]://host[:port][/path?query]" into its host (an
+ * IP literal or a DNS name, [v6] unbracketed), port [80, https 443] and
+ * path ["/"]. 0/-1 (not http:// or https://, no host, bad port, bad
+ * characters). */
 int conf_check_http_parse(const char *url, char *host, size_t hostlen,
     int *port, char *path, size_t pathlen);
 
@@ -216,7 +226,8 @@ int conf_parse_inbound(const char *s, enum conf_inbound *out);
 int conf_service_validate(struct conf_service *s, char *err, size_t errlen);
 
 /* Node-wide checks over validated services: at most CONF_MAX_SERVICES,
- * no duplicate name or id (the message names both files), no two upstreams
+ * no duplicate id (instances of one name with other ids are allowed, as
+ * Consul's; the message names both files), no two upstreams
  * on the same local_bind_address:local_bind_port. 0/-1 with err. */
 int conf_services_check(const struct conf_service *svcs, size_t n,
     char *err, size_t errlen);

@@ -204,6 +204,7 @@ check_add(struct jctx *x, json_t *o, struct conf_service *s)
 		"alias_service", "os_service", NULL };
 	char saved[CONF_NAME_MAX + 16];   /* 'service "<name>"' */
 	struct conf_check *k;
+	json_t *v;
 	int kinds = 0, rc = -1;
 
 	util_strlcpy(saved, x->what, sizeof(saved));
@@ -253,8 +254,23 @@ check_add(struct jctx *x, json_t *o, struct conf_service *s)
 		goto out;
 	}
 	if (jdur(x, o, "interval", &k->interval_ms) != 0 ||
-	    jdur(x, o, "timeout", &k->timeout_ms) != 0)
+	    jdur(x, o, "timeout", &k->timeout_ms) != 0 ||
+	    jint(x, o, "success_before_passing",
+	    &k->success_before_passing) != 0 ||
+	    jint(x, o, "failures_before_critical",
+	    &k->failures_before_critical) != 0 ||
+	    jstr(x, o, "tls_server_name", k->tls_server_name,
+	    sizeof(k->tls_server_name)) != 0)
 		goto out;
+	if ((v = jget(o, "tls_skip_verify")) != NULL) {
+		if (!json_is_boolean(v)) {
+			conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+			    "%s: tls_skip_verify: must be true or false",
+			    x->what);
+			goto out;
+		}
+		k->tls_skip_verify = json_is_true(v);
+	}
 	s->n_checks++;
 	rc = 0;
 out:

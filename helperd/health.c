@@ -1,12 +1,11 @@
 /* health: Consul-style checks of the local services (see health.h).
- * Each check is a small chain of non-blocking steps (connect, send the
- * request, read the status line) with one deadline and one end,
- * check_done(), that closes the socket and records the result. */
+ * Each check is a small chain of non-blocking steps (resolve off the loop,
+ * connect, TLS handshake for https, send the request, read the status
+ * line) with one deadline and one end, check_done(), that closes the
+ * socket and counts the result against the check's thresholds. */
 #include "helperd/health.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -17,33 +16,44 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <gnutls/gnutls.h>
+
 #include "common/log.h"
 #include "common/util.h"
 #include "helperd/cluster.h"
 #include "helperd/helperd.h"
 #include "helperd/loop.h"
+#include "helperd/resolve.h"
 
 #define CHECK_ID_MAX  (CONF_NAME_MAX + 16)   /* "service:<id>[:n]" */
 #define REQ_MAX       (2 * CONF_ADDR_MAX + 128)
 
-enum phase { PH_IDLE, PH_CONNECT, PH_SEND, PH_READ };
+enum phase { PH_IDLE, PH_RESOLVE, PH_CONNECT, PH_HANDSHAKE, PH_SEND,
+	PH_READ };
 
 struct hcheck {
 	struct health *hl;
 	char id[CHECK_ID_MAX];
 	char svc_id[CONF_NAME_MAX];
 	char svc_name[CONF_NAME_MAX];
-	struct conf_check def;          /* the default one filled in */
+	struct conf_check def;          /* as defined (compared on reload) */
+	int is_default;                 /* helperd's own TCP check */
 	long interval_ms, timeout_ms;
+	int need_pass, need_fail;       /* consecutive results, >= 1 */
 	char host[CONF_ADDR_MAX];       /* tcp and http */
 	int port;
+	int https;
 	enum catalog_status status;
 	char output[CATALOG_OUTPUT_MAX];
+	int successes, failures;        /* consecutive, toward need_* */
+	int passed_once;
 	int logged;                     /* status last logged, -1: none */
-	int64_t started, next_run, deadline, ttl_expiry;
+	int64_t created, started, next_run, deadline, ttl_expiry;
 	enum phase phase;
 	int fd;
 	struct loop_watch w;
+	struct resolve *res;            /* PH_RESOLVE */
+	gnutls_session_t tls;           /* https */
 	char req[REQ_MAX];              /* http: the GET request */
 	size_t req_len, sent;
 	char *buf;                      /* http: the reply, HEALTH_READ_MAX */
@@ -55,11 +65,15 @@ struct health {
 	struct helperd *h;
 	struct hcheck **v;
 	size_t n;
+	gnutls_certificate_credentials_t cred;  /* https: system trust */
+	int cred_ready;
 };
 
 static const char *const type_names[] = { "", "tcp", "http", "ttl" };
 
 static void check_event(void *arg, uint32_t events);
+static void check_connect(struct hcheck *c, const struct sockaddr_storage *ss,
+    socklen_t sl);
 
 /* Results ---------------------------------------------------------------- */
 
@@ -83,102 +97,161 @@ svc_status(const struct health *hl, const char *id, const char **output)
 	return st;
 }
 
-/* Record a check's result; log and publish a change of its service's
- * status (once per change). */
+/* How many local instances of name pass (all of a name's checks). */
+static size_t
+name_passing(const struct health *hl, const char *name)
+{
+	struct catalog *cat = hl->h->catalog;
+	size_t n = 0;
+	const char *out;
+
+	for (size_t i = 0; i < catalog_local_count(cat); i++) {
+		const struct conf_service *s = catalog_local_at(cat, i);
+
+		if (strcmp(s->name, name) == 0 &&
+		    svc_status(hl, s->id, &out) == CATALOG_PASSING)
+			n++;
+	}
+	return n;
+}
+
+/* Set a check's status and output; log and publish a change of its
+ * service's status (once per change), and say so when the last passing
+ * local instance of a name goes. */
 static void
-check_result(struct hcheck *c, enum catalog_status st, const char *fmt, ...)
+check_set(struct hcheck *c, enum catalog_status st, const char *out)
 {
 	struct health *hl = c->hl;
 	enum catalog_status before, after;
-	const char *out;
-	va_list ap;
+	size_t name_before = name_passing(hl, c->svc_name), name_after;
+	const char *o;
 
-	before = svc_status(hl, c->svc_id, &out);
+	before = svc_status(hl, c->svc_id, &o);
 	c->status = st;
-	va_start(ap, fmt);
-	vsnprintf(c->output, sizeof(c->output), fmt, ap);
-	va_end(ap);
-	after = svc_status(hl, c->svc_id, &out);
+	util_strlcpy(c->output, out, sizeof(c->output));
+	after = svc_status(hl, c->svc_id, &o);
 	if ((int)after != c->logged) {
 		if (after == CATALOG_PASSING)
-			log_info("health: %s is passing", c->svc_name);
+			log_info("health: %s%s%s%s is passing", c->svc_name,
+			    strcmp(c->svc_id, c->svc_name) != 0 ? " (" : "",
+			    strcmp(c->svc_id, c->svc_name) != 0 ? c->svc_id :
+			    "", strcmp(c->svc_id, c->svc_name) != 0 ? ")" : "");
 		else
-			log_warn("health: %s is %s: %s", c->svc_name,
-			    catalog_status_name(after), out);
+			log_warn("health: %s%s%s%s is %s: %s", c->svc_name,
+			    strcmp(c->svc_id, c->svc_name) != 0 ? " (" : "",
+			    strcmp(c->svc_id, c->svc_name) != 0 ? c->svc_id :
+			    "", strcmp(c->svc_id, c->svc_name) != 0 ? ")" : "",
+			    catalog_status_name(after), o);
 		for (size_t i = 0; i < hl->n; i++)
 			if (strcmp(hl->v[i]->svc_id, c->svc_id) == 0)
 				hl->v[i]->logged = (int)after;
 	}
+	name_after = name_passing(hl, c->svc_name);
+	if (name_before > 0 && name_after == 0)
+		log_err("health: no local instance of %s passes its checks: "
+		    "connections to %s are refused until one does (%s)",
+		    c->svc_name, c->svc_name, o);
 	if (after != before)
 		cluster_services_changed(hl->h->cluster);
 }
 
-/* The one end of a check run: close the socket, record the result. */
+/* A check run's result: the status changes only after need_pass
+ * consecutive passes / need_fail consecutive failures (Consul's
+ * success_before_passing / failures_before_critical); a failure short of
+ * its threshold keeps the status and says so in the output. */
+static void
+check_result(struct hcheck *c, enum catalog_status st, const char *fmt, ...)
+{
+	char out[CATALOG_OUTPUT_MAX], note[CATALOG_OUTPUT_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(out, sizeof(out), fmt, ap);
+	va_end(ap);
+	if (st == CATALOG_PASSING) {
+		c->failures = 0;
+		c->successes++;
+		c->passed_once = 1;
+		if (c->status == CATALOG_PASSING ||
+		    c->successes >= c->need_pass) {
+			check_set(c, st, out);
+			return;
+		}
+		snprintf(note, sizeof(note), "%.200s (%d of %d successes "
+		    "before passing)", out, c->successes, c->need_pass);
+		check_set(c, c->status, note);
+		return;
+	}
+	c->successes = 0;
+	c->failures++;
+	if (c->status != CATALOG_PASSING || c->failures >= c->need_fail) {
+		check_set(c, st, out);
+		return;
+	}
+	log_info("health: %s check %s failed (%d of %d failures before "
+	    "%s): %s", c->svc_name, c->id, c->failures, c->need_fail,
+	    catalog_status_name(st), out);
+	snprintf(note, sizeof(note), "%.200s (%d of %d failures before %s)",
+	    out, c->failures, c->need_fail, catalog_status_name(st));
+	check_set(c, c->status, note);
+}
+
+/* When a check runs next, from the start of the run that just ended.
+ * Consul's rule: every interval, passing or failing. Two exceptions,
+ * both bounded: a check that has never passed (a service starting after
+ * helperd) probes every HEALTH_STARTUP_MS during its first
+ * HEALTH_STARTUP_WINDOW_MS, so the service is dialled soon after it
+ * listens; helperd's own check confirms a failure short of its threshold
+ * after HEALTH_CONFIRM_MS rather than a whole interval. */
+static int64_t
+next_run(const struct hcheck *c)
+{
+	long d = c->interval_ms;
+
+	if (!c->passed_once && c->started - c->created <
+	    HEALTH_STARTUP_WINDOW_MS && d > HEALTH_STARTUP_MS)
+		d = HEALTH_STARTUP_MS;
+	else if (c->is_default && c->failures > 0 &&
+	    c->status == CATALOG_PASSING && d > HEALTH_CONFIRM_MS)
+		d = HEALTH_CONFIRM_MS;
+	return c->started + d;
+}
+
+/* Close what a run holds (socket, TLS session, lookup). */
+static void
+run_release(struct hcheck *c)
+{
+	if (c->w.fd >= 0)
+		loop_del(c->hl->h->loop, &c->w);
+	if (c->tls != NULL)
+		gnutls_deinit(c->tls);
+	c->tls = NULL;
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	resolve_free(c->res);
+	c->res = NULL;
+	c->phase = PH_IDLE;
+	c->len = 0;
+	c->sent = 0;
+}
+
+/* The one end of a check run: release it, record the result. */
 static void
 check_done(struct hcheck *c, enum catalog_status st, const char *fmt, ...)
 {
 	char out[CATALOG_OUTPUT_MAX];
 	va_list ap;
 
-	if (c->w.fd >= 0)
-		loop_del(c->hl->h->loop, &c->w);
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-	c->phase = PH_IDLE;
-	c->len = 0;
-	c->sent = 0;
+	run_release(c);
 	va_start(ap, fmt);
 	vsnprintf(out, sizeof(out), fmt, ap);
 	va_end(ap);
-	if (st != CATALOG_PASSING && c->next_run > c->started + HEALTH_RETRY_MS)
-		c->next_run = c->started + HEALTH_RETRY_MS;
 	check_result(c, st, "%s", out);
+	c->next_run = next_run(c);
 }
 
 /* Running a check ------------------------------------------------------ */
-
-/* host:port into ss. Names other than IP literals and "localhost" go
- * through the system resolver (blocking; checks normally name an IP). */
-static int
-resolve(const char *host, int port, struct sockaddr_storage *ss,
-    socklen_t *len, char *why, size_t whylen)
-{
-	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
-	char ps[8];
-	int rc;
-
-	memset(ss, 0, sizeof(*ss));
-	if (strcmp(host, "localhost") == 0)
-		host = "127.0.0.1";
-	if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)port);
-		*len = sizeof(*s4);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)port);
-		*len = sizeof(*s6);
-		return 0;
-	}
-	snprintf(ps, sizeof(ps), "%d", port);
-	if ((rc = getaddrinfo(host, ps, &hints, &res)) != 0 || res == NULL ||
-	    res->ai_addrlen > sizeof(*ss)) {
-		snprintf(why, whylen, "%s", rc != 0 ? gai_strerror(rc) :
-		    "no address");
-		if (res != NULL)
-			freeaddrinfo(res);
-		return -1;
-	}
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*len = res->ai_addrlen;
-	freeaddrinfo(res);
-	return 0;
-}
 
 static void
 check_start(struct hcheck *c, int64_t now)
@@ -188,19 +261,50 @@ check_start(struct hcheck *c, int64_t now)
 	char why[128];
 
 	c->started = now;
-	c->next_run = now + c->interval_ms;
 	c->deadline = now + c->timeout_ms;
-	if (resolve(c->host, c->port, &ss, &sl, why, sizeof(why)) != 0) {
+	if (resolve_literal(c->host, c->port, &ss, &sl)) {
+		check_connect(c, &ss, sl);
+		return;
+	}
+	/* A name: looked up off the loop; the tick polls it. */
+	if ((c->res = resolve_start(c->host, c->port, why,
+	    sizeof(why))) == NULL) {
 		check_done(c, CATALOG_CRITICAL, "resolve %s: %s", c->host, why);
 		return;
 	}
-	c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	c->phase = PH_RESOLVE;
+}
+
+static void
+check_resolved(struct hcheck *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	char why[128];
+	int rc = resolve_poll(c->res, &ss, &sl, why, sizeof(why));
+
+	if (rc == 0)
+		return;
+	resolve_free(c->res);
+	c->res = NULL;
+	if (rc < 0) {
+		check_done(c, CATALOG_CRITICAL, "resolve %s: %s", c->host, why);
+		return;
+	}
+	check_connect(c, &ss, sl);
+}
+
+static void
+check_connect(struct hcheck *c, const struct sockaddr_storage *ss,
+    socklen_t sl)
+{
+	c->fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
 		check_done(c, CATALOG_CRITICAL, "socket: %s", strerror(errno));
 		return;
 	}
-	if (connect(c->fd, (struct sockaddr *)&ss, sl) != 0 &&
+	if (connect(c->fd, (const struct sockaddr *)ss, sl) != 0 &&
 	    errno != EINPROGRESS) {
 		check_done(c, CATALOG_CRITICAL, "connect %s:%d: %s", c->host,
 		    c->port, strerror(errno));
@@ -210,6 +314,61 @@ check_start(struct hcheck *c, int64_t now)
 	if (loop_add(c->hl->h->loop, &c->w, c->fd, EPOLLOUT, check_event,
 	    c) != 0)
 		check_done(c, CATALOG_CRITICAL, "epoll: %s", strerror(errno));
+}
+
+/* The system trust store, loaded at the first https check. 0/-1. */
+static int
+cred_ready(struct health *hl, char *why, size_t whylen)
+{
+	int rc;
+
+	if (hl->cred_ready)
+		return 0;
+	if ((rc = gnutls_certificate_allocate_credentials(&hl->cred)) < 0) {
+		snprintf(why, whylen, "%s", gnutls_strerror(rc));
+		return -1;
+	}
+	if ((rc = gnutls_certificate_set_x509_system_trust(hl->cred)) < 0)
+		log_warn("health: https checks: no system trust store (%s): "
+		    "only checks with tls_skip_verify can pass",
+		    gnutls_strerror(rc));
+	hl->cred_ready = 1;
+	return 0;
+}
+
+/* https: a client session over c->fd, verifying the server's chain and
+ * name (tls_server_name, else the URL's host) unless tls_skip_verify.
+ * 0/-1 with why. */
+static int
+tls_setup(struct hcheck *c, char *why, size_t whylen)
+{
+	const char *name = c->def.tls_server_name[0] != '\0' ?
+	    c->def.tls_server_name : c->host;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int rc;
+
+	if (cred_ready(c->hl, why, whylen) != 0)
+		return -1;
+	if ((rc = gnutls_init(&c->tls, GNUTLS_CLIENT | GNUTLS_NONBLOCK)) < 0 ||
+	    (rc = gnutls_set_default_priority(c->tls)) < 0 ||
+	    (rc = gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE,
+	    c->hl->cred)) < 0) {
+		snprintf(why, whylen, "%s", gnutls_strerror(rc));
+		return -1;
+	}
+	/* SNI names a host, never an IP literal (RFC 6066). */
+	if (!resolve_literal(name, 1, &ss, &sl) &&
+	    (rc = gnutls_server_name_set(c->tls, GNUTLS_NAME_DNS, name,
+	    strlen(name))) < 0) {
+		snprintf(why, whylen, "%s", gnutls_strerror(rc));
+		return -1;
+	}
+	if (!c->def.tls_skip_verify)
+		gnutls_session_set_verify_cert(c->tls, name, 0);
+	gnutls_transport_set_int(c->tls, c->fd);
+	gnutls_handshake_set_timeout(c->tls, 0);
+	return 0;
 }
 
 /* The status line of an HTTP reply: 2xx passing, 429 warning, else
@@ -239,12 +398,22 @@ http_verdict(struct hcheck *c)
 	    "HTTP GET %s: %s", c->def.target, line + 9);
 }
 
+/* Wait for the direction GnuTLS asks for. */
+static void
+tls_wait(struct hcheck *c)
+{
+	if (loop_mod(c->hl->h->loop, &c->w,
+	    gnutls_record_get_direction(c->tls) ? EPOLLOUT : EPOLLIN) != 0)
+		check_done(c, CATALOG_CRITICAL, "epoll: %s", strerror(errno));
+}
+
 static void
 check_event(void *arg, uint32_t events)
 {
 	struct hcheck *c = arg;
 	socklen_t el = sizeof(int);
-	int e = 0;
+	char why[160];
+	int e = 0, rc;
 	ssize_t k;
 
 	(void)events;
@@ -254,6 +423,14 @@ check_event(void *arg, uint32_t events)
 			e = errno;
 		if (e == EINPROGRESS || e == EALREADY)
 			return;
+		if (e == 0) {
+			/* SO_ERROR is 0 while connecting too: only a
+			 * writable socket has connected. */
+			struct pollfd pf = { .fd = c->fd, .events = POLLOUT };
+
+			if (poll(&pf, 1, 0) != 1)
+				return;
+		}
 		if (e != 0) {
 			check_done(c, CATALOG_CRITICAL, "connect %s:%d: %s",
 			    c->host, c->port, strerror(e));
@@ -264,18 +441,81 @@ check_event(void *arg, uint32_t events)
 			    "Success", c->host, c->port);
 			return;
 		}
-		c->phase = PH_SEND;
+		if (c->https) {
+			if (tls_setup(c, why, sizeof(why)) != 0) {
+				check_done(c, CATALOG_CRITICAL, "HTTP GET %s: "
+				    "TLS: %s", c->def.target, why);
+				return;
+			}
+			c->phase = PH_HANDSHAKE;
+		} else {
+			c->phase = PH_SEND;
+		}
+		/* FALLTHROUGH */
+	case PH_HANDSHAKE:
+		if (c->phase == PH_HANDSHAKE) {
+			rc = gnutls_handshake(c->tls);
+			if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) {
+				tls_wait(c);
+				return;
+			}
+			if (rc < 0) {
+				if (rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
+					gnutls_datum_t d = { NULL, 0 };
+					unsigned st = gnutls_session_get_verify_cert_status(
+					    c->tls);
+
+					if (gnutls_certificate_verification_status_print(
+					    st, GNUTLS_CRT_X509, &d, 0) == 0 &&
+					    d.data != NULL) {
+						check_done(c, CATALOG_CRITICAL,
+						    "HTTP GET %s: TLS: %.150s",
+						    c->def.target, d.data);
+						gnutls_free(d.data);
+						return;
+					}
+					gnutls_free(d.data);
+				}
+				check_done(c, CATALOG_CRITICAL, "HTTP GET %s: "
+				    "TLS handshake: %s", c->def.target,
+				    gnutls_strerror(rc));
+				return;
+			}
+			c->phase = PH_SEND;
+		}
 		/* FALLTHROUGH */
 	case PH_SEND:
 		while (c->sent < c->req_len) {
-			k = send(c->fd, c->req + c->sent, c->req_len - c->sent,
-			    MSG_NOSIGNAL);
-			if (k < 0 && (errno == EAGAIN || errno == EINTR))
-				return;
-			if (k <= 0) {
-				check_done(c, CATALOG_CRITICAL, "HTTP GET %s: %s",
-				    c->def.target, strerror(errno));
-				return;
+			if (c->tls != NULL) {
+				k = gnutls_record_send(c->tls, c->req + c->sent,
+				    c->req_len - c->sent);
+				if (k == GNUTLS_E_AGAIN ||
+				    k == GNUTLS_E_INTERRUPTED) {
+					tls_wait(c);
+					return;
+				}
+				if (k < 0) {
+					check_done(c, CATALOG_CRITICAL, "HTTP GET "
+					    "%s: %s", c->def.target,
+					    gnutls_strerror((int)k));
+					return;
+				}
+			} else {
+				k = send(c->fd, c->req + c->sent,
+				    c->req_len - c->sent, MSG_NOSIGNAL);
+				if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
+					if (loop_mod(c->hl->h->loop, &c->w,
+					    EPOLLOUT) != 0)
+						check_done(c, CATALOG_CRITICAL,
+						    "epoll: %s", strerror(errno));
+					return;
+				}
+				if (k <= 0) {
+					check_done(c, CATALOG_CRITICAL, "HTTP GET "
+					    "%s: %s", c->def.target,
+					    strerror(errno));
+					return;
+				}
 			}
 			c->sent += (size_t)k;
 		}
@@ -285,15 +525,34 @@ check_event(void *arg, uint32_t events)
 			    strerror(errno));
 			return;
 		}
-		return;
+		if (c->tls == NULL || gnutls_record_check_pending(c->tls) == 0)
+			return;
+		/* FALLTHROUGH */
 	case PH_READ:
-		k = recv(c->fd, c->buf + c->len, HEALTH_READ_MAX - c->len, 0);
-		if (k < 0 && (errno == EAGAIN || errno == EINTR))
-			return;
-		if (k < 0) {
-			check_done(c, CATALOG_CRITICAL, "HTTP GET %s: %s",
-			    c->def.target, strerror(errno));
-			return;
+		if (c->tls != NULL) {
+			k = gnutls_record_recv(c->tls, c->buf + c->len,
+			    HEALTH_READ_MAX - c->len);
+			if (k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED) {
+				tls_wait(c);
+				return;
+			}
+			if (k == GNUTLS_E_PREMATURE_TERMINATION)
+				k = 0;          /* a close without close_notify */
+			if (k < 0) {
+				check_done(c, CATALOG_CRITICAL, "HTTP GET %s: %s",
+				    c->def.target, gnutls_strerror((int)k));
+				return;
+			}
+		} else {
+			k = recv(c->fd, c->buf + c->len,
+			    HEALTH_READ_MAX - c->len, 0);
+			if (k < 0 && (errno == EAGAIN || errno == EINTR))
+				return;
+			if (k < 0) {
+				check_done(c, CATALOG_CRITICAL, "HTTP GET %s: %s",
+				    c->def.target, strerror(errno));
+				return;
+			}
 		}
 		c->len += (size_t)k;
 		c->buf[c->len] = '\0';
@@ -303,6 +562,7 @@ check_event(void *arg, uint32_t events)
 			http_verdict(c);
 		return;
 	case PH_IDLE:
+	case PH_RESOLVE:
 		return;
 	}
 }
@@ -310,12 +570,10 @@ check_event(void *arg, uint32_t events)
 static void
 check_free(struct health *hl, struct hcheck *c)
 {
+	(void)hl;
 	if (c == NULL)
 		return;
-	if (c->w.fd >= 0)
-		loop_del(hl->h->loop, &c->w);
-	if (c->fd >= 0)
-		close(c->fd);
+	run_release(c);
 	free(c->buf);
 	free(c);
 }
@@ -324,7 +582,7 @@ check_free(struct health *hl, struct hcheck *c)
 
 static struct hcheck *
 check_new(struct health *hl, const struct conf_service *s,
-    const struct conf_check *def, const char *id)
+    const struct conf_check *def, const char *id, int is_default)
 {
 	struct hcheck *c = calloc(1, sizeof(*c));
 	char path[CONF_ADDR_MAX];
@@ -336,6 +594,8 @@ check_new(struct health *hl, const struct conf_service *s,
 	c->fd = -1;
 	c->w.fd = -1;
 	c->logged = -1;
+	c->is_default = is_default;
+	c->created = util_now_ms_mono();
 	util_strlcpy(c->id, id, sizeof(c->id));
 	util_strlcpy(c->svc_id, s->id, sizeof(c->svc_id));
 	util_strlcpy(c->svc_name, s->name, sizeof(c->svc_name));
@@ -346,6 +606,11 @@ check_new(struct health *hl, const struct conf_service *s,
 	    CONF_CHECK_TIMEOUT_MS;
 	if (c->timeout_ms >= c->interval_ms)
 		c->timeout_ms = c->interval_ms / 2;
+	c->need_pass = def->success_before_passing > 0 ?
+	    def->success_before_passing : 1;
+	c->need_fail = def->failures_before_critical > 0 ?
+	    def->failures_before_critical : 1;
+	/* The state before the first run: critical, as Consul's. */
 	c->status = CATALOG_CRITICAL;
 	util_strlcpy(c->output, def->type == CONF_CHECK_TTL ?
 	    "TTL not reported yet" : "not checked yet", sizeof(c->output));
@@ -354,6 +619,7 @@ check_new(struct health *hl, const struct conf_service *s,
 		    &c->port) != 0)
 			goto err;
 	} else if (def->type == CONF_CHECK_HTTP) {
+		c->https = strncmp(def->target, "https://", 8) == 0;
 		if (conf_check_http_parse(def->target, c->host, sizeof(c->host),
 		    &c->port, path, sizeof(path)) != 0 ||
 		    (c->buf = malloc(HEALTH_READ_MAX + 1)) == NULL)
@@ -379,15 +645,20 @@ def_eq(const struct conf_check *a, const struct conf_check *b)
 {
 	return a->type == b->type && strcmp(a->target, b->target) == 0 &&
 	    a->interval_ms == b->interval_ms &&
-	    a->timeout_ms == b->timeout_ms && a->ttl_ms == b->ttl_ms;
+	    a->timeout_ms == b->timeout_ms && a->ttl_ms == b->ttl_ms &&
+	    a->success_before_passing == b->success_before_passing &&
+	    a->failures_before_critical == b->failures_before_critical &&
+	    a->tls_skip_verify == b->tls_skip_verify &&
+	    strcmp(a->tls_server_name, b->tls_server_name) == 0;
 }
 
 /* Move the check (id, def) of s from hl->v to the new array if it exists
- * unchanged (keeping its state), else add a new one. */
+ * unchanged (keeping its state, timer and any run under way), else add a
+ * new one. */
 static void
 sync_one(struct health *hl, const struct conf_service *s,
-    const struct conf_check *def, const char *id, struct hcheck ***nv,
-    size_t *nn)
+    const struct conf_check *def, const char *id, int is_default,
+    struct hcheck ***nv, size_t *nn)
 {
 	struct hcheck *c = NULL;
 
@@ -396,14 +667,14 @@ sync_one(struct health *hl, const struct conf_service *s,
 
 		if (o != NULL && strcmp(o->id, id) == 0 &&
 		    strcmp(o->svc_name, s->name) == 0 &&
-		    def_eq(&o->def, def)) {
+		    o->is_default == is_default && def_eq(&o->def, def)) {
 			c = o;
 			hl->v[i] = NULL;
 			break;
 		}
 	}
 	if (c == NULL) {
-		if ((c = check_new(hl, s, def, id)) == NULL)
+		if ((c = check_new(hl, s, def, id, is_default)) == NULL)
 			return;
 		c->fresh = 1;
 		c->next_run = 0;        /* at once */
@@ -427,21 +698,32 @@ settle(struct health *hl)
 			check_start(hl->v[i], now);
 	while (pf != NULL && pc != NULL && (now = util_now_ms_mono()) < end) {
 		nfds_t k = 0;
+		int resolving = 0;
 
 		for (size_t i = 0; i < hl->n; i++) {
 			struct hcheck *c = hl->v[i];
 
 			if (!c->fresh || c->phase == PH_IDLE)
 				continue;
+			if (c->phase == PH_RESOLVE) {
+				check_resolved(c);
+				resolving = 1;
+				continue;
+			}
 			pf[k].fd = c->fd;
-			pf[k].events = c->phase == PH_READ ? POLLIN : POLLOUT;
+			pf[k].events = c->phase == PH_READ ||
+			    (c->tls != NULL &&
+			    !gnutls_record_get_direction(c->tls)) ?
+			    POLLIN : POLLOUT;
 			pf[k].revents = 0;
 			pc[k++] = c;
 		}
-		if (k == 0 || poll(pf, k, (int)(end - now)) < 0)
+		if (k == 0 && !resolving)
+			break;
+		if (poll(pf, k, resolving ? 5 : (int)(end - now)) < 0)
 			break;
 		for (nfds_t j = 0; j < k; j++)
-			if (pf[j].revents != 0)
+			if (pf[j].revents != 0 && pc[j]->phase != PH_IDLE)
 				check_event(pc[j], 0);
 	}
 	for (size_t i = 0; i < hl->n; i++)
@@ -470,7 +752,12 @@ health_sync(struct health *hl)
 		char id[CHECK_ID_MAX];
 
 		if (s->n_checks == 0 && s->port > 0) {
-			struct conf_check def = { .type = CONF_CHECK_TCP };
+			/* helperd's own check (Consul adds none): a TCP
+			 * connect that needs HEALTH_DEFAULT_FAILURES
+			 * failures in a row before critical. */
+			struct conf_check def = { .type = CONF_CHECK_TCP,
+				.failures_before_critical =
+				HEALTH_DEFAULT_FAILURES };
 
 			if ((size_t)snprintf(def.target, sizeof(def.target),
 			    "%s%s%s:%d", strchr(s->address, ':') != NULL ?
@@ -478,7 +765,7 @@ health_sync(struct health *hl)
 			    NULL ? "]" : "", s->port) < sizeof(def.target) &&
 			    (size_t)snprintf(id, sizeof(id), "service:%s",
 			    s->id) < sizeof(id))
-				sync_one(hl, s, &def, id, &nv, &nn);
+				sync_one(hl, s, &def, id, 1, &nv, &nn);
 		}
 		for (size_t j = 0; j < s->n_checks; j++) {
 			int k = s->n_checks == 1 ?
@@ -487,7 +774,7 @@ health_sync(struct health *hl)
 			    j + 1);
 
 			if (k > 0 && (size_t)k < sizeof(id))
-				sync_one(hl, s, &s->checks[j], id, &nv, &nn);
+				sync_one(hl, s, &s->checks[j], id, 0, &nv, &nn);
 		}
 	}
 	for (size_t i = 0; i < hl->n; i++)
@@ -498,21 +785,54 @@ health_sync(struct health *hl)
 	settle(hl);
 }
 
+/* A run past its deadline: events may be waiting that the loop has not
+ * handled yet (it was busy: a reload, a burst of connections). Handle
+ * them first, so that a stalled loop is never blamed on the service. */
+static int
+overdue_but_ready(struct hcheck *c)
+{
+	struct pollfd pf = { .fd = c->fd };
+
+	if (c->phase == PH_RESOLVE) {
+		check_resolved(c);
+		return c->phase != PH_RESOLVE;
+	}
+	pf.events = c->phase == PH_READ || (c->tls != NULL &&
+	    !gnutls_record_get_direction(c->tls)) ? POLLIN : POLLOUT;
+	if (c->fd < 0 || poll(&pf, 1, 0) != 1)
+		return 0;
+	check_event(c, 0);
+	return c->phase == PH_IDLE;
+}
+
 void
 health_tick(struct health *hl, int64_t now)
 {
 	if (hl == NULL)
 		return;
+	(void)resolve_reap(0);
 	for (size_t i = 0; i < hl->n; i++) {
 		struct hcheck *c = hl->v[i];
 
 		if (c->def.type == CONF_CHECK_TTL) {
 			if (c->status != CATALOG_CRITICAL && now >= c->ttl_expiry)
-				check_result(c, CATALOG_CRITICAL, "TTL expired "
-				    "(no update within %lds)",
-				    c->def.ttl_ms / 1000);
+			{
+				char out[96];
+
+				snprintf(out, sizeof(out), "TTL expired (no "
+				    "update within %lds)", c->def.ttl_ms / 1000);
+				check_set(c, CATALOG_CRITICAL, out);
+			}
+		} else if (c->phase == PH_RESOLVE && now < c->deadline) {
+			check_resolved(c);
 		} else if (c->phase != PH_IDLE && now >= c->deadline) {
-			if (c->def.type == CONF_CHECK_HTTP)
+			if (overdue_but_ready(c))
+				continue;
+			if (c->phase == PH_RESOLVE)
+				check_done(c, CATALOG_CRITICAL, "resolve %s: "
+				    "timed out after %ldms", c->host,
+				    c->timeout_ms);
+			else if (c->def.type == CONF_CHECK_HTTP)
 				check_done(c, CATALOG_CRITICAL, "HTTP GET %s: "
 				    "timed out after %ldms", c->def.target,
 				    c->timeout_ms);
@@ -548,6 +868,10 @@ health_free(struct health *hl)
 	for (size_t i = 0; i < hl->n; i++)
 		check_free(hl, hl->v[i]);
 	free(hl->v);
+	if (hl->cred_ready)
+		gnutls_certificate_free_credentials(hl->cred);
+	if (resolve_reap(2000) > 0)
+		log_warn("health: name lookups still running at exit");
 	free(hl);
 }
 

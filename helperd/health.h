@@ -1,16 +1,34 @@
 /* health: the health checks of this node's services, as Consul's, run
  * from the event loop without blocking. TCP: a connect within the
- * timeout; HTTP: an HTTP/1.0 GET, 2xx = passing, 429 = warning (the reply
- * read up to 4 KiB); TTL: passing while PUT /v1/agent/check/pass/<id>
- * comes within the ttl. A service without checks and with a port gets a
- * TCP check of address:port every check_interval; port 0 and no checks:
- * always passing. A new check is critical until its first run passes;
- * new checks run at once (health_sync waits briefly for them). A passing
- * check runs every interval; a failing one every HEALTH_RETRY_MS, so that
- * a service started after helperd (a strict inbound service must be) is
- * dialled within a second of listening, not an interval later. A service's
- * status is the worst of its checks; changes are logged once and published
- * (cluster). The catalog asks for it through catalog_health_ops. */
+ * timeout; HTTP(S): an HTTP/1.0 GET, 2xx = passing, 429 = warning (the
+ * reply read up to 4 KiB; https verifies the chain against the system
+ * trust store and the name, tls_server_name or the URL's host, unless
+ * tls_skip_verify); TTL: passing while PUT /v1/agent/check/pass/<id>
+ * comes within the ttl. Host names are looked up off the loop (resolve.h).
+ *
+ * A check's status changes after success_before_passing passes in a row
+ * and failures_before_critical failures in a row (Consul's; 0 or 1: at
+ * once). A failure short of the threshold keeps the status (its output
+ * says "1 of 3 failures before critical"). A service without checks and
+ * with a port gets helperd's own TCP check of address:port every
+ * check_interval, with failures_before_critical = HEALTH_DEFAULT_FAILURES;
+ * port 0 and no checks: always passing.
+ *
+ * Before its first run a check is critical ("not checked yet"), as
+ * Consul's. New checks run at once and health_sync waits briefly for
+ * them, so a service that listens when it is registered (or helperd
+ * starts, or reloads) is passing when that returns. A check that has
+ * never passed probes every HEALTH_STARTUP_MS for its first
+ * HEALTH_STARTUP_WINDOW_MS, so a service that starts after helperd is
+ * dialled soon after it listens, and never before. Otherwise every check
+ * runs every interval, passing or failing (Consul's); helperd's own check
+ * confirms a failure short of its threshold after HEALTH_CONFIRM_MS.
+ * A run past its timeout first handles events the loop has not handled
+ * yet: a busy helperd is never blamed on the service.
+ *
+ * A service's status is the worst of its checks; changes are logged once
+ * and published (cluster). The catalog asks for it through
+ * catalog_health_ops. */
 #ifndef MESH_HEALTH_H
 #define MESH_HEALTH_H
 
@@ -21,8 +39,19 @@
 
 #define HEALTH_SETTLE_MS 500   /* health_sync waits at most this long */
 #define HEALTH_READ_MAX  4096  /* an HTTP check's reply is read up to this */
-#define HEALTH_RETRY_MS  1000  /* a failing check runs again after this
-                                * (or its interval, if shorter) */
+#define HEALTH_STARTUP_MS 200  /* a check that never passed probes this
+                                * often (at most its interval) ... */
+#define HEALTH_STARTUP_WINDOW_MS 60000  /* ... during its first minute */
+#define HEALTH_CONFIRM_MS 2000 /* helperd's own check: a failure short of
+                                * the threshold is confirmed this soon */
+/* helperd's own check: failures in a row before critical. One SYN
+ * dropped by a full accept queue under a burst costs a 1 s retransmit,
+ * longer than the timeout; a loop stall can delay a run. Three failures
+ * in a row, HEALTH_CONFIRM_MS apart, span 4 s or more: a service that is
+ * really down, not a busy one. A dead service still fails fast: its
+ * connections are refused by the kernel and the relay tries another
+ * instance. */
+#define HEALTH_DEFAULT_FAILURES 3
 
 struct helperd;
 struct health;
