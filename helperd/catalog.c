@@ -103,13 +103,16 @@ catalog_set_local(struct catalog *c, const struct conf_service *cfg,
 		return -1;
 	for (size_t i = 0; i < n_cfg; i++)
 		v[n++] = &cfg[i];
-	/* An API registration of a name the config already has is refused
-	 * by the API; skip one here defensively rather than duplicate. */
+	/* Instances are keyed by ID (as Consul's): several instances of a
+	 * name may be registered. An API registration of a name or ID the
+	 * config already has is refused by the API; skip one here
+	 * defensively rather than duplicate. */
 	for (size_t i = 0; i < n_api; i++) {
 		size_t j;
 
 		for (j = 0; j < n; j++)
-			if (strcmp(v[j]->name, api[i].name) == 0)
+			if (strcmp(v[j]->id, api[i].id) == 0 ||
+			    (j < n_cfg && strcmp(v[j]->name, api[i].name) == 0))
 				break;
 		if (j == n)
 			v[n++] = &api[i];

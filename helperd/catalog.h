@@ -64,7 +64,7 @@ void catalog_set_node(struct catalog *c, const char *address, int mesh_port);
 int catalog_set_local(struct catalog *c, const struct conf_service *cfg,
     size_t n_cfg, const struct conf_service *api, size_t n_api);
 
-/* A local service by name, or NULL. */
+/* A local service by name (its first instance), or NULL. */
 const struct conf_service *catalog_local(const struct catalog *c,
     const char *name);
 size_t catalog_local_count(const struct catalog *c);

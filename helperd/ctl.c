@@ -215,6 +215,29 @@ parse_cookie(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* One line per destination and second at most, with how many refusals
+ * it stands for: a busy client must not flood the log. */
+static void
+refused_log(const char *src, const char *dst, size_t n, const char *output)
+{
+	static char last_dst[CONF_NAME_MAX];
+	static int64_t last_ms;
+	static unsigned long suppressed;
+	int64_t now = util_now_ms_mono();
+
+	if (strcmp(last_dst, dst) == 0 && now - last_ms < 1000) {
+		suppressed++;
+		return;
+	}
+	log_warn("%s => %s: no healthy instance of %s: all %zu instance(s) "
+	    "failing their checks (%s)%s%.0lu%s", src, dst, dst, n, output,
+	    suppressed > 0 ? "; " : "", suppressed,
+	    suppressed > 0 ? " more refused in the last second" : "");
+	util_strlcpy(last_dst, dst, sizeof(last_dst));
+	last_ms = now;
+	suppressed = 0;
+}
+
 static void
 do_connect(struct ctl_client *c, char *args)
 {
@@ -241,13 +264,24 @@ do_connect(struct ctl_client *c, char *args)
 	}
 	if (catalog_instances(h->catalog, dst, in, 1) == 0) {
 		/* None registered, or none passing its health checks. */
-		const char *what = catalog_instances_all(h->catalog, dst, in,
-		    1) > 0 ? "healthy " : "";
+		struct catalog_instance all[64];
+		size_t n = catalog_instances_all(h->catalog, dst, all,
+		    UTIL_ARRAY_LEN(all));
 
-		log_warn("%s => %s: no %sinstance of %s", c->service, dst,
-		    what, dst);
 		refuse_later(c, (int)port, cookie);
-		reply(c, "ERR EHOSTUNREACH no %sinstance of %s", what, dst);
+		if (n == 0) {
+			log_warn("%s => %s: no instance of %s", c->service,
+			    dst, dst);
+			reply(c, "ERR EHOSTUNREACH no instance of %s", dst);
+			return;
+		}
+		/* Every instance is failing its checks: refused, not
+		 * dialled (README, Health checks: why no panic mode). */
+		h->refused_all_critical++;
+		refused_log(c->service, dst, n, all[0].output);
+		reply(c, "ERR EHOSTUNREACH no healthy instance of %s: all %zu "
+		    "instance(s) failing their checks (%.120s)", dst, n,
+		    all[0].output);
 		return;
 	}
 	/* The source side fails fast on its cached intentions; the

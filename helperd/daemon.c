@@ -359,7 +359,8 @@ helperd_service_register(struct helperd *h, struct conf_service *svcs,
 	for (size_t i = 0; i < n; i++) {
 		for (size_t j = 0; j < h->conf.n_services; j++)
 			if (strcmp(h->conf.services[j].name,
-			    svcs[i].name) == 0) {
+			    svcs[i].name) == 0 ||
+			    strcmp(h->conf.services[j].id, svcs[i].id) == 0) {
 				snprintf(err, errlen, "service %s is defined "
 				    "in %s; change it there", svcs[i].name,
 				    h->conf.services[j].source);

@@ -87,11 +87,15 @@ static int
 local_instance(struct helperd *h, const char *dst, struct in6_addr *a,
     int *port)
 {
-	struct catalog_instance in[1];
+	static unsigned rr;             /* spreads over local instances */
+	struct catalog_instance in[16];
 	const struct conf_service *svc;
+	size_t n = catalog_instances(h->catalog, dst, in, UTIL_ARRAY_LEN(in));
+	size_t nl = 0;
 
-	if (catalog_instances(h->catalog, dst, in, 1) == 0 || !in[0].local ||
-	    (svc = in[0].svc) == NULL || svc->port <= 0 ||
+	while (nl < n && in[nl].local)  /* local ones come first */
+		nl++;
+	if (nl == 0 || (svc = in[rr++ % nl].svc) == NULL || svc->port <= 0 ||
 	    svc->inbound == CONF_INBOUND_STRICT ||
 	    sockdiag_parse_addr(svc->address, a) != 0)
 		return -1;

@@ -162,7 +162,7 @@ check_set(struct hcheck *c, enum catalog_status st, const char *out)
 static void
 check_result(struct hcheck *c, enum catalog_status st, const char *fmt, ...)
 {
-	char out[CATALOG_OUTPUT_MAX], note[CATALOG_OUTPUT_MAX];
+	char out[CATALOG_OUTPUT_MAX];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -177,9 +177,12 @@ check_result(struct hcheck *c, enum catalog_status st, const char *fmt, ...)
 			check_set(c, st, out);
 			return;
 		}
-		snprintf(note, sizeof(note), "%.200s (%d of %d successes "
-		    "before passing)", out, c->successes, c->need_pass);
-		check_set(c, c->status, note);
+		log_info("health: %s check %s passed (%d of %d successes "
+		    "before passing)", c->svc_name, c->id, c->successes,
+		    c->need_pass);
+		snprintf(c->output, sizeof(c->output), "%.200s (%d of %d "
+		    "successes before passing)", out, c->successes,
+		    c->need_pass);
 		return;
 	}
 	c->successes = 0;
@@ -191,9 +194,9 @@ check_result(struct hcheck *c, enum catalog_status st, const char *fmt, ...)
 	log_info("health: %s check %s failed (%d of %d failures before "
 	    "%s): %s", c->svc_name, c->id, c->failures, c->need_fail,
 	    catalog_status_name(st), out);
-	snprintf(note, sizeof(note), "%.200s (%d of %d failures before %s)",
-	    out, c->failures, c->need_fail, catalog_status_name(st));
-	check_set(c, c->status, note);
+	snprintf(c->output, sizeof(c->output), "%.200s (%d of %d failures "
+	    "before %s)", out, c->failures, c->need_fail,
+	    catalog_status_name(st));
 }
 
 /* When a check runs next, from the start of the run that just ended.

@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "conf/conf.h"
 
 struct ca;
@@ -51,6 +52,8 @@ struct helperd {
 	struct leaf_slot *leaves;           /* current leaf per service */
 	size_t n_leaves;
 	int64_t next_leaf_check;
+	uint64_t refused_all_critical;      /* connections refused: every
+	                                     * instance critical (main loop) */
 };
 
 struct leaf_slot {

@@ -239,7 +239,8 @@ route_agent_catalog(struct helperd *h, const struct http_req *req,
 	} else if (strcmp(p, "/v1/agent/self") == 0) {
 		if (method_is(req, resp, "GET"))
 			http_reply_json(resp, 200, json_pack(
-			    "{s:{s:s, s:s, s:s, s:i}, s:{s:I, s:I, s:I, s:I}}",
+			    "{s:{s:s, s:s, s:s, s:i}, s:{s:I, s:I, s:I, s:I, "
+			    "s:I}}",
 			    "Config",
 			    "NodeName", h->conf.node, "Datacenter",
 			    h->conf.datacenter, "Version", "meshshim " MESHSHIM_VERSION,
@@ -248,7 +249,9 @@ route_agent_catalog(struct helperd *h, const struct http_req *req,
 			    "DirectConnections",
 			    (json_int_t)direct_count(h->direct),
 			    "DNSAnswered", (json_int_t)dns_answered(h->dns),
-			    "DNSDropped", (json_int_t)dns_dropped(h->dns)));
+			    "DNSDropped", (json_int_t)dns_dropped(h->dns),
+			    "RefusedAllCritical",
+			    (json_int_t)h->refused_all_critical));
 	} else if (strcmp(p, "/v1/catalog/services") == 0) {
 		if (method_is(req, resp, "GET"))
 			http_reply_json(resp, 200,

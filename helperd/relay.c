@@ -299,37 +299,95 @@ dial_published(struct conn *c, const char *addr, int port, char *why,
 	return fd;
 }
 
-/* Inbound: handshake done and authorised; dial the local service. */
-static void
-inbound_dial(struct conn *c)
+static int inbound_retry(struct conn *c, const char *why);
+
+/* Round robin over the instances to dial (under h->lock): connection ids
+ * alternate between the halves of same-node pairs, a poor spreader. */
+static size_t spread_in, spread_out;
+
+static int
+was_tried(const struct conn *c, const char *key)
+{
+	for (int t = 0; t < c->tries; t++)
+		if (strcmp(c->tried[t], key) == 0)
+			return 1;
+	return 0;
+}
+
+/* Inbound: handshake done and authorised; dial a local instance of
+ * c->dst not tried yet: a passing one (round robin), else any
+ * (the source's helperd judged it passing). last: why the previous try
+ * failed. 0, or -1 (closed). */
+static int
+inbound_dial(struct conn *c, const char *last)
 {
 	struct relay *r = c->r;
-	const struct conf_service *svc;
-	char why[256], addr[CONF_ADDR_MAX];
-	int fd, port;
+	struct catalog_instance all[16];
+	size_t pick[16], n, k = 0;
+	char why[256], addr[CONF_ADDR_MAX], id[CONF_NAME_MAX];
+	int fd, port = 0;
 
 	helperd_lock(r->h);
-	svc = catalog_local(r->h->catalog, c->dst);
-	if (svc != NULL) {
+	for (int pass = 0; pass < 2 && k == 0; pass++) {
+		n = pass == 0 ? catalog_instances(r->h->catalog, c->dst, all,
+		    UTIL_ARRAY_LEN(all)) : catalog_instances_all(r->h->catalog,
+		    c->dst, all, UTIL_ARRAY_LEN(all));
+		for (size_t i = 0; i < n; i++)
+			if (all[i].local && all[i].svc->port > 0 &&
+			    !was_tried(c, all[i].svc->id))
+				pick[k++] = i;
+	}
+	if (k > 0 && c->tries < RELAY_DIAL_TRIES) {
+		const struct conf_service *svc = all[pick[spread_in++ % k]].svc;
+
 		util_strlcpy(addr, svc->address, sizeof(addr));
+		util_strlcpy(id, svc->id, sizeof(id));
 		port = svc->port;
+		util_strlcpy(c->tried[c->tries++], id, sizeof(c->tried[0]));
 	}
 	helperd_unlock(r->h);
-	if (svc == NULL) {
-		relay_conn_close(c, 1, "service %s is gone", c->dst);
-		return;
+	if (port == 0) {
+		if (last != NULL)
+			relay_conn_close(c, 1, "local service %s: %s", c->dst,
+			    last);
+		else
+			relay_conn_close(c, 1, "service %s is gone", c->dst);
+		return -1;
 	}
 	fd = dial_published(c, addr, port, why, sizeof(why));
 	if (fd < 0 || watch_end(c, &c->app, fd, EPOLLOUT) != 0) {
 		if (fd >= 0)
 			close(fd);
-		relay_conn_close(c, 1, "local service %s: %s", c->dst, why);
-		return;
+		return inbound_retry(c, why);
 	}
 	/* Only the dialling end may wake us until the service answers. */
 	loop_mod(c->w->loop, &c->net.w, 0);
 	c->st = ST_DIAL;
 	c->deadline = util_now_ms_mono() + r->h->conf.connect_timeout_ms;
+	return 0;
+}
+
+/* Inbound: the dial of local instance tried last failed (why): try
+ * another instance of the service, if there is one. 0, or -1 (closed). */
+static int
+inbound_retry(struct conn *c, const char *why)
+{
+	char last[300];
+
+	snprintf(last, sizeof(last), "%s (instance %s)", why,
+	    c->tries > 0 ? c->tried[c->tries - 1] : "?");
+	end_close(c->w, &c->app, 1);
+	c->app.w.fd = -1;
+	helperd_lock(c->r->h);
+	if (c->app_port > 0 && c->r->inbound_by_port[c->app_port] == c)
+		c->r->inbound_by_port[c->app_port] = NULL;
+	c->app_port = 0;
+	helperd_unlock(c->r->h);
+	if (c->tries < RELAY_DIAL_TRIES)
+		log_info("conn %llu %s => %s: local %s: trying another "
+		    "instance", (unsigned long long)c->id, c->src, c->dst,
+		    last);
+	return inbound_dial(c, last);
 }
 
 static void
@@ -358,7 +416,7 @@ handshake_done(struct conn *c)
 		relay_conn_close(c, 1, "%s", why);
 		return;
 	}
-	inbound_dial(c);
+	(void)inbound_dial(c, NULL);
 }
 
 static void
@@ -412,8 +470,11 @@ conn_dialled(struct conn *c, struct end *e)
 		return;
 	}
 	if (err != 0) {
-		relay_conn_close(c, 1, "connect to local service failed: %s",
-		    strerror(err));
+		char why[128];
+
+		snprintf(why, sizeof(why), "connect to local service failed: "
+		    "%s", strerror(err));
+		(void)inbound_retry(c, why);
 		return;
 	}
 	if (c->kind == CONN_IN || c->net.tls == NULL) {
@@ -554,8 +615,21 @@ local_pair(struct conn *c, char *why, size_t whylen)
 	return sv[0];
 }
 
-/* Choose an instance of c->dst not tried yet (a local one first, else
- * spread by connection id) and start dialling it. last: why the previous
+/* What a try of instance in is remembered by: its node, whose helperd
+ * chooses among its own instances (and fails over); a plain same-node
+ * try dials the instance itself: node/id. */
+static void
+dial_key(const struct helperd *h, const struct catalog_instance *in,
+    char *key, size_t len)
+{
+	if (in->local && !h->conf.same_node_mtls)
+		snprintf(key, len, "%.63s/%.63s", in->node, in->svc->id);
+	else
+		snprintf(key, len, "%s", in->node);
+}
+
+/* Choose an instance of c->dst not tried yet (a local one first, round
+ * robin) and start dialling it. last: why the previous
  * try failed, for the message when none is left. 0, or -1 (closed). */
 static int
 outbound_dial(struct conn *c, const char *last)
@@ -563,7 +637,7 @@ outbound_dial(struct conn *c, const char *last)
 	struct relay *r = c->r;
 	struct helperd *h = r->h;
 	struct catalog_instance all[16], in[16];
-	char why[256], err[256], host[CONF_ADDR_MAX];
+	char why[256], err[256], host[CONF_ADDR_MAX], key[128];
 	struct ca_leaf *leaf = NULL;
 	size_t n, k = 0;
 	int nfd, port, local, tls;
@@ -573,12 +647,8 @@ outbound_dial(struct conn *c, const char *last)
 	helperd_lock(h);
 	n = catalog_instances(h->catalog, c->dst, all, UTIL_ARRAY_LEN(all));
 	for (size_t i = 0; i < n; i++) {
-		int seen = 0;
-
-		for (int t = 0; t < c->tries; t++)
-			if (strcmp(c->tried[t], all[i].node) == 0)
-				seen = 1;
-		if (!seen)
+		dial_key(h, &all[i], key, sizeof(key));
+		if (!was_tried(c, key))
 			in[k++] = all[i];
 	}
 	if (k == 0 || c->tries >= RELAY_DIAL_TRIES) {
@@ -589,10 +659,16 @@ outbound_dial(struct conn *c, const char *last)
 			relay_conn_close(c, 1, "no instance of %s", c->dst);
 		return -1;
 	}
-	/* A local instance if there is one (it comes first), else spread
-	 * connections over the remote instances. */
-	n = in[0].local ? 0 : (size_t)(c->id % k);
-	util_strlcpy(c->tried[c->tries++], in[n].node, sizeof(c->tried[0]));
+	/* The local instances if there are any (they come first), else
+	 * the remote ones; spread connections over them. */
+	{
+		size_t nl = 0;
+
+		while (nl < k && in[nl].local)
+			nl++;
+		n = spread_out++ % (nl > 0 ? nl : k);
+	}
+	dial_key(h, &in[n], c->tried[c->tries++], sizeof(c->tried[0]));
 	local = in[n].local;
 	tls = !local || h->conf.same_node_mtls;
 	util_strlcpy(host, tls ? in[n].address : in[n].svc->address,

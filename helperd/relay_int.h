@@ -90,8 +90,9 @@ struct conn {
 	int bulky;              /* relay rounds that moved a lot */
 	int move_fd[2];         /* app, net while moving between workers */
 	uint32_t move_ev[2];
-	int tries;              /* outbound: instances dialled so far */
-	char tried[RELAY_DIAL_TRIES][64];  /* ... their nodes */
+	int tries;              /* instances dialled so far */
+	char tried[RELAY_DIAL_TRIES][128]; /* ... which: out: node (node/id
+	                           for a plain local one); in: local id */
 	struct conn *prev, *next;
 };
 
