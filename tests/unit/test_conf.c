@@ -734,8 +734,7 @@ Test(conf, bad_checks_libconfig)
 	    "\"script\"");
 	expect_load_error("bad/check_http.conf",
 	    "bad/check_http.conf:3: service \"web\": check 1: http: "
-	    "\"https://127.0.0.1/\" is not an http://host[:port]/path URL "
-	    "(https is not supported)");
+	    "\"ftp://127.0.0.1/\" is not an http[s]://host[:port]/path URL");
 	expect_load_error("bad/check_timeout.conf",
 	    "bad/check_timeout.conf:3: service \"web\": check 1: timeout: 2s "
 	    "must be shorter than the interval (2s)");
@@ -766,9 +765,9 @@ Test(conf, bad_checks_json)
 		{ "{\"TCP\": \"127.0.0.1:0\"}", "req:1: service \"web\": "
 		  "check 1: tcp: \"127.0.0.1:0\" is not host:port" },
 		{ "{\"HTTP\": \"http://\"}", "req:1: service \"web\": check 1: "
-		  "http: \"http://\" is not an http://host[:port]/path URL" },
+		  "http: \"http://\" is not an http[s]://host[:port]/path URL" },
 		{ "{\"HTTP\": \"ftp://x/\"}", "req:1: service \"web\": check "
-		  "1: http: \"ftp://x/\" is not an http://" },
+		  "1: http: \"ftp://x/\" is not an http[s]://" },
 		{ "{\"HTTP\": \"http://h:99999/\"}", "req:1: service \"web\": "
 		  "check 1: http: " },
 		{ "{\"HTTP\": \"http://h/a b\"}", "req:1: service \"web\": "
@@ -801,6 +800,19 @@ Test(conf, bad_checks_json)
 	    "\"Interval\": 30, \"Timeout\": \"250ms\"}"), 0, "%s", err);
 	cr_assert_eq(json_check("{\"http\": \"http://localhost:8080\"}"), 0,
 	    "%s", err);
+	cr_assert_eq(json_check("{\"HTTP\": \"https://web.local/h\", "
+	    "\"TLSSkipVerify\": true, \"TLSServerName\": \"web.example\", "
+	    "\"SuccessBeforePassing\": 2, \"FailuresBeforeCritical\": 3}"), 0,
+	    "%s", err);
+	cr_assert_eq(json_check("{\"TCP\": \"h:1\", \"TLSSkipVerify\": true}"),
+	    -1);
+	cr_assert_prefix(err, "req:1: service \"web\": check 1: tls_skip_verify "
+	    "and tls_server_name apply to https checks only");
+	cr_assert_eq(json_check("{\"TCP\": \"h:1\", "
+	    "\"FailuresBeforeCritical\": 101}"), -1);
+	cr_assert_prefix(err, "req:1: service \"web\": check 1: "
+	    "success_before_passing and failures_before_critical must be in "
+	    "0..100");
 	expect_file_error("bad/check_args.json", "bad/check_args.json:1: "
 	    "service \"web\": check 1: args checks are not supported");
 }
