@@ -63,7 +63,7 @@ def worker(k):
     while running():
         err = None
         try:
-            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s = socket.create_connection(("127.0.0.1", port), timeout=30)
             try:
                 msg = b"hello %d\n" % k
                 s.sendall(msg)
