@@ -5,7 +5,7 @@
  * separated by one space; names are service names (conf_valid_name).
  * Every request gets exactly one reply line, in order.
  *
- *   HELLO <service>
+ *   HELLO <service> [<acl-token>]   (the token: a name nobody defines)
  *       Binds this control connection to <service>. helperd checks the
  *       peer's SO_PEERCRED uid against the service's "user" (if any).
  *       OK port=<outbound-port> dns=<dns_domain> [direct=1]

@@ -426,6 +426,41 @@ static const struct ckey ca_keys[] = {
 	{ .name = NULL },
 };
 
+static int
+chk_uuid(const char *v, char *why, size_t whylen)
+{
+	size_t n = strlen(v);
+
+	if (n == 0)
+		return 0;
+	for (size_t i = 0; n == 36 && i < n; i++) {
+		int dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+		if (dash != (v[i] == '-') || (!dash && !isxdigit(
+		    (unsigned char)v[i])))
+			break;
+		if (i == n - 1)
+			return 0;
+	}
+	snprintf(why, whylen, "must be a UUID (like the output of uuidgen)");
+	return -1;
+}
+
+static const struct ckey acl_keys[] = {
+	{ .name = "enabled", .type = K_BOOL, FLD(conf_acl, enabled),
+	  .def = "true" },
+	{ .name = "initial_management", .type = K_STR,
+	  FLD(conf_acl, initial_management), .check = chk_uuid, .def = "" },
+	{ .name = NULL },
+};
+
+static const struct ckey limits_keys[] = {
+	{ .name = "http_max_conns_per_client", .type = K_INT,
+	  FLD(conf_limits, http_max_conns_per_client), .min = 1,
+	  .max = 100000, .def = "200" },
+	{ .name = NULL },
+};
+
 static const struct ckey store_keys[] = {
 	{ .name = "backend", .type = K_ENUM, FLD(conf_store_cfg, backend),
 	  .choices = ch_backend, .def = "embedded" },
@@ -460,6 +495,8 @@ static const struct ckey top_keys[] = {
 	  .check = chk_nonempty, .def = "/run/meshshim/helperd.sock" },
 	{ .name = "http_addr", .type = K_STR, FLD(conf, http_addr),
 	  .check = chk_hostport, .def = "127.0.0.1:8500" },
+	{ .name = "http_socket", .type = K_STR, FLD(conf, http_socket),
+	  .def = "" },
 	{ .name = "mesh_port", .type = K_INT, FLD(conf, mesh_port),
 	  .min = 0, .max = 65535, .def = "21000" },
 	{ .name = "bind_addr", .type = K_STR, FLD(conf, bind_addr),
@@ -496,6 +533,9 @@ static const struct ckey top_keys[] = {
 	  FLD(conf, check_interval_ms), .in_ms = 1, .min = MS_S,
 	  .max = MS_H, .def = "10s" },
 	{ .name = "ca", .type = K_GROUP, FLD(conf, ca), .sub = ca_keys },
+	{ .name = "acl", .type = K_GROUP, FLD(conf, acl), .sub = acl_keys },
+	{ .name = "limits", .type = K_GROUP, FLD(conf, limits),
+	  .sub = limits_keys },
 	{ .name = "store", .type = K_GROUP, FLD(conf, store),
 	  .sub = store_keys },
 	{ .name = "services", .type = K_SERVICES, .off = 0, .size = 0 },
@@ -863,6 +903,24 @@ key_line(config_t *cfg, const char *key, const char *group)
 	return 0;
 }
 
+/* Is host (an IP literal, or host:port) on loopback? */
+static int
+addr_is_loopback(const char *addr)
+{
+	char host[CONF_ADDR_MAX];
+	struct in6_addr a6;
+	struct in_addr a4;
+	int port;
+
+	if (util_split_hostport(addr, host, sizeof(host), &port) != 0)
+		util_strlcpy(host, addr, sizeof(host));
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, host, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6);
+	return 0;
+}
+
 /* The sanity block: checks that involve more than one key. */
 static int
 cross_check(const struct conf *c, config_t *cfg, char *err, size_t errlen)
@@ -880,6 +938,17 @@ cross_check(const struct conf *c, config_t *cfg, char *err, size_t errlen)
 		    "ca.leaf_ttl: %s must be shorter than ca.root_ttl (%s)",
 		    dur_fmt(c->ca.leaf_ttl * MS_S, a, sizeof(a)),
 		    dur_fmt(c->ca.root_ttl * MS_S, b, sizeof(b)));
+	if (!addr_is_loopback(c->http_addr) && !c->acl.enabled)
+		return conf_errf(err, errlen, f, key_line(cfg, "http_addr",
+		    "acl"), "http_addr: %s is not a loopback address: the API "
+		    "would be open to the network; set acl = { enabled = "
+		    "true; } (the default outside -dev)", c->http_addr);
+	if (c->dev && (!addr_is_loopback(c->http_addr) ||
+	    !addr_is_loopback(c->bind_addr)))
+		return conf_errf(err, errlen, f, key_line(cfg, "bind_addr",
+		    "http_addr"), "-dev listens on loopback only: http_addr "
+		    "(%s) and bind_addr (%s) must be loopback addresses",
+		    c->http_addr, c->bind_addr);
 	if (c->store.backend == CONF_STORE_ETCD && c->store.n_endpoints == 0)
 		return conf_errf(err, errlen, f, key_line(cfg, "store.backend",
 		    "store"), "store.endpoints: required with backend "
@@ -1854,6 +1923,14 @@ cleanup:
 	return rc;
 }
 
+int
+conf_user_uid(const char *name, uid_t *uid)
+{
+	char why[128];
+
+	return resolve_user(name, uid, why, sizeof(why));
+}
+
 /* ---- the conf ----------------------------------------------------------- */
 
 void
@@ -1882,6 +1959,11 @@ conf_defaults(struct conf *c, int dev)
 	if (!conf_valid_name(c->node))
 		util_strlcpy(c->node, "node", sizeof(c->node));
 	c->dev = dev != 0;
+	/* -dev: open API (it says so at start), loopback only. */
+	if (dev) {
+		c->acl.enabled = 0;
+		util_strlcpy(c->bind_addr, "127.0.0.1", sizeof(c->bind_addr));
+	}
 }
 
 static void

@@ -109,12 +109,28 @@ struct conf_store_cfg {
 	char password[CONF_NAME_MAX];
 };
 
+struct conf_acl {
+	int enabled;                    /* [true; -dev: false] */
+	char initial_management[40];    /* a management token's SecretID
+	                                 * (UUID) to create, as Consul's
+	                                 * acl.tokens.initial_management;
+	                                 * "" = a random one ([""]) */
+};
+
+struct conf_limits {
+	long http_max_conns_per_client; /* [200], per uid (local) or IP */
+};
+
 struct conf {
 	char node[CONF_NAME_MAX];           /* [hostname] */
 	char datacenter[CONF_NAME_MAX];     /* ["dc1"] */
 	char data_dir[CONF_PATH_MAX];       /* ["/var/lib/meshshim"] */
 	char socket[108];                   /* ["/run/meshshim/helperd.sock"] */
 	char http_addr[CONF_ADDR_MAX];      /* ["127.0.0.1:8500"], port 0 = any */
+	char http_socket[108];              /* HTTP API on a unix socket, the
+	                                     * caller's uid its credential
+	                                     * ["": http.sock beside socket;
+	                                     * "none": off] */
 	int mesh_port;                      /* [21000], 0 = any free port */
 	char bind_addr[CONF_ADDR_MAX];      /* mesh_port listen address ["0.0.0.0"] */
 	char advertise_addr[CONF_ADDR_MAX]; /* ["127.0.0.1"] */
@@ -137,6 +153,8 @@ struct conf {
 	                                     * 1s..1h */
 	int dev;                            /* started with -dev */
 	struct conf_ca ca;
+	struct conf_acl acl;
+	struct conf_limits limits;
 	struct conf_store_cfg store;
 	struct conf_service *services;      /* mesh.conf + services_dir */
 	size_t n_services;
@@ -236,6 +254,9 @@ int conf_services_check(const struct conf_service *svcs, size_t n,
  * digit. 1 if valid. "*" is NOT a valid service name (intentions allow it
  * separately). */
 int conf_valid_name(const char *s);
+
+/* A user name (or a numeric uid) as this host knows it. 0/-1. */
+int conf_user_uid(const char *name, uid_t *uid);
 
 /* Find a service by name (first match) or NULL. */
 const struct conf_service *conf_find_service(const struct conf *c,

@@ -257,6 +257,7 @@ catalog_remote_put(struct catalog *c, const char *key, const char *value,
 	    jstr(j, "ServiceAddress", r.svc.address, sizeof(r.svc.address),
 	    0) != 0 ||
 	    jport(j, "Port", &r.svc.port) != 0 ||
+	    jstr(j, "User", r.svc.user, sizeof(r.svc.user), 0) != 0 ||
 	    !conf_valid_name(r.svc.name)) {
 		json_decref(j);
 		snprintf(why, whylen, "not an instance (Node, Address, "
@@ -280,6 +281,9 @@ catalog_remote_put(struct catalog *c, const char *key, const char *value,
 			    sizeof(r.output));
 	}
 	json_decref(j);
+	/* Restricted on its node: only the same user here (or root). */
+	if (r.svc.user[0] != '\0' && conf_user_uid(r.svc.user, &r.svc.uid) != 0)
+		r.svc.uid = (uid_t)-1;
 	if (r.svc.id[0] == '\0')
 		util_strlcpy(r.svc.id, r.svc.name, sizeof(r.svc.id));
 	r.svc.connect = 1;
@@ -499,4 +503,21 @@ catalog_health_json(const struct catalog *c, const char *name,
 		    "Service", service_json(in[i].svc), "Checks", checks));
 	}
 	return a;
+}
+
+const char *
+catalog_remote_user(const struct catalog *c, const char *name)
+{
+	const char *found = NULL;
+
+	for (size_t i = 0; i < c->n_remote; i++) {
+		const struct remote *r = &c->remote[i];
+
+		if (strcmp(r->svc.name, name) != 0)
+			continue;
+		if (r->svc.user[0] != '\0')
+			return r->svc.user;
+		found = "";
+	}
+	return found;
 }

@@ -90,6 +90,9 @@ int catalog_remote_del(struct catalog *c, const char *key);
 /* Drop every remote instance (before a full re-list). */
 void catalog_remote_clear(struct catalog *c);
 size_t catalog_remote_count(const struct catalog *c);
+/* The `user` another node restricts service name to ("" when none), or
+ * NULL when no other node has it. */
+const char *catalog_remote_user(const struct catalog *c, const char *name);
 /* The remote instances as {key: value} (values as catalog_remote_put
  * takes them), to keep them across a restart. New reference or NULL. */
 json_t *catalog_remote_dump(const struct catalog *c);

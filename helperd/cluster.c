@@ -664,6 +664,8 @@ want_build(struct cluster *c)
 		    "ID", s->id, "ServiceAddress", s->address, "Port",
 		    s->port, "Status", catalog_status_name(st), "Output",
 		    output);
+		if (v != NULL && s->user[0] != '\0')
+			json_object_set_new(v, "User", json_string(s->user));
 		txt = v != NULL ? json_dumps(v, JSON_COMPACT) : NULL;
 		json_decref(v);
 		if (txt == NULL)

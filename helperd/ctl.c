@@ -13,6 +13,7 @@
 #include "common/ctlproto.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "helperd/acl.h"
 #include "helperd/catalog.h"
 #include "helperd/direct.h"
 #include "helperd/emfile.h"
@@ -155,23 +156,25 @@ hello_ok(struct ctl_client *c, const struct conf_service *svc)
 	reply(c, "%s", line);
 }
 
+/* HELLO <service> [<acl-token>] */
 static void
-do_hello(struct ctl_client *c, const char *arg)
+do_hello(struct ctl_client *c, char *args)
 {
 	struct helperd *h = c->s->h;
+	const char *arg = strtok_r(NULL, " ", &args);
+	const char *token = arg != NULL ? strtok_r(NULL, " ", &args) : NULL;
 	const struct conf_service *svc;
+	char why[256];
 
 	if (arg == NULL || !conf_valid_name(arg)) {
 		reply(c, "ERR EINVAL invalid service name");
 		return;
 	}
 	svc = catalog_local(h->catalog, arg);
-	if (svc != NULL && svc->user[0] != '\0' && c->uid != svc->uid &&
-	    c->uid != 0) {
-		log_warn("control: pid %ld uid %ld may not act as %s "
-		    "(user %s)", (long)c->pid, (long)c->uid, arg, svc->user);
-		reply(c, "ERR EACCES uid %ld may not act as %s (user %s)",
-		    (long)c->uid, arg, svc->user);
+	if (acl_claim(h->acl, c->uid, token, arg, svc, catalog_remote_user(
+	    h->catalog, arg), why, sizeof(why)) != 0) {
+		log_warn("control: pid %ld: %s", (long)c->pid, why);
+		reply(c, "ERR EACCES %s", why);
 		return;
 	}
 	util_strlcpy(c->service, arg, sizeof(c->service));
@@ -426,7 +429,7 @@ handle_line(struct ctl_client *c, char *line)
 	if (cmd == NULL)
 		reply(c, "ERR EPROTO empty request");
 	else if (strcmp(cmd, "HELLO") == 0)
-		do_hello(c, strtok_r(NULL, " ", &args));
+		do_hello(c, args);
 	else if (strcmp(cmd, "CONNECT") == 0)
 		do_connect(c, args);
 	else if (strcmp(cmd, "ACCEPT") == 0)

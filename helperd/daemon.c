@@ -14,6 +14,7 @@
 #include "config.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "helperd/acl.h"
 #include "helperd/ca.h"
 #include "helperd/catalog.h"
 #include "helperd/cluster.h"
@@ -333,7 +334,20 @@ service_def_json(const struct conf_service *s)
 static int
 api_services_save(struct helperd *h, char *err, size_t errlen)
 {
-	json_t *a = json_array();
+	json_t *a;
+
+	/* No registrations: no file ({"services": []} would not load). */
+	if (h->n_api_services == 0) {
+		char path[CONF_PATH_MAX + 32];
+
+		path_in(path, sizeof(path), h, "services.json");
+		if (unlink(path) != 0 && errno != ENOENT) {
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	a = json_array();
 
 	for (size_t i = 0; i < h->n_api_services; i++) {
 		json_t *j = service_def_json(&h->api_services[i]);
@@ -476,6 +490,58 @@ helperd_reload(struct helperd *h, char *err, size_t errlen)
 
 /* Start and stop ---------------------------------------------------------- */
 
+/* The ACL store and the API's unix socket path; says at start what is
+ * open (-dev, acl.enabled = false) and what is exposed. */
+static int
+acl_start(struct helperd *h, char *err, size_t errlen)
+{
+	const char *sp = h->conf.http_socket;
+
+	if (acl_open(&h->acl, h->conf.data_dir, h->conf.acl.enabled,
+	    h->conf.acl.initial_management, err, errlen) != 0)
+		return -1;
+	if (strcmp(sp, "none") == 0) {
+		h->http_sock[0] = '\0';
+	} else if (sp[0] != '\0') {
+		util_strlcpy(h->http_sock, sp, sizeof(h->http_sock));
+	} else {
+		/* Beside the control socket: /run/meshshim/http.sock. */
+		const char *slash = strrchr(h->conf.socket, '/');
+		int dl = slash != NULL ? (int)(slash - h->conf.socket) : 1;
+
+		if (slash == NULL)
+			snprintf(h->http_sock, sizeof(h->http_sock),
+			    "http.sock");
+		else if ((size_t)snprintf(h->http_sock, sizeof(h->http_sock),
+		    "%.*s/http.sock", dl, h->conf.socket) >=
+		    sizeof(h->http_sock)) {
+			snprintf(err, errlen, "http_socket: the path beside "
+			    "socket is too long; set http_socket");
+			return -1;
+		}
+	}
+	if (strncmp(h->conf.http_addr, "127.", 4) != 0 &&
+	    strncmp(h->conf.http_addr, "[::1]", 5) != 0)
+		log_warn("http_addr %s is not loopback: the API is reachable "
+		    "from the network; every request from another host needs "
+		    "an ACL token", h->conf.http_addr);
+	if (h->conf.dev)
+		log_warn("dev mode: the HTTP API is OPEN to every local user "
+		    "(no ACLs: anyone may read leaf keys, write intentions, "
+		    "rotate the CA) and any uid may claim any service name; "
+		    "listening on loopback only. Do not use -dev in "
+		    "production.");
+	else if (!h->conf.acl.enabled)
+		log_warn("acl.enabled = false: the HTTP API is open to every "
+		    "local user (leaf keys, intentions, CA rotation)");
+	else
+		log_info("acl: enabled: writes and leaf keys need a token "
+		    "(X-Consul-Token) or the unix socket %s as root or as "
+		    "the service's user", h->http_sock[0] != '\0' ?
+		    h->http_sock : "(off)");
+	return 0;
+}
+
 static int
 write_ports(struct helperd *h, char *err, size_t errlen)
 {
@@ -577,8 +643,10 @@ helperd_start(struct helperd *h, char *err, size_t errlen)
 			    ".service.consul, .connect.consul",
 			    h->dns_bound, h->conf.dns_domain);
 	}
-	if (ctl_start(&h->ctl, h, h->conf.socket, err, errlen) != 0 ||
-	    http_start(&h->http, h, h->conf.http_addr, h->http_bound,
+	if (acl_start(h, err, errlen) != 0 ||
+	    ctl_start(&h->ctl, h, h->conf.socket, err, errlen) != 0 ||
+	    http_start(&h->http, h, h->conf.http_addr, h->http_sock,
+	    h->conf.limits.http_max_conns_per_client, h->http_bound,
 	    sizeof(h->http_bound), err, errlen) != 0)
 		return -1;
 	if (h->conf.store.backend == CONF_STORE_ETCD &&
@@ -587,9 +655,11 @@ helperd_start(struct helperd *h, char *err, size_t errlen)
 	if (write_ports(h, err, errlen) != 0)
 		return -1;
 	log_info("helperd %s up: node %s, dc %s, trust domain %s, mesh port "
-	    "%s:%d, HTTP %s, control %s, %zu service(s), default %s%s",
-	    MESHSHIM_VERSION, h->conf.node, h->conf.datacenter, ca_trust_domain(h->ca),
+	    "%s:%d, HTTP %s%s%s, control %s, %zu service(s), default %s%s",
+	    MESHSHIM_VERSION, h->conf.node, h->conf.datacenter,
+	    ca_trust_domain(h->ca),
 	    h->conf.bind_addr, h->mesh_port_bound, h->http_bound,
+	    h->http_sock[0] != '\0' ? " and unix:" : "", h->http_sock,
 	    h->conf.socket, catalog_local_count(h->catalog),
 	    h->conf.default_allow ? "allow" : "deny",
 	    h->conf.same_node_mtls ? "" : ", same-node without TLS");
@@ -621,6 +691,8 @@ helperd_stop(struct helperd *h)
 	cluster_stop(h->cluster);
 	h->cluster = NULL;
 	http_stop(h->http);
+	acl_free(h->acl);
+	h->acl = NULL;
 	ctl_stop(h->ctl);
 	dns_stop(h->dns);
 	h->dns = NULL;

@@ -21,6 +21,7 @@ struct cluster;
 struct health;
 struct served;
 struct dns_server;
+struct acl;
 
 struct helperd {
 	struct conf conf;
@@ -43,7 +44,9 @@ struct helperd {
 	struct served *served;              /* per-service loopback addresses */
 	struct dns_server *dns;             /* NULL: dns_addr = "" or unbound */
 	char dns_bound[CONF_ADDR_MAX];      /* "" when no DNS server */
+	struct acl *acl;                    /* tokens, policies, grants */
 	char http_bound[CONF_ADDR_MAX];
+	char http_sock[108];                /* the API's unix socket, or "" */
 	int mesh_port_bound;
 	int outbound_port;              /* loopback port shims connect to */
 	int stopping;

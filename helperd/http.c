@@ -15,6 +15,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "helperd/acl.h"
 #include "helperd/catalog.h"
 #include "helperd/direct.h"
 #include "helperd/dns.h"
@@ -22,21 +23,6 @@
 #include "helperd/helperd.h"
 #include "helperd/loop.h"
 #include "helperd/relay.h"
-
-#define HTTP_MAX_CONNS 256
-
-struct http_server {
-	struct helperd *h;
-	struct MHD_Daemon *d;
-	struct loop_watch w;
-};
-
-/* Per request: the body as it arrives, capped. */
-struct http_ctx {
-	char *body;
-	size_t len;
-	int too_big;
-};
 
 const char *
 http_query(const struct http_req *req, const char *key)
@@ -152,6 +138,78 @@ query_flag(const struct http_req *req, const char *key)
 	    strcmp(v, "0") != 0);
 }
 
+/* A local service by ID (API registrations and the configuration). */
+static const struct conf_service *
+service_by_id(struct helperd *h, const char *id)
+{
+	for (size_t i = 0; i < catalog_local_count(h->catalog); i++) {
+		const struct conf_service *s = catalog_local_at(h->catalog, i);
+
+		if (strcmp(s->id, id) == 0)
+			return s;
+	}
+	return NULL;
+}
+
+/* A TTL check is updated by its service's writers ("service:<id>" and
+ * "service:<id>:<n>" are the IDs helperd gives) or operator:write. */
+static int
+check_allowed(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp, const char *verb_id)
+{
+	const char *id = strchr(verb_id, '/');
+	const struct conf_service *s = NULL;
+	char sid[CONF_NAME_MAX];
+
+	if (acl_operator_write(h->acl, req->caller))
+		return 1;
+	if (id != NULL && strncmp(id + 1, "service:", 8) == 0) {
+		util_strlcpy(sid, id + 9, sizeof(sid));
+		sid[strcspn(sid, ":")] = '\0';
+		s = service_by_id(h, sid);
+	}
+	if (s != NULL)
+		return http_allowed(req, resp, acl_service_write(h->acl,
+		    req->caller, s->name, s), "service:write", s->name);
+	return http_allowed(req, resp, 0, "operator:write", NULL);
+}
+
+/* Registering (or replacing) services needs service:write on each name,
+ * and on the name an existing ID had. A uid that has write only as the
+ * `user` of a service keeps that `user` in the new definition. */
+static int
+register_allowed(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp, const struct conf_service *svcs, size_t n)
+{
+	const struct acl_caller *c = req->caller;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct conf_service *old = catalog_local(h->catalog,
+		    svcs[i].name), *byid = service_by_id(h, svcs[i].id);
+
+		if (acl_is_management(h->acl, c))
+			return 1;
+		if (!http_allowed(req, resp, acl_service_write(h->acl, c,
+		    svcs[i].name, old), "service:write", svcs[i].name))
+			return 0;
+		if (byid != NULL && !http_allowed(req, resp,
+		    acl_service_write(h->acl, c, byid->name, byid),
+		    "service:write", byid->name))
+			return 0;
+		if (old != NULL && old->user[0] != '\0' && c->uid == old->uid &&
+		    (svcs[i].user[0] == '\0' || svcs[i].uid != c->uid) &&
+		    !acl_service_write(h->acl, &(struct acl_caller){
+		    .token = c->token, .uid = ACL_NOUID }, svcs[i].name, NULL)) {
+			http_reply_text(resp, 403, "Permission denied: uid %ld "
+			    "acts for %s as its user; the new definition must "
+			    "keep \"user\": \"%s\"", (long)c->uid,
+			    svcs[i].name, old->user);
+			return 0;
+		}
+	}
+	return 1;
+}
+
 /* PUT /v1/agent/check/{pass,warn,fail}/<id>[?note=...]: a TTL check. */
 static void
 agent_check_update(struct helperd *h, const struct http_req *req,
@@ -163,6 +221,8 @@ agent_check_update(struct helperd *h, const struct http_req *req,
 	char why[256];
 	int status;
 
+	if (!check_allowed(h, req, resp, rest))
+		return;
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(verbs); i++) {
 		size_t vl = strlen(verbs[i].verb);
 
@@ -198,6 +258,10 @@ agent_register(struct helperd *h, const struct http_req *req,
 		    err);
 		return;
 	}
+	if (!register_allowed(h, req, resp, svcs, n)) {
+		conf_services_free(svcs, n);
+		return;
+	}
 	if (helperd_service_register(h, svcs, n, err, sizeof(err)) != 0) {
 		http_reply_text(resp, 400, "%s", err);
 		conf_services_free(svcs, n);
@@ -218,7 +282,9 @@ route_agent_catalog(struct helperd *h, const struct http_req *req,
 			http_reply_json(resp, 200,
 			    catalog_agent_services_json(h->catalog));
 	} else if (strcmp(p, "/v1/agent/reload") == 0) {
-		if (!method_is(req, resp, "PUT|POST"))
+		if (!method_is(req, resp, "PUT|POST") ||
+		    !http_allowed(req, resp, acl_operator_write(h->acl,
+		    req->caller), "operator:write", NULL))
 			return 1;
 		if (helperd_reload(h, err, sizeof(err)) != 0)
 			http_reply_text(resp, 500, "Reload failed, the running "
@@ -229,7 +295,15 @@ route_agent_catalog(struct helperd *h, const struct http_req *req,
 		if (method_is(req, resp, "PUT|POST"))
 			agent_register(h, req, resp);
 	} else if (strncmp(p, "/v1/agent/service/deregister/", 29) == 0) {
+		const struct conf_service *s = service_by_id(h, p + 29);
+
 		if (!method_is(req, resp, "PUT|POST"))
+			return 1;
+		if (s != NULL && !http_allowed(req, resp, acl_service_write(
+		    h->acl, req->caller, s->name, s), "service:write", s->name))
+			return 1;
+		if (s == NULL && !http_allowed(req, resp, acl_is_management(
+		    h->acl, req->caller), "service:write", p + 29))
 			return 1;
 		if (helperd_service_deregister(h, p + 29, err,
 		    sizeof(err)) != 0)
@@ -239,12 +313,14 @@ route_agent_catalog(struct helperd *h, const struct http_req *req,
 	} else if (strcmp(p, "/v1/agent/self") == 0) {
 		if (method_is(req, resp, "GET"))
 			http_reply_json(resp, 200, json_pack(
-			    "{s:{s:s, s:s, s:s, s:i}, s:{s:I, s:I, s:I, s:I, "
-			    "s:I}}",
-			    "Config",
-			    "NodeName", h->conf.node, "Datacenter",
-			    h->conf.datacenter, "Version", "meshshim " MESHSHIM_VERSION,
-			    "MeshPort", h->mesh_port_bound, "Stats",
+			    "{s:{s:s, s:s, s:s, s:i, s:s, s:b}, s:{s:I, s:I, s:I, "
+			    "s:I, s:I}}",
+			    "Config", "NodeName", h->conf.node, "Datacenter",
+			    h->conf.datacenter, "Version", "meshshim "
+			    MESHSHIM_VERSION,
+			    "MeshPort", h->mesh_port_bound, "HTTPSocket",
+			    h->http_sock, "ACLsEnabled", acl_enabled(h->acl),
+			    "Stats",
 			    "Connections", (json_int_t)relay_count(h->relay),
 			    "DirectConnections",
 			    (json_int_t)direct_count(h->direct),
@@ -289,180 +365,46 @@ route_agent_catalog(struct helperd *h, const struct http_req *req,
 	return 1;
 }
 
-static void
-dispatch(struct helperd *h, const struct http_req *req,
+int
+http_allowed(const struct http_req *req, struct http_resp *resp, int ok,
+    const char *perm, const char *what)
+{
+	char why[512];
+
+	if (ok)
+		return 1;
+	acl_denied(req->caller, perm, what, why, sizeof(why));
+	http_reply_text(resp, 403, "%s", why);
+	return 0;
+}
+
+int
+http_intent_allowed(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp, const char *dest)
+{
+	return http_allowed(req, resp, acl_intention_write(h->acl,
+	    req->caller, dest), "intentions:write", dest);
+}
+
+void
+http_dispatch(struct helperd *h, const struct http_req *req,
     struct http_resp *resp)
 {
+	const struct acl_caller *c = req->caller;
+
+	/* An unknown token is refused everywhere, as Consul does; from
+	 * another host even the reads need a token. */
+	if (acl_enabled(h->acl) && (c->bad_token || (!c->local &&
+	    c->token == NULL))) {
+		http_reply_text(resp, 403, "%s", c->bad_token ?
+		    "ACL not found" : "Permission denied: a token is required "
+		    "from a non-loopback address (X-Consul-Token)");
+		return;
+	}
 	if (route_agent_catalog(h, req, resp) ||
-	    http_intent_route(h, req, resp) || http_ca_route(h, req, resp))
+	    http_intent_route(h, req, resp) || http_ca_route(h, req, resp) ||
+	    http_acl_route(h, req, resp))
 		return;
 	http_reply_text(resp, 404, "Unknown path: %s", req->path);
 }
 
-static enum MHD_Result
-on_request(void *cls, struct MHD_Connection *mc, const char *url,
-    const char *method, const char *version, const char *upload,
-    size_t *upload_len, void **con_cls)
-{
-	struct http_server *s = cls;
-	struct http_ctx *ctx = *con_cls;
-	struct http_resp resp = { 0 };
-	struct http_req req;
-	struct MHD_Response *r;
-	enum MHD_Result ret;
-
-	(void)version;
-	if (ctx == NULL) {
-		if ((ctx = calloc(1, sizeof(*ctx))) == NULL)
-			return MHD_NO;
-		*con_cls = ctx;
-		return MHD_YES;
-	}
-	if (*upload_len > 0) {
-		if (!ctx->too_big && ctx->len + *upload_len <= HTTP_BODY_MAX) {
-			char *nb = realloc(ctx->body, ctx->len + *upload_len +
-			    1);
-			if (nb == NULL)
-				return MHD_NO;
-			ctx->body = nb;
-			memcpy(ctx->body + ctx->len, upload, *upload_len);
-			ctx->len += *upload_len;
-			ctx->body[ctx->len] = '\0';
-		} else {
-			ctx->too_big = 1;
-		}
-		*upload_len = 0;
-		return MHD_YES;
-	}
-	req.method = method;
-	req.path = url;
-	req.body = ctx->body != NULL ? ctx->body : "";
-	req.body_len = ctx->len;
-	req.mhd_conn = mc;
-	if (ctx->too_big)
-		http_reply_text(&resp, 413, "Request body over %d bytes",
-		    HTTP_BODY_MAX);
-	else
-		dispatch(s->h, &req, &resp);
-	if (resp.body == NULL)
-		http_reply_text(&resp, 500, "out of memory");
-	if (resp.body == NULL)
-		return MHD_NO;
-	if (resp.status >= 400)
-		log_info("http %s %s: %u %.*s", method, url, resp.status,
-		    (int)(resp.len > 0 ? resp.len - 1 : 0), resp.body);
-	r = MHD_create_response_from_buffer(resp.len, resp.body,
-	    MHD_RESPMEM_MUST_FREE);
-	if (r == NULL) {
-		free(resp.body);
-		return MHD_NO;
-	}
-	MHD_add_response_header(r, "Content-Type", resp.ctype);
-	ret = MHD_queue_response(mc, resp.status, r);
-	MHD_destroy_response(r);
-	return ret;
-}
-
-static void
-on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
-    enum MHD_RequestTerminationCode toe)
-{
-	struct http_ctx *ctx = *con_cls;
-
-	(void)cls;
-	(void)mc;
-	(void)toe;
-	if (ctx != NULL) {
-		free(ctx->body);
-		free(ctx);
-		*con_cls = NULL;
-	}
-}
-
-static void
-on_event(void *arg, uint32_t events)
-{
-	struct http_server *s = arg;
-
-	(void)events;
-	MHD_run(s->d);
-}
-
-void
-http_tick(struct http_server *s)
-{
-	if (s != NULL)
-		MHD_run(s->d);
-}
-
-int
-http_start(struct http_server **out, struct helperd *h, const char *addr,
-    char *bound, size_t boundlen, char *err, size_t errlen)
-{
-	struct sockaddr_storage ss = { 0 };
-	const union MHD_DaemonInfo *info;
-	struct http_server *s;
-	char host[CONF_ADDR_MAX];
-	int port;
-	unsigned flags = MHD_USE_EPOLL | MHD_USE_TURBO;
-
-	if (util_split_hostport(addr, host, sizeof(host), &port) != 0) {
-		snprintf(err, errlen, "http_addr: expected host:port, got %s",
-		    addr);
-		return -1;
-	}
-	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)&ss)->sin_addr)
-	    == 1) {
-		((struct sockaddr_in *)&ss)->sin_family = AF_INET;
-		((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
-	} else if (inet_pton(AF_INET6, host,
-	    &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
-		((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
-		((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
-		flags |= MHD_USE_IPv6;
-	} else {
-		snprintf(err, errlen, "http_addr: %s is not an IP address",
-		    host);
-		return -1;
-	}
-	if ((s = calloc(1, sizeof(*s))) == NULL)
-		return -1;
-	s->h = h;
-	s->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL,
-	    on_request, s,
-	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNS,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-	    MHD_OPTION_END);
-	if (s->d == NULL) {
-		snprintf(err, errlen, "cannot listen on http_addr %s (in use?)",
-		    addr);
-		free(s);
-		return -1;
-	}
-	info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
-	snprintf(bound, boundlen, ss.ss_family == AF_INET6 ? "[%s]:%u" :
-	    "%s:%u", host, info != NULL ? (unsigned)info->port :
-	    (unsigned)port);
-	info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_EPOLL_FD);
-	if (info == NULL || loop_add(h->loop, &s->w, info->epoll_fd, EPOLLIN,
-	    on_event, s) != 0) {
-		snprintf(err, errlen, "http: cannot watch the epoll fd");
-		MHD_stop_daemon(s->d);
-		free(s);
-		return -1;
-	}
-	*out = s;
-	return 0;
-}
-
-void
-http_stop(struct http_server *s)
-{
-	if (s == NULL)
-		return;
-	loop_del(s->h->loop, &s->w);
-	MHD_stop_daemon(s->d);
-	free(s);
-}

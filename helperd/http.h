@@ -9,9 +9,13 @@
 #include <jansson.h>
 
 #define HTTP_BODY_MAX (256 * 1024)
+#define HTTP_HEADER_MS 5000         /* request line + headers, and the
+                                     * idle time between requests */
+#define HTTP_MAX_CONNS 1024         /* per listener, all clients */
 
 struct helperd;
 struct http_server;
+struct acl_caller;
 
 struct http_req {
 	const char *method;        /* "GET", "PUT", ... */
@@ -19,6 +23,7 @@ struct http_req {
 	const char *body;          /* NUL-terminated, body_len bytes */
 	size_t body_len;
 	void *mhd_conn;            /* struct MHD_Connection * */
+	const struct acl_caller *caller;  /* who asks (acl.h) */
 };
 
 struct http_resp {
@@ -40,17 +45,36 @@ void http_reply_text(struct http_resp *resp, unsigned status,
  * line L column C" (or 400 "empty body") and returns NULL. */
 json_t *http_body_json(const struct http_req *req, struct http_resp *resp);
 
+/* Authorization: ok (a grant from acl.h) or reply 403 naming perm
+ * ("service:write") and what (may be NULL). Returns ok. */
+int http_allowed(const struct http_req *req, struct http_resp *resp, int ok,
+    const char *perm, const char *what);
+/* intentions:write on destination dest, or 403. */
+int http_intent_allowed(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp, const char *dest);
+
+/* Answer req (every route, authorization included). */
+void http_dispatch(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp);
+
 /* Route handlers: return 1 when the path belongs to them (resp filled,
  * 405 on a wrong method), 0 otherwise. */
 int http_intent_route(struct helperd *h, const struct http_req *req,
     struct http_resp *resp);
 int http_ca_route(struct helperd *h, const struct http_req *req,
     struct http_resp *resp);
+int http_acl_route(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp);
 
-/* Start listening on addr ("host:port", port 0 = any); the chosen address
- * is written to bound (CONF_ADDR_MAX). Registers with the event loop. */
+/* Start listening on addr ("host:port", port 0 = any) and, when
+ * sockpath is not "", on that unix socket (mode 0666: the caller's uid is
+ * its credential); the chosen address is written to bound
+ * (CONF_ADDR_MAX). Registers with the event loop. Each client (a uid when
+ * the kernel names one, else an IP address) may hold max_per_client
+ * connections; a request's headers must arrive within HTTP_HEADER_MS. */
 int http_start(struct http_server **out, struct helperd *h, const char *addr,
-    char *bound, size_t boundlen, char *err, size_t errlen);
+    const char *sockpath, long max_per_client, char *bound, size_t boundlen,
+    char *err, size_t errlen);
 void http_stop(struct http_server *s);
 /* Let the server handle its timeouts; call every ~100 ms. */
 void http_tick(struct http_server *s);

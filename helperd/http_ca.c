@@ -5,7 +5,9 @@
 #include <string.h>
 
 #include "conf/conf.h"
+#include "helperd/acl.h"
 #include "helperd/ca.h"
+#include "helperd/catalog.h"
 #include "helperd/helperd.h"
 #include "helperd/http.h"
 
@@ -29,7 +31,8 @@ roots(struct helperd *h, struct http_resp *resp)
 }
 
 static void
-leaf(struct helperd *h, const char *service, struct http_resp *resp)
+leaf(struct helperd *h, const struct http_req *req, const char *service,
+    struct http_resp *resp)
 {
 	char err[CONF_ERR_MAX];
 	struct ca_leaf *l;
@@ -40,6 +43,10 @@ leaf(struct helperd *h, const char *service, struct http_resp *resp)
 		    service);
 		return;
 	}
+	/* A private key: management, write on the service, or its user. */
+	if (!http_allowed(req, resp, acl_leaf(h->acl, req->caller, service,
+	    catalog_local(h->catalog, service)), "service:write", service))
+		return;
 	/* Borrowed reference: valid for this request. */
 	if ((l = helperd_leaf(h, service, err, sizeof(err))) == NULL) {
 		http_reply_text(resp, 500, "leaf certificate for %s: %s",
@@ -83,14 +90,15 @@ http_ca_route(struct helperd *h, const struct http_req *req,
 			http_reply_text(resp, 405, "method %s not allowed on %s",
 			    req->method, p);
 		else
-			leaf(h, p + strlen(LEAF_PREFIX), resp);
+			leaf(h, req, p + strlen(LEAF_PREFIX), resp);
 		return 1;
 	}
 	if (strcmp(p, "/v1/connect/ca/rotate") == 0) {
 		if (!is(req, "PUT") && !is(req, "POST"))
 			http_reply_text(resp, 405, "method %s not allowed on %s",
 			    req->method, p);
-		else
+		else if (http_allowed(req, resp, acl_operator_write(h->acl,
+		    req->caller), "operator:write", NULL))
 			rotate(h, resp);
 		return 1;
 	}

@@ -168,6 +168,10 @@ create(struct helperd *h, const struct http_req *req, struct http_resp *resp)
 	}
 	if (body_intent(req, resp, &in) != 0)
 		return;
+	if (!http_intent_allowed(h, req, resp, in.dst)) {
+		intent_clear(&in);
+		return;
+	}
 	existed = intent_find_exact(h->intents, in.src, in.dst) != NULL;
 	if (intent_create(h->intents, &in, replace, id, &code, why,
 	    sizeof(why)) != 0) {
@@ -204,8 +208,13 @@ route_by_id(struct helperd *h, const struct http_req *req,
 	if (method_is(req, "GET")) {
 		reply_intent(resp, cur);
 	} else if (method_is(req, "PUT")) {
-		if (body_intent(req, resp, &in) != 0)
+		if (!http_intent_allowed(h, req, resp, cur->dst) ||
+		    body_intent(req, resp, &in) != 0)
 			return 1;
+		if (!http_intent_allowed(h, req, resp, in.dst)) {
+			intent_clear(&in);
+			return 1;
+		}
 		if (intent_update(h->intents, id, &in, &code, why,
 		    sizeof(why)) != 0) {
 			http_reply_text(resp, err_status(code), "%s", why);
@@ -216,6 +225,8 @@ route_by_id(struct helperd *h, const struct http_req *req,
 		}
 		intent_clear(&in);
 	} else {
+		if (!http_intent_allowed(h, req, resp, cur->dst))
+			return 1;
 		in = *cur;   /* for the message: cur dies with the delete */
 		in.meta = NULL;
 		if (intent_delete(h->intents, id, &code, why,
@@ -296,6 +307,8 @@ route_exact(struct helperd *h, const struct http_req *req,
 		return not_allowed(req, resp, "GET, PUT, DELETE");
 	if ((src = name_param(req, resp, "source")) == NULL ||
 	    (dst = name_param(req, resp, "destination")) == NULL)
+		return 1;
+	if (!method_is(req, "GET") && !http_intent_allowed(h, req, resp, dst))
 		return 1;
 	if (method_is(req, "PUT")) {
 		exact_put(h, req, resp, src, dst);
