@@ -3,14 +3,125 @@
 #include "meshctl/meshctl.h"
 
 #include <curl/curl.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define API_DEFAULT_ADDR "127.0.0.1:8500"
 
 static CURL *api_curl;
+static char api_tok[160];
+static int api_tok_done;
+static char api_sock[108];          /* helperd's unix socket, once found */
+static int api_sock_done;
+static int api_in_discovery;
+
+static int api_perform(const char *method, const char *path,
+    const char *body, struct api_resp *resp, int quiet);
+
+/* The first of: -token, $MESH_HTTP_TOKEN, $CONSUL_HTTP_TOKEN, the file
+ * of -token-file, $MESH_HTTP_TOKEN_FILE, $CONSUL_HTTP_TOKEN_FILE. */
+const char *
+api_token(void)
+{
+	const char *v[] = { mc_token, getenv("MESH_HTTP_TOKEN"),
+	    getenv("CONSUL_HTTP_TOKEN") };
+	const char *f[] = { mc_token_file, getenv("MESH_HTTP_TOKEN_FILE"),
+	    getenv("CONSUL_HTTP_TOKEN_FILE") };
+	const char *src = NULL;
+
+	if (api_tok_done)
+		return api_tok[0] != '\0' ? api_tok : NULL;
+	api_tok_done = 1;
+	for (size_t i = 0; i < 3 && src == NULL; i++)
+		if (v[i] != NULL && v[i][0] != '\0')
+			src = v[i];
+	if (src != NULL) {
+		snprintf(api_tok, sizeof(api_tok), "%s", src);
+	} else {
+		for (size_t i = 0; i < 3; i++) {
+			FILE *fp;
+
+			if (f[i] == NULL || f[i][0] == '\0')
+				continue;
+			if ((fp = fopen(f[i], "r")) == NULL) {
+				fprintf(stderr, "Error: token file %s: %s\n",
+				    f[i], strerror(errno));
+				break;
+			}
+			if (fgets(api_tok, sizeof(api_tok), fp) == NULL)
+				api_tok[0] = '\0';
+			fclose(fp);
+			break;
+		}
+	}
+	api_tok[strcspn(api_tok, " \t\r\n")] = '\0';
+	for (char *p = api_tok; *p != '\0'; p++)
+		if (!isprint((unsigned char)*p)) {
+			fprintf(stderr, "Error: the ACL token holds a "
+			    "non-printable character; ignored\n");
+			api_tok[0] = '\0';
+			break;
+		}
+	return api_tok[0] != '\0' ? api_tok : NULL;
+}
+
+/* A unix socket we may use: a socket, owned by root or by us. */
+static int
+socket_usable(const char *path)
+{
+	struct stat st;
+
+	return path != NULL && path[0] == '/' && strlen(path) < sizeof(api_sock)
+	    && stat(path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	    (st.st_uid == 0 || st.st_uid == geteuid()) &&
+	    access(path, W_OK) == 0;
+}
+
+/* Without a token, a request goes to helperd's unix socket when this
+ * user can reach it: the kernel tells helperd who we are, and root (or
+ * a service's user) needs no token. Its path: $MESH_HTTP_SOCKET, else
+ * what helperd at the TCP address says (/v1/agent/self). */
+static const char *
+api_socket(const char *addr)
+{
+	const char *env = getenv("MESH_HTTP_SOCKET");
+	struct api_resp r;
+	json_t *j;
+
+	if (api_sock_done)
+		return api_sock[0] != '\0' ? api_sock : NULL;
+	api_sock_done = 1;
+	if (env != NULL && env[0] != '\0') {
+		if (socket_usable(env))
+			snprintf(api_sock, sizeof(api_sock), "%s", env);
+		return api_sock[0] != '\0' ? api_sock : NULL;
+	}
+	if (strncmp(addr, "127.", 4) != 0 && strncmp(addr, "localhost", 9) &&
+	    strncmp(addr, "http://127.", 11) != 0 &&
+	    strncmp(addr, "http://localhost", 16) != 0 &&
+	    strncmp(addr, "[::1]", 5) != 0)
+		return NULL;
+	api_in_discovery = 1;
+	if (api_perform("GET", "/v1/agent/self", NULL, &r, 1) == 0) {
+		if (r.status == 200 && (j = json_loadb(r.body, r.len, 0,
+		    NULL)) != NULL) {
+			const char *p = json_string_value(json_object_get(
+			    json_object_get(j, "Config"), "HTTPSocket"));
+
+			if (socket_usable(p))
+				snprintf(api_sock, sizeof(api_sock), "%s", p);
+			json_decref(j);
+		}
+		api_resp_free(&r);
+	}
+	api_in_discovery = 0;
+	return api_sock[0] != '\0' ? api_sock : NULL;
+}
 
 static const char *
 api_addr(void)
@@ -85,7 +196,15 @@ int
 api_request(const char *method, const char *path, const char *body,
     struct api_resp *resp)
 {
-	const char *addr = api_addr();
+	return api_perform(method, path, body, resp, 0);
+}
+
+static int
+api_perform(const char *method, const char *path, const char *body,
+    struct api_resp *resp, int quiet)
+{
+	const char *addr = api_addr(), *tok = NULL, *sock = NULL;
+	char tokhdr[200];
 	char errbuf[CURL_ERROR_SIZE] = "";
 	struct curl_slist *hdrs = NULL;
 	struct sink s = { 0 };
@@ -98,6 +217,10 @@ api_request(const char *method, const char *path, const char *body,
 		fprintf(stderr, "Error: invalid HTTP address \"%s\"\n", addr);
 		return -1;
 	}
+	/* First (it may ask helperd itself): token or unix socket? */
+	if (!api_in_discovery && (tok = api_token()) == NULL &&
+	    strncmp(addr, "unix://", 7) != 0)
+		sock = api_socket(addr);
 	if (api_curl == NULL) {
 		if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 ||
 		    (api_curl = curl_easy_init()) == NULL) {
@@ -107,11 +230,24 @@ api_request(const char *method, const char *path, const char *body,
 	} else {
 		curl_easy_reset(api_curl);
 	}
-	if ((url = api_url(api_curl, addr, path)) == NULL)
+	if (sock != NULL) {
+		if (curl_easy_setopt(api_curl, CURLOPT_UNIX_SOCKET_PATH, sock)
+		    != CURLE_OK || asprintf(&url, "http://localhost%s", path) < 0)
+			goto nomem;
+	} else if ((url = api_url(api_curl, addr, path)) == NULL) {
 		goto nomem;
+	}
 	hdrs = curl_slist_append(hdrs, "Accept: application/json");
 	if (hdrs == NULL)
 		goto nomem;
+	if (tok != NULL) {
+		struct curl_slist *h2;
+
+		snprintf(tokhdr, sizeof(tokhdr), "X-Consul-Token: %s", tok);
+		if ((h2 = curl_slist_append(hdrs, tokhdr)) == NULL)
+			goto nomem;
+		hdrs = h2;
+	}
 	if (body != NULL) {
 		struct curl_slist *h2 = curl_slist_append(hdrs,
 		    "Content-Type: application/json");
@@ -156,8 +292,9 @@ api_request(const char *method, const char *path, const char *body,
 		    curl_easy_getinfo(api_curl, CURLINFO_OS_ERRNO, &oserr) ==
 		    CURLE_OK && oserr != 0)
 			why = strerror((int)oserr);
-		fprintf(stderr, "Error: cannot reach helperd at %s: %s\n",
-		    addr, why);
+		if (!quiet)
+			fprintf(stderr, "Error: cannot reach helperd at %s: "
+			    "%s\n", sock != NULL ? sock : addr, why);
 		free(s.buf);
 		return -1;
 	}

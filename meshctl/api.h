@@ -34,6 +34,13 @@ json_t *api_json(const struct api_resp *resp, const char *what);
 /* URL-escape s (malloc'd), NULL on allocation failure. */
 char *api_escape(const char *s);
 
+/* The ACL token meshctl was given (-token, $MESH_HTTP_TOKEN,
+ * $CONSUL_HTTP_TOKEN, -token-file, $MESH_HTTP_TOKEN_FILE,
+ * $CONSUL_HTTP_TOKEN_FILE), or NULL. Without one, requests go to
+ * helperd's unix socket when this user can use it ($MESH_HTTP_SOCKET, or
+ * the HTTPSocket /v1/agent/self names). */
+const char *api_token(void);
+
 /* Release libcurl state (at exit). */
 void api_cleanup(void);
 

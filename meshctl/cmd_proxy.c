@@ -63,6 +63,12 @@ static const struct flag proxy_flags[] = {
 	    CTL_DEFAULT_SOCKET "." },
 	{ "log-level", FLAG_STRING, &p_loglevel, "<level>",
 	    "err, warn, info (default) or debug." },
+	{ "token", FLAG_STRING, &mc_token, "<value>",
+	    "ACL token with service:write on the name: needed to act as a "
+	    "name that no configuration or registration defines (root needs "
+	    "none). Also $MESH_HTTP_TOKEN or $CONSUL_HTTP_TOKEN." },
+	{ "token-file", FLAG_STRING, &mc_token_file, "<path>",
+	    "File holding that token." },
 	{ NULL, 0, NULL, NULL, NULL },
 };
 

@@ -6,7 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *mc_http_addr;
+const char *mc_http_addr, *mc_token, *mc_token_file;
+
+int
+mc_is_http_flag(const char *name)
+{
+	return strcmp(name, "http-addr") == 0 || strcmp(name, "token") == 0 ||
+	    strcmp(name, "token-file") == 0;
+}
 
 /* Print text wrapped at 78 columns, each line indented by indent. Lines
  * are separated by '\n'; an empty line stays empty and a line starting
@@ -58,7 +65,7 @@ print_flags(FILE *f, const struct flag *flags, int http)
 {
 	for (const struct flag *fl = flags; fl != NULL && fl->name != NULL;
 	    fl++) {
-		if ((strcmp(fl->name, "http-addr") == 0) != http)
+		if (mc_is_http_flag(fl->name) != http)
 			continue;
 		if (fl->type == FLAG_BOOL)
 			fprintf(f, "  -%s\n", fl->name);
@@ -89,7 +96,7 @@ flags_usage(const struct cmd_help *h, int to_err)
 	print_wrapped(f, h->synopsis, 2);
 	for (const struct flag *fl = h->flags; fl != NULL && fl->name != NULL;
 	    fl++) {
-		if (strcmp(fl->name, "http-addr") == 0)
+		if (mc_is_http_flag(fl->name))
 			has_http = 1;
 		else
 			has_cmd = 1;

@@ -29,7 +29,8 @@ static const struct command commands[] = {
 static void
 usage(FILE *f)
 {
-	fprintf(f, "Usage: meshctl [-http-addr=<addr>] [-version] [-help] "
+	fprintf(f, "Usage: meshctl [-http-addr=<addr>] [-token=<value>] "
+	    "[-token-file=<path>] [-version] [-help] "
 	    "<command> [<args>]\n\nAvailable commands are:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "    %-12s%s\n", commands[i].name,
@@ -109,6 +110,14 @@ main(int argc, char **argv)
 			mc_http_addr = a + 10;
 		} else if (strcmp(a, "http-addr") == 0 && i + 1 < argc) {
 			mc_http_addr = argv[++i];
+		} else if (strncmp(a, "token=", 6) == 0) {
+			mc_token = a + 6;
+		} else if (strcmp(a, "token") == 0 && i + 1 < argc) {
+			mc_token = argv[++i];
+		} else if (strncmp(a, "token-file=", 11) == 0) {
+			mc_token_file = a + 11;
+		} else if (strcmp(a, "token-file") == 0 && i + 1 < argc) {
+			mc_token_file = argv[++i];
 		} else {
 			fprintf(stderr, "flag provided but not defined: %s\n\n",
 			    argv[i]);

@@ -33,11 +33,22 @@ struct flag {
 	const char *help;
 };
 
-/* The -http-addr flag every API command accepts; its value. */
-extern const char *mc_http_addr;
+/* The flags every API command accepts (-http-addr, -token, -token-file);
+ * their values. */
+extern const char *mc_http_addr, *mc_token, *mc_token_file;
 #define FLAG_HTTP_ADDR { "http-addr", FLAG_STRING, &mc_http_addr, "<addr>", \
 	"Address of helperd's HTTP API (host:port, http://host:port or " \
-	"unix:///path). Also $MESH_HTTP_ADDR [127.0.0.1:8500]." }
+	"unix:///path). Also $MESH_HTTP_ADDR [127.0.0.1:8500]." }, \
+	{ "token", FLAG_STRING, &mc_token, "<value>", \
+	"ACL token to use in the request. Also $MESH_HTTP_TOKEN or " \
+	"$CONSUL_HTTP_TOKEN. Without a token, meshctl uses helperd's unix " \
+	"socket when it can: there root acts as management and a user for " \
+	"the services whose user it is." }, \
+	{ "token-file", FLAG_STRING, &mc_token_file, "<path>", \
+	"File holding the ACL token (e.g. <data_dir>/management.token). " \
+	"Also $MESH_HTTP_TOKEN_FILE or $CONSUL_HTTP_TOKEN_FILE." }
+/* 1 if name is one of the flags above. */
+int mc_is_http_flag(const char *name);
 
 struct cmd_help {
 	const char *name;           /* "intention create" */

@@ -1,6 +1,7 @@
 /* proxy_ctl: the control connection of "meshctl connect proxy" to helperd
  * (common/ctlproto.h): HELLO once, then one CONNECT per accepted client,
  * replies in order. Non-blocking; dropped and re-made on any trouble. */
+#include "meshctl/api.h"
 #include "meshctl/proxy.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -99,7 +100,10 @@ proxy_ctl_up(struct proxy *px)
 	c->wlen = c->rlen = 0;
 	c->outbound_port = 0;
 	c->head = c->tail = 0;
-	snprintf(line, sizeof(line), "HELLO %s\n", px->service);
+	/* A token lets a name that nobody defines be claimed (ctlproto.h). */
+	snprintf(line, sizeof(line), "HELLO %s%s%s\n", px->service,
+	    api_token() != NULL ? " " : "", api_token() != NULL ?
+	    api_token() : "");
 	ctl_queue(px, line);
 	c->hello_pending = 1;
 	log_debug("control connection to %s opened", px->sockpath);

@@ -24,6 +24,13 @@ SKIP=0
 HELPERDS=""
 declare -A HELPERD_RC=()
 export MESH_LOG=${MESH_LOG_TEST:-}
+# ACLs are on outside -dev: the helperds of a test share one management
+# token (acl.initial_management, see write_conf) that curl sends (a
+# curlrc only root reads; `curl -q` skips it) and meshctl finds helperd's
+# unix socket by itself.
+MESH_TEST_TOKEN=$(cat /proc/sys/kernel/random/uuid)
+(umask 077; printf 'header = "X-Consul-Token: %s"\n' "$MESH_TEST_TOKEN" > "$T/.curlrc")
+export CURL_HOME=$T
 # Sanitized helperd: report leaks and errors, never fail silently.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$SRCDIR/tests/lsan.supp}
@@ -193,6 +200,8 @@ write_conf() {
 			echo "dns_addr = \"127.0.0.1:0\";" ;; esac
 		case " $* " in *served_addrs*) ;; *)
 			echo "served_addrs = \"$(served_block)\";" ;; esac
+		case "$*" in *"acl ="*|*"acl="*) ;;
+		*) echo "acl = { initial_management = \"$MESH_TEST_TOKEN\"; };" ;; esac
 		for l in "$@"; do echo "$l"; done
 	} > "$T/$n/mesh.conf"
 }
