@@ -9,6 +9,8 @@
 #include <jansson.h>
 
 #define HTTP_BODY_MAX (256 * 1024)
+#define HTTP_DRAIN_MAX (1024 * 1024) /* over this (declared or sent), a
+                                      * body is not read: 413/close now */
 #define HTTP_HEADER_MS 5000         /* request line + headers, and the
                                      * idle time between requests */
 #define HTTP_MAX_CONNS 1024         /* per listener, all clients */

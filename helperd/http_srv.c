@@ -4,8 +4,8 @@
  * (a uid when the kernel can name it, else an IP address), which bounds
  * how many connections one client holds; a request's headers must
  * arrive within HTTP_HEADER_MS; a body over HTTP_BODY_MAX is answered
- * 413 (or the connection closed) before it is read; a control byte in
- * the path is 400. */
+ * 413 (one over HTTP_DRAIN_MAX before it is read, then a close); a
+ * control byte in the path is 400. */
 #include "helperd/http.h"
 
 #include <arpa/inet.h>
@@ -64,8 +64,10 @@ struct http_server {
 struct http_ctx {
 	char *body;
 	size_t len;
+	size_t seen;                /* body bytes received */
 	int started;
 	int bad_path;
+	int too_big;                /* over HTTP_BODY_MAX: discarded */
 };
 
 /* ---- connections ---------------------------------------------------------- */
@@ -325,8 +327,8 @@ on_request(void *cls, struct MHD_Connection *mc, const char *url,
 			    "control character (or %%00-%%1F, %%7F)");
 			return queue(mc, method, "(path not shown)", &resp, 1);
 		}
-		if (cl != NULL && (util_parse_long(cl, 0, HTTP_BODY_MAX,
-		    &n) != 0)) {
+		if (cl != NULL && util_parse_long(cl, 0, HTTP_DRAIN_MAX,
+		    &n) != 0) {
 			/* Answer before reading it, then close. */
 			http_reply_text(&resp, 413, "Request body over %d "
 			    "bytes", HTTP_BODY_MAX);
@@ -337,12 +339,20 @@ on_request(void *cls, struct MHD_Connection *mc, const char *url,
 	if (*upload_len > 0) {
 		char *nb;
 
-		if (ctx->len + *upload_len > HTTP_BODY_MAX) {
-			/* Chunked past the cap: too late for a reply
-			 * (MHD answers only before or after a body). */
+		ctx->seen += *upload_len;
+		if (ctx->seen > HTTP_DRAIN_MAX) {
+			/* Chunked past what we discard: too late for a
+			 * reply (MHD answers only before or after a body). */
 			log_info("http %s %s: body over %d bytes: closed",
-			    method, url, HTTP_BODY_MAX);
+			    method, url, HTTP_DRAIN_MAX);
 			return MHD_NO;
+		}
+		if (ctx->too_big || ctx->len + *upload_len > HTTP_BODY_MAX) {
+			/* A little over: read and dropped, then 413 (a
+			 * close now could reset the answer away). */
+			ctx->too_big = 1;
+			*upload_len = 0;
+			return MHD_YES;
 		}
 		if ((nb = realloc(ctx->body, ctx->len + *upload_len + 1)) ==
 		    NULL)
@@ -353,6 +363,11 @@ on_request(void *cls, struct MHD_Connection *mc, const char *url,
 		ctx->body[ctx->len] = '\0';
 		*upload_len = 0;
 		return MHD_YES;
+	}
+	if (ctx->too_big) {
+		http_reply_text(&resp, 413, "Request body over %d bytes",
+		    HTTP_BODY_MAX);
+		return queue(mc, method, url, &resp, 0);
 	}
 	caller_of(s, mc, c, &who);
 	req.method = method;

@@ -15,6 +15,7 @@ struct command {
 static int cmd_version(int argc, char **argv);
 
 static const struct command commands[] = {
+	{ "acl", cmd_acl, "Manage ACL tokens and policies" },
 	{ "ca", cmd_ca, "Interact with the mesh certificate authority" },
 	{ "catalog", cmd_catalog, "Interact with the catalog" },
 	{ "connect", cmd_connect, "Interact with the mesh (local proxy)" },

@@ -99,6 +99,7 @@ int mc_dispatch(const char *group, const char *synopsis,
 
 /* Commands. */
 int cmd_reload(int argc, char **argv);
+int cmd_acl(int argc, char **argv);
 int cmd_intention(int argc, char **argv);
 int cmd_catalog(int argc, char **argv);
 int cmd_ca(int argc, char **argv);
