@@ -45,13 +45,14 @@ _meshctl()
 		esac
 	done
 
-	local http="-http-addr= -help"
+	local http="-http-addr= -token= -token-file= -help"
 	local flags="" subs="" names=0
 	case $cmd in
-	"") _meshctl_reply -W "ca catalog connect intention reload
+	"") _meshctl_reply -W "acl ca catalog connect intention reload
 	        systemd version -http-addr= -version -help" -- "$cur"
 	    [[ ${COMPREPLY-} == *= ]] && compopt -o nospace 2>/dev/null
 	    return ;;
+	acl) subs="token policy" ;;
 	ca) subs="roots rotate"
 	    case $sub in roots) flags="-pem $http" ;; rotate) flags="$http" ;; esac ;;
 	catalog) subs="services nodes"
