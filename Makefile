@@ -22,7 +22,7 @@ $(BUILD)/build.ninja:
 
 $(TBUILD)/build.ninja:
 	sh scripts/deps.sh test etcd
-	meson setup $(TBUILD) -Db_sanitize=$(SANITIZE) $(MESON_OPTS)
+	meson setup $(TBUILD) -Db_sanitize=$(SANITIZE) -Dunit_tests=enabled $(MESON_OPTS)
 
 test: $(TBUILD)/build.ninja
 	sh scripts/deps.sh test etcd

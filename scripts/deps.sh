@@ -8,9 +8,12 @@ set -eu
 build="gcc make meson ninja-build pkg-config libgnutls28-dev libconfig-dev \
 libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev libldns-dev libsystemd-dev \
 scdoc"
+# test: Criterion (unit suite), the programs the integration tests run, and
+# clang with libclang-rt-dev (libFuzzer + ASan runtimes, only Recommended by
+# clang; without them no fuzz target links).
 test="$build libcriterion-dev socat netcat-openbsd curl python3 openssl \
 gnutls-bin tcpdump strace iproute2 procps psmisc nginx-light wrk iperf3 systemd clang \
-dnsutils golang-go busybox-static util-linux zsh"
+libclang-rt-dev dnsutils golang-go busybox-static util-linux zsh"
 demo="$build socat netcat-openbsd curl"
 bench="$test stunnel4 haproxy iperf3 sockperf wrk gnuplot-nox linux-perf \
 valgrind"
