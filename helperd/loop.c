@@ -68,6 +68,7 @@ loop_add(struct loop *l, struct loop_watch *w, int fd, uint32_t events,
 
 	w->fd = fd;
 	w->events = events;
+	w->parked = 0;
 	w->cb = cb;
 	w->arg = arg;
 	if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
@@ -82,7 +83,18 @@ loop_mod(struct loop *l, struct loop_watch *w, uint32_t events)
 {
 	struct epoll_event ev = { .events = events, .data.ptr = w };
 
-	if (w->fd < 0 || w->events == events)
+	if (w->fd < 0)
+		return 0;
+	if (w->parked) {
+		if (events == 0)
+			return 0;
+		if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, w->fd, &ev) != 0)
+			return -1;
+		w->parked = 0;
+		w->events = events;
+		return 0;
+	}
+	if (w->events == events)
 		return 0;
 	if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, w->fd, &ev) != 0)
 		return -1;
@@ -91,13 +103,25 @@ loop_mod(struct loop *l, struct loop_watch *w, uint32_t events)
 }
 
 void
+loop_park(struct loop *l, struct loop_watch *w)
+{
+	if (w->fd < 0 || w->parked)
+		return;
+	epoll_ctl(l->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+	w->parked = 1;
+	w->events = 0;
+}
+
+void
 loop_del(struct loop *l, struct loop_watch *w)
 {
 	if (w->fd < 0)
 		return;
-	epoll_ctl(l->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+	if (!w->parked)
+		epoll_ctl(l->epfd, EPOLL_CTL_DEL, w->fd, NULL);
 	w->fd = -1;
 	w->events = 0;
+	w->parked = 0;
 }
 
 int

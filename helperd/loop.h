@@ -15,6 +15,7 @@ typedef void (*loop_cb)(void *arg, uint32_t events);
 struct loop_watch {
 	int fd;                 /* -1 when not registered */
 	uint32_t events;
+	int parked;             /* fd kept, but out of epoll (loop_park) */
 	loop_cb cb;
 	void *arg;
 };
@@ -27,6 +28,11 @@ int loop_add(struct loop *l, struct loop_watch *w, int fd, uint32_t events,
     loop_cb cb, void *arg);
 /* Change the events of a registered watch (no syscall when unchanged). */
 int loop_mod(struct loop *l, struct loop_watch *w, uint32_t events);
+/* Take a watch that wants no event out of epoll, keeping its fd: epoll
+ * reports EPOLLHUP/EPOLLERR even for an empty interest set, over and over
+ * on a socket shut down both ways. The next loop_mod() with events puts it
+ * back. */
+void loop_park(struct loop *l, struct loop_watch *w);
 /* Unregister (does not close fd). Safe on an unregistered watch. */
 void loop_del(struct loop *l, struct loop_watch *w);
 

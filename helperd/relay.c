@@ -174,7 +174,15 @@ end_interest(struct worker *w, struct end *e)
 		ev |= EPOLLIN;
 	if (e->want_out)
 		ev |= EPOLLOUT;
-	loop_mod(w->loop, &e->w, ev);
+	/* Nothing to wait for on this end (its other direction is done, this
+	 * one waits for the other end): out of epoll, or a socket shut down
+	 * both ways reports EPOLLHUP in every round, a busy loop for as long
+	 * as a slow reader takes. The pump reads and writes it directly when
+	 * the other end moves. */
+	if (ev == 0)
+		loop_park(w->loop, &e->w);
+	else
+		loop_mod(w->loop, &e->w, ev);
 }
 
 /* Pump the directions in dirs (an event on one end concerns one of them:
