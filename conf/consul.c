@@ -418,6 +418,13 @@ conf_parse_service_json(const char *json, size_t len, const char *origin,
 	if (collect(&x, jget(root, "service"), "service", list, &nl) != 0 ||
 	    collect(&x, jget(root, "services"), "services", list, &nl) != 0)
 		goto cleanup;
+	if (nl == 0 && (jget(root, "service") != NULL ||
+	    jget(root, "services") != NULL)) {
+		/* {"services": []}: no service, which is what helperd writes
+		 * after the last API deregistration. */
+		rc = 0;
+		goto cleanup;
+	}
 	if (nl == 0) {
 		if (jget(root, "name") == NULL) {
 			conf_errf(err, errlen, origin, JSON_DOC_LINE, "no \"service\" "

@@ -433,16 +433,42 @@ helperd_service_deregister(struct helperd *h, const char *id, char *err,
 	return -1;
 }
 
+/* data_dir/services.json (API registrations) into *svcs; a missing file
+ * is no registration. */
 static int
-api_services_load(struct helperd *h, char *err, size_t errlen)
+api_services_read(const char *data_dir, struct conf_service **svcs,
+    size_t *n, char *err, size_t errlen)
 {
 	char path[CONF_PATH_MAX + 32];
 
-	path_in(path, sizeof(path), h, "services.json");
+	snprintf(path, sizeof(path), "%s/services.json", data_dir);
 	if (access(path, F_OK) != 0)
 		return 0;
-	return conf_parse_service_file(path, &h->api_services,
+	return conf_parse_service_file(path, svcs, n, err, errlen);
+}
+
+static int
+api_services_load(struct helperd *h, char *err, size_t errlen)
+{
+	return api_services_read(h->conf.data_dir, &h->api_services,
 	    &h->n_api_services, err, errlen);
+}
+
+int
+helperd_check_state(const struct conf *c, size_t *n_api, char *err,
+    size_t errlen)
+{
+	struct conf_service *v = NULL;
+	size_t n = 0;
+
+	*n_api = 0;
+	if (c->dev)
+		return 0;    /* -dev: a new temporary data_dir */
+	if (api_services_read(c->data_dir, &v, &n, err, errlen) != 0)
+		return -1;
+	conf_services_free(v, n);
+	*n_api = n;
+	return 0;
 }
 
 int

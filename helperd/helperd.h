@@ -87,6 +87,12 @@ void helperd_intentions_changed(struct helperd *h, const char *why);
  * A failed reload keeps the running configuration. 0/-1 with err. */
 int helperd_reload(struct helperd *h, char *err, size_t errlen);
 
+/* For -check: load what helperd_start loads from data_dir (the API
+ * registrations in services.json), so that -check fails where a start
+ * would. *n_api: how many registrations it holds. */
+int helperd_check_state(const struct conf *c, size_t *n_api, char *err,
+    size_t errlen);
+
 /* The current leaf of a local (or ad-hoc) service, issuing one if needed.
  * Borrowed reference, valid until the next loop iteration. */
 struct ca_leaf *helperd_leaf(struct helperd *h, const char *service,

@@ -258,6 +258,12 @@ agent_register(struct helperd *h, const struct http_req *req,
 		    err);
 		return;
 	}
+	if (n == 0) {
+		http_reply_text(resp, 400, "Invalid service definition: no "
+		    "service in it");
+		conf_services_free(svcs, n);
+		return;
+	}
 	if (!register_allowed(h, req, resp, svcs, n)) {
 		conf_services_free(svcs, n);
 		return;

@@ -254,6 +254,7 @@ main(int argc, char **argv)
 	}
 	if (check) {
 		char why[128];
+		size_t n_api;
 
 		/* A data_dir that does not exist yet is created 0700. */
 		if (!dev && access(h.conf.data_dir, F_OK) == 0 &&
@@ -266,7 +267,19 @@ main(int argc, char **argv)
 			conf_free(&h.conf);
 			return 1;
 		}
-		printf("Configuration OK: %zu service(s)\n", h.conf.n_services);
+		if (helperd_check_state(&h.conf, &n_api, err,
+		    sizeof(err)) != 0) {
+			fprintf(stderr, "%s\n", err);
+			conf_free(&h.conf);
+			return 1;
+		}
+		if (n_api > 0)
+			printf("Configuration OK: %zu service(s), %zu "
+			    "registered through the API\n", h.conf.n_services,
+			    n_api);
+		else
+			printf("Configuration OK: %zu service(s)\n",
+			    h.conf.n_services);
 		conf_free(&h.conf);
 		return 0;
 	}

@@ -487,6 +487,20 @@ Test(conf, bad_json_values)
 	    "bad/svcfile_extra.conf:2: unknown key \"node\"");
 }
 
+/* What helperd writes after the last API deregistration must load. */
+Test(conf, empty_services_list_loads)
+{
+	static const char body[] = "{\n  \"services\": []\n}";
+	struct conf_service *v = NULL;
+	size_t n = 0;
+	char e[CONF_ERR_MAX] = "";
+
+	cr_assert_eq(conf_parse_service_json(body, strlen(body),
+	    "services.json", &v, &n, e, sizeof(e)), 0, "%s", e);
+	cr_assert_eq(n, 0);
+	cr_assert_null(v);
+}
+
 Test(conf, duplicate_id_and_name_in_memory)
 {
 	static const char a[] = "{\"services\": [{\"name\": \"a\", \"id\": "
