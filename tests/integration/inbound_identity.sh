@@ -31,15 +31,19 @@ check "... and mesh connections still work after it" [ "$out" = "hello-$UP" ]
 # SO_PEERCRED: only uid nobody (or root) may act as db.
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
 	as() { u=$1; shift; setpriv --reuid="$(id -u "$u")" --regid="$(id -g "$u")" --clear-groups "$@"; }
-	out=$(printf 'x\n' | as nobody env LD_PRELOAD="$SHIM" MESH_SERVICE=db MESH_UPSTREAMS="socat:$UP2" \
+	# The other uids must be able to load the shim: the build tree may
+	# not be readable to them (a clone under /root, mode 0700).
+	USHIM="$T/libmeshshim.so"
+	cp "$SHIM" "$USHIM" && chmod 0644 "$USHIM"
+	out=$(printf 'x\n' | as nobody env LD_PRELOAD="$USHIM" MESH_SERVICE=db MESH_UPSTREAMS="socat:$UP2" \
 	    timeout 5 nc -N 127.0.0.1 "$UP2" 2>&1)
 	check "uid nobody may act as db (user = \"nobody\")" [ "$out" = x ]
-	out=$(printf 'x\n' | as daemon env LD_PRELOAD="$SHIM" MESH_SERVICE=db MESH_UPSTREAMS="socat:$UP2" \
+	out=$(printf 'x\n' | as daemon env LD_PRELOAD="$USHIM" MESH_SERVICE=db MESH_UPSTREAMS="socat:$UP2" \
 	    timeout 5 nc -N 127.0.0.1 "$UP2" 2>&1)
 	check "uid daemon may not act as db: connect refused ($out)" sh -c "! printf '%s' \"\$1\" | grep -qx x" _ "$out"
 	grep -q "may not act as db" "$T/n1/helperd.log"
 	check "helperd logs the refused identity" [ $? = 0 ]
-	out=$(printf 'x\n' | as daemon env LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_UPSTREAMS="socat:$UP2" \
+	out=$(printf 'x\n' | as daemon env LD_PRELOAD="$USHIM" MESH_SERVICE=web MESH_UPSTREAMS="socat:$UP2" \
 	    timeout 5 nc -N 127.0.0.1 "$UP2" 2>&1)
 	check "uid daemon may act as an unrestricted service" [ "$out" = x ]
 else
