@@ -514,6 +514,19 @@ helperd_reload(struct helperd *h, char *err, size_t errlen)
 	return 0;
 }
 
+/* Stats ----------------------------------------------------------------- */
+
+void
+helperd_stats_log(struct helperd *h)
+{
+	log_info("stats: uptime %llds, %zu local service(s), %zu relayed "
+	    "connection(s), %zu direct connection(s), %zu intention(s), "
+	    "%zu leaf certificate(s)",
+	    (long long)((util_now_ms_mono() - h->started_ms) / 1000),
+	    catalog_local_count(h->catalog), relay_count(h->relay),
+	    direct_count(h->direct), intent_count(h->intents), h->n_leaves);
+}
+
 /* Start and stop ---------------------------------------------------------- */
 
 /* The ACL store and the API's unix socket path; says at start what is
@@ -689,7 +702,8 @@ helperd_start(struct helperd *h, char *err, size_t errlen)
 	    h->conf.socket, catalog_local_count(h->catalog),
 	    h->conf.default_allow ? "allow" : "deny",
 	    h->conf.same_node_mtls ? "" : ", same-node without TLS");
-	h->next_leaf_check = util_now_ms_mono() + LEAF_CHECK_MS;
+	h->started_ms = util_now_ms_mono();
+	h->next_leaf_check = h->started_ms + LEAF_CHECK_MS;
 	return 0;
 }
 

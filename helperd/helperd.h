@@ -57,6 +57,7 @@ struct helperd {
 	int64_t next_leaf_check;
 	uint64_t refused_all_critical;      /* connections refused: every
 	                                     * instance critical (main loop) */
+	int64_t started_ms;                 /* monotonic, for the stats */
 };
 
 struct leaf_slot {
@@ -86,6 +87,9 @@ void helperd_intentions_changed(struct helperd *h, const char *why);
 /* Re-read the services (mesh.conf + services_dir) and default_intention.
  * A failed reload keeps the running configuration. 0/-1 with err. */
 int helperd_reload(struct helperd *h, char *err, size_t errlen);
+
+/* One log line of counters (SIGUSR1, Consul's habit). Holding the lock. */
+void helperd_stats_log(struct helperd *h);
 
 /* For -check: load what helperd_start loads from data_dir (the API
  * registrations in services.json), so that -check fails where a start

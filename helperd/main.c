@@ -43,7 +43,9 @@ usage(FILE *f)
 	    "  -h, -help         this text\n"
 	    "\n"
 	    "Signals: SIGHUP reloads services and default_intention;\n"
-	    "SIGTERM/SIGINT stop cleanly. Flags take one or two dashes.\n"
+	    "SIGUSR1 logs a line of stats; SIGTERM/SIGINT/SIGQUIT stop\n"
+	    "cleanly; any other is logged and ignored. Flags take one or two\n"
+	    "dashes.\n"
 	    "\n"
 	    "Manuals: helperd(8), mesh.conf(5) (every key), meshctl(1),\n"
 	    "libmeshshim(8); more in " MESHSHIM_DOC_DIR ".\n");
@@ -123,6 +125,68 @@ on_signal(void *arg, uint32_t events)
 	(void)events;
 }
 
+/* The signals a user may send helperd (kill, systemctl kill, a terminal).
+ * All are taken from a signalfd and logged: none kills it silently. Fault
+ * signals (SEGV, BUS, FPE, ILL, ABRT, TRAP, SYS) keep their default, a
+ * core dump of the crash; SIGKILL and SIGSTOP cannot be caught. */
+static void
+signal_set(sigset_t *set)
+{
+	static const int sigs[] = { SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1,
+		SIGUSR2, SIGALRM, SIGPIPE, SIGVTALRM, SIGPROF, SIGPOLL, SIGPWR,
+		SIGSTKFLT, SIGXCPU, SIGXFSZ };
+
+	sigemptyset(set);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaddset(set, sigs[i]);
+	for (int s = SIGRTMIN; s <= SIGRTMAX; s++)
+		sigaddset(set, s);
+}
+
+/* One signal read from the signalfd, holding the lock. */
+static void
+on_signal_read(struct helperd *h, const struct signalfd_siginfo *si)
+{
+	const char *name = sigabbrev_np((int)si->ssi_signo);
+	char err[CONF_ERR_MAX];
+	char rt[16];
+
+	if (name == NULL) {
+		snprintf(rt, sizeof(rt), "RTMIN+%d",
+		    (int)si->ssi_signo - SIGRTMIN);
+		name = rt;
+	}
+	switch (si->ssi_signo) {
+	case SIGHUP:
+		log_info("SIGHUP: reloading");
+		if (helperd_reload(h, err, sizeof(err)) != 0)
+			log_err("reload failed, keeping the running "
+			    "configuration: %s", err);
+		break;
+	case SIGTERM:
+	case SIGINT:
+	case SIGQUIT:
+		log_info("%s (SIG%s from pid %u): stopping",
+		    strsignal((int)si->ssi_signo), name, si->ssi_pid);
+		h->stopping = 1;
+		break;
+	case SIGUSR1:
+		helperd_stats_log(h);
+		break;
+	case SIGPIPE:
+		/* Our own writes to a closed socket raise it too: those
+		 * return EPIPE where they happen. */
+		if (si->ssi_pid == (uint32_t)getpid())
+			break;
+		/* fall through */
+	default:
+		log_warn("SIG%s from pid %u: ignored (SIGHUP reloads, SIGUSR1 "
+		    "logs stats, SIGTERM, SIGINT and SIGQUIT stop)", name,
+		    si->ssi_pid);
+		break;
+	}
+}
+
 static int
 run(struct helperd *h)
 {
@@ -132,11 +196,7 @@ run(struct helperd *h)
 	sigset_t set;
 	int sfd;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal_set(&set);      /* blocked in every thread since main() */
 	sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0 || loop_add(h->loop, &sw, sfd, EPOLLIN,
 	    on_signal, NULL) != 0) {
@@ -152,20 +212,8 @@ run(struct helperd *h)
 		if (loop_run_once(h->loop, TICK_MS) != 0)
 			break;
 		helperd_lock(h);
-		while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-			char err[CONF_ERR_MAX];
-
-			if (si.ssi_signo == SIGHUP) {
-				log_info("SIGHUP: reloading");
-				if (helperd_reload(h, err, sizeof(err)) != 0)
-					log_err("reload failed, keeping the "
-					    "running configuration: %s", err);
-			} else {
-				log_info("%s: stopping",
-				    strsignal((int)si.ssi_signo));
-				h->stopping = 1;
-			}
-		}
+		while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+			on_signal_read(h, &si);
 		helperd_tick(h);
 		helperd_unlock(h);
 		/* The loop went round: tell the watchdog. */
@@ -301,7 +349,15 @@ main(int argc, char **argv)
 		    sizeof(h.conf.data_dir));
 		log_info("dev mode: data in %s (removed at exit)", devdir);
 	}
-	signal(SIGPIPE, SIG_IGN);
+	{
+		/* Blocked before any thread starts (every thread inherits
+		 * the mask), so that only run()'s signalfd receives them: a
+		 * worker thread would otherwise take the default action. */
+		sigset_t set;
+
+		signal_set(&set);
+		sigprocmask(SIG_BLOCK, &set, NULL);
+	}
 	raise_nofile();
 	if (helperd_start(&h, err, sizeof(err)) != 0) {
 		log_err("cannot start: %s", err);

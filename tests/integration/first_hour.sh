@@ -160,4 +160,55 @@ esac
 "$HELPERD" -c "$T/n2/mesh.conf" >"$T/n2/start2.log" 2>&1; rc=$?
 if [ $rc = 1 ] && grep -q "services.json" "$T/n2/start2.log"; then ok "... and so does a start (rc 1, names the file)"; else fail "start on a damaged services.json: rc $rc: $(tail -1 "$T/n2/start2.log")"; fi
 
+# ---- 7. every signal a user may send is logged; -dev cleans up its data
+dev_start() { # dev_start NAME: helperd -dev -c $T/NAME/mesh.conf; sets DPID DEVDIR
+	"$HELPERD" -dev -c "$T/$1/mesh.conf" >"$T/$1/helperd.log" 2>&1 &
+	DPID=$!
+	DEVDIR=""
+	for _ in $(seq 200); do
+		DEVDIR=$(sed -n 's/.*dev mode: data in \([^ ]*\).*/\1/p' "$T/$1/helperd.log")
+		grep -q "helperd .* up:" "$T/$1/helperd.log" && break
+		kill -0 "$DPID" 2>/dev/null || break
+		sleep 0.05
+	done
+}
+write_conf n3
+dev_start n3
+track_helperd "$DPID" "$T/n3/helperd.log"
+if [ -n "$DEVDIR" ] && [ -d "$DEVDIR" ]; then ok "helperd -dev up, data in $DEVDIR"; else fail "helperd -dev up (data dir '$DEVDIR')"; fi
+for sig in USR1 USR2 ALRM PIPE VTALRM; do
+	n0=$(wc -l < "$T/n3/helperd.log")
+	want="SIG$sig from pid $$: ignored"
+	[ "$sig" = USR1 ] && want="stats: uptime"
+	kill -"$sig" "$DPID"
+	line=""
+	for _ in $(seq 60); do
+		line=$(tail -n +"$((n0 + 1))" "$T/n3/helperd.log" | grep -F "$want" | head -1)
+		[ -n "$line" ] && break
+		sleep 0.05
+	done
+	if kill -0 "$DPID" 2>/dev/null && [ -n "$line" ]; then
+		ok "SIG$sig: still running, logged: ${line#* \[*\] }"
+	else
+		fail "SIG$sig: running? $(kill -0 "$DPID" 2>/dev/null && echo yes || echo no), no '$want' in the log"
+	fi
+done
+kill -QUIT "$DPID"; wait_helperd "$DPID"; rc=$?
+if [ $rc = 0 ] && grep -q "SIGQUIT from pid.*stopping" "$T/n3/helperd.log"; then ok "SIGQUIT: logged, clean stop (exit 0)"; else fail "SIGQUIT: exit $rc, $(tail -1 "$T/n3/helperd.log")"; fi
+if [ -n "$DEVDIR" ] && [ ! -e "$DEVDIR" ]; then ok "-dev removed $DEVDIR (and its CA key) at exit"; else fail "-dev left '$DEVDIR' behind"; fi
+# A fatal start error (its HTTP port is taken) removes the dev dir too.
+BUSY=$(free_port)
+python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1); time.sleep(60)' "$BUSY" &
+PIDS="$PIDS $!"
+wait_port "$BUSY"
+write_conf n4 "http_addr = \"127.0.0.1:$BUSY\";"
+sed -i '/^http_addr = "127.0.0.1:0";/d' "$T/n4/mesh.conf"
+dev_start n4
+wait "$DPID"; rc=$?
+if [ $rc = 1 ] && grep -q "cannot start" "$T/n4/helperd.log" && [ -n "$DEVDIR" ] && [ ! -e "$DEVDIR" ]; then
+	ok "-dev failing to start (HTTP port taken): exit 1, $DEVDIR removed"
+else
+	fail "-dev failing to start: exit $rc, dir '$DEVDIR' $( [ -e "$DEVDIR" ] && echo left behind), $(tail -1 "$T/n4/helperd.log")"
+fi
+
 finish
