@@ -10,7 +10,8 @@ ECHO=$(free_port); UP=$(free_port); UP2=$(free_port)
 # second, so that it is dialled within a second of listening.
 write_conf n1 'check_interval = "1s";' "services = (
   { name = \"socat\"; port = $ECHO; connect = {}; inbound = \"strict\"; },
-  { name = \"db\"; port = 1; user = \"nobody\"; } );"
+  { name = \"db\"; port = 1; user = \"nobody\"; },
+  { name = \"web\"; port = 2; } );"
 start_helperd n1 || { fail "helperd starts"; finish; exit 1; }
 # The echo server itself runs with the shim, as service socat.
 LD_PRELOAD="$SHIM" MESH_SERVICE=socat socat tcp-l:"$ECHO",fork,reuseaddr exec:/bin/cat >/dev/null 2>&1 &
@@ -45,7 +46,11 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
 	check "helperd logs the refused identity" [ $? = 0 ]
 	out=$(printf 'x\n' | as daemon env LD_PRELOAD="$USHIM" MESH_SERVICE=web MESH_UPSTREAMS="socat:$UP2" \
 	    timeout 5 nc -N 127.0.0.1 "$UP2" 2>&1)
-	check "uid daemon may act as an unrestricted service" [ "$out" = x ]
+	check "uid daemon may act as an unrestricted (configured) service" [ "$out" = x ]
+	# A name nothing defines needs a grant (root or a token): not daemon.
+	out=$(printf 'x\n' | as daemon env LD_PRELOAD="$USHIM" MESH_SERVICE=nosuch MESH_UPSTREAMS="socat:$UP2" \
+	    timeout 5 nc -N 127.0.0.1 "$UP2" 2>&1)
+	check "uid daemon may not claim an undefined name ($out)" sh -c "! printf '%s' \"\$1\" | grep -qx x" _ "$out"
 else
 	skip "SO_PEERCRED: uid nobody may act as db, uid daemon may not" "needs root and setpriv"
 fi
