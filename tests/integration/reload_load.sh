@@ -84,7 +84,8 @@ def worker(k):
             if err:
                 fails[err] = fails.get(err, 0) + 1
 def put(path, data=None):
-    req = urllib.request.Request("http://%s%s" % (http, path), data=data, method="PUT")
+    req = urllib.request.Request("http://%s%s" % (http, path), data=data, method="PUT",
+                                 headers={"X-Consul-Token": os.environ["MESH_TEST_TOKEN"]})
     with urllib.request.urlopen(req, timeout=60) as r:
         if r.status != 200:
             raise OSError("%s: %d" % (path, r.status))
@@ -134,7 +135,7 @@ check "echo through the mesh before the load (got '$out')" [ "$out" = "hello-$UP
 before=$(rss_fds)
 # The reloader is a process of its own, without the shim: the clients'
 # threads must not slow it down.
-python3 "$T/load.py" "$UP" "$CLIENTS" "$DURATION" "$PAUSE" "$HELPERD_PID" \
+MESH_TEST_TOKEN=$MESH_TEST_TOKEN python3 "$T/load.py" "$UP" "$CLIENTS" "$DURATION" "$PAUSE" "$HELPERD_PID" \
     "$A" "$MESHCTL" "$OTHER" reload "$T/count" > "$T/reload.out" 2>&1 &
 RL=$!; PIDS="$PIDS $RL"
 out=$(env LD_PRELOAD="$SHIM" MESH_SERVICE=web python3 "$T/load.py" "$UP" \
