@@ -111,6 +111,11 @@ check_interval = "1s";
 store = { backend = "etcd"; endpoints = [ $(etcd_endpoints "$h") ];
           prefix = "/meshshim"; lease_ttl = "${LEASE_TTL}s"; };
 CONF
+	# Under the tests, every node knows the test's management token (curl
+	# sends it, tests/integration/lib.sh); ACL tokens are per node.
+	if [ -n "${MESH_TEST_TOKEN:-}" ]; then
+		echo "acl = { initial_management = \"$MESH_TEST_TOKEN\"; };" >> "$T/$h/mesh.conf"
+	fi
 	for l in "$@"; do echo "$l" >> "$T/$h/mesh.conf"; done
 }
 
