@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -71,6 +72,20 @@ api_token(void)
 }
 
 /* A unix socket we may use: a socket, owned by root or by us. */
+/* Whose socket meshctl trusts to be helperd's: root's, the caller's own,
+ * or the packaged daemon's system user "meshshim" (helperd.service runs
+ * as it); never another ordinary user's. */
+static int
+socket_owner_trusted(uid_t uid)
+{
+	struct passwd *pw;
+
+	if (uid == 0 || uid == geteuid())
+		return 1;
+	pw = getpwnam("meshshim");
+	return pw != NULL && pw->pw_uid == uid;
+}
+
 static int
 socket_usable(const char *path)
 {
@@ -78,8 +93,7 @@ socket_usable(const char *path)
 
 	return path != NULL && path[0] == '/' && strlen(path) < sizeof(api_sock)
 	    && stat(path, &st) == 0 && S_ISSOCK(st.st_mode) &&
-	    (st.st_uid == 0 || st.st_uid == geteuid()) &&
-	    access(path, W_OK) == 0;
+	    socket_owner_trusted(st.st_uid) && access(path, W_OK) == 0;
 }
 
 /* Without a token, a request goes to helperd's unix socket when this
