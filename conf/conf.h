@@ -100,6 +100,12 @@ struct conf_store_cfg {
 	char password[CONF_NAME_MAX];
 };
 
+/* access_log = { path = "..."; format = "json" | "text"; } */
+struct conf_access_log {
+	char path[CONF_PATH_MAX];       /* [""] = no access log */
+	int json;                       /* format: 1 json [1], 0 text */
+};
+
 struct conf {
 	char node[CONF_NAME_MAX];           /* [hostname] */
 	char datacenter[CONF_NAME_MAX];     /* ["dc1"] */
@@ -119,6 +125,12 @@ struct conf {
 	                                     * "" = none */
 	char services_dir[CONF_PATH_MAX];   /* ["/etc/meshshim.d"], "" = none */
 	char log_level[16];                 /* ["info"] */
+	int log_json;                       /* log lines as JSON [false] */
+	char log_file[CONF_PATH_MAX];       /* also log here [""]; a path
+	                                     * ending in / gets helperd-<time>.log */
+	long log_rotate_bytes;              /* rotate past this size [0 = no] */
+	long log_rotate_max_files;          /* rotated files kept [0 = all] */
+	struct conf_access_log access_log;
 	char join_token[CONF_NAME_MAX];     /* cluster join secret, optional */
 	long connect_timeout_ms;            /* [5000] */
 	long handshake_timeout_ms;          /* [10000] */

@@ -187,7 +187,7 @@ static void
 refuse_later(struct ctl_client *c, int port, uint64_t cookie)
 {
 	relay_pending_add(c->s->h->relay, port, c->service, "", c->uid,
-	    cookie);
+	    cookie, c->pid);
 }
 
 /* A socket cookie (SO_COOKIE): decimal, 1..2^64-1. 0/-1. */
@@ -267,7 +267,7 @@ do_connect(struct ctl_client *c, char *args)
 		return;
 	}
 	if (relay_pending_add(h->relay, (int)port, c->service, dst,
-	    c->uid, cookie) != 0) {
+	    c->uid, cookie, c->pid) != 0) {
 		reply(c, "ERR ENOMEM cannot register");
 		return;
 	}

@@ -20,6 +20,9 @@ struct cluster;
 struct health;
 struct served;
 struct dns_server;
+struct accesslog;
+
+#define MESHSHIM_VERSION "0.1.0"
 
 struct helperd {
 	struct conf conf;
@@ -42,6 +45,8 @@ struct helperd {
 	struct served *served;              /* per-service loopback addresses */
 	struct dns_server *dns;             /* NULL: dns_addr = "" or unbound */
 	char dns_bound[CONF_ADDR_MAX];      /* "" when no DNS server */
+	struct accesslog *alog;             /* access_log (always there) */
+	int64_t started_ms;                 /* monotonic, for uptime */
 	char http_bound[CONF_ADDR_MAX];
 	int mesh_port_bound;
 	int outbound_port;              /* loopback port shims connect to */

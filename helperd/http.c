@@ -291,7 +291,8 @@ dispatch(struct helperd *h, const struct http_req *req,
     struct http_resp *resp)
 {
 	if (route_agent_catalog(h, req, resp) ||
-	    http_intent_route(h, req, resp) || http_ca_route(h, req, resp))
+	    http_intent_route(h, req, resp) || http_ca_route(h, req, resp) ||
+	    http_agent_route(h, req, resp))
 		return;
 	http_reply_text(resp, 404, "Unknown path: %s", req->path);
 }

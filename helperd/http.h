@@ -46,6 +46,13 @@ int http_intent_route(struct helperd *h, const struct http_req *req,
     struct http_resp *resp);
 int http_ca_route(struct helperd *h, const struct http_req *req,
     struct http_resp *resp);
+/* http_agent.c: metrics, connections, members. */
+int http_agent_route(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp);
+
+struct metrics;
+/* A snapshot of every figure of the node (metrics_free it). */
+struct metrics *http_agent_metrics(struct helperd *h);
 
 /* Start listening on addr ("host:port", port 0 = any); the chosen address
  * is written to bound (CONF_ADDR_MAX). Registers with the event loop. */
