@@ -254,13 +254,18 @@ do_connect(struct ctl_client *c, char *args)
 	 * destination's helperd checks again and stays the authority. */
 	if (!intent_check(h->intents, c->service, dst, h->conf.default_allow,
 	    &m)) {
+		char why[256];
+
 		if (m != NULL)
-			log_warn("denied %s (pid %ld uid %ld) => %s: intention "
-			    "%s (%s => %s, deny)", c->service, (long)c->pid,
-			    (long)c->uid, dst, m->id, m->src, m->dst);
+			snprintf(why, sizeof(why), "denied by intention %s "
+			    "(%s => %s, deny)", m->id, m->src, m->dst);
 		else
-			log_warn("denied %s (pid %ld uid %ld) => %s: default",
-			    c->service, (long)c->pid, (long)c->uid, dst);
+			snprintf(why, sizeof(why), "denied by "
+			    "default_intention = deny");
+		log_warn("denied %s (pid %ld uid %ld) => %s: %s", c->service,
+		    (long)c->pid, (long)c->uid, dst, why);
+		relay_obs_refused(h->relay, c->service, dst, c->pid, c->uid,
+		    why);
 		refuse_later(c, (int)port, cookie);
 		reply(c, "ERR ECONNREFUSED %s => %s denied by %s", c->service,
 		    dst, m != NULL ? "intention" : "default_intention");

@@ -83,5 +83,9 @@ json_t *relay_conns_json(struct relay *r);
 /* Ask the worker of relaying connection id to close it (within ~100 ms,
  * logged, access log result "killed"). 0, or -1 when no such id. */
 int relay_conn_kill(struct relay *r, uint64_t id);
+/* The shim's CONNECT was refused here (main thread): src => dst denied
+ * (why), before any connection existed. Counted and access-logged. */
+void relay_obs_refused(struct relay *r, const char *src, const char *dst,
+    pid_t pid, uid_t uid, const char *why);
 
 #endif

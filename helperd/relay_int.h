@@ -257,6 +257,8 @@ struct relay {
 	pthread_mutex_t obs_lock;
 	struct conn *obs_list;
 	size_t obs_n;
+	/* Refusals at registration (main thread, relay_obs_refused). */
+	struct obs_worker obs_main;
 };
 
 

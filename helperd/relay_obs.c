@@ -73,45 +73,47 @@ hist_add(struct obs_hist *hs, int64_t us)
 
 static void unit_of(pid_t pid, char *buf, size_t len);
 
+/* The counters of (dir, src, dst) in o, added on first sight; o's one
+ * writer calls this. */
+static struct obs_pair *
+pair_find(struct obs_worker *o, int dir, const char *src, const char *dst)
+{
+	size_t n = atomic_load_explicit(&o->n_pairs, memory_order_acquire);
+	struct obs_pair *p;
+
+	if (src[0] == '\0')
+		src = "_unknown";
+	if (dst[0] == '\0')
+		dst = "_unknown";
+	for (size_t i = 0; i < n; i++) {
+		p = &o->pairs[i];
+		if (p->dir == dir && strcmp(p->src, src) == 0 &&
+		    strcmp(p->dst, dst) == 0)
+			return p;
+	}
+	/* Full: the last slot stands for every other pair. */
+	if (n == OBS_PAIRS_MAX)
+		return &o->pairs[OBS_PAIRS_MAX - 1];
+	p = &o->pairs[n];
+	memset(p, 0, sizeof(*p));
+	util_strlcpy(p->src, n == OBS_PAIRS_MAX - 1 ? "_other" : src,
+	    sizeof(p->src));
+	util_strlcpy(p->dst, n == OBS_PAIRS_MAX - 1 ? "_other" : dst,
+	    sizeof(p->dst));
+	p->dir = dir;
+	atomic_store_explicit(&o->n_pairs, n + 1, memory_order_release);
+	return p;
+}
+
 /* The worker's counters of c's pair (found once per worker). */
 static struct obs_pair *
 pair_of(struct conn *c)
 {
-	struct obs_worker *o = &c->w->obs;
-	size_t n;
-
-	if (c->obs.pair != NULL && c->obs.pw == c->w)
-		return c->obs.pair;
-	n = atomic_load_explicit(&o->n_pairs, memory_order_acquire);
-	for (size_t i = 0; i < n; i++) {
-		struct obs_pair *p = &o->pairs[i];
-
-		if (p->dir == (int)c->kind && strcmp(p->src, c->src) == 0 &&
-		    strcmp(p->dst, c->dst) == 0) {
-			c->obs.pair = p;
-			c->obs.pw = c->w;
-			return p;
-		}
+	if (c->obs.pair == NULL || c->obs.pw != c->w) {
+		c->obs.pair = pair_find(&c->w->obs, (int)c->kind, c->src,
+		    c->dst);
+		c->obs.pw = c->w;
 	}
-	if (n == OBS_PAIRS_MAX) {
-		/* Full: the last slot stands for every other pair. */
-		c->obs.pair = &o->pairs[OBS_PAIRS_MAX - 1];
-		util_strlcpy(c->obs.pair->src, "_other", sizeof(c->obs.pair->src));
-		util_strlcpy(c->obs.pair->dst, "_other", sizeof(c->obs.pair->dst));
-	} else {
-		struct obs_pair *p = &o->pairs[n];
-
-		memset(p, 0, sizeof(*p));
-		util_strlcpy(p->src, c->src[0] ? c->src : "_unknown",
-		    sizeof(p->src));
-		util_strlcpy(p->dst, c->dst[0] ? c->dst : "_unknown",
-		    sizeof(p->dst));
-		p->dir = (int)c->kind;
-		atomic_store_explicit(&o->n_pairs, n + 1,
-		    memory_order_release);
-		c->obs.pair = p;
-	}
-	c->obs.pw = c->w;
 	return c->obs.pair;
 }
 
@@ -407,6 +409,33 @@ relay_obs_fini(struct relay *r)
 
 /* Reading: the API and metrics (main thread) ------------------------- */
 
+void
+relay_obs_refused(struct relay *r, const char *src, const char *dst,
+    pid_t pid, uid_t uid, const char *why)
+{
+	struct helperd *h = r->h;
+	struct obs_pair *p = pair_find(&r->obs_main, CONN_OUT, src, dst);
+	struct accesslog_entry e = { 0 };
+	char unit[128];
+
+	BUMP(p->denied, 1);
+	BUMP(r->obs_main.checks_deny, 1);
+	if (!accesslog_enabled(h->alog))
+		return;
+	unit_of(pid, unit, sizeof(unit));
+	e.start_ms = e.end_ms = wall_ms();
+	e.direction = "outbound";
+	e.src = src;
+	e.dst = dst;
+	e.pid = pid;
+	e.uid = (long)uid;
+	e.unit = unit;
+	e.src_node = h->conf.node;
+	e.result = "denied";
+	e.reason = why;
+	accesslog_submit(h->alog, &e);
+}
+
 int
 relay_conn_kill(struct relay *r, uint64_t id)
 {
@@ -490,8 +519,9 @@ pairs_metric(struct relay *r, struct metrics *m, const char *name,
 	struct { const char *src, *dst; int dir; double v; } *acc = NULL;
 	size_t n = 0, cap = 0;
 
-	for (size_t w = 0; w < r->n_workers; w++) {
-		struct obs_worker *o = &r->workers[w]->obs;
+	for (size_t w = 0; w <= r->n_workers; w++) {
+		struct obs_worker *o = w < r->n_workers ? &r->workers[w]->obs :
+		    &r->obs_main;
 		size_t np = atomic_load_explicit(&o->n_pairs,
 		    memory_order_acquire);
 
@@ -608,6 +638,8 @@ relay_metrics(struct relay *r, struct metrics *m)
 		}
 		allow += LD(o->checks_allow);
 		deny += LD(o->checks_deny);
+		if (w == 0)
+			deny += LD(r->obs_main.checks_deny);
 		snprintf(id, sizeof(id), "%zu", w);
 		metrics_gauge(m, "meshshim_relay_worker_connections",
 		    "Connections held by each relay worker.",
