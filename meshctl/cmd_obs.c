@@ -108,6 +108,15 @@ cmp_rate(const void *a, const void *b)
 	    json_integer_value(json_object_get(y->c, "ID")) ? -1 : 1;
 }
 
+static int
+cmp_id(const void *a, const void *b)
+{
+	const struct row *x = a, *y = b;
+
+	return json_integer_value(json_object_get(x->c, "ID")) <
+	    json_integer_value(json_object_get(y->c, "ID")) ? -1 : 1;
+}
+
 /* The table of conns (rates against prev, dt seconds earlier; prev NULL:
  * no rate column values). by_rate: busiest first, else by ID. */
 static int
@@ -137,8 +146,7 @@ print_conns(const json_t *conns, const json_t *prev, double dt, int by_rate)
 			    jnum(c, "AgeSeconds") : dt;
 		rows[i].rate = pb >= 0 && dt > 0 ? (b - pb) / dt : -1;
 	}
-	if (by_rate)
-		qsort(rows, n, sizeof(*rows), cmp_rate);
+	qsort(rows, n, sizeof(*rows), by_rate ? cmp_rate : cmp_id);
 	for (i = 0; i < n; i++) {
 		char id[24], pid[16], ag[24], sent[16], recv[16], rate[24];
 		const char *cells[UTIL_ARRAY_LEN(head)];
