@@ -19,6 +19,7 @@
 #include "helperd/direct.h"
 #include "helperd/dns.h"
 #include "helperd/health.h"
+#include "helperd/http_block.h"
 #include "helperd/helperd.h"
 #include "helperd/loop.h"
 #include "helperd/relay.h"
@@ -29,6 +30,8 @@ struct http_server {
 	struct helperd *h;
 	struct MHD_Daemon *d;
 	struct loop_watch w;
+	struct http_block *blk;         /* blocking queries */
+	struct http_ctx *held;          /* requests suspended until a change */
 };
 
 /* Per request: the body as it arrives, capped. */
@@ -36,6 +39,13 @@ struct http_ctx {
 	char *body;
 	size_t len;
 	int too_big;
+	/* A blocking query held (suspended) until its answer changes. */
+	struct MHD_Connection *mc;
+	int64_t deadline;               /* monotonic ms; 0: not blocking yet */
+	int held;                       /* counted in blk (until released) */
+	int suspended;                  /* in the server's held list */
+	char client[64];
+	struct http_ctx *hprev, *hnext;
 };
 
 const char *
@@ -297,6 +307,115 @@ dispatch(struct helperd *h, const struct http_req *req,
 	http_reply_text(resp, 404, "Unknown path: %s", req->path);
 }
 
+/* Blocking queries (http_block.h) ------------------------------------ */
+
+static enum MHD_Result
+key_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+    const char *value)
+{
+	char *k = cls;
+	size_t n = strlen(k);
+
+	(void)kind;
+	if (strcmp(key, "index") == 0 || strcmp(key, "wait") == 0)
+		return MHD_YES;
+	snprintf(k + n, n < 1024 ? 1024 - n : 0, "&%s=%s", key,
+	    value != NULL ? value : "");
+	return MHD_YES;
+}
+
+static void
+held_unlink(struct http_server *s, struct http_ctx *ctx)
+{
+	if (!ctx->suspended)
+		return;
+	if (ctx->hprev != NULL)
+		ctx->hprev->hnext = ctx->hnext;
+	else
+		s->held = ctx->hnext;
+	if (ctx->hnext != NULL)
+		ctx->hnext->hprev = ctx->hprev;
+	ctx->hprev = ctx->hnext = NULL;
+	ctx->suspended = 0;
+}
+
+/* A watched endpoint's answer: give it its X-Consul-Index, and hold the
+ * request while the index is still the one the client sent (?index) and
+ * its ?wait lasts. 1: held (resp dropped), 0: answer now. */
+static int
+block_or_index(struct http_server *s, struct http_ctx *ctx,
+    const struct http_req *req, struct http_resp *resp)
+{
+	const union MHD_ConnectionInfo *ci;
+	struct MHD_Connection *mc = req->mhd_conn;
+	const char *idx_s = http_query(req, "index");
+	char key[1024];
+	long wait, want;
+	int64_t now;
+
+	if (ctx->held) {                /* back from a hold */
+		http_block_release(s->blk, ctx->client);
+		ctx->held = 0;
+	}
+	if (resp->status != 200 || !http_block_watched(req->method, req->path))
+		return 0;
+	snprintf(key, sizeof(key), "%s?", req->path);
+	MHD_get_connection_values(mc, MHD_GET_ARGUMENT_KIND, key_arg, key);
+	resp->index = http_block_index(s->blk, key, resp->body, resp->len);
+	if (idx_s == NULL || util_parse_long(idx_s, 1, 0x7fffffffffffffffL,
+	    &want) != 0 || (uint64_t)want != resp->index)
+		return 0;
+	now = util_now_ms_mono();
+	if (ctx->deadline == 0) {
+		if ((wait = http_block_wait_ms(http_query(req, "wait"))) < 0)
+			return 0;       /* Consul answers at once too */
+		ctx->deadline = now + wait;
+		ci = MHD_get_connection_info(mc,
+		    MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		ctx->client[0] = '\0';
+		if (ci != NULL && ci->client_addr != NULL) {
+			const struct sockaddr *sa = ci->client_addr;
+
+			if (sa->sa_family == AF_INET)
+				inet_ntop(AF_INET, &((const struct sockaddr_in *)
+				    sa)->sin_addr, ctx->client,
+				    sizeof(ctx->client));
+			else if (sa->sa_family == AF_INET6)
+				inet_ntop(AF_INET6, &((const struct
+				    sockaddr_in6 *)sa)->sin6_addr, ctx->client,
+				    sizeof(ctx->client));
+		}
+	}
+	if (now >= ctx->deadline || !http_block_may_hold(s->blk, ctx->client))
+		return 0;
+	free(resp->body);
+	resp->body = NULL;
+	http_block_hold(s->blk, ctx->client);
+	ctx->held = 1;
+	ctx->mc = mc;
+	ctx->suspended = 1;
+	ctx->hprev = NULL;
+	ctx->hnext = s->held;
+	if (s->held != NULL)
+		s->held->hprev = ctx;
+	s->held = ctx;
+	MHD_suspend_connection(mc);
+	return 1;
+}
+
+/* Every held request runs again: answered if its endpoint changed or
+ * its wait ran out, else held once more. */
+static void
+held_resume_all(struct http_server *s)
+{
+	while (s->held != NULL) {
+		struct http_ctx *ctx = s->held;
+
+		held_unlink(s, ctx);
+		MHD_resume_connection(ctx->mc);
+	}
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *mc, const char *url,
     const char *method, const char *version, const char *upload,
@@ -346,6 +465,8 @@ on_request(void *cls, struct MHD_Connection *mc, const char *url,
 		http_reply_text(&resp, 500, "out of memory");
 	if (resp.body == NULL)
 		return MHD_NO;
+	if (block_or_index(s, ctx, &req, &resp))
+		return MHD_YES;         /* held: called again on resume */
 	if (resp.status >= 400)
 		log_info("http %s %s: %u %.*s", method, url, resp.status,
 		    (int)(resp.len > 0 ? resp.len - 1 : 0), resp.body);
@@ -356,6 +477,15 @@ on_request(void *cls, struct MHD_Connection *mc, const char *url,
 		return MHD_NO;
 	}
 	MHD_add_response_header(r, "Content-Type", resp.ctype);
+	if (resp.index > 0) {
+		char idx[32];
+
+		snprintf(idx, sizeof(idx), "%llu",
+		    (unsigned long long)resp.index);
+		MHD_add_response_header(r, "X-Consul-Index", idx);
+		MHD_add_response_header(r, "X-Consul-KnownLeader", "true");
+		MHD_add_response_header(r, "X-Consul-LastContact", "0");
+	}
 	ret = MHD_queue_response(mc, resp.status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -367,10 +497,14 @@ on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 {
 	struct http_ctx *ctx = *con_cls;
 
-	(void)cls;
+	struct http_server *s = cls;
+
 	(void)mc;
 	(void)toe;
 	if (ctx != NULL) {
+		held_unlink(s, ctx);
+		if (ctx->held)
+			http_block_release(s->blk, ctx->client);
 		free(ctx->body);
 		free(ctx);
 		*con_cls = NULL;
@@ -389,8 +523,10 @@ on_event(void *arg, uint32_t events)
 void
 http_tick(struct http_server *s)
 {
-	if (s != NULL)
-		MHD_run(s->d);
+	if (s == NULL)
+		return;
+	held_resume_all(s);
+	MHD_run(s->d);
 }
 
 int
@@ -402,7 +538,8 @@ http_start(struct http_server **out, struct helperd *h, const char *addr,
 	struct http_server *s;
 	char host[CONF_ADDR_MAX];
 	int port;
-	unsigned flags = MHD_USE_EPOLL | MHD_USE_TURBO;
+	unsigned flags = MHD_USE_EPOLL | MHD_USE_TURBO |
+	    MHD_ALLOW_SUSPEND_RESUME;
 
 	if (util_split_hostport(addr, host, sizeof(host), &port) != 0) {
 		snprintf(err, errlen, "http_addr: expected host:port, got %s",
@@ -425,6 +562,10 @@ http_start(struct http_server **out, struct helperd *h, const char *addr,
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return -1;
+	if ((s->blk = http_block_new()) == NULL) {
+		free(s);
+		return -1;
+	}
 	s->h = h;
 	s->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL,
 	    on_request, s,
@@ -436,6 +577,7 @@ http_start(struct http_server **out, struct helperd *h, const char *addr,
 	if (s->d == NULL) {
 		snprintf(err, errlen, "cannot listen on http_addr %s (in use?)",
 		    addr);
+		http_block_free(s->blk);
 		free(s);
 		return -1;
 	}
@@ -448,6 +590,7 @@ http_start(struct http_server **out, struct helperd *h, const char *addr,
 	    on_event, s) != 0) {
 		snprintf(err, errlen, "http: cannot watch the epoll fd");
 		MHD_stop_daemon(s->d);
+		http_block_free(s->blk);
 		free(s);
 		return -1;
 	}
@@ -461,6 +604,10 @@ http_stop(struct http_server *s)
 	if (s == NULL)
 		return;
 	loop_del(s->h->loop, &s->w);
+	/* MHD stops only with no connection suspended. */
+	held_resume_all(s);
+	MHD_run(s->d);
 	MHD_stop_daemon(s->d);
+	http_block_free(s->blk);
 	free(s);
 }

@@ -6,6 +6,7 @@
 #define MESH_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <jansson.h>
 
 #define HTTP_BODY_MAX (256 * 1024)
@@ -26,6 +27,8 @@ struct http_resp {
 	char *body;                /* malloc'd, owned by the response */
 	size_t len;
 	const char *ctype;         /* "application/json" or "text/plain" */
+	uint64_t index;            /* X-Consul-Index (blocking queries); 0:
+	                              none */
 };
 
 /* Query string argument, or NULL. */
