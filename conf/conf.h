@@ -126,8 +126,7 @@ struct conf {
 	char services_dir[CONF_PATH_MAX];   /* ["/etc/meshshim.d"], "" = none */
 	char log_level[16];                 /* ["info"] */
 	int log_json;                       /* log lines as JSON [false] */
-	char log_file[CONF_PATH_MAX];       /* also log here [""]; a path
-	                                     * ending in / gets helperd-<time>.log */
+	char log_file[CONF_PATH_MAX];       /* also log to this file [""] */
 	long log_rotate_bytes;              /* rotate past this size [0 = no] */
 	long log_rotate_max_files;          /* rotated files kept [0 = all] */
 	struct conf_access_log access_log;

@@ -436,6 +436,15 @@ api_services_load(struct helperd *h, char *err, size_t errlen)
 static int
 observe_apply(struct helperd *h, char *err, size_t errlen)
 {
+	int lvl = h->log_level_flag >= 0 ? h->log_level_flag :
+	    log_level_parse(h->conf.log_level);
+
+	if (lvl >= 0)
+		log_set_level((enum log_level)lvl);
+	log_set_json(h->log_json_flag || h->conf.log_json);
+	if (log_set_file(h->conf.log_file, h->conf.log_rotate_bytes,
+	    h->conf.log_rotate_max_files, err, errlen) != 0)
+		return -1;
 	return accesslog_configure(h->alog, h->conf.access_log.path,
 	    h->conf.access_log.json, err, errlen);
 }
@@ -463,6 +472,12 @@ helperd_reload(struct helperd *h, char *err, size_t errlen)
 		nc.n_services = 0;
 		h->conf.default_allow = nc.default_allow;
 		h->conf.access_log = nc.access_log;
+		memcpy(h->conf.log_level, nc.log_level,
+		    sizeof(h->conf.log_level));
+		h->conf.log_json = nc.log_json;
+		memcpy(h->conf.log_file, nc.log_file, sizeof(h->conf.log_file));
+		h->conf.log_rotate_bytes = nc.log_rotate_bytes;
+		h->conf.log_rotate_max_files = nc.log_rotate_max_files;
 		if (strcmp(nc.http_addr, h->conf.http_addr) != 0 ||
 		    nc.mesh_port != h->conf.mesh_port ||
 		    strcmp(nc.socket, h->conf.socket) != 0 ||
@@ -480,8 +495,8 @@ helperd_reload(struct helperd *h, char *err, size_t errlen)
 
 		/* The previous file stays in use: say so, reload the rest. */
 		if (observe_apply(h, aerr, sizeof(aerr)) != 0)
-			log_err("reload: %s (still writing the previous "
-			    "access log)", aerr);
+			log_err("reload: %s (the previous file stays in "
+			    "use)", aerr);
 	}
 	log_info("reloaded: %zu service(s) from the configuration, "
 	    "default_intention = %s", h->conf.n_services,

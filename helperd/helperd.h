@@ -46,6 +46,9 @@ struct helperd {
 	struct dns_server *dns;             /* NULL: dns_addr = "" or unbound */
 	char dns_bound[CONF_ADDR_MAX];      /* "" when no DNS server */
 	struct accesslog *alog;             /* access_log (always there) */
+	int log_level_flag;                 /* -log-level given: file's
+	                                       log_level ignored (-1: none) */
+	int log_json_flag;                  /* -log-json given */
 	int64_t started_ms;                 /* monotonic, for uptime */
 	char http_bound[CONF_ADDR_MAX];
 	int mesh_port_bound;

@@ -32,6 +32,7 @@ struct http_server {
 	struct loop_watch w;
 	struct http_block *blk;         /* blocking queries */
 	struct http_ctx *held;          /* requests suspended until a change */
+	int stopping;                   /* hold nothing more */
 };
 
 /* Per request: the body as it arrives, capped. */
@@ -386,7 +387,8 @@ block_or_index(struct http_server *s, struct http_ctx *ctx,
 				    sizeof(ctx->client));
 		}
 	}
-	if (now >= ctx->deadline || !http_block_may_hold(s->blk, ctx->client))
+	if (now >= ctx->deadline || s->stopping ||
+	    !http_block_may_hold(s->blk, ctx->client))
 		return 0;
 	free(resp->body);
 	resp->body = NULL;
@@ -461,10 +463,22 @@ on_request(void *cls, struct MHD_Connection *mc, const char *url,
 		    HTTP_BODY_MAX);
 	else
 		dispatch(s->h, &req, &resp);
-	if (resp.body == NULL)
+	if (resp.body == NULL && resp.stream_read == NULL)
 		http_reply_text(&resp, 500, "out of memory");
-	if (resp.body == NULL)
+	if (resp.body == NULL && resp.stream_read == NULL)
 		return MHD_NO;
+	if (resp.stream_read != NULL) {
+		r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096,
+		    resp.stream_read, resp.stream_arg, resp.stream_free);
+		if (r == NULL) {
+			resp.stream_free(resp.stream_arg);
+			return MHD_NO;
+		}
+		MHD_add_response_header(r, "Content-Type", resp.ctype);
+		ret = MHD_queue_response(mc, resp.status, r);
+		MHD_destroy_response(r);
+		return ret;
+	}
 	if (block_or_index(s, ctx, &req, &resp))
 		return MHD_YES;         /* held: called again on resume */
 	if (resp.status >= 400)
@@ -526,6 +540,7 @@ http_tick(struct http_server *s)
 	if (s == NULL)
 		return;
 	held_resume_all(s);
+	http_monitor_tick();
 	MHD_run(s->d);
 }
 
@@ -605,7 +620,9 @@ http_stop(struct http_server *s)
 		return;
 	loop_del(s->h->loop, &s->w);
 	/* MHD stops only with no connection suspended. */
+	s->stopping = 1;
 	held_resume_all(s);
+	http_monitor_stop_all();
 	MHD_run(s->d);
 	MHD_stop_daemon(s->d);
 	http_block_free(s->blk);

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <jansson.h>
 
 #define HTTP_BODY_MAX (256 * 1024)
@@ -29,6 +30,10 @@ struct http_resp {
 	const char *ctype;         /* "application/json" or "text/plain" */
 	uint64_t index;            /* X-Consul-Index (blocking queries); 0:
 	                              none */
+	/* A streamed body (body NULL): MHD's content reader and its free. */
+	ssize_t (*stream_read)(void *arg, uint64_t pos, char *buf, size_t max);
+	void (*stream_free)(void *arg);
+	void *stream_arg;
 };
 
 /* Query string argument, or NULL. */
@@ -52,6 +57,13 @@ int http_ca_route(struct helperd *h, const struct http_req *req,
 /* http_agent.c: metrics, connections, members. */
 int http_agent_route(struct helperd *h, const struct http_req *req,
     struct http_resp *resp);
+
+/* http_monitor.c: GET /v1/agent/monitor streams the log. 1: resp is a
+ * stream; 0: resp holds an error. */
+int http_monitor_start(const struct http_req *req, struct http_resp *resp);
+/* Wake the streams that have lines (tick); end them all (stop). */
+void http_monitor_tick(void);
+void http_monitor_stop_all(void);
 
 struct metrics;
 /* A snapshot of every figure of the node (metrics_free it). */

@@ -215,6 +215,12 @@ http_agent_route(struct helperd *h, const struct http_req *req,
 		else
 			http_reply_text(resp, 405, "Method %s not allowed on "
 			    "%s (allowed: DELETE)", req->method, p);
+	} else if (strcmp(p, "/v1/agent/monitor") == 0) {
+		if (strcmp(req->method, "GET") == 0)
+			http_monitor_start(req, resp);
+		else
+			http_reply_text(resp, 405, "Method %s not allowed on "
+			    "%s (allowed: GET)", req->method, p);
 	} else if (strcmp(p, "/v1/agent/members") == 0) {
 		if (strcmp(req->method, "GET") == 0)
 			http_reply_json(resp, 200, agent_members(h));

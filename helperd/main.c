@@ -19,6 +19,8 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "helperd/helperd.h"
+#include "helperd/http.h"
+#include "helperd/metrics.h"
 #include "helperd/loop.h"
 
 #define TICK_MS 100
@@ -37,16 +39,28 @@ usage(FILE *f)
 	    "                    temporary data_dir removed at exit\n"
 	    "  -check            validate the configuration and exit\n"
 	    "                    (0: OK, 1: prints file:line: reason)\n"
-	    "  -log-level LEVEL  err, warn, info (default) or debug\n"
+	    "  -log-level LEVEL  err, warn, info (default) or debug; overrides\n"
+	    "                    log_level of mesh.conf\n"
+	    "  -log-json         log lines as JSON (@timestamp, @level,\n"
+	    "                    @message), as consul -log-json\n"
 	    "  -workers N        relay threads (default: one per CPU)\n"
 	    "  -version          print the version and exit\n"
 	    "  -h, -help         this text\n"
 	    "\n"
-	    "Signals: SIGHUP reloads services and default_intention;\n"
-	    "SIGTERM/SIGINT stop cleanly. Flags take one or two dashes.\n"
-	    "\n"
-	    "Manuals: helperd(8), mesh.conf(5) (every key), meshctl(1),\n"
-	    "libmeshshim(8); more in " MESHSHIM_DOC_DIR ".\n");
+	    "Signals: SIGHUP reloads services, default_intention, log and
+"
+	    "access_log settings (and reopens their files); SIGUSR1 writes
+"
+	    "the current metrics to the log;
+"
+	    "SIGTERM/SIGINT stop cleanly. Flags take one or two dashes.
+"
+	    "
+"
+	    "Manuals: helperd(8), mesh.conf(5) (every key), meshctl(1),
+"
+	    "libmeshshim(8); more in " MESHSHIM_DOC_DIR ".
+");
 }
 
 /* Every relayed connection holds two sockets: take all the fds the hard
@@ -123,6 +137,33 @@ on_signal(void *arg, uint32_t events)
 	(void)events;
 }
 
+/* SIGUSR1: the current metrics, one log line per sample, as Consul
+ * dumps its telemetry. */
+static void
+log_metrics(struct helperd *h)
+{
+	struct metrics *m = http_agent_metrics(h);
+	char *text, *line, *save;
+	size_t len, n = 0;
+
+	if (m == NULL || (text = metrics_prometheus(m, &len)) == NULL) {
+		metrics_free(m);
+		log_err("SIGUSR1: out of memory");
+		return;
+	}
+	metrics_free(m);
+	log_info("SIGUSR1: metrics follow (Prometheus names)");
+	for (line = strtok_r(text, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save)) {
+		if (line[0] == '#')
+			continue;
+		log_info("metrics: %s", line);
+		n++;
+	}
+	log_info("SIGUSR1: %zu metric samples", n);
+	free(text);
+}
+
 static int
 run(struct helperd *h)
 {
@@ -136,6 +177,7 @@ run(struct helperd *h)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0 || loop_add(h->loop, &sw, sfd, EPOLLIN,
@@ -155,7 +197,9 @@ run(struct helperd *h)
 		while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 			char err[CONF_ERR_MAX];
 
-			if (si.ssi_signo == SIGHUP) {
+			if (si.ssi_signo == SIGUSR1) {
+				log_metrics(h);
+			} else if (si.ssi_signo == SIGHUP) {
 				log_info("SIGHUP: reloading");
 				if (helperd_reload(h, err, sizeof(err)) != 0)
 					log_err("reload failed, keeping the "
@@ -212,6 +256,8 @@ main(int argc, char **argv)
 				return 1;
 			}
 			level = argv[i];
+		} else if (strcmp(a, "-log-json") == 0) {
+			h.log_json_flag = 1;
 		} else if (strcmp(a, "-workers") == 0) {
 			long n;
 
@@ -278,6 +324,8 @@ main(int argc, char **argv)
 		return 1;
 	}
 	log_init("helperd", 0, (enum log_level)lvl);
+	log_set_json(h.log_json_flag || h.conf.log_json);
+	h.log_level_flag = level == h.conf.log_level ? -1 : lvl;
 	if (dev) {
 		if (mkdtemp(devdir) == NULL) {
 			log_err("mkdtemp: %m");

@@ -559,3 +559,59 @@ cmd_info(int argc, char **argv)
 	json_decref(m);
 	return 0;
 }
+
+/* ---- monitor ---- */
+
+static const char *m_level = "info";
+
+static const struct flag monitor_flags[] = {
+	{ "log-level", FLAG_STRING, &m_level, "<level>",
+	    "Stream lines at this level and above: error, warn, info "
+	    "(default), debug or trace, whatever helperd's own log_level." },
+	FLAG_HTTP_ADDR,
+	{ NULL, 0, NULL, NULL, NULL },
+};
+
+static const struct cmd_help monitor_help = {
+	"monitor", "monitor [options]",
+	"Stream helperd's log lines as they are written (GET "
+	"/v1/agent/monitor), until interrupted or helperd stops. Lines "
+	"come in the format helperd logs in (text, or JSON with "
+	"-log-json).",
+	monitor_flags,
+};
+
+int
+cmd_monitor(int argc, char **argv)
+{
+	static const char *levels[] = { "error", "err", "warn", "warning",
+		"info", "debug", "trace" };
+	const char *pos[argc + 1];
+	struct api_resp r;
+	char path[96];
+	int npos, rc, known = 0;
+
+	if ((rc = flags_parse(&monitor_help, argc, argv, pos, &npos)) != 0)
+		return rc < 0 ? 1 : 0;
+	if (npos != 0)
+		return flags_fail(&monitor_help, "Too many arguments "
+		    "(expected 0, got %d)", npos);
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(levels); i++)
+		if (strcmp(m_level, levels[i]) == 0)
+			known = 1;
+	if (!known)
+		return flags_fail(&monitor_help, "Unknown log level: %s",
+		    m_level);
+	snprintf(path, sizeof(path), "/v1/agent/monitor?loglevel=%s",
+	    m_level);
+	if (api_stream(path, &r) != 0)
+		return 1;
+	if (r.status != 200) {
+		fprintf(stderr, "Error starting monitor: %s\n",
+		    api_errtext(&r));
+		api_resp_free(&r);
+		return 1;
+	}
+	api_resp_free(&r);
+	return 0;
+}

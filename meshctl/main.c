@@ -23,6 +23,7 @@ static const struct command commands[] = {
 	{ "info", cmd_info, "Provides debugging information for operators" },
 	{ "intention", cmd_intention, "Interact with service intentions" },
 	{ "members", cmd_members, "Lists the members of the mesh" },
+	{ "monitor", cmd_monitor, "Stream logs from helperd" },
 	{ "reload", cmd_reload, "Triggers helperd to reload configuration "
 	    "files" },
 	{ "systemd", cmd_systemd, "Put systemd services in the mesh "

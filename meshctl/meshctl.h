@@ -98,5 +98,6 @@ int cmd_conn(int argc, char **argv);
 int cmd_top(int argc, char **argv);
 int cmd_members(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_monitor(int argc, char **argv);
 
 #endif
