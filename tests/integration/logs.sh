@@ -56,7 +56,8 @@ stop_helperd "$HELPERD_PID"
 write_conf n2 'default_intention = "allow";'
 "$HELPERD" -c "$T/n2/mesh.conf" -log-json > "$T/n2.log" 2>&1 &
 P2=$!; PIDS="$PIDS $P2"
-for _ in $(seq 600); do [ -s "$T/n2/data/ports.json" ] && break; sleep 0.05; done
+for _ in $(seq 1200); do [ -s "$T/n2/data/ports.json" ] && break; sleep 0.05; done
+check "helperd -log-json up (ports.json)" [ -s "$T/n2/data/ports.json" ]
 kill -TERM "$P2"; wait "$P2"
 python3 - "$T/n2.log" <<'PY'
 import json, re, sys
