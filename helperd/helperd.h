@@ -22,8 +22,6 @@ struct served;
 struct dns_server;
 struct accesslog;
 
-#define MESHSHIM_VERSION "0.1.0"
-
 struct helperd {
 	struct conf conf;
 	/* Guards everything below that the relay workers read (catalog,

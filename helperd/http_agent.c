@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "helperd/accesslog.h"

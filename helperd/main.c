@@ -47,20 +47,13 @@ usage(FILE *f)
 	    "  -version          print the version and exit\n"
 	    "  -h, -help         this text\n"
 	    "\n"
-	    "Signals: SIGHUP reloads services, default_intention, log and
-"
-	    "access_log settings (and reopens their files); SIGUSR1 writes
-"
-	    "the current metrics to the log;
-"
-	    "SIGTERM/SIGINT stop cleanly. Flags take one or two dashes.
-"
-	    "
-"
-	    "Manuals: helperd(8), mesh.conf(5) (every key), meshctl(1),
-"
-	    "libmeshshim(8); more in " MESHSHIM_DOC_DIR ".
-");
+	    "Signals: SIGHUP reloads services, default_intention, log and\n"
+	    "access_log settings (and reopens their files); SIGUSR1 writes\n"
+	    "the current metrics to the log;\n"
+	    "SIGTERM/SIGINT stop cleanly. Flags take one or two dashes.\n"
+	    "\n"
+	    "Manuals: helperd(8), mesh.conf(5) (every key), meshctl(1),\n"
+	    "libmeshshim(8); more in " MESHSHIM_DOC_DIR ".\n");
 }
 
 /* Every relayed connection holds two sockets: take all the fds the hard

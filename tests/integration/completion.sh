@@ -20,7 +20,7 @@ comp() {
 		_meshctl
 		printf "%s\n" "${COMPREPLY[@]}"' sh "$SRCDIR/completion/meshctl.bash" "$1" | sort
 }
-check "commands" [ "$(comp 'meshctl ' | tr '\n' ' ')" = "-help -http-addr= -version ca catalog connect intention reload systemd version " ]
+check "commands" [ "$(comp 'meshctl ' | tr '\n' ' ')" = "-help -http-addr= -version ca catalog conn connect conns info intention members monitor reload systemd top version " ]
 check "subcommands of intention" [ "$(comp 'meshctl intention c' | tr '\n' ' ')" = "check create " ]
 check "flags of intention create" sh -c "[ \"\$(printf '%s\n' '$(comp 'meshctl intention create -d')' | tr '\n' ' ')\" = '-deny -description= ' ]"
 check "services from helperd for intention create" [ "$(comp 'meshctl intention create -deny ' | tr '\n' ' ')" = "* socat web " ]
