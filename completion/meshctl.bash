@@ -48,8 +48,9 @@ _meshctl()
 	local http="-http-addr= -token= -token-file= -help"
 	local flags="" subs="" names=0
 	case $cmd in
-	"") _meshctl_reply -W "acl ca catalog connect intention reload
-	        systemd version -http-addr= -version -help" -- "$cur"
+	"") _meshctl_reply -W "acl ca catalog conn connect conns info intention
+	        members monitor reload systemd top version -http-addr=
+	        -version -help" -- "$cur"
 	    [[ ${COMPREPLY-} == *= ]] && compopt -o nospace 2>/dev/null
 	    return ;;
 	acl) subs="token policy" ;;
@@ -72,6 +73,12 @@ _meshctl()
 	    enable) flags="-service= -socket= -shim= -unit-dir= -help" ;;
 	    disable) flags="-unit-dir= -help" ;;
 	    esac ;;
+	conn) subs="kill"
+	    [ "$sub" = kill ] && flags="$http" ;;
+	conns) flags="-rate-interval= -json $http" ;;
+	top) flags="-interval= -n= $http" ;;
+	members | info) flags="$http" ;;
+	monitor) flags="-log-level= $http" ;;
 	reload) flags="$http" ;;
 	version) return ;;
 	esac

@@ -461,6 +461,17 @@ static const struct ckey limits_keys[] = {
 	{ .name = NULL },
 };
 
+static const struct kchoice ch_log_format[] = {
+	{ "json", 1 }, { "text", 0 }, { NULL, 0 } };
+
+static const struct ckey access_log_keys[] = {
+	{ .name = "path", .type = K_STR, FLD(conf_access_log, path),
+	  .def = "" },
+	{ .name = "format", .type = K_ENUM, FLD(conf_access_log, json),
+	  .choices = ch_log_format, .def = "json" },
+	{ .name = NULL },
+};
+
 static const struct ckey store_keys[] = {
 	{ .name = "backend", .type = K_ENUM, FLD(conf_store_cfg, backend),
 	  .choices = ch_backend, .def = "embedded" },
@@ -517,6 +528,18 @@ static const struct ckey top_keys[] = {
 	  .def = "/etc/meshshim.d" },
 	{ .name = "log_level", .type = K_STR, FLD(conf, log_level),
 	  .check = chk_log_level, .def = "info" },
+	{ .name = "log_json", .type = K_BOOL, FLD(conf, log_json),
+	  .def = "false" },
+	{ .name = "log_file", .type = K_STR, FLD(conf, log_file),
+	  .def = "" },
+	{ .name = "log_rotate_bytes", .type = K_INT,
+	  FLD(conf, log_rotate_bytes), .min = 0, .max = 1LL << 40,
+	  .def = "0" },
+	{ .name = "log_rotate_max_files", .type = K_INT,
+	  FLD(conf, log_rotate_max_files), .min = 0, .max = 100000,
+	  .def = "0" },
+	{ .name = "access_log", .type = K_GROUP, FLD(conf, access_log),
+	  .sub = access_log_keys },
 	{ .name = "join_token", .type = K_STR, FLD(conf, join_token),
 	  .def = "" },
 	{ .name = "connect_timeout", .type = K_DUR,

@@ -121,6 +121,12 @@ struct conf_limits {
 	long http_max_conns_per_client; /* [200], per uid (local) or IP */
 };
 
+/* access_log = { path = "..."; format = "json" | "text"; } */
+struct conf_access_log {
+	char path[CONF_PATH_MAX];       /* [""] = no access log */
+	int json;                       /* format: 1 json [1], 0 text */
+};
+
 struct conf {
 	char node[CONF_NAME_MAX];           /* [hostname] */
 	char datacenter[CONF_NAME_MAX];     /* ["dc1"] */
@@ -144,6 +150,11 @@ struct conf {
 	                                     * "" = none */
 	char services_dir[CONF_PATH_MAX];   /* ["/etc/meshshim.d"], "" = none */
 	char log_level[16];                 /* ["info"] */
+	int log_json;                       /* log lines as JSON [false] */
+	char log_file[CONF_PATH_MAX];       /* also log to this file [""] */
+	long log_rotate_bytes;              /* rotate past this size [0 = no] */
+	long log_rotate_max_files;          /* rotated files kept [0 = all] */
+	struct conf_access_log access_log;
 	char join_token[CONF_NAME_MAX];     /* cluster join secret, optional */
 	long connect_timeout_ms;            /* [5000] */
 	long handshake_timeout_ms;          /* [10000] */

@@ -190,7 +190,7 @@ static void
 refuse_later(struct ctl_client *c, int port, uint64_t cookie)
 {
 	relay_pending_add(c->s->h->relay, port, c->service, "", c->uid,
-	    cookie);
+	    cookie, c->pid);
 }
 
 /* A socket cookie (SO_COOKIE): decimal, 1..2^64-1. 0/-1. */
@@ -291,20 +291,25 @@ do_connect(struct ctl_client *c, char *args)
 	 * destination's helperd checks again and stays the authority. */
 	if (!intent_check(h->intents, c->service, dst, h->conf.default_allow,
 	    &m)) {
+		char why[256];
+
 		if (m != NULL)
-			log_warn("denied %s (pid %ld uid %ld) => %s: intention "
-			    "%s (%s => %s, deny)", c->service, (long)c->pid,
-			    (long)c->uid, dst, m->id, m->src, m->dst);
+			snprintf(why, sizeof(why), "denied by intention %s "
+			    "(%s => %s, deny)", m->id, m->src, m->dst);
 		else
-			log_warn("denied %s (pid %ld uid %ld) => %s: default",
-			    c->service, (long)c->pid, (long)c->uid, dst);
+			snprintf(why, sizeof(why), "denied by "
+			    "default_intention = deny");
+		log_warn("denied %s (pid %ld uid %ld) => %s: %s", c->service,
+		    (long)c->pid, (long)c->uid, dst, why);
+		relay_obs_refused(h->relay, c->service, dst, c->pid, c->uid,
+		    why);
 		refuse_later(c, (int)port, cookie);
 		reply(c, "ERR ECONNREFUSED %s => %s denied by %s", c->service,
 		    dst, m != NULL ? "intention" : "default_intention");
 		return;
 	}
 	if (relay_pending_add(h->relay, (int)port, c->service, dst,
-	    c->uid, cookie) != 0) {
+	    c->uid, cookie, c->pid) != 0) {
 		reply(c, "ERR ENOMEM cannot register");
 		return;
 	}

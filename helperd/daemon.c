@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "helperd/acl.h"
+#include "helperd/accesslog.h"
 #include "helperd/ca.h"
 #include "helperd/catalog.h"
 #include "helperd/cluster.h"
@@ -454,6 +455,24 @@ api_services_load(struct helperd *h, char *err, size_t errlen)
 	    &h->n_api_services, err, errlen);
 }
 
+/* access_log and the log settings, from h->conf: at start, and at each
+ * reload (SIGHUP reopens the files, for logrotate). */
+static int
+observe_apply(struct helperd *h, char *err, size_t errlen)
+{
+	int lvl = h->log_level_flag >= 0 ? h->log_level_flag :
+	    log_level_parse(h->conf.log_level);
+
+	if (lvl >= 0)
+		log_set_level((enum log_level)lvl);
+	log_set_json(h->log_json_flag || h->conf.log_json);
+	if (log_set_file(h->conf.log_file, h->conf.log_rotate_bytes,
+	    h->conf.log_rotate_max_files, err, errlen) != 0)
+		return -1;
+	return accesslog_configure(h->alog, h->conf.access_log.path,
+	    h->conf.access_log.json, err, errlen);
+}
+
 int
 helperd_check_state(const struct conf *c, size_t *n_api, char *err,
     size_t errlen)
@@ -493,6 +512,13 @@ helperd_reload(struct helperd *h, char *err, size_t errlen)
 		nc.services = NULL;
 		nc.n_services = 0;
 		h->conf.default_allow = nc.default_allow;
+		h->conf.access_log = nc.access_log;
+		memcpy(h->conf.log_level, nc.log_level,
+		    sizeof(h->conf.log_level));
+		h->conf.log_json = nc.log_json;
+		memcpy(h->conf.log_file, nc.log_file, sizeof(h->conf.log_file));
+		h->conf.log_rotate_bytes = nc.log_rotate_bytes;
+		h->conf.log_rotate_max_files = nc.log_rotate_max_files;
 		if (strcmp(nc.http_addr, h->conf.http_addr) != 0 ||
 		    nc.mesh_port != h->conf.mesh_port ||
 		    strcmp(nc.socket, h->conf.socket) != 0 ||
@@ -504,6 +530,14 @@ helperd_reload(struct helperd *h, char *err, size_t errlen)
 	if (catalog_refresh(h) != 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
+	}
+	{
+		char aerr[CONF_ERR_MAX];
+
+		/* The previous file stays in use: say so, reload the rest. */
+		if (observe_apply(h, aerr, sizeof(aerr)) != 0)
+			log_err("reload: %s (the previous file stays in "
+			    "use)", aerr);
 	}
 	log_info("reloaded: %zu service(s) from the configuration, "
 	    "default_intention = %s", h->conf.n_services,
@@ -606,6 +640,12 @@ helperd_start(struct helperd *h, char *err, size_t errlen)
 	pthread_mutex_init(&h->lock, &ma);
 	pthread_mutexattr_destroy(&ma);
 
+	if ((h->alog = accesslog_new()) == NULL) {
+		snprintf(err, errlen, "access log: cannot start its writer");
+		return -1;
+	}
+	if (observe_apply(h, err, errlen) != 0)
+		return -1;
 	if (util_mkdirs(h->conf.data_dir, 0700) != 0) {
 		snprintf(err, errlen, "data_dir %s: %s", h->conf.data_dir,
 		    strerror(errno));
@@ -739,6 +779,9 @@ helperd_stop(struct helperd *h)
 	served_free(h->served);
 	h->served = NULL;
 	relay_free(h->relay);
+	/* Every connection has closed: their lines are queued. */
+	accesslog_free(h->alog);
+	h->alog = NULL;
 	/* Direct connections are the apps' own: they outlive helperd. */
 	direct_free(h->direct);
 	h->direct = NULL;

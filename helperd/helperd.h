@@ -22,6 +22,7 @@ struct health;
 struct served;
 struct dns_server;
 struct acl;
+struct accesslog;
 
 struct helperd {
 	struct conf conf;
@@ -45,6 +46,11 @@ struct helperd {
 	struct dns_server *dns;             /* NULL: dns_addr = "" or unbound */
 	char dns_bound[CONF_ADDR_MAX];      /* "" when no DNS server */
 	struct acl *acl;                    /* tokens, policies, grants */
+	struct accesslog *alog;             /* access_log (always there) */
+	int log_level_flag;                 /* -log-level given: file's
+	                                       log_level ignored (-1: none) */
+	int log_json_flag;                  /* -log-json given */
+	int64_t started_ms;                 /* monotonic, for uptime */
 	char http_bound[CONF_ADDR_MAX];
 	char http_sock[108];                /* the API's unix socket, or "" */
 	int mesh_port_bound;
@@ -57,7 +63,6 @@ struct helperd {
 	int64_t next_leaf_check;
 	uint64_t refused_all_critical;      /* connections refused: every
 	                                     * instance critical (main loop) */
-	int64_t started_ms;                 /* monotonic, for the stats */
 };
 
 struct leaf_slot {

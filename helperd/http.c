@@ -20,6 +20,7 @@
 #include "helperd/direct.h"
 #include "helperd/dns.h"
 #include "helperd/health.h"
+#include "helperd/http_block.h"
 #include "helperd/helperd.h"
 #include "helperd/loop.h"
 #include "helperd/relay.h"
@@ -409,7 +410,7 @@ http_dispatch(struct helperd *h, const struct http_req *req,
 	}
 	if (route_agent_catalog(h, req, resp) ||
 	    http_intent_route(h, req, resp) || http_ca_route(h, req, resp) ||
-	    http_acl_route(h, req, resp))
+	    http_acl_route(h, req, resp) || http_agent_route(h, req, resp))
 		return;
 	http_reply_text(resp, 404, "Unknown path: %s", req->path);
 }

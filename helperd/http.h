@@ -6,6 +6,8 @@
 #define MESH_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 #include <jansson.h>
 
 #define HTTP_BODY_MAX (256 * 1024)
@@ -33,6 +35,12 @@ struct http_resp {
 	char *body;                /* malloc'd, owned by the response */
 	size_t len;
 	const char *ctype;         /* "application/json" or "text/plain" */
+	uint64_t index;            /* X-Consul-Index (blocking queries); 0:
+	                              none */
+	/* A streamed body (body NULL): MHD's content reader and its free. */
+	ssize_t (*stream_read)(void *arg, uint64_t pos, char *buf, size_t max);
+	void (*stream_free)(void *arg);
+	void *stream_arg;
 };
 
 /* Query string argument, or NULL. */
@@ -67,6 +75,20 @@ int http_ca_route(struct helperd *h, const struct http_req *req,
     struct http_resp *resp);
 int http_acl_route(struct helperd *h, const struct http_req *req,
     struct http_resp *resp);
+/* http_agent.c: metrics, connections, members. */
+int http_agent_route(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp);
+
+/* http_monitor.c: GET /v1/agent/monitor streams the log. 1: resp is a
+ * stream; 0: resp holds an error. */
+int http_monitor_start(const struct http_req *req, struct http_resp *resp);
+/* Wake the streams that have lines (tick); end them all (stop). */
+void http_monitor_tick(void);
+void http_monitor_stop_all(void);
+
+struct metrics;
+/* A snapshot of every figure of the node (metrics_free it). */
+struct metrics *http_agent_metrics(struct helperd *h);
 
 /* Start listening on addr ("host:port", port 0 = any) and, when
  * sockpath is not "", on that unix socket (mode 0666: the caller's uid is

@@ -26,6 +26,7 @@
 #include "common/util.h"
 #include "helperd/acl.h"
 #include "helperd/helperd.h"
+#include "helperd/http_block.h"
 #include "helperd/loop.h"
 #include "helperd/sockdiag.h"
 
@@ -58,6 +59,9 @@ struct http_server {
 	struct sockdiag *sd;
 	int64_t refuse_log_at;      /* rate limit of the refusal log line */
 	unsigned long refused;      /* since the last line */
+	struct http_block *blk;     /* blocking queries */
+	struct http_ctx *held;      /* requests suspended until a change */
+	int stopping;               /* hold nothing more */
 };
 
 /* Per request: the body as it arrives, capped. */
@@ -68,6 +72,13 @@ struct http_ctx {
 	int started;
 	int bad_path;
 	int too_big;                /* over HTTP_BODY_MAX: discarded */
+	/* A blocking query held (suspended) until its answer changes. */
+	struct MHD_Connection *mc;
+	int64_t hold_until;         /* monotonic ms; 0: not blocking yet */
+	int held;                   /* counted in blk (until released) */
+	int suspended;              /* in the server's held list */
+	char client[64];            /* whose hold it is (http_conn.client) */
+	struct http_ctx *hprev, *hnext;
 };
 
 /* ---- connections ---------------------------------------------------------- */
@@ -250,6 +261,18 @@ queue(struct MHD_Connection *mc, const char *method, const char *url,
 	struct MHD_Response *r;
 	enum MHD_Result ret;
 
+	if (resp->stream_read != NULL) {
+		r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096,
+		    resp->stream_read, resp->stream_arg, resp->stream_free);
+		if (r == NULL) {
+			resp->stream_free(resp->stream_arg);
+			return MHD_NO;
+		}
+		MHD_add_response_header(r, "Content-Type", resp->ctype);
+		ret = MHD_queue_response(mc, resp->status, r);
+		MHD_destroy_response(r);
+		return ret;
+	}
 	if (resp->body == NULL)
 		http_reply_text(resp, 500, "out of memory");
 	if (resp->body == NULL)
@@ -266,6 +289,15 @@ queue(struct MHD_Connection *mc, const char *method, const char *url,
 	MHD_add_response_header(r, "Content-Type", resp->ctype);
 	if (close_after)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+	if (resp->index > 0) {
+		char idx[32];
+
+		snprintf(idx, sizeof(idx), "%llu",
+		    (unsigned long long)resp->index);
+		MHD_add_response_header(r, "X-Consul-Index", idx);
+		MHD_add_response_header(r, "X-Consul-KnownLeader", "true");
+		MHD_add_response_header(r, "X-Consul-LastContact", "0");
+	}
 	ret = MHD_queue_response(mc, resp->status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -291,6 +323,103 @@ caller_of(struct http_server *s, struct MHD_Connection *mc,
 	if (tok != NULL && tok[0] != '\0') {
 		who->token = acl_token_by_secret(s->h->acl, tok);
 		who->bad_token = who->token == NULL;
+	}
+}
+
+/* ---- blocking queries (http_block.h) -------------------------------------- */
+
+static enum MHD_Result
+key_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+    const char *value)
+{
+	char *k = cls;
+	size_t n = strlen(k);
+
+	(void)kind;
+	if (strcmp(key, "index") == 0 || strcmp(key, "wait") == 0)
+		return MHD_YES;
+	snprintf(k + n, n < 1024 ? 1024 - n : 0, "&%s=%s", key,
+	    value != NULL ? value : "");
+	return MHD_YES;
+}
+
+static void
+held_unlink(struct http_server *s, struct http_ctx *ctx)
+{
+	if (!ctx->suspended)
+		return;
+	if (ctx->hprev != NULL)
+		ctx->hprev->hnext = ctx->hnext;
+	else
+		s->held = ctx->hnext;
+	if (ctx->hnext != NULL)
+		ctx->hnext->hprev = ctx->hprev;
+	ctx->hprev = ctx->hnext = NULL;
+	ctx->suspended = 0;
+}
+
+/* A watched endpoint's answer: give it its X-Consul-Index, and hold the
+ * request while the index is still the one the client sent (?index) and
+ * its ?wait lasts (bounded per client: http_block_may_hold). 1: held
+ * (resp dropped), 0: answer now. */
+static int
+block_or_index(struct http_server *s, struct http_ctx *ctx,
+    const struct http_conn *c, const struct http_req *req,
+    struct http_resp *resp)
+{
+	struct MHD_Connection *mc = req->mhd_conn;
+	const char *idx_s = http_query(req, "index");
+	char key[1024];
+	long wait, want;
+	int64_t now;
+
+	if (ctx->held) {                /* back from a hold */
+		http_block_release(s->blk, ctx->client);
+		ctx->held = 0;
+	}
+	if (resp->status != 200 || !http_block_watched(req->method, req->path))
+		return 0;
+	snprintf(key, sizeof(key), "%s?", req->path);
+	MHD_get_connection_values(mc, MHD_GET_ARGUMENT_KIND, key_arg, key);
+	resp->index = http_block_index(s->blk, key, resp->body, resp->len);
+	if (idx_s == NULL || util_parse_long(idx_s, 1, 0x7fffffffffffffffL,
+	    &want) != 0 || (uint64_t)want != resp->index)
+		return 0;
+	now = util_now_ms_mono();
+	if (ctx->hold_until == 0) {
+		if ((wait = http_block_wait_ms(http_query(req, "wait"))) < 0)
+			return 0;       /* Consul answers at once too */
+		ctx->hold_until = now + wait;
+		util_strlcpy(ctx->client, c->client, sizeof(ctx->client));
+	}
+	if (now >= ctx->hold_until || s->stopping ||
+	    !http_block_may_hold(s->blk, ctx->client))
+		return 0;
+	free(resp->body);
+	resp->body = NULL;
+	http_block_hold(s->blk, ctx->client);
+	ctx->held = 1;
+	ctx->mc = mc;
+	ctx->suspended = 1;
+	ctx->hprev = NULL;
+	ctx->hnext = s->held;
+	if (s->held != NULL)
+		s->held->hprev = ctx;
+	s->held = ctx;
+	MHD_suspend_connection(mc);
+	return 1;
+}
+
+/* Every held request runs again: answered if its endpoint changed or
+ * its wait ran out, else held once more. */
+static void
+held_resume_all(struct http_server *s)
+{
+	while (s->held != NULL) {
+		struct http_ctx *ctx = s->held;
+
+		held_unlink(s, ctx);
+		MHD_resume_connection(ctx->mc);
 	}
 }
 
@@ -377,6 +506,9 @@ on_request(void *cls, struct MHD_Connection *mc, const char *url,
 	req.mhd_conn = mc;
 	req.caller = &who;
 	http_dispatch(s->h, &req, &resp);
+	if (resp.body != NULL && resp.stream_read == NULL &&
+	    block_or_index(s, ctx, c, &req, &resp))
+		return MHD_YES;         /* held: called again on resume */
 	return queue(mc, method, url, &resp, 0);
 }
 
@@ -384,15 +516,18 @@ static void
 on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
     enum MHD_RequestTerminationCode toe)
 {
+	struct http_listener *l = cls;
 	struct http_ctx *ctx = *con_cls;
 	struct http_conn *c = conn_of(mc);
 
-	(void)cls;
 	(void)toe;
 	/* Idle between requests: the next headers are due in time too. */
 	if (c != NULL && !c->refused)
 		c->deadline = util_now_ms_mono() + HTTP_HEADER_MS;
 	if (ctx != NULL) {
+		held_unlink(l->s, ctx);
+		if (ctx->held)
+			http_block_release(l->s->blk, ctx->client);
 		free(ctx->body);
 		free(ctx);
 		*con_cls = NULL;
@@ -417,6 +552,8 @@ http_tick(struct http_server *s)
 
 	if (s == NULL)
 		return;
+	held_resume_all(s);
+	http_monitor_tick();
 	for (struct http_conn *c = s->conns; c != NULL; c = c->next)
 		if (c->deadline != 0 && now > c->deadline) {
 			log_debug("http: %s: no request within %d ms: closed",
@@ -517,7 +654,8 @@ http_start(struct http_server **out, struct helperd *h, const char *addr,
 	struct http_server *s;
 	char host[CONF_ADDR_MAX], why[256];
 	int port, lfd;
-	unsigned flags = MHD_USE_EPOLL | MHD_USE_TURBO;
+	unsigned flags = MHD_USE_EPOLL | MHD_USE_TURBO |
+	    MHD_ALLOW_SUSPEND_RESUME;
 
 	if (util_split_hostport(addr, host, sizeof(host), &port) != 0) {
 		snprintf(err, errlen, "http_addr: expected host:port, got %s",
@@ -541,6 +679,11 @@ http_start(struct http_server **out, struct helperd *h, const char *addr,
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return -1;
 	s->h = h;
+	if ((s->blk = http_block_new()) == NULL) {
+		free(s);
+		snprintf(err, errlen, "http: out of memory");
+		return -1;
+	}
 	s->max_per_client = max_per_client > 0 ? max_per_client : 200;
 	if (sockdiag_open(&s->sd) != 0) {
 		log_warn("http: sock_diag unavailable (%s): loopback clients "
@@ -561,7 +704,8 @@ http_start(struct http_server **out, struct helperd *h, const char *addr,
 		if ((lfd = unix_listen(sockpath, err, errlen)) < 0)
 			goto err;
 		s->unx.is_unix = 1;
-		if (listener_start(s, &s->unx, MHD_USE_EPOLL, 0, NULL, lfd,
+		if (listener_start(s, &s->unx, MHD_USE_EPOLL |
+		    MHD_ALLOW_SUSPEND_RESUME, 0, NULL, lfd,
 		    err, errlen) != 0) {
 			close(lfd);
 			unlink(sockpath);
@@ -592,10 +736,19 @@ http_stop(struct http_server *s)
 {
 	if (s == NULL)
 		return;
+	/* MHD stops only with no connection suspended. */
+	s->stopping = 1;
+	held_resume_all(s);
+	http_monitor_stop_all();
+	if (s->tcp.d != NULL)
+		MHD_run(s->tcp.d);
+	if (s->unx.d != NULL)
+		MHD_run(s->unx.d);
 	listener_stop(s, &s->tcp);
 	listener_stop(s, &s->unx);
 	if (s->sockpath[0] != '\0')
 		unlink(s->sockpath);
 	sockdiag_close(s->sd);
+	http_block_free(s->blk);
 	free(s);
 }

@@ -19,6 +19,8 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "helperd/helperd.h"
+#include "helperd/http.h"
+#include "helperd/metrics.h"
 #include "helperd/loop.h"
 
 #define TICK_MS 100
@@ -37,15 +39,19 @@ usage(FILE *f)
 	    "                    temporary data_dir removed at exit\n"
 	    "  -check            validate the configuration and exit\n"
 	    "                    (0: OK, 1: prints file:line: reason)\n"
-	    "  -log-level LEVEL  err, warn, info (default) or debug\n"
+	    "  -log-level LEVEL  err, warn, info (default) or debug; overrides\n"
+	    "                    log_level of mesh.conf\n"
+	    "  -log-json         log lines as JSON (@timestamp, @level,\n"
+	    "                    @message), as consul -log-json\n"
 	    "  -workers N        relay threads (default: one per CPU)\n"
 	    "  -version          print the version and exit\n"
 	    "  -h, -help         this text\n"
 	    "\n"
-	    "Signals: SIGHUP reloads services and default_intention;\n"
-	    "SIGUSR1 logs a line of stats; SIGTERM/SIGINT/SIGQUIT stop\n"
-	    "cleanly; any other is logged and ignored. Flags take one or two\n"
-	    "dashes.\n"
+	    "Signals: SIGHUP reloads services, default_intention, log and\n"
+	    "access_log settings (and reopens their files); SIGUSR1 logs a\n"
+	    "line of stats and the current metrics; SIGTERM/SIGINT/SIGQUIT\n"
+	    "stop cleanly; any other is logged and ignored. Flags take one\n"
+	    "or two dashes.\n"
 	    "\n"
 	    "Manuals: helperd(8), mesh.conf(5) (every key), meshctl(1),\n"
 	    "libmeshshim(8); more in " MESHSHIM_DOC_DIR ".\n");
@@ -125,6 +131,33 @@ on_signal(void *arg, uint32_t events)
 	(void)events;
 }
 
+/* SIGUSR1: the current metrics, one log line per sample, as Consul
+ * dumps its telemetry. */
+static void
+log_metrics(struct helperd *h)
+{
+	struct metrics *m = http_agent_metrics(h);
+	char *text, *line, *save;
+	size_t len, n = 0;
+
+	if (m == NULL || (text = metrics_prometheus(m, &len)) == NULL) {
+		metrics_free(m);
+		log_err("SIGUSR1: out of memory");
+		return;
+	}
+	metrics_free(m);
+	log_info("SIGUSR1: metrics follow (Prometheus names)");
+	for (line = strtok_r(text, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save)) {
+		if (line[0] == '#')
+			continue;
+		log_info("metrics: %s", line);
+		n++;
+	}
+	log_info("SIGUSR1: %zu metric samples", n);
+	free(text);
+}
+
 /* The signals a user may send helperd (kill, systemctl kill, a terminal).
  * All are taken from a signalfd and logged: none kills it silently. Fault
  * signals (SEGV, BUS, FPE, ILL, ABRT, TRAP, SYS) keep their default, a
@@ -172,6 +205,7 @@ on_signal_read(struct helperd *h, const struct signalfd_siginfo *si)
 		break;
 	case SIGUSR1:
 		helperd_stats_log(h);
+		log_metrics(h);
 		break;
 	case SIGPIPE:
 		/* Our own writes to a closed socket raise it too: those
@@ -260,6 +294,8 @@ main(int argc, char **argv)
 				return 1;
 			}
 			level = argv[i];
+		} else if (strcmp(a, "-log-json") == 0) {
+			h.log_json_flag = 1;
 		} else if (strcmp(a, "-workers") == 0) {
 			long n;
 
@@ -339,6 +375,8 @@ main(int argc, char **argv)
 		return 1;
 	}
 	log_init("helperd", 0, (enum log_level)lvl);
+	log_set_json(h.log_json_flag || h.conf.log_json);
+	h.log_level_flag = level == h.conf.log_level ? -1 : lvl;
 	if (dev) {
 		if (mkdtemp(devdir) == NULL) {
 			log_err("mkdtemp: %m");

@@ -106,12 +106,13 @@ relay_conn_close(struct conn *c, int abortive, const char *fmt, ...)
 	if (c->closed)
 		return;
 	c->closed = 1;
-	if (c->pair != NULL)
-		c->pair->pair = NULL;
-	c->pair = NULL;
 	va_start(ap, fmt);
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
+	relay_obs_close(c, abortive, reason);
+	if (c->pair != NULL)
+		c->pair->pair = NULL;
+	c->pair = NULL;
 	if (abortive)
 		log_info("conn %llu %s %s => %s closed: %s",
 		    (unsigned long long)c->id, c->kind == CONN_OUT ? "out" : "in",
@@ -153,6 +154,7 @@ conn_new(struct worker *w, enum conn_kind kind)
 	c->up.kp[0] = c->up.kp[1] = c->down.kp[0] = c->down.kp[1] = -1;
 	c->move_fd[0] = c->move_fd[1] = -1;
 	c->peer.h = r->h;
+	relay_obs_new(c);
 	relay_conn_link(w, c);
 	atomic_fetch_add(&r->n_conns, 1);
 	return c;
@@ -221,6 +223,7 @@ relay_conn_relay(struct conn *c, int dirs)
 	}
 	if (c->kind == CONN_OUT && c->net.tls != NULL)
 		tls_ticket_save(&c->peer, c->net.tls);
+	relay_obs_round(c);
 	end_interest(w, &c->app);
 	end_interest(w, &c->net);
 	/* A same-node pair starts on one worker: a small request and its
@@ -272,6 +275,7 @@ start_relay(struct conn *c)
 	    util_now_ms_mono() + c->r->h->conf.idle_timeout_s * 1000 : 0;
 	log_debug("conn %llu %s => %s relaying", (unsigned long long)c->id,
 	    c->src, c->dst);
+	relay_obs_open(c);
 	relay_conn_relay(c, DIR_BOTH);
 }
 
@@ -372,6 +376,7 @@ inbound_dial(struct conn *c, const char *last)
 	loop_mod(c->w->loop, &c->net.w, 0);
 	c->st = ST_DIAL;
 	c->deadline = util_now_ms_mono() + r->h->conf.connect_timeout_ms;
+	relay_obs_dial(c);
 	return 0;
 }
 
@@ -419,11 +424,13 @@ handshake_done(struct conn *c)
 	util_strlcpy(c->src, c->peer.peer_service, sizeof(c->src));
 	util_strlcpy(c->dst, c->peer.local_service, sizeof(c->dst));
 	if (!relay_allows(c->r, c->src, c->dst, why, sizeof(why))) {
+		relay_obs_check(c, 0, why);
 		log_warn("denied %s (%s:%d) => %s: %s", c->peer.peer_spiffe,
 		    c->peer_addr, c->peer_port, c->dst, why);
 		relay_conn_close(c, 1, "%s", why);
 		return;
 	}
+	relay_obs_check(c, 1, NULL);
 	(void)inbound_dial(c, NULL);
 }
 
@@ -450,6 +457,7 @@ conn_handshake(struct conn *c)
 		    c->peer.why);
 		return;
 	}
+	relay_obs_handshake_done(c);
 	handshake_done(c);
 }
 
@@ -494,6 +502,7 @@ conn_dialled(struct conn *c, struct end *e)
 	}
 	c->st = ST_HANDSHAKE;
 	c->deadline = util_now_ms_mono() + c->r->h->conf.handshake_timeout_ms;
+	relay_obs_handshake(c);
 	conn_handshake(c);
 }
 
@@ -591,6 +600,9 @@ relay_outbound_start(struct worker *w, int fd, const struct sockaddr_storage *ss
 	util_strlcpy(c->src, pd->src, sizeof(c->src));
 	util_strlcpy(c->dst, pd->dst, sizeof(c->dst));
 	relay_addr_string(ss, c->peer_addr, sizeof(c->peer_addr), &c->peer_port);
+	c->obs.pid = pd->pid;
+	c->obs.uid = pd->uid;
+	c->obs.has_uid = 1;
 	free(pd);
 	if (watch_end(c, &c->app, fd, 0) != 0) {
 		close(fd);
@@ -691,9 +703,12 @@ outbound_dial(struct conn *c, const char *last)
 		return -1;
 	}
 	if (!tls && !relay_allows(r, c->src, c->dst, why, sizeof(why))) {
+		relay_obs_check(c, 0, why);
 		relay_conn_close(c, 1, "%s", why);
 		return -1;
 	}
+	if (!tls)
+		relay_obs_check(c, 1, NULL);
 	/* Same node with mTLS: both TLS ends run here, over a socketpair,
 	 * and both halves start on this worker (see conn_relay). */
 	if (tls && local)
@@ -726,6 +741,7 @@ outbound_dial(struct conn *c, const char *last)
 	}
 	c->st = ST_DIAL;
 	c->deadline = util_now_ms_mono() + h->conf.connect_timeout_ms;
+	relay_obs_dial(c);
 	return 0;
 }
 
@@ -786,5 +802,6 @@ relay_inbound_start(struct worker *w, int fd, const char *addr, int port,
 	}
 	c->st = ST_HANDSHAKE;
 	c->deadline = util_now_ms_mono() + r->h->conf.handshake_timeout_ms;
+	relay_obs_handshake(c);
 	return c;
 }

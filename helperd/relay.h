@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <jansson.h>
 
 struct helperd;
 struct relay;
@@ -38,7 +39,8 @@ int relay_listen_outbound(struct relay *r, int *port, char *err,
  * placed (it waits for its own registration). Replaces a stale
  * registration. 0/-1. */
 int relay_pending_add(struct relay *r, int local_port, const char *src,
-    const char *dst, uid_t uid, uint64_t cookie);
+    const char *dst, uid_t uid, uint64_t cookie,
+    pid_t pid);
 
 /* A connection accepted outside the relay (helperd's served addresses:
  * a program without the shim) whose source service helperd already
@@ -71,5 +73,19 @@ size_t relay_recheck(struct relay *r, const char *why);
 
 /* Open connections (outbound + inbound), for tests and /v1/agent/self. */
 size_t relay_count(struct relay *r);
+
+/* Observing (relay_obs.c) -------------------------------------------- */
+struct metrics;
+/* Add the relay's counters, summed over the workers, to m. */
+void relay_metrics(struct relay *r, struct metrics *m);
+/* The connections relaying now: a JSON array (docs/observability.md). */
+json_t *relay_conns_json(struct relay *r);
+/* Ask the worker of relaying connection id to close it (within ~100 ms,
+ * logged, access log result "killed"). 0, or -1 when no such id. */
+int relay_conn_kill(struct relay *r, uint64_t id);
+/* The shim's CONNECT was refused here (main thread): src => dst denied
+ * (why), before any connection existed. Counted and access-logged. */
+void relay_obs_refused(struct relay *r, const char *src, const char *dst,
+    pid_t pid, uid_t uid, const char *why);
 
 #endif

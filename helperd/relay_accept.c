@@ -340,7 +340,8 @@ relay_listen_outbound(struct relay *r, int *port, char *err, size_t errlen)
 
 int
 relay_pending_add(struct relay *r, int local_port, const char *src,
-    const char *dst, uid_t uid, uint64_t cookie)
+    const char *dst, uid_t uid, uint64_t cookie,
+    pid_t pid)
 {
 	struct pending *p;
 
@@ -356,6 +357,7 @@ relay_pending_add(struct relay *r, int local_port, const char *src,
 	util_strlcpy(p->dst, dst, sizeof(p->dst));
 	p->uid = uid;
 	p->cookie = cookie;
+	p->pid = pid;
 	p->expires = util_now_ms_mono() + CTL_PENDING_TTL_MS;
 	r->pending[local_port] = p;
 	if (r->exp_len == RELAY_PORTS) {        /* full: drop the oldest */

@@ -35,6 +35,64 @@
 #define RELAY_BULK_ROUNDS 4
 
 enum conn_kind { CONN_OUT, CONN_IN };
+
+/* Observation (relay_obs.c): what metrics, the access log and the
+ * connections API know of one connection. Written by its worker; what
+ * other threads read is set before the connection is listed (obs_link)
+ * or is atomic. */
+enum obs_result { OBS_OK = 0, OBS_DENIED, OBS_CUT, OBS_KILLED };
+
+#define OBS_HIST_BUCKETS 14
+
+/* Per worker, per (direction, source, destination): one writer (the
+ * worker), read on scrape with relaxed loads. */
+struct obs_pair {
+	char src[64], dst[64];
+	int dir;                        /* CONN_OUT / CONN_IN */
+	_Atomic uint64_t opened, closed, denied, failed, cut, killed;
+	_Atomic uint64_t sent, rcvd;    /* source->destination and back */
+};
+
+/* A latency histogram in microseconds (bucket bounds: relay_obs.c). */
+struct obs_hist {
+	_Atomic uint64_t b[OBS_HIST_BUCKETS + 1];   /* last: +Inf */
+	_Atomic uint64_t count, sum_us, max_us;
+};
+
+#define OBS_PAIRS_MAX 128
+enum { OBS_H_DIAL, OBS_H_HS_CLIENT, OBS_H_HS_SERVER, OBS_H_FIRST_BYTE,
+	OBS_H_N };
+
+struct obs_worker {
+	struct obs_pair pairs[OBS_PAIRS_MAX];
+	_Atomic size_t n_pairs;         /* published with release */
+	struct obs_hist hist[OBS_H_N];
+	_Atomic uint64_t hs_full[2], hs_resumed[2];     /* [server] */
+	_Atomic uint64_t checks_allow, checks_deny;
+	_Atomic uint64_t rounds;        /* relay rounds run */
+};
+
+struct conn_obs {
+	int64_t t_new_us;               /* monotonic: the connection began */
+	int64_t t_dial_us;              /* the last dial started */
+	int64_t t_hs_us;                /* the handshake started */
+	int64_t t_open_us;              /* the relay started (0: never) */
+	int64_t wall_open_ms;           /* realtime, for the log and API */
+	int first_byte;                 /* first byte from the destination seen */
+	enum obs_result result;
+	char why[200];                  /* denial / cut: which intention */
+	pid_t pid;                      /* outbound: the app (0: unknown) */
+	uid_t uid;
+	int has_uid;
+	char unit[128];                 /* systemd unit or cgroup of pid */
+	char node[64];                  /* outbound: node dialled */
+	_Atomic uint64_t up, down;      /* bytes moved, published each round */
+	_Atomic int kill;               /* asked to close (API) */
+	struct obs_pair *pair;          /* in pw's table */
+	struct worker *pw;
+	int listed;                     /* in the relay's list */
+	struct conn *lprev, *lnext;
+};
 enum conn_state { ST_DIAL, ST_HANDSHAKE, ST_RELAY };
 
 /* One end of a relayed connection: a socket, with TLS or not. */
@@ -93,6 +151,7 @@ struct conn {
 	int tries;              /* instances dialled so far */
 	char tried[RELAY_DIAL_TRIES][128]; /* ... which: out: node (node/id
 	                           for a plain local one); in: local id */
+	struct conn_obs obs;
 	struct conn *prev, *next;
 };
 
@@ -100,6 +159,7 @@ struct pending {
 	char src[64], dst[64];
 	uid_t uid;              /* of the registering control client */
 	uint64_t cookie;        /* SO_COOKIE of the app's socket, 0 unknown */
+	pid_t pid;              /* of the registering control client */
 	int64_t expires;
 };
 
@@ -165,6 +225,7 @@ struct worker {
 	size_t n_pool;
 	int pipes[RELAY_POOL_MAX][2];   /* empty kernel pipes for reuse */
 	size_t n_pipes;
+	struct obs_worker obs;          /* this worker's counters */
 };
 
 /* What the workers share with each other and with helperd's main thread
@@ -193,6 +254,12 @@ struct relay {
 	struct sockdiag *sd;
 	struct { int port; int64_t expires; } park_fifo[RELAY_PORTS];
 	size_t park_head, park_len, n_parked;
+	/* Relaying connections of every worker, for the API (obs_lock). */
+	pthread_mutex_t obs_lock;
+	struct conn *obs_list;
+	size_t obs_n;
+	/* Refusals at registration (main thread, relay_obs_refused). */
+	struct obs_worker obs_main;
 };
 
 
@@ -259,6 +326,30 @@ int relay_listen_socket(const char *host, int port, int *bound, char *err,
     size_t errlen);
 /* Reset a socket (the peer sees ECONNRESET) and close it. */
 void relay_reset_fd(int fd);
+
+/* relay_obs.c: counters, the access log, the connections list ------- */
+
+int64_t relay_obs_now_us(void);
+/* c was created (conn_new) / starts dialling / starts its handshake. */
+void relay_obs_new(struct conn *c);
+void relay_obs_dial(struct conn *c);
+void relay_obs_handshake(struct conn *c);
+/* The handshake succeeded (resumed or full). */
+void relay_obs_handshake_done(struct conn *c);
+/* An intention check of c's pair: allowed or not; a denial marks c (why:
+ * which intention) and, for a same-node pair, its outbound half. */
+void relay_obs_check(struct conn *c, int ok, const char *why);
+/* The relay of c starts: counted as opened, listed for the API. */
+void relay_obs_open(struct conn *c);
+/* After a relay round: bytes moved since, first byte. */
+void relay_obs_round(struct conn *c);
+/* c is closing (reason): counted, unlisted, access-logged. Before its
+ * sockets and TLS state go. */
+void relay_obs_close(struct conn *c, int abortive, const char *reason);
+/* Has the API asked to close c? (worker tick) */
+int relay_obs_killed(struct conn *c);
+void relay_obs_init(struct relay *r);
+void relay_obs_fini(struct relay *r);
 
 /* relay_io.c ------------------------------------------------------------ */
 

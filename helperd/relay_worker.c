@@ -149,8 +149,12 @@ worker_recheck(struct worker *w, const char *why)
 		if (c->closed || c->src[0] == '\0' || c->dst[0] == '\0')
 			continue;
 		if (relay_allows(w->r, c->src, c->dst, reason,
-		    sizeof(reason)))
+		    sizeof(reason))) {
+			relay_obs_check(c, 1, NULL);
 			continue;
+		}
+		relay_obs_check(c, 0, reason);
+		c->obs.result = OBS_CUT;
 		log_warn("closing %s connection %llu %s => %s (%s:%d): %s "
 		    "after %s", c->kind == CONN_OUT ? "outbound" : "inbound",
 		    (unsigned long long)c->id, c->src, c->dst,
@@ -208,6 +212,11 @@ worker_tick(struct worker *w, int64_t now)
 
 	for (c = w->conns; c != NULL; c = next) {
 		next = c->next;
+		if (!c->closed && relay_obs_killed(c)) {
+			c->obs.result = OBS_KILLED;
+			relay_conn_close(c, 1, "killed through the API");
+			continue;
+		}
 		if (c->closed || c->deadline == 0 || now < c->deadline)
 			continue;
 		switch (c->st) {
@@ -367,6 +376,7 @@ relay_new(struct relay **out, struct helperd *h, int workers)
 		    "work)");
 		r->sd = NULL;
 	}
+	relay_obs_init(r);
 	r->mesh4.fd = r->out4.fd = r->out6.fd = -1;
 	r->out4.w.fd = r->out6.w.fd = -1;
 	r->out4.eg.tw.fd = r->out6.eg.tw.fd = -1;
@@ -427,6 +437,7 @@ relay_free(struct relay *r)
 		}
 	}
 	sockdiag_close(r->sd);
+	relay_obs_fini(r);
 	free(r);
 }
 

@@ -182,6 +182,35 @@ api_write_cb(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
+/* Streaming (api_stream): a 200 answer goes to stdout as it arrives;
+ * any other is kept for the error message. */
+static int api_streaming;
+
+static size_t
+api_stream_cb(char *data, size_t size, size_t nmemb, void *arg)
+{
+	long code = 0;
+
+	curl_easy_getinfo(api_curl, CURLINFO_RESPONSE_CODE, &code);
+	if (code != 200)
+		return api_write_cb(data, size, nmemb, arg);
+	if (fwrite(data, size, nmemb, stdout) != nmemb)
+		return 0;
+	fflush(stdout);
+	return size * nmemb;
+}
+
+int
+api_stream(const char *path, struct api_resp *resp)
+{
+	int rc;
+
+	api_streaming = 1;
+	rc = api_request("GET", path, NULL, resp);
+	api_streaming = 0;
+	return rc;
+}
+
 /* Build the URL for path; sets the unix socket option when needed. */
 static char *
 api_url(CURL *c, const char *addr, const char *path)
@@ -225,6 +254,8 @@ api_perform(const char *method, const char *path, const char *body,
 	char *url = NULL;
 	CURLcode cc;
 	long oserr = 0;
+	/* The discovery of the unix socket is never the stream itself. */
+	int stream = api_streaming && !api_in_discovery;
 
 	memset(resp, 0, sizeof(*resp));
 	if (strpbrk(addr, " \t\r\n") != NULL) {
@@ -275,11 +306,13 @@ api_perform(const char *method, const char *path, const char *body,
 	curl_easy_setopt(api_curl, CURLOPT_USERAGENT,
 	    "meshctl/" MESHCTL_VERSION);
 	curl_easy_setopt(api_curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-	curl_easy_setopt(api_curl, CURLOPT_TIMEOUT_MS, 30000L);
+	curl_easy_setopt(api_curl, CURLOPT_TIMEOUT_MS, stream ? 0L :
+	    30000L);
 	curl_easy_setopt(api_curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(api_curl, CURLOPT_PROXY, "");    /* never via proxy */
 	curl_easy_setopt(api_curl, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(api_curl, CURLOPT_WRITEFUNCTION, api_write_cb);
+	curl_easy_setopt(api_curl, CURLOPT_WRITEFUNCTION, stream ?
+	    api_stream_cb : api_write_cb);
 	curl_easy_setopt(api_curl, CURLOPT_WRITEDATA, &s);
 	if (body != NULL) {
 		curl_easy_setopt(api_curl, CURLOPT_POSTFIELDS, body);

@@ -23,6 +23,11 @@ struct api_resp {
 int api_request(const char *method, const char *path, const char *body,
     struct api_resp *resp);
 void api_resp_free(struct api_resp *resp);
+/* GET path and copy a 200 answer to stdout as it arrives, with no
+ * overall timeout, until the server or the connection ends it. 0 when
+ * an answer came (resp: its status, and the body of an error), -1 as
+ * api_request. */
+int api_stream(const char *path, struct api_resp *resp);
 
 /* The server's error text: the body without trailing whitespace, or
  * "HTTP <status>" when empty. Points into resp (or a static buffer). */

@@ -18,12 +18,18 @@ static const struct command commands[] = {
 	{ "acl", cmd_acl, "Manage ACL tokens and policies" },
 	{ "ca", cmd_ca, "Interact with the mesh certificate authority" },
 	{ "catalog", cmd_catalog, "Interact with the catalog" },
+	{ "conn", cmd_conn, "Act on one relayed connection (kill)" },
 	{ "connect", cmd_connect, "Interact with the mesh (local proxy)" },
+	{ "conns", cmd_conns, "List the connections this node relays" },
+	{ "info", cmd_info, "Provides debugging information for operators" },
 	{ "intention", cmd_intention, "Interact with service intentions" },
+	{ "members", cmd_members, "Lists the members of the mesh" },
+	{ "monitor", cmd_monitor, "Stream logs from helperd" },
 	{ "reload", cmd_reload, "Triggers helperd to reload configuration "
 	    "files" },
 	{ "systemd", cmd_systemd, "Put systemd services in the mesh "
 	    "(drop-ins)" },
+	{ "top", cmd_top, "Live view of the busiest connections" },
 	{ "version", cmd_version, "Prints the meshctl version" },
 };
 

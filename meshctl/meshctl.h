@@ -105,5 +105,11 @@ int cmd_catalog(int argc, char **argv);
 int cmd_ca(int argc, char **argv);
 int cmd_connect(int argc, char **argv);
 int cmd_systemd(int argc, char **argv);
+int cmd_conns(int argc, char **argv);
+int cmd_conn(int argc, char **argv);
+int cmd_top(int argc, char **argv);
+int cmd_members(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_monitor(int argc, char **argv);
 
 #endif

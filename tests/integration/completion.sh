@@ -20,7 +20,7 @@ comp() {
 		_meshctl
 		printf "%s\n" "${COMPREPLY[@]}"' sh "$SRCDIR/completion/meshctl.bash" "$1" | sort
 }
-check "commands" [ "$(comp 'meshctl ' | tr '\n' ' ')" = "-help -http-addr= -version acl ca catalog connect intention reload systemd version " ]
+check "commands" [ "$(comp 'meshctl ' | tr '\n' ' ')" = "-help -http-addr= -version acl ca catalog conn connect conns info intention members monitor reload systemd top version " ]
 check "acl subcommands" [ "$(comp 'meshctl acl ' | tr '\n' ' ')" = "-help policy token " ]
 check "subcommands of intention" [ "$(comp 'meshctl intention c' | tr '\n' ' ')" = "check create " ]
 check "flags of intention create" sh -c "[ \"\$(printf '%s\n' '$(comp 'meshctl intention create -d')' | tr '\n' ' ')\" = '-deny -description= ' ]"
