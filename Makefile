@@ -71,11 +71,15 @@ deb:
 test-package:
 	bash tests/pkg/package.sh
 
+# bench: same-node paths (bench/run.sh), the shim's cost, then the
+# cross-node section (bench/crossnode.sh: two network namespaces over a
+# veth pair; root).
 bench: $(BUILD)/build.ninja
-	sh scripts/deps.sh bench
+	sh scripts/deps.sh bench etcd
 	ninja -C $(BUILD)
 	bash bench/run.sh $(BUILD)
 	bash bench/shim_cost.sh $(BUILD) | tee bench/results/shim_cost.md
+	bash bench/crossnode.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(TBUILD) $(DEBOUT)

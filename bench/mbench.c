@@ -25,7 +25,9 @@
  *                                      then half-close and report whether
  *                                      the EOF comes back (eof=yes|no)
  *
- * The client modes dial 127.0.0.1, or MBENCH_HOST (an IPv4 address).
+ * The client modes dial 127.0.0.1, or MBENCH_HOST (an IPv4 address); the
+ * server listens on 127.0.0.1, or MBENCH_BIND (an IPv4 address, 0.0.0.0
+ * for all).
  * Output is one line of key=value pairs; latencies in microseconds
  * (nearest-rank percentiles). Exit 0 on success, 1 on errors. */
 #define _GNU_SOURCE
@@ -196,7 +198,11 @@ server_thread(void *arg)
 		int l = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK |
 		    SOCK_CLOEXEC, 0);
 
-		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		/* MBENCH_BIND: the address to listen on (bench/crossnode.sh:
+		 * the backends of another network namespace), else loopback. */
+		if (getenv("MBENCH_BIND") == NULL || inet_pton(AF_INET,
+		    getenv("MBENCH_BIND"), &sa.sin_addr) != 1)
+			sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		setsockopt(l, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 		if (bind(l, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||

@@ -60,7 +60,7 @@ _meshctl()
 	    case $sub in services) flags="-tags $http" ;;
 	    nodes) flags="-service= $http" ;; esac ;;
 	connect) subs="proxy"
-	    [ "$sub" = proxy ] && flags="-service= -upstream= -socket= -log-level= -help" ;;
+	    [ "$sub" = proxy ] && flags="-service= -upstream= -socket= -http-addr= -log-level= -help" ;;
 	intention) subs="create delete get list check match"
 	    case $sub in
 	    create) flags="-allow -deny -replace -meta= -description= -file= $http"; names=1 ;;

@@ -4,12 +4,14 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -277,6 +279,20 @@ agent_register(struct helperd *h, const struct http_req *req,
 	http_reply_text(resp, 200, "%s", "");
 }
 
+/* The control socket as an absolute path (meshctl connect proxy finds
+ * helperd by it): a relative "socket" is relative to helperd's working
+ * directory, which it never changes. */
+static const char *
+ctl_socket_abs(const struct helperd *h, char *buf, size_t len)
+{
+	char cwd[PATH_MAX];
+
+	if (h->conf.socket[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
+		return h->conf.socket;
+	snprintf(buf, len, "%s/%s", cwd, h->conf.socket);
+	return buf;
+}
+
 static int
 route_agent_catalog(struct helperd *h, const struct http_req *req,
     struct http_resp *resp)
@@ -318,15 +334,19 @@ route_agent_catalog(struct helperd *h, const struct http_req *req,
 		else
 			http_reply_text(resp, 200, "%s", "");
 	} else if (strcmp(p, "/v1/agent/self") == 0) {
+		char ctlsock[PATH_MAX + 128];
+
 		if (method_is(req, resp, "GET"))
 			http_reply_json(resp, 200, json_pack(
-			    "{s:{s:s, s:s, s:s, s:i, s:s, s:b}, s:{s:I, s:I, s:I, "
-			    "s:I, s:I}}",
+			    "{s:{s:s, s:s, s:s, s:i, s:s, s:s, s:b}, s:{s:I, s:I, "
+			    "s:I, s:I, s:I}}",
 			    "Config", "NodeName", h->conf.node, "Datacenter",
 			    h->conf.datacenter, "Version", "meshshim "
 			    MESHSHIM_VERSION,
 			    "MeshPort", h->mesh_port_bound, "HTTPSocket",
-			    h->http_sock, "ACLsEnabled", acl_enabled(h->acl),
+			    h->http_sock, "ControlSocket", ctl_socket_abs(h,
+			    ctlsock, sizeof(ctlsock)),
+			    "ACLsEnabled", acl_enabled(h->acl),
 			    "Stats",
 			    "Connections", (json_int_t)relay_count(h->relay),
 			    "DirectConnections",

@@ -86,6 +86,32 @@ socket_owner_trusted(uid_t uid)
 	return pw != NULL && pw->pw_uid == uid;
 }
 
+int
+api_socket_trusted(const char *path, char *why, size_t whylen)
+{
+	struct stat st;
+
+	if (path == NULL || path[0] != '/') {
+		snprintf(why, whylen, "not an absolute path");
+		return 0;
+	}
+	if (stat(path, &st) != 0) {
+		snprintf(why, whylen, "%s", strerror(errno));
+		return 0;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(why, whylen, "not a socket");
+		return 0;
+	}
+	if (!socket_owner_trusted(st.st_uid)) {
+		snprintf(why, whylen, "owned by uid %ld, neither root, you nor "
+		    "the meshshim user: not trusted to be helperd's",
+		    (long)st.st_uid);
+		return 0;
+	}
+	return 1;
+}
+
 static int
 socket_usable(const char *path)
 {
@@ -137,13 +163,15 @@ api_socket(const char *addr)
 	return api_sock[0] != '\0' ? api_sock : NULL;
 }
 
-static const char *
+const char *
 api_addr(void)
 {
 	const char *a = mc_http_addr;
 
 	if (a == NULL || a[0] == '\0')
 		a = getenv("MESH_HTTP_ADDR");
+	if (a == NULL || a[0] == '\0')
+		a = getenv("CONSUL_HTTP_ADDR");
 	if (a == NULL || a[0] == '\0')
 		a = API_DEFAULT_ADDR;
 	return a;

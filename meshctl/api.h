@@ -1,8 +1,9 @@
 /* api: meshctl's HTTP client for helperd's Consul-compatible API (libcurl).
  *
  * The address comes from -http-addr, else $MESH_HTTP_ADDR, else
- * 127.0.0.1:8500; "host:port", "http(s)://host:port" and "unix:///path"
- * are accepted. Timeouts: connect 5 s, whole request 30 s. */
+ * $CONSUL_HTTP_ADDR, else 127.0.0.1:8500; "host:port",
+ * "http(s)://host:port" and "unix:///path" are accepted. Timeouts:
+ * connect 5 s, whole request 30 s. */
 #ifndef MESHCTL_API_H
 #define MESHCTL_API_H
 
@@ -45,6 +46,14 @@ char *api_escape(const char *s);
  * helperd's unix socket when this user can use it ($MESH_HTTP_SOCKET, or
  * the HTTPSocket /v1/agent/self names). */
 const char *api_token(void);
+
+/* The HTTP address requests go to (see above). */
+const char *api_addr(void);
+
+/* 1 if path is a socket helperd may own: absolute, a socket, owned by
+ * root, by this user or by the packaged daemon's user "meshshim";
+ * else 0 with why. */
+int api_socket_trusted(const char *path, char *why, size_t whylen);
 
 /* Release libcurl state (at exit). */
 void api_cleanup(void);

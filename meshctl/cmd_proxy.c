@@ -1,5 +1,6 @@
 /* cmd_proxy: "meshctl connect proxy": flags, banner, listeners and the
  * event loop. Connections: proxy_relay.c; helperd: proxy_ctl.c. */
+#include "meshctl/api.h"
 #include "meshctl/meshctl.h"
 #include "meshctl/proxy.h"
 #include "common/log.h"
@@ -59,8 +60,13 @@ static const struct flag proxy_flags[] = {
 	    "NAME:ADDR:PORT on ADDR:PORT; connections to it reach service "
 	    "NAME through the mesh. May be given several times." },
 	{ "socket", FLAG_STRING, &p_socket, "<path>",
-	    "helperd's control socket. Defaults to $MESH_SOCKET, then "
-	    CTL_DEFAULT_SOCKET "." },
+	    "helperd's control socket. Defaults to $MESH_SOCKET, then the "
+	    "socket helperd names at -http-addr (ControlSocket of "
+	    "/v1/agent/self)." },
+	{ "http-addr", FLAG_STRING, &mc_http_addr, "<addr>",
+	    "Address of helperd's HTTP API, asked for its control socket "
+	    "when neither -socket nor $MESH_SOCKET is given. Also "
+	    "$MESH_HTTP_ADDR, $CONSUL_HTTP_ADDR [127.0.0.1:8500]." },
 	{ "log-level", FLAG_STRING, &p_loglevel, "<level>",
 	    "err, warn, info (default) or debug." },
 	{ "token", FLAG_STRING, &mc_token, "<value>",
@@ -84,6 +90,60 @@ static const struct cmd_help proxy_help = {
 	"$ nc 127.0.0.1 9191",
 	proxy_flags,
 };
+
+/* helperd's control socket, as helperd at the HTTP address names it
+ * (Config.ControlSocket of /v1/agent/self), into buf. 0, or -1 after
+ * saying why on stderr. */
+static int
+socket_from_helperd(char *buf, size_t len)
+{
+	const char *hint = "meshctl connect proxy asks helperd's HTTP API "
+	    "for its control socket: set -http-addr or $MESH_HTTP_ADDR to "
+	    "helperd's http_addr, or give the socket with -socket or "
+	    "$MESH_SOCKET";
+	struct api_resp r;
+	const char *p;
+	char why[160];
+	json_t *j;
+	int rc = -1;
+
+	if (api_request("GET", "/v1/agent/self", NULL, &r) != 0) {
+		fprintf(stderr, "Error: %s\n", hint);
+		return -1;
+	}
+	if (r.status != 200) {
+		fprintf(stderr, "Error: helperd at %s answered GET "
+		    "/v1/agent/self with: %s\n%s\n", api_addr(),
+		    api_errtext(&r), hint);
+		api_resp_free(&r);
+		return -1;
+	}
+	if ((j = api_json(&r, "asking helperd for its control socket")) ==
+	    NULL) {
+		api_resp_free(&r);
+		return -1;
+	}
+	p = json_string_value(json_object_get(json_object_get(j, "Config"),
+	    "ControlSocket"));
+	if (p == NULL || p[0] == '\0') {
+		fprintf(stderr, "Error: helperd at %s does not name its control "
+		    "socket (no Config.ControlSocket in /v1/agent/self: a "
+		    "helperd older than this meshctl?); give it with -socket "
+		    "or $MESH_SOCKET\n", api_addr());
+	} else if (util_strlcpy(buf, p, len) >= len) {
+		fprintf(stderr, "Error: the control socket helperd at %s names "
+		    "is too long (max %zu bytes)\n", api_addr(), len - 1);
+	} else if (!api_socket_trusted(buf, why, sizeof(why))) {
+		fprintf(stderr, "Error: helperd at %s names %s as its control "
+		    "socket, which cannot be used: %s\n", api_addr(), buf,
+		    why);
+	} else {
+		rc = 0;
+	}
+	json_decref(j);
+	api_resp_free(&r);
+	return rc;
+}
 
 /* NAME:PORT or NAME:ADDR:PORT (ADDR IPv4 or [IPv6]). 0/-1 with why. */
 static int
@@ -303,6 +363,13 @@ run_loop(struct proxy *px)
 		}
 		pconn_reap(px);
 		now = proxy_now();
+		if (px->startup && now >= px->startup_deadline) {
+			log_err("helperd at %s did not answer HELLO within "
+			    "%d ms; exiting", px->sockpath,
+			    PROXY_CTL_TIMEOUT_MS);
+			px->exit_code = 1;
+			break;
+		}
 		if (now - last_tick >= 250) {
 			last_tick = now;
 			pconn_timeouts(px, now);
@@ -334,7 +401,8 @@ proxy_teardown(struct proxy *px)
 static int
 connect_proxy(int argc, char **argv)
 {
-	const char *pos[argc + 1];
+	const char *pos[argc + 1], *sock_from;
+	char sockbuf[108], from_buf[160];
 	struct proxy *px;
 	sigset_t set;
 	int npos, rc, lvl = LOG_LVL_INFO;
@@ -362,13 +430,24 @@ connect_proxy(int argc, char **argv)
 		    "err, warn, info or debug\n", p_loglevel);
 		return 1;
 	}
-	if (p_socket == NULL || p_socket[0] == '\0')
+	/* Where helperd is: -socket, $MESH_SOCKET, else what helperd at the
+	 * HTTP address says (as every other command finds it). */
+	sock_from = "-socket";
+	if (p_socket == NULL || p_socket[0] == '\0') {
 		p_socket = getenv("MESH_SOCKET");
-	if (p_socket == NULL || p_socket[0] == '\0')
-		p_socket = CTL_DEFAULT_SOCKET;
+		sock_from = "$MESH_SOCKET";
+	}
+	if (p_socket == NULL || p_socket[0] == '\0') {
+		if (socket_from_helperd(sockbuf, sizeof(sockbuf)) != 0)
+			return 1;
+		p_socket = sockbuf;
+		snprintf(from_buf, sizeof(from_buf), "helperd at %s",
+		    api_addr());
+		sock_from = from_buf;
+	}
 	if (strlen(p_socket) >= 108) {
-		fprintf(stderr, "Error: -socket path too long (max 107 "
-		    "bytes)\n");
+		fprintf(stderr, "Error: %s: socket path too long (max 107 "
+		    "bytes)\n", sock_from);
 		return 1;
 	}
 	if ((px = calloc(1, sizeof(*px))) == NULL) {
@@ -436,13 +515,16 @@ connect_proxy(int argc, char **argv)
 	printf("==> Log data will now stream in as it occurs:\n\n");
 	fflush(stdout);
 
-	/* Say HELLO now: a refused service stops us at once; helperd not
-	 * running yet is only a warning (retried per connection). */
+	/* Say HELLO now: helperd must answer it, or we stop with status 1
+	 * (a proxy whose every connection would fail is no proxy). Later,
+	 * a lost helperd is retried for each new connection. */
 	px->startup = 1;
+	px->startup_deadline = proxy_now() + PROXY_CTL_TIMEOUT_MS;
 	if (proxy_ctl_up(px) != 0) {
-		log_warn("will retry helperd at %s for each new connection",
-		    px->sockpath);
-		px->startup = 0;
+		fprintf(stderr, "Error: no control connection to helperd at %s "
+		    "(the path came from %s); exiting\n", px->sockpath,
+		    sock_from);
+		goto out;
 	}
 	px->exit_code = 0;
 	run_loop(px);

@@ -99,6 +99,7 @@ struct proxy {
 	int stop;                   /* signal received */
 	int exit_code;
 	int startup;                /* first HELLO not answered yet */
+	int64_t startup_deadline;   /* mono ms: no answer by then: exit 1 */
 };
 
 /* Monotonic clock in ms. */

@@ -152,6 +152,14 @@ proxy_ctl_drop(struct proxy *px, const char *why)
 	if (c->fd < 0)
 		return;
 	log_warn("control connection to helperd lost: %s", why);
+	if (px->startup) {
+		/* Never answered HELLO: not a helperd we can use. */
+		log_err("helperd at %s did not accept service \"%s\"; "
+		    "exiting", px->sockpath, px->service);
+		px->startup = 0;
+		px->stop = 1;
+		px->exit_code = 1;
+	}
 	close(c->fd);
 	c->fd = -1;
 	snprintf(msg, sizeof(msg), "control connection lost: %s", why);
@@ -206,6 +214,7 @@ ctl_reply(struct proxy *px, char *line)
 			log_err("helperd refused service \"%s\": %s",
 			    px->service, line[3] ? line + 4 : "no reason");
 			if (px->startup) {
+				px->startup = 0;
 				px->stop = 1;
 				px->exit_code = 1;
 			}
