@@ -12,11 +12,13 @@ import statistics
 import subprocess
 import sys
 
-PATHS = ["direct", "mesh_tls", "mesh_plain", "stunnel", "haproxy"]
+PATHS = ["direct", "mesh_tls", "mesh_tls_nolog", "mesh_plain", "stunnel", "haproxy"]
 PEERS = ["stunnel", "haproxy"]
-SHORT = {"direct": "direct", "mesh_tls": "mesh mTLS", "mesh_plain": "mesh plain",
+SHORT = {"direct": "direct", "mesh_tls": "mesh mTLS",
+         "mesh_tls_nolog": "mesh mTLS unobserved", "mesh_plain": "mesh plain",
          "stunnel": "stunnel", "haproxy": "HAProxy"}
 LABEL = {"direct": "direct", "mesh_tls": "meshshim (mTLS)",
+         "mesh_tls_nolog": "meshshim (mTLS, no access log or scrape)",
          "mesh_plain": "meshshim (no TLS)", "stunnel": "stunnel pair",
          "haproxy": "HAProxy pair"}
 
@@ -307,6 +309,32 @@ def main():
     L.append("|---|---:|---:|---:|---:|---|")
     for row in targets(r):
         L.append("| %s |" % " | ".join(row))
+    L.append("")
+    L.append("## The cost of observing (issue 14)")
+    L.append("")
+    L.append("meshshim (mTLS) above runs with its access log on (JSON, one line "
+             "per connection) and `/v1/agent/metrics?format=prometheus` "
+             "scraped every second; the same path without either, in the same "
+             "rounds:")
+    L.append("")
+    L.append("| metric | observed | unobserved | ratio |")
+    L.append("|---|---:|---:|---:|")
+    for metric, desc in (("bulk1_gbps", "bulk, 1 stream, Gb/s"),
+                         ("bulk1_cpu_s_per_gb", "CPU-s per GB"),
+                         ("rtt_added_p50_us", "added p50 round trip, µs"),
+                         ("connseq_per_s", "new connections/s, sequential"),
+                         ("connpar_per_s", "new connections/s, 16 parallel")):
+        a, b = r.get("mesh_tls", metric), r.get("mesh_tls_nolog", metric)
+        L.append("| %s | %s | %s | %s |" % (desc, fmt(a, metric), fmt(b, metric),
+                 "%.3f×" % (a / b) if a is not None and b else "—"))
+    a, b = r.get("mesh_tls", "connseq_per_s"), r.get("mesh_tls_nolog", "connseq_per_s")
+    if a and b:
+        L.append("")
+        L.append("Per connection (sequential): %.1f µs more (1/observed − 1/unobserved)." %
+                 (1e6 / a - 1e6 / b))
+    a, b = r.get("mesh_tls", "bulk1_cpu_s_per_gb"), r.get("mesh_tls_nolog", "bulk1_cpu_s_per_gb")
+    if a is not None and b is not None:
+        L.append("Per GB: %+.3f CPU-s." % (a - b))
     L.append("")
     L.append("## All measurements (medians)")
     L.append("")

@@ -5,6 +5,11 @@
 #   direct      the client talks to the backend (the ceiling)
 #   mesh_tls    client preloaded with libmeshshim.so, helperd with
 #               same_node_mtls = true (both TLS ends in the one helperd)
+#               Its helperd writes the access log (JSON, a line per
+#               connection) and is scraped for /v1/agent/metrics every
+#               second, as an observed mesh runs (issue 14).
+#   mesh_tls_nolog  mesh_tls without the access log and the scrape: the
+#               cost of observing, measured in the same run
 #   mesh_plain  the same with same_node_mtls = false
 #   stunnel     client -> stunnel (client) -> stunnel (server) -> backend
 #   haproxy     client -> haproxy (client) -> haproxy (server) -> backend
@@ -18,7 +23,7 @@
 # bench/results/latest.md and latest.png (bench/report.py).
 # Environment knobs (defaults in brackets): BENCH_ROUNDS [5],
 # BENCH_BULK_SECS [5], BENCH_RTT_SECS [2], BENCH_CONN_SECS [2],
-# BENCH_PATHS ["direct mesh_tls mesh_plain stunnel haproxy"],
+# BENCH_PATHS ["direct mesh_tls mesh_tls_nolog mesh_plain stunnel haproxy"],
 # BENCH_SKIP (words: crypto memory rounds), BENCH_KEEP=1 keeps the temp dir,
 # BENCH_WAIT_IDLE [60]: seconds to wait, before each phase and round, for
 # other work on the machine to finish.
@@ -35,7 +40,7 @@ ROUNDS=${BENCH_ROUNDS:-5}
 BULK_SECS=${BENCH_BULK_SECS:-5}
 RTT_SECS=${BENCH_RTT_SECS:-2}
 CONN_SECS=${BENCH_CONN_SECS:-2}
-PATHS=(${BENCH_PATHS:-direct mesh_tls mesh_plain stunnel haproxy})
+PATHS=(${BENCH_PATHS:-direct mesh_tls mesh_tls_nolog mesh_plain stunnel haproxy})
 SKIP=" ${BENCH_SKIP:-} "
 NCPU=$(nproc)
 CLK_TCK=$(getconf CLK_TCK)
@@ -295,11 +300,12 @@ PROXY=()
 MESH_OK=1
 [ -x "$HELPERD" ] && [ -f "$SHIM" ] || MESH_OK=0
 
-mesh_conf() { # mesh_conf DIR TLS(true|false) "name:port"...
+mesh_conf() { # mesh_conf DIR TLS(true|false) "name:port"... ; ALOG=1: access log
 	local d=$1 tls=$2 s first=1
 	shift 2
 	mkdir -p "$d/services.d"
 	{
+		[ "${ALOG:-0}" = 1 ] && printf 'access_log = { path = "%s/access.log"; format = "json"; };\n' "$d"
 		printf 'node = "bench";\ndata_dir = "%s/data";\nsocket = "%s/helperd.sock";\n' "$d" "$d"
 		printf 'http_addr = "127.0.0.1:0";\nmesh_port = 0;\nservices_dir = "%s/services.d";\n' "$d"
 		printf 'default_intention = "allow";\nsame_node_mtls = %s;\nlog_level = "warn";\n' "$tls"
@@ -404,14 +410,21 @@ path_up() { # path_up NAME
 		ECHO_P=$ECHO_B
 		ONCE_P=$ONCE_B
 		;;
-	mesh_tls | mesh_plain)
+	mesh_tls | mesh_tls_nolog | mesh_plain)
 		[ $MESH_OK = 1 ] || { note "$name: $HELPERD or $SHIM missing"; return 1; }
 		d="$T/$name"
 		rm -rf "$d"
-		local tls=true
+		local tls=true alog=0
 		[ $name = mesh_plain ] && tls=false
-		mesh_conf "$d" $tls "iperf:$IPERF_B" "echo:$ECHO_B" "once:$ONCE_B"
+		[ $name = mesh_tls ] && alog=1
+		ALOG=$alog mesh_conf "$d" $tls "iperf:$IPERF_B" "echo:$ECHO_B" "once:$ONCE_B"
 		mesh_start "$name-helperd" "$d" || return 1
+		if [ $alog = 1 ]; then
+			local api
+			api=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["http_addr"])' "$d/data/ports.json")
+			# A Prometheus scraping every second (its default is 1 min).
+			start_bg "$name-scrape" bash -c 'while sleep 1; do curl -s -o /dev/null "http://$0/v1/agent/metrics?format=prometheus"; done' "$api"
+		fi
 		alloc IPERF_P
 		alloc ECHO_P
 		alloc ONCE_P
@@ -433,7 +446,7 @@ path_up() { # path_up NAME
 }
 path_down() {
 	case $1 in
-	mesh_tls | mesh_plain) stop_bg "$1-helperd" ;;
+	mesh_tls | mesh_tls_nolog | mesh_plain) stop_bg "$1-scrape" "$1-helperd" ;;
 	stunnel | haproxy) stop_prefix "$1-" ;;
 	esac
 }
