@@ -2,7 +2,8 @@
 # AddressSanitizer + UBSan), `make demo` runs the getting-started
 # walkthrough, `make install` honours PREFIX and DESTDIR (binaries, the
 # shim, units, mesh.conf, man pages, completion, docs), `make deb` builds
-# the Debian package in $(DEBOUT) and runs lintian on it.
+# the Debian package in $(DEBOUT) and runs lintian on it. `make arch-report`
+# prints file and function sizes and helperd's call graph (docs/ARCHITECTURE.md).
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 BUILD    ?= build
@@ -11,7 +12,7 @@ SANITIZE ?= address,undefined
 MESON_OPTS ?=
 DEBOUT   ?= build-deb
 
-.PHONY: all deps test unit integration demo demo-cluster install deb test-package bench clean
+.PHONY: all deps test unit integration demo demo-cluster install deb test-package bench arch-report clean
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -80,6 +81,11 @@ bench: $(BUILD)/build.ninja
 	bash bench/run.sh $(BUILD)
 	bash bench/shim_cost.sh $(BUILD) | tee bench/results/shim_cost.md
 	bash bench/crossnode.sh $(BUILD)
+
+# Sizes, longest functions, helperd's include and call graphs, their cycles
+# (scripts/arch_report.py; python3 only). A tool, not a test.
+arch-report:
+	python3 scripts/arch_report.py
 
 clean:
 	rm -rf $(BUILD) $(TBUILD) $(DEBOUT)
