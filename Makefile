@@ -83,9 +83,11 @@ bench: $(BUILD)/build.ninja
 	bash bench/crossnode.sh $(BUILD)
 
 # Sizes, longest functions, helperd's include and call graphs, their cycles
-# (scripts/arch_report.py; python3 only). A tool, not a test.
+# (scripts/arch_report.py; python3 only), then whether every name that
+# docs/ARCHITECTURE.md puts in backticks still exists. A tool, not a test.
 arch-report:
 	python3 scripts/arch_report.py
+	python3 scripts/arch_report.py --check-doc docs/ARCHITECTURE.md
 
 clean:
 	rm -rf $(BUILD) $(TBUILD) $(DEBOUT)

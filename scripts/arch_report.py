@@ -2,6 +2,7 @@
 """arch_report: how the C code is laid out, as a newcomer reads it.
 
   scripts/arch_report.py [-v] [-n N] [ROOT]      (make arch-report)
+  scripts/arch_report.py --check-doc docs/ARCHITECTURE.md [ROOT]
 
 Prints, for helperd/ conf/ preload/ meshctl/ common/: the largest files,
 the longest functions (lines, and a rough branch count: if for while case
@@ -9,7 +10,11 @@ the longest functions (lines, and a rough branch count: if for while case
 between files (a function defined in A, called or named in B), its cycles
 (strongly connected components of more than one file), which files call
 back into a module that creates them, and where the node lock is taken.
--v lists the functions behind every call edge. A tool, not a test.
+-v lists the functions behind every call edge. --check-doc: every
+`name()` in the document is a function defined in those folders, every
+other backticked C name is a word of their code (or a test's name), every
+file named exists (a bare x.c in one of the folders);
+exit 1 naming what is not. A tool, not a test.
 
 Functions are found with a small brace-matching parser (comments, strings
 and preprocessor lines blanked first); no compiler, no ctags needed.
@@ -292,15 +297,56 @@ def node_lock(text):
           f"it through every round")
 
 
+def check_doc(doc, root, files, text):
+    """The names a document puts in backticks exist in the code."""
+    with open(doc) as fp:
+        ticks = re.findall(r"`([^`\n]+)`", fp.read())
+    fns = {name for t in text.values() for name, *_ in functions(t)}
+    extra = ""                       # test names, generated files
+    for f in ["meson.build", "tests/meson.build", "tests/unit/meson.build",
+              "tests/integration/meson.build"]:
+        if os.path.exists(os.path.join(root, f)):
+            with open(os.path.join(root, f)) as fp:
+                extra += fp.read()
+    words = set(IDENT.findall("\n".join(files.values()) + extra))
+    bad, n = [], 0
+    for t in sorted(set(ticks)):
+        t = t.strip()
+        m = re.fullmatch(r"(?:struct )?([A-Za-z_]\w*)(\(\))?", t)
+        if re.fullmatch(r"[\w./-]+\.(?:c|h|py|sh|md|build)", t):
+            n += 1                  # a path, or a file of one of DIRS
+            if not (os.path.exists(os.path.join(root, t)) or "/" not in t and
+                    (any(f.endswith("/" + t) for f in files) or t in extra)):
+                bad.append(f"{t}: no such file")
+        elif re.fullmatch(r"\w+(?:->\w+|\.\w+)+", t):
+            n += 1                  # h->conf.max_conns: every part a word
+            bad += [f"{t}: {w} not in the code" for w in IDENT.findall(t)
+                    if w not in words]
+        elif m and (m.group(2) or "_" in t or t.isupper() or t.startswith("struct ")):
+            n += 1
+            if m.group(2) and m.group(1) not in fns:
+                bad.append(f"{t}: no function {m.group(1)} is defined")
+            elif m.group(1) not in words:
+                bad.append(f"{t}: not in the code")
+    print(f"{doc}: {n} names checked, {len(bad)} missing")
+    for b in bad:
+        print("  " + b)
+    return 1 if bad else 0
+
+
 def main():
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)      # | head is fine
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("root", nargs="?", default=".")
     ap.add_argument("-n", type=int, default=12, help="rows per top list")
     ap.add_argument("-v", action="store_true", help="name every call edge")
+    ap.add_argument("--check-doc", metavar="DOC",
+                    help="check the names DOC puts in backticks, print nothing else")
     a = ap.parse_args()
     files = load(a.root)
     text = {f: strip(t) for f, t in files.items()}
+    if a.check_doc:
+        return check_doc(a.check_doc, a.root, files, text)
     rev = subprocess.run(["git", "-C", a.root, "log", "-1", "--format=%h %cs"],
                          capture_output=True, text=True).stdout.strip()
     now = datetime.datetime.now(datetime.timezone.utc)
