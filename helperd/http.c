@@ -338,7 +338,7 @@ route_agent_catalog(struct helperd *h, const struct http_req *req,
 
 		if (method_is(req, resp, "GET"))
 			http_reply_json(resp, 200, json_pack(
-			    "{s:{s:s, s:s, s:s, s:i, s:s, s:s, s:b}, s:{s:I, s:I, "
+			    "{s:{s:s, s:s, s:s, s:i, s:s, s:s, s:b, s:s}, s:{s:I, s:I, "
 			    "s:I, s:I, s:I}}",
 			    "Config", "NodeName", h->conf.node, "Datacenter",
 			    h->conf.datacenter, "Version", "meshshim "
@@ -347,6 +347,8 @@ route_agent_catalog(struct helperd *h, const struct http_req *req,
 			    h->http_sock, "ControlSocket", ctl_socket_abs(h,
 			    ctlsock, sizeof(ctlsock)),
 			    "ACLsEnabled", acl_enabled(h->acl),
+			    "DefaultIntention", h->conf.default_allow ?
+			    "allow" : "deny",
 			    "Stats",
 			    "Connections", (json_int_t)relay_count(h->relay),
 			    "DirectConnections",
@@ -419,6 +421,8 @@ http_dispatch(struct helperd *h, const struct http_req *req,
 {
 	const struct acl_caller *c = req->caller;
 
+	if (http_ui_route(req, resp))
+		return;
 	/* An unknown token is refused everywhere, as Consul does; from
 	 * another host even the reads need a token. */
 	if (acl_enabled(h->acl) && (c->bad_token || (!c->local &&

@@ -41,6 +41,8 @@ struct http_resp {
 	ssize_t (*stream_read)(void *arg, uint64_t pos, char *buf, size_t max);
 	void (*stream_free)(void *arg);
 	void *stream_arg;
+	/* Extra headers: static "Name", "value", ..., NULL (or NULL). */
+	const char *const *headers;
 };
 
 /* Query string argument, or NULL. */
@@ -75,6 +77,9 @@ int http_ca_route(struct helperd *h, const struct http_req *req,
     struct http_resp *resp);
 int http_acl_route(struct helperd *h, const struct http_req *req,
     struct http_resp *resp);
+/* http_ui.c: the web UI at /ui/ (and / redirects there); answered
+ * before any ACL check: the page is static and public. */
+int http_ui_route(const struct http_req *req, struct http_resp *resp);
 /* http_agent.c: metrics, connections, members. */
 int http_agent_route(struct helperd *h, const struct http_req *req,
     struct http_resp *resp);

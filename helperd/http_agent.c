@@ -82,6 +82,11 @@ http_agent_metrics(struct helperd *h)
 		    "Seconds until the current leaf certificate of each "
 		    "service expires.", (double)(l->not_after - now),
 		    "service", l->service, NULL);
+		metrics_gauge(m, "meshshim_leaf_renewal_seconds", i ? "" :
+		    "Seconds until each service's leaf is due for renewal; "
+		    "negative: overdue (the renewal failed, or waits for the "
+		    "CA).", (double)(l->renew_at - now), "service", l->service,
+		    NULL);
 	}
 	health_metrics(h, m);
 	metrics_gauge(m, "meshshim_catalog_remote_instances", "Instances "

@@ -254,6 +254,14 @@ conn_of(struct MHD_Connection *mc)
 	return ci != NULL ? ci->socket_context : NULL;
 }
 
+static void
+add_headers(struct MHD_Response *r, const struct http_resp *resp)
+{
+	for (const char *const *h = resp->headers; h != NULL && h[0] != NULL &&
+	    h[1] != NULL; h += 2)
+		MHD_add_response_header(r, h[0], h[1]);
+}
+
 static enum MHD_Result
 queue(struct MHD_Connection *mc, const char *method, const char *url,
     struct http_resp *resp, int close_after)
@@ -269,6 +277,7 @@ queue(struct MHD_Connection *mc, const char *method, const char *url,
 			return MHD_NO;
 		}
 		MHD_add_response_header(r, "Content-Type", resp->ctype);
+		add_headers(r, resp);
 		ret = MHD_queue_response(mc, resp->status, r);
 		MHD_destroy_response(r);
 		return ret;
@@ -298,6 +307,7 @@ queue(struct MHD_Connection *mc, const char *method, const char *url,
 		MHD_add_response_header(r, "X-Consul-KnownLeader", "true");
 		MHD_add_response_header(r, "X-Consul-LastContact", "0");
 	}
+	add_headers(r, resp);
 	ret = MHD_queue_response(mc, resp->status, r);
 	MHD_destroy_response(r);
 	return ret;

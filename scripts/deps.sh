@@ -11,10 +11,13 @@ scdoc"
 # test: Criterion (unit suite), the programs the integration tests run, and
 # clang with libclang-rt-dev (libFuzzer + ASan runtimes, only Recommended by
 # clang; without them no fuzz target links); prometheus for promtool (the
-# metrics test checks the exposition format with it).
+# metrics test checks the exposition format with it); chromium,
+# chromium-driver and python3-selenium for the web UI test (a real
+# headless browser).
 test="$build libcriterion-dev socat netcat-openbsd curl python3 openssl \
 gnutls-bin tcpdump strace iproute2 procps psmisc nginx-light wrk iperf3 systemd clang \
-libclang-rt-dev dnsutils golang-go busybox-static util-linux zsh prometheus"
+libclang-rt-dev dnsutils golang-go busybox-static util-linux zsh prometheus \
+chromium chromium-driver python3-selenium"
 demo="$build socat netcat-openbsd curl"
 bench="$test stunnel4 haproxy iperf3 sockperf wrk gnuplot-nox linux-perf \
 valgrind"
