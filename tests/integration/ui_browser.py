@@ -267,6 +267,7 @@ def run(d):
            "helperd has the deny from the page (%s)" % st)
     check("the open web session was cut", lambda: session_closed(WEB_SESSION))
     record(not session_closed(BILLING_SESSION), "the billing session is still up")
+    d.execute_script("window.scrollTo(0, 0)")
     shot(d, "desktop-intentions")
     view(d, "traffic")
     check("Live traffic: web => socat is gone", lambda: not by_css(d, row % "web") and by_css(d, row % "billing"))
