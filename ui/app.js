@@ -516,8 +516,11 @@
 
   /* ---- Identity ---- */
 
-  const LEAF_SOON = 3600;         // a leaf with under an hour left
-  const RENEW_LATE = 60;          // renewal overdue by over a minute
+  // helperd renews a leaf at a random point between 60 % and 90 % of its
+  // life, within a tick; one still not renewed 30 s after that point is
+  // in the last part of its life and its renewal failed (or waits for
+  // the CA servers): that is the warning, whatever the TTL.
+  const RENEW_LATE = 30;
 
   const Identity = {
     async load() {
@@ -571,9 +574,6 @@
               state = badge('critical', 'renewal overdue');
               warns.push('The leaf of ' + s + ' was due for renewal ' + fmtDur(-l.renew) +
                 ' ago and is not renewed (see helperd\u2019s log); it expires in ' + fmtDur(l.expiry) + '.');
-            } else if (l.expiry < LEAF_SOON) {
-              state = badge('warning', 'expires soon');
-              warns.push('The leaf certificate of ' + s + ' expires in ' + fmtDur(l.expiry) + '.');
             }
             return h('tr', { 'data-leaf': s }, h('td', {}, s), h('td', {}, fmtTime(now + l.expiry * 1000)),
               h('td', {}, fmtDur(l.expiry)), h('td', {}, l.renew === undefined ? '?' :

@@ -288,6 +288,45 @@ def run(d):
           and "UTC" in text_of(d, '#leaves tr[data-leaf="socat"]'))
     record(not d.find_element(By.ID, "identity-warn").is_displayed(), "Identity: no warning for fresh certificates")
     shot(d, "desktop-identity")
+    # The warnings, from answers as a failing node would give them: the
+    # page's fetch is wrapped to make socat's renewal 10 min overdue and
+    # the active root, 10 years old, expire in 5 days (the page's logic, not helperd's).
+    d.execute_script("""
+      const real = window.fetch;
+      window.__realFetch = real;
+      window.fetch = async (u, o) => {
+        const r = await real(u, o), p = String(u);
+        if (!p.startsWith('/v1/agent/metrics') && !p.startsWith('/v1/connect/ca/roots')) return r;
+        const j = await r.json();
+        if (p.startsWith('/v1/agent/metrics')) {
+          for (const g of j.Gauges)
+            if (g.Name === 'meshshim.leaf.renewal.seconds' && g.Labels.service === 'socat') g.Value = -600;
+        } else {
+          for (const x of j.Roots)
+            if (x.Active) {
+              x.NotBefore = new Date(Date.now() - 3650 * 86400e3).toISOString();
+              x.NotAfter = new Date(Date.now() + 5 * 86400e3).toISOString();
+            }
+        }
+        return new Response(JSON.stringify(j), { status: 200, headers: { 'Content-Type': 'application/json' } });
+      };""")
+    view(d, "nodes")
+    view(d, "identity")
+    check("Identity: an overdue renewal is flagged on socat's leaf",
+          lambda: "renewal overdue" in text_of(d, '#leaves tr[data-leaf="socat"]')
+          and "ok" in text_of(d, '#leaves tr[data-leaf="web"]'))
+    check("Identity: the warning banner names socat's renewal and the root's expiry",
+          lambda: d.find_element(By.ID, "identity-warn").is_displayed()
+          and "socat was due for renewal 10m" in text_of(d, "#identity-warn")
+          and "The active CA root meshshim CA 1 expires in " in text_of(d, "#identity-warn"))
+    check("Identity: the tab shows the warning sign too",
+          lambda: d.find_element(By.ID, "identity-flag").is_displayed())
+    d.execute_script("window.fetch = window.__realFetch;")
+    view(d, "nodes")
+    view(d, "identity")
+    check("Identity: with helperd's real answers the warnings go",
+          lambda: not d.find_element(By.ID, "identity-warn").is_displayed()
+          and not d.find_element(By.ID, "identity-flag").is_displayed())
     view(d, "nodes")
     check("Nodes: n1 alive, this node",
           lambda: "alive" in text_of(d, '#members tr[data-node="n1"]')
