@@ -279,6 +279,33 @@ def run(d):
     check("Cut: the billing session ends", lambda: session_closed(BILLING_SESSION))
     check("Cut: its row is gone", lambda: not by_css(d, row % "billing"))
 
+    # Edit and delete from the list.
+    view(d, "intentions")
+    lrow = '#intentions-list tr[data-src="web"][data-dst="socat"]'
+    by_css(d, lrow)[0].find_element(By.XPATH, ".//button[text()='Edit']").click()
+    check("Edit fills the form with web => socat, deny",
+          lambda: d.find_element(By.ID, "i-src").get_attribute("value") == "web"
+          and d.find_element(By.ID, "i-deny").is_selected()
+          and d.find_element(By.ID, "i-save").text == "Update intention")
+    d.find_element(By.ID, "i-allow").click()
+    d.find_element(By.ID, "i-save").click()
+    check("Update: the cell turns allow, by the intention",
+          lambda: by_css(d, cell % ("web", "socat"))[0].get_attribute("data-action") == "allow"
+          and by_css(d, cell % ("web", "socat"))[0].get_attribute("data-by") != "default")
+    st, got = api("GET", "/v1/connect/intentions/exact?source=web&destination=socat")
+    record(st == 200 and got["Action"] == "allow", "helperd has web => socat allow after the edit (%s)" % st)
+    dbtn = by_css(d, lrow)[0].find_element(By.CSS_SELECTOR, "button[data-delete]")
+    dbtn.click()
+    check("Delete asks for a confirmation first", lambda: dbtn.text == "Confirm delete")
+    st, _ = api("GET", "/v1/connect/intentions/exact?source=web&destination=socat")
+    record(st == 200, "nothing deleted on the first press (%s)" % st)
+    dbtn.click()
+    check("Delete: the row goes and the cell is back to default",
+          lambda: not by_css(d, lrow)
+          and by_css(d, cell % ("web", "socat"))[0].get_attribute("data-by") == "default")
+    st, _ = api("GET", "/v1/connect/intentions/exact?source=web&destination=socat")
+    record(st == 404, "helperd has no web => socat intention after the delete (%s)" % st)
+
     # Identity and nodes.
     view(d, "identity")
     check("Identity: the active root, not expiring",
