@@ -13,11 +13,12 @@ scdoc"
 # clang; without them no fuzz target links); prometheus for promtool (the
 # metrics test checks the exposition format with it); chromium,
 # chromium-driver and python3-selenium for the web UI test (a real
-# headless browser).
+# headless browser); man-db: systemd-analyze verify runs `man` for the
+# units' Documentation= (install_units).
 test="$build libcriterion-dev socat netcat-openbsd curl python3 openssl \
 gnutls-bin tcpdump strace iproute2 procps psmisc nginx-light wrk iperf3 systemd clang \
 libclang-rt-dev dnsutils golang-go busybox-static util-linux zsh prometheus \
-chromium chromium-driver python3-selenium"
+chromium chromium-driver python3-selenium man-db"
 demo="$build socat netcat-openbsd curl"
 bench="$test stunnel4 haproxy iperf3 sockperf wrk gnuplot-nox linux-perf \
 valgrind"

@@ -81,8 +81,10 @@ main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "client") == 0) {
 		/* The server has just started listening: helperd dials it
-		 * once its health check passes (within a second). */
-		for (int i = 0; i < 30 && (fd = st_connect("127.0.0.1",
+		 * once its health check passes: within ~200 ms in the
+		 * service's first minute, else at its next run, which
+		 * check_interval (10 s) bounds. */
+		for (int i = 0; i < 150 && (fd = st_connect("127.0.0.1",
 		    uport)) < 0; i++)
 			usleep(100000);
 		return fd >= 0 && st_echo_ok(fd, "inbound") == 0 ? 0 : 1;
