@@ -12,7 +12,7 @@ SANITIZE ?= address,undefined
 MESON_OPTS ?=
 DEBOUT   ?= build-deb
 
-.PHONY: all deps test unit integration demo demo-cluster install deb test-package bench arch-report clean
+.PHONY: all deps test unit integration demo demo-cluster install deb test-package bench bench-cluster arch-report clean
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -74,13 +74,19 @@ test-package:
 
 # bench: same-node paths (bench/run.sh), the shim's cost, then the
 # cross-node section (bench/crossnode.sh: two network namespaces over a
-# veth pair; root).
+# veth pair; root). bench-cluster: 100 helperd nodes on a 3-member etcd
+# (bench/cluster.sh; root, about 6 minutes).
 bench: $(BUILD)/build.ninja
 	sh scripts/deps.sh bench etcd
 	ninja -C $(BUILD)
 	bash bench/run.sh $(BUILD)
 	bash bench/shim_cost.sh $(BUILD) | tee bench/results/shim_cost.md
 	bash bench/crossnode.sh $(BUILD)
+
+bench-cluster: $(BUILD)/build.ninja
+	sh scripts/deps.sh bench etcd
+	ninja -C $(BUILD)
+	bash bench/cluster.sh $(BUILD)
 
 # Sizes, longest functions, helperd's include and call graphs, their cycles
 # (scripts/arch_report.py; python3 only), then whether every name that

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""cluster_report.py RAWDIR OUT.md: the scale table of bench/cluster.sh.
+
+Reads what bench/cluster.sh left in RAWDIR (results.tsv, machine.tsv, the
+probes' JSON, etcd's /metrics before and after the idle window) and writes
+the figures with the targets of issue 16."""
+import json
+import os
+import re
+import statistics
+import sys
+
+raw, out = sys.argv[1], sys.argv[2]
+
+
+def rd(name, default=None):
+    try:
+        return open(os.path.join(raw, name)).read()
+    except OSError:
+        return default
+
+
+def js(name):
+    try:
+        return json.loads(rd(name, ""))
+    except ValueError:
+        return None
+
+
+res = dict(l.split("\t", 1) for l in rd("results.tsv", "").splitlines()
+           if "\t" in l)
+machine = [l.split("\t", 1) for l in rd("machine.tsv", "").splitlines()
+           if "\t" in l]
+mach = dict(machine)
+nodes = int(mach.get("nodes", "100"))
+ttl = float(mach.get("lease_ttl", "10 s").split()[0])
+idle = float(res.get("idle_secs", "0") or 0)
+
+LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)')
+
+
+def metrics(tag):
+    """{(name, labels): value} summed over the three members."""
+    tot, per = {}, {}
+    for k in (1, 2, 3):
+        for l in (rd("metrics-%s-e%d.txt" % (tag, k), "") or "").splitlines():
+            m = LINE.match(l)
+            if not m:
+                continue
+            try:
+                v = float(m.group(3))
+            except ValueError:
+                continue
+            key = (m.group(1), m.group(2) or "")
+            tot[key] = tot.get(key, 0) + v
+            per[(k,) + key] = v
+    return tot, per
+
+
+m0, p0 = metrics("idle0")
+m1, p1 = metrics("idle1")
+
+
+def delta(name, label_re=None):
+    s = 0.0
+    for key, v in m1.items():
+        if key[0] != name or (label_re and not re.search(label_re, key[1])):
+            continue
+        s += v - m0.get(key, 0)
+    return s
+
+
+def value(name, member=None, which=m1):
+    s = 0.0
+    for key, v in (which.items() if member is None else p1.items()):
+        if member is None and key[0] == name:
+            s += v
+        elif member is not None and key[0] == member and key[1] == name:
+            s += v
+    return s
+
+
+started = delta("grpc_server_started_total")
+by_method = {}
+for key, v in m1.items():
+    if key[0] == "grpc_server_started_total":
+        mm = re.search(r'grpc_method="([^"]+)"', key[1])
+        d = v - m0.get(key, 0)
+        if mm and d > 0:
+            by_method[mm.group(1)] = by_method.get(mm.group(1), 0) + d
+req_per_node = started / idle / nodes if idle > 0 else None
+puts = delta("etcd_mvcc_put_total")
+watch_streams = value("etcd_debugging_mvcc_watch_stream_total")
+watchers = value("etcd_debugging_mvcc_watcher_total")
+db = [p1.get((k, "etcd_mvcc_db_total_size_in_bytes", ""), 0)
+      for k in (1, 2, 3)]
+db_use = [p1.get((k, "etcd_mvcc_db_total_size_in_use_in_bytes", ""), 0)
+          for k in (1, 2, 3)]
+keys = (rd("etcd-keys.txt", "") or "").strip()
+h_rss = [int(x) for x in (rd("helperd-rss-kib.txt", "") or "").split()]
+e_rss = [int(x) for x in (rd("etcd-rss-kib.txt", "") or "").split()]
+h_cpu = float(res.get("helperd_cpu_pct_per_node", "nan"))
+e_cpu = float(res.get("etcd_cpu_pct_all_members", "nan"))
+prop = js("propagation.json") or {}
+gone = js("gone.json") or {}
+pres = js("present.json") or {}
+reach = js("reach.json") or {}
+cut = res.get("live_cut_s")
+
+
+def f(v, nd=2, unit=""):
+    if v is None:
+        return "—"
+    if isinstance(v, str):
+        return v + unit
+    return ("%.*f" % (nd, v)) + unit
+
+
+def met(ok):
+    return "—" if ok is None else ("**met**" if ok else "not met")
+
+
+rows = []
+p99 = prop.get("p99_s")
+rows.append(("intention propagation, p50 / p99 / max (s), %s samples" %
+             prop.get("samples", "—"),
+             "%s / %s / %s" % (f(prop.get("p50_s"), 3), f(p99, 3),
+                               f(prop.get("max_s"), 3)),
+             "p99 ≤ 1 s", met(None if p99 is None else
+                              (p99 <= 1 and not prop.get("missing")))))
+rows.append(("open connection cut on a far node (s after the write)",
+             f(cut, 0) if cut else "—", "≤ 1 s",
+             met(None if not cut or cut == "none" else float(cut) <= 1)))
+g = gone.get("all_s")
+rows.append(("%d nodes killed: until no node lists them (s)" %
+             len(gone.get("nodes", [])), f(g), "≤ TTL + 1 = %g s" % (ttl + 1),
+             met(None if g is None else g <= ttl + 1)))
+pr = pres.get("all_s")
+rows.append(("%d nodes started: until every old node lists them (s)" %
+             len(pres.get("nodes", [])), f(pr), "≤ TTL + 1 = %g s" % (ttl + 1),
+             met(None if pr is None else pr <= ttl + 1)))
+ra = reach.get("all_s")
+rows.append(("... until node 1 reaches each of them through the shim (s)",
+             f(ra), "≤ TTL + 1 = %g s" % (ttl + 1),
+             met(None if ra is None else ra <= ttl + 1)))
+rows.append(("etcd requests/s per idle node", f(req_per_node, 3), "≤ 1",
+             met(None if req_per_node is None else req_per_node <= 1)))
+rows.append(("helperd CPU per idle node (% of a core)", f(h_cpu, 4),
+             "≤ 0.1 %", met(h_cpu <= 0.1 if h_cpu == h_cpu else None)))
+rows.append(("helperd RSS per node, median / max (MiB)",
+             "%s / %s" % (f(statistics.median(h_rss) / 1024 if h_rss else None, 1),
+                          f(max(h_rss) / 1024 if h_rss else None, 1)), "—", ""))
+rows.append(("etcd CPU, 3 members together, idle (% of a core)",
+             f(e_cpu, 2), "—", ""))
+rows.append(("etcd RSS per member (MiB)",
+             " / ".join("%.0f" % (x / 1024) for x in e_rss) or "—", "—", ""))
+rows.append(("etcd db size per member, total / in use (MiB)",
+             " / ".join("%.2f" % (x / 2**20) for x in db[:1] + db_use[:1]),
+             "—", ""))
+
+L = ["# 100 nodes, simulated (bench/cluster.sh, `make bench-cluster`)", ""]
+L.append("%d helperd nodes (release build) in network namespaces on one "
+         "bridge, %d services each (%d instances), a 3-member etcd %s; "
+         "lease TTL %g s, check interval 10 s (the defaults). Node 1 is "
+         "the CA server, the others CA clients." % (
+             nodes, 10, nodes * 10, mach.get("etcd", ""), ttl))
+L.append("")
+L.append("| measure | value | target | |")
+L.append("|---|---:|---:|---|")
+for r in rows:
+    L.append("| %s |" % " | ".join(r))
+L.append("")
+L.append("Steady state over %.0f s idle (after every node listed all "
+         "instances and a settling pause):" % idle)
+L.append("")
+L.append("- etcd RPCs started, all members: %.0f (%.2f/s; per node %s/s); "
+         "by method: %s" % (started, started / idle if idle else 0,
+                            f(req_per_node, 3),
+                            ", ".join("%s %.0f" % kv for kv in
+                                      sorted(by_method.items()))))
+L.append("- helperd wake-ups (voluntary context switches, all threads) "
+         "per idle node: %s/s, %s threads each" % (
+             res.get("helperd_wakeups_per_s_per_node"),
+             res.get("helperd_threads")))
+L.append("- etcd puts in the window: %.0f; watch streams %.0f, watchers "
+         "%.0f (all members)" % (puts, watch_streams, watchers))
+L.append("- keys under the prefix: %s; leaves missing on CA clients after "
+         "settling: %s nodes" % (keys, res.get("leaves_missing_nodes", "?")))
+L.append("- start: every node listed %d passing instances of common %s s "
+         "after the first helperd started" % (nodes, res.get("startup_s")))
+if prop:
+    L.append("- propagation: %s writes, write latency p50 %.1f ms (max "
+             "%.1f); per write, the slowest node: %s s; never seen: %s" % (
+                 prop.get("trials"), prop.get("write_ms_p50", 0),
+                 prop.get("write_ms_max", 0),
+                 " ".join("%.3f" % x for x in prop.get("per_trial_max_s", [])
+                          if x is not None), prop.get("missing")))
+if gone.get("per_node"):
+    L.append("- killed nodes, last observer (s): " + ", ".join(
+        "n%s %s" % (k, f(v["last_observer_s"]))
+        for k, v in sorted(gone["per_node"].items(), key=lambda x: int(x[0]))))
+if pres.get("per_node"):
+    L.append("- new nodes, last observer (s): " + ", ".join(
+        "n%s %s" % (k, f(v["last_observer_s"]))
+        for k, v in sorted(pres["per_node"].items(), key=lambda x: int(x[0]))))
+L.append("- helperd alive at the end: %s (of %d started)" % (
+    res.get("helperd_alive_end"), nodes + len(pres.get("nodes", []))))
+L.append("")
+L.append("Machine and load:")
+L.append("")
+for k, v in machine:
+    L.append("- %s: %s" % (k, v))
+notes = (rd("notes.txt", "") or "").strip()
+if notes:
+    L += ["", "Notes of the run:", ""] + ["- " + n for n in notes.splitlines()]
+open(out, "w").write("\n".join(L) + "\n")
