@@ -446,15 +446,29 @@ instance_json(const struct catalog *c, const struct catalog_instance *in)
 	    "MeshPort", in->mesh_port, "ServiceConnectNative", 0);
 }
 
+/* Every instance of name, whatever the catalog's size (the API lists
+ * them all; a fixed array here cut a service on 100 nodes to 64). A
+ * malloc'd array to free, n set; NULL (n 0) when out of memory. */
+static struct catalog_instance *
+instances_alloc(const struct catalog *c, const char *name, size_t *n)
+{
+	size_t max = c->n_local + c->n_remote;
+	struct catalog_instance *in = calloc(max > 0 ? max : 1, sizeof(*in));
+
+	*n = in != NULL ? catalog_instances_all(c, name, in, max) : 0;
+	return in;
+}
+
 json_t *
 catalog_service_json(const struct catalog *c, const char *name)
 {
-	struct catalog_instance in[64];
-	size_t n = catalog_instances_all(c, name, in, UTIL_ARRAY_LEN(in));
+	size_t n;
+	struct catalog_instance *in = instances_alloc(c, name, &n);
 	json_t *a = json_array();
 
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(a, instance_json(c, &in[i]));
+	free(in);
 	return a;
 }
 
@@ -462,8 +476,8 @@ json_t *
 catalog_health_json(const struct catalog *c, const char *name,
     int passing_only)
 {
-	struct catalog_instance in[64];
-	size_t n = catalog_instances_all(c, name, in, UTIL_ARRAY_LEN(in));
+	size_t n;
+	struct catalog_instance *in = instances_alloc(c, name, &n);
 	json_t *a = json_array();
 
 	for (size_t i = 0; i < n; i++) {
@@ -502,6 +516,7 @@ catalog_health_json(const struct catalog *c, const char *name,
 		    in[i].address, "Datacenter", c->dc,
 		    "Service", service_json(in[i].svc), "Checks", checks));
 	}
+	free(in);
 	return a;
 }
 

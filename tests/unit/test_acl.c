@@ -254,3 +254,32 @@ Test(catalog, remote_user_is_carried)
 	cr_assert_null(catalog_remote_user(c, "ghost"));
 	catalog_free(c);
 }
+
+/* A service on more nodes than the API once listed (64: bench/cluster.sh
+ * with 100 nodes): /v1/catalog/service and /v1/health/service list all. */
+Test(catalog, api_lists_every_instance)
+{
+	struct catalog *c;
+	char why[128], key[32], v[256];
+	json_t *a;
+
+	cr_assert_eq(catalog_new(&c, "a", "dc1"), 0);
+	for (int i = 0; i < 100; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		snprintf(v, sizeof(v), "{\"Node\":\"n%d\",\"Address\":"
+		    "\"10.0.0.%d\",\"MeshPort\":21000,\"Service\":\"common\","
+		    "\"Port\":7001}", i, i + 1);
+		cr_assert_eq(catalog_remote_put(c, key, v, strlen(v), why,
+		    sizeof(why)), 0, "%s", why);
+	}
+	a = catalog_service_json(c, "common");
+	cr_assert_eq(json_array_size(a), 100);
+	json_decref(a);
+	a = catalog_health_json(c, "common", 1);
+	cr_assert_eq(json_array_size(a), 100);
+	json_decref(a);
+	a = catalog_service_json(c, "ghost");
+	cr_assert_eq(json_array_size(a), 0);
+	json_decref(a);
+	catalog_free(c);
+}
