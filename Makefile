@@ -75,7 +75,7 @@ test-package:
 # bench: same-node paths (bench/run.sh), the shim's cost, then the
 # cross-node section (bench/crossnode.sh: two network namespaces over a
 # veth pair; root). bench-cluster: 100 helperd nodes on a 3-member etcd
-# (bench/cluster.sh; root, about 6 minutes).
+# (bench/cluster.sh; root, 15-20 minutes).
 bench: $(BUILD)/build.ninja
 	sh scripts/deps.sh bench etcd
 	ninja -C $(BUILD)

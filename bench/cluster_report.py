@@ -59,6 +59,26 @@ def metrics(tag):
 
 m0, p0 = metrics("idle0")
 m1, p1 = metrics("idle1")
+q0, _ = metrics("prop0")
+q1, _ = metrics("prop1")
+
+
+def dsum(a, b, name):
+    return sum(v - a.get(k, 0) for k, v in b.items() if k[0] == name)
+
+
+def fsync_p99(per, k):
+    """p99 bound of member k's WAL fsync since its start (histogram)."""
+    b = sorted((float(re.search(r'le="([^"]+)"', key[2]).group(1)), v)
+               for key, v in per.items() if key[0] == k and key[1] ==
+               "etcd_disk_wal_fsync_duration_seconds_bucket")
+    if not b:
+        return None
+    tot = b[-1][1]
+    for le, c in b:
+        if c >= 0.99 * tot:
+            return le
+    return None
 
 
 def delta(name, label_re=None):
@@ -184,9 +204,21 @@ L.append("- helperd wake-ups (voluntary context switches, all threads) "
              res.get("helperd_threads")))
 L.append("- etcd puts in the window: %.0f; watch streams %.0f, watchers "
          "%.0f (all members)" % (puts, watch_streams, watchers))
+ev = dsum(q0, q1, "etcd_debugging_mvcc_events_total")
+pput = dsum(q0, q1, "etcd_mvcc_put_total")
+if ev:
+    L.append("- during the propagation writes (%s s): etcd puts (summed over "
+             "the 3 members) %.0f, watch events sent %.0f, etcd CPU %s s "
+             "(%.1f µs per event sent, above the idle rate), helperd CPU over all nodes %s s" % (
+                 res.get("prop_secs"), pput, ev, res.get("prop_etcd_cpu_s"),
+                 max(0.0, float(res.get("prop_etcd_cpu_s", 0)) -
+                     e_cpu / 100 * float(res.get("prop_secs", 0))) * 1e6 / ev,
+                 res.get("prop_helperd_cpu_s")))
+L.append("- etcd WAL fsync p99 since start (histogram bucket bound), per "
+         "member: %s s" % " / ".join(str(fsync_p99(p1, k)) for k in (1, 2, 3)))
 L.append("- keys under the prefix: %s; leaves missing on CA clients after "
          "settling: %s nodes" % (keys, res.get("leaves_missing_nodes", "?")))
-L.append("- start: every node listed %d passing instances of common %s s "
+L.append("- start: nodes 1, N/2 and N knew all %d nodes %s s "
          "after the first helperd started" % (nodes, res.get("startup_s")))
 if prop:
     L.append("- propagation: %s writes, write latency p50 %.1f ms (max "
@@ -203,6 +235,9 @@ if pres.get("per_node"):
     L.append("- new nodes, last observer (s): " + ", ".join(
         "n%s %s" % (k, f(v["last_observer_s"]))
         for k, v in sorted(pres["per_node"].items(), key=lambda x: int(x[0]))))
+L.append("- lease losses and etcd outages the nodes logged over the whole "
+         "run (lease expired, lease gone, ETCD UNREACHABLE): %s" %
+         res.get("lease_losses", "?"))
 L.append("- helperd alive at the end: %s (of %d started)" % (
     res.get("helperd_alive_end"), nodes + len(pres.get("nodes", []))))
 L.append("")
