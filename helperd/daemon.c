@@ -121,6 +121,14 @@ leaf_slot(struct helperd *h, const char *service)
 }
 
 struct ca_leaf *
+helperd_leaf_peek(struct helperd *h, const char *service)
+{
+	struct leaf_slot *slot = leaf_slot(h, service);
+
+	return slot != NULL ? slot->leaf : NULL;
+}
+
+struct ca_leaf *
 helperd_leaf(struct helperd *h, const char *service, char *err,
     size_t errlen)
 {
@@ -188,6 +196,7 @@ helperd_leaf_installed(struct helperd *h, struct ca_leaf *leaf)
 		ca_leaf_unref(slot->leaf);
 		slot->leaf = leaf;
 		tls_tickets_reset();
+		relay_leaf_ready(h->relay);
 		return;
 	}
 	if ((v = realloc(h->leaves, (h->n_leaves + 1) * sizeof(*v))) == NULL) {
@@ -201,6 +210,7 @@ helperd_leaf_installed(struct helperd *h, struct ca_leaf *leaf)
 	log_info("leaf for %s: serial %s, valid until %lld, renew at %lld",
 	    leaf->service, leaf->serial, (long long)leaf->not_after,
 	    (long long)leaf->renew_at);
+	relay_leaf_ready(h->relay);     /* connections waiting for it */
 }
 
 static void

@@ -102,11 +102,17 @@ void helperd_stats_log(struct helperd *h);
 int helperd_check_state(const struct conf *c, size_t *n_api, char *err,
     size_t errlen);
 
-/* The current leaf of a local (or ad-hoc) service, issuing one if needed.
- * Borrowed reference, valid until the next loop iteration. */
+/* The current leaf of a local (or ad-hoc) service, issuing one if needed
+ * (a CA client asks a CA server and returns NULL meanwhile). Main loop
+ * only: it may generate a key. Borrowed reference, valid until the next
+ * loop iteration. */
 struct ca_leaf *helperd_leaf(struct helperd *h, const char *service,
     char *err, size_t errlen);
 
+/* The current leaf of service if there is one, never issuing one (relay
+ * workers: they must not generate keys holding h->lock). Holding h->lock;
+ * borrowed reference. */
+struct ca_leaf *helperd_leaf_peek(struct helperd *h, const char *service);
 /* Make leaf (a new reference, taken over) the current leaf of its service:
  * a CA client's leaf came back signed from a CA server. */
 void helperd_leaf_installed(struct helperd *h, struct ca_leaf *leaf);

@@ -516,6 +516,8 @@ conn_step(struct conn *c, int dirs)
 	case ST_HANDSHAKE:
 		conn_handshake(c);
 		break;
+	case ST_LEAF:
+		break;          /* relay_leaf_redial moves it on */
 	case ST_RELAY:
 		if (c->r->h->conf.idle_timeout_s > 0)
 			c->deadline = util_now_ms_mono() +
@@ -648,6 +650,43 @@ dial_key(const struct helperd *h, const struct catalog_instance *in,
 		snprintf(key, len, "%s", in->node);
 }
 
+/* c needs a leaf for c->src that is not there yet: park it (ST_LEAF, only
+ * the app's hang-up wakes it) until relay_leaf_ready, at most
+ * connect_timeout from the first wait, and have the main loop get one.
+ * 0, or -1 (closed). */
+static int
+leaf_wait(struct conn *c)
+{
+	struct relay *r = c->r;
+
+	if (c->st != ST_LEAF) {
+		c->st = ST_LEAF;
+		c->deadline = util_now_ms_mono() +
+		    r->h->conf.connect_timeout_ms;
+		log_info("conn %llu %s => %s: waiting for a certificate for %s "
+		    "(at most %ld ms)", (unsigned long long)c->id, c->src,
+		    c->dst, c->src, r->h->conf.connect_timeout_ms);
+	}
+	if (relay_leaf_want(r, c->src) != 0) {
+		relay_conn_close(c, 1, "no certificate for %s: too many "
+		    "services wait for one", c->src);
+		return -1;
+	}
+	return 0;
+}
+
+void
+relay_leaf_redial(struct worker *w)
+{
+	struct conn *c, *next;
+
+	for (c = w->conns; c != NULL; c = next) {
+		next = c->next;
+		if (!c->closed && c->st == ST_LEAF)
+			(void)outbound_dial(c, NULL);
+	}
+}
+
 /* Choose an instance of c->dst not tried yet (a local one first, round
  * robin) and start dialling it. last: why the previous
  * try failed, for the message when none is left. 0, or -1 (closed). */
@@ -657,7 +696,7 @@ outbound_dial(struct conn *c, const char *last)
 	struct relay *r = c->r;
 	struct helperd *h = r->h;
 	struct catalog_instance all[16], in[16];
-	char why[256], err[256], host[CONF_ADDR_MAX], key[128];
+	char why[256], host[CONF_ADDR_MAX], key[128];
 	struct ca_leaf *leaf = NULL;
 	size_t n, k = 0;
 	int nfd, port, local, tls;
@@ -694,14 +733,17 @@ outbound_dial(struct conn *c, const char *last)
 	util_strlcpy(host, tls ? in[n].address : in[n].svc->address,
 	    sizeof(host));
 	port = tls ? in[n].mesh_port : in[n].svc->port;
-	if (tls && (leaf = helperd_leaf(h, c->src, err, sizeof(err))) != NULL)
+	/* Never issue a key (or wait for a CA server) here: a worker holding
+	 * the lock would stall the node. Without a leaf, wait for one. */
+	if (tls && (leaf = helperd_leaf_peek(h, c->src)) == NULL) {
+		c->tries--;
+		helperd_unlock(h);
+		return leaf_wait(c);
+	}
+	if (leaf != NULL)
 		ca_leaf_ref(leaf);
 	helperd_unlock(h);
 
-	if (tls && leaf == NULL) {
-		relay_conn_close(c, 1, "no certificate for %s: %s", c->src, err);
-		return -1;
-	}
 	if (!tls && !relay_allows(r, c->src, c->dst, why, sizeof(why))) {
 		relay_obs_check(c, 0, why);
 		relay_conn_close(c, 1, "%s", why);

@@ -71,6 +71,10 @@ void relay_tick(struct relay *r, int64_t now_ms);
  * closing happens on the workers' threads. */
 size_t relay_recheck(struct relay *r, const char *why);
 
+/* A leaf was installed (issued here, or signed by a CA server): the
+ * connections waiting for one dial again. Any thread; NULL is a no-op. */
+void relay_leaf_ready(struct relay *r);
+
 /* Open connections (outbound + inbound), for tests and /v1/agent/self. */
 size_t relay_count(struct relay *r);
 

@@ -29,6 +29,7 @@
 #define RELAY_BACKLOG   1024
 #define RELAY_DIAL_TRIES 3           /* instances tried per connection */
 #define RELAY_MAX_WORKERS 64
+#define RELAY_LEAF_WANTS 64          /* services waiting for a leaf */
 /* A same-node pair whose inbound half moved this many bytes in each of
  * this many relay rounds is bulk: the half moves to another worker. */
 #define RELAY_BULK_BYTES  (64 * 1024)
@@ -93,7 +94,10 @@ struct conn_obs {
 	int listed;                     /* in the relay's list */
 	struct conn *lprev, *lnext;
 };
-enum conn_state { ST_DIAL, ST_HANDSHAKE, ST_RELAY };
+/* ST_LEAF: an outbound connection waiting for its source service's first
+ * certificate (the main loop issues it, or asks a CA server), bounded by
+ * connect_timeout. */
+enum conn_state { ST_DIAL, ST_HANDSHAKE, ST_RELAY, ST_LEAF };
 
 /* One end of a relayed connection: a socket, with TLS or not. */
 struct end {
@@ -216,6 +220,7 @@ struct worker {
 	struct job *q;
 	size_t qn, qcap;
 	int recheck;                    /* intentions changed: re-check */
+	int leaf_ready;                 /* a leaf arrived: re-dial ST_LEAF */
 	char recheck_why[160];
 	int stop;
 	struct acceptor acc[ACC_N];
@@ -260,6 +265,11 @@ struct relay {
 	size_t obs_n;
 	/* Refusals at registration (main thread, relay_obs_refused). */
 	struct obs_worker obs_main;
+	/* Services whose leaf a waiting connection needs (under h->lock),
+	 * and the main loop's eventfd that hears about them. */
+	char leaf_want[RELAY_LEAF_WANTS][64];
+	size_t n_leaf_want;
+	struct loop_watch leaf_w;
 };
 
 
@@ -302,6 +312,19 @@ void relay_outbound_start(struct worker *w, int fd,
     const struct sockaddr_storage *ss, struct pending *pd);
 /* Try another instance after a failed dial (why). 1 dialling, 0 closed. */
 int relay_outbound_retry(struct conn *c, const char *why);
+/* Worker: a leaf arrived; dial again every connection of w waiting for
+ * one (those whose leaf is still missing wait on, same deadline). */
+void relay_leaf_redial(struct worker *w);
+
+/* relay_leaf.c: the main loop's side of waiting for a leaf ------------- */
+
+/* Any thread holding h->lock: have the main loop get a leaf for service
+ * (helperd_leaf: issued here, or asked of a CA server). -1 if too many
+ * services are waiting already. */
+int relay_leaf_want(struct relay *r, const char *service);
+/* relay_new/relay_free: the main loop's eventfd for relay_leaf_want. */
+int relay_leaf_init(struct relay *r);
+void relay_leaf_fini(struct relay *r);
 
 /* relay_worker.c: threads and moving between them ---------------------- */
 

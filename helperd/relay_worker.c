@@ -174,7 +174,7 @@ worker_wake(void *arg, uint32_t events)
 	size_t n;
 	char why[sizeof(w->recheck_why)];
 	uint64_t v;
-	int recheck;
+	int recheck, leaf_ready;
 
 	(void)events;
 	if (read(w->wake.fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
@@ -186,6 +186,8 @@ worker_wake(void *arg, uint32_t events)
 	w->qn = w->qcap = 0;
 	recheck = w->recheck;
 	w->recheck = 0;
+	leaf_ready = w->leaf_ready;
+	w->leaf_ready = 0;
 	util_strlcpy(why, w->recheck_why, sizeof(why));
 	pthread_mutex_unlock(&w->qlock);
 	for (size_t i = 0; i < n; i++) {
@@ -195,6 +197,8 @@ worker_wake(void *arg, uint32_t events)
 			relay_outbound_start(w, q[i].fd, &q[i].ss, q[i].pd);
 	}
 	free(q);
+	if (leaf_ready)
+		relay_leaf_redial(w);
 	if (recheck) {
 		size_t closed = worker_recheck(w, why);
 		if (closed > 0)
@@ -240,6 +244,11 @@ worker_tick(struct worker *w, int64_t now)
 		case ST_RELAY:
 			relay_conn_close(c, 1, "idle for %ld s",
 			    r->h->conf.idle_timeout_s);
+			break;
+		case ST_LEAF:
+			relay_conn_close(c, 1, "no certificate for %s within "
+			    "connect_timeout (%ld ms)", c->src,
+			    r->h->conf.connect_timeout_ms);
 			break;
 		}
 	}
@@ -379,6 +388,7 @@ relay_new(struct relay **out, struct helperd *h, int workers)
 	relay_obs_init(r);
 	r->mesh4.fd = r->out4.fd = r->out6.fd = -1;
 	r->out4.w.fd = r->out6.w.fd = -1;
+	r->leaf_w.fd = -1;
 	r->out4.eg.tw.fd = r->out6.eg.tw.fd = -1;
 	if (workers < 1)
 		workers = 1;
@@ -390,6 +400,10 @@ relay_new(struct relay **out, struct helperd *h, int workers)
 			return -1;
 		}
 		r->n_workers++;
+	}
+	if (relay_leaf_init(r) != 0) {
+		relay_free(r);
+		return -1;
 	}
 	*out = r;
 	return 0;
@@ -407,6 +421,7 @@ relay_free(struct relay *r)
 		return;
 	loop_del(r->h->loop, &r->out4.w);
 	loop_del(r->h->loop, &r->out6.w);
+	relay_leaf_fini(r);
 	emfile_fini(&r->out4.eg);
 	emfile_fini(&r->out6.eg);
 	locked = helperd_unlock_all(r->h);

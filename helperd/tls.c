@@ -304,7 +304,7 @@ client_hello_locked(gnutls_session_t session)
 	struct tls_peer *p = gnutls_session_get_ptr(session);
 	struct helperd *h = p->h;
 	const struct conf_service *svc;
-	char sni[256], err[160];
+	char sni[256];
 	size_t len = sizeof(sni) - 1;
 	unsigned type;
 
@@ -326,10 +326,12 @@ client_hello_locked(gnutls_session_t session)
 		    "connect-enabled service of this node", p->local_service);
 		return GNUTLS_E_UNRECOGNIZED_NAME;
 	}
-	p->leaf = helperd_leaf(h, p->local_service, err, sizeof(err));
+	/* A relay worker: never issue a key here (the main loop gets every
+	 * local service's leaf when the service appears). */
+	p->leaf = helperd_leaf_peek(h, p->local_service);
 	if (p->leaf == NULL) {
-		snprintf(p->why, sizeof(p->why), "no certificate for %.63s: "
-		    "%.159s", p->local_service, err);
+		snprintf(p->why, sizeof(p->why), "no certificate for %.63s "
+		    "yet", p->local_service);
 		return GNUTLS_E_CERTIFICATE_ERROR;
 	}
 	ca_leaf_ref(p->leaf);
