@@ -52,6 +52,8 @@ err_status(enum intent_err c)
 		return 409;
 	case INTENT_ENOSPC:
 		return 400;
+	case INTENT_EUNKNOWN:
+		return 504;     /* the store did not answer: may be applied */
 	case INTENT_EIO:
 		break;
 	}

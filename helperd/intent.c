@@ -522,13 +522,17 @@ commit(struct intent_db *db, struct intent **nv, size_t nn, uint64_t nindex,
 	if (db->saver != NULL) {
 		char *s = serialize(nv, nn, nindex);
 
-		if (s == NULL || db->saver(db->saver_arg, s, why, whylen) != 0) {
+		int rc = s != NULL ? db->saver(db->saver_arg, s, why,
+		    whylen) : -1;
+
+		if (rc != 0) {
 			if (s == NULL)
 				set_why(why, whylen, "could not save "
 				    "intentions: out of memory");
 			free(s);
 			free(ht);
-			return fail(code, INTENT_EIO);
+			return fail(code, rc == INTENT_SAVE_UNKNOWN ?
+			    INTENT_EUNKNOWN : INTENT_EIO);
 		}
 		/* The store has it; the file is only the local copy. */
 		if (db->path != NULL &&

@@ -43,6 +43,8 @@ enum intent_err {
 	INTENT_EEXIST,       /* duplicate pair without replace (409) */
 	INTENT_ENOSPC,       /* INTENT_MAX reached (400/507) */
 	INTENT_EIO,          /* could not persist; nothing changed (500) */
+	INTENT_EUNKNOWN,     /* the store did not confirm: it may have been
+	                        applied there, nothing changed here (504) */
 };
 
 /* Open the store at path (a JSON file {"Index": n, "Intentions": [...]},
@@ -127,6 +129,9 @@ size_t intent_match(const struct intent_db *db, int by_source,
  * The file, if any, becomes a local copy, written after the store. */
 typedef int (*intent_save_fn)(void *arg, const char *doc, char *why,
     size_t whylen);
+/* What a saver returns when the store was asked but did not answer: the
+ * change may be applied there (INTENT_EUNKNOWN). */
+#define INTENT_SAVE_UNKNOWN (-2)
 void intent_db_set_saver(struct intent_db *db, intent_save_fn fn, void *arg);
 /* Replace every intention with those of doc (the document form above, len
  * bytes, from the cluster store; origin names it in errors) and write the

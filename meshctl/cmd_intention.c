@@ -134,6 +134,10 @@ intention_delete(int argc, char **argv)
 	if (r.status >= 200 && r.status < 300) {
 		printf("Intention deleted.\n");
 		rc = 0;
+	} else if (r.status == 504) {
+		fprintf(stderr, "Outcome unknown: the intention may or may not "
+		    "have been deleted: %s\n", api_errtext(&r));
+		rc = 1;
 	} else {
 		fprintf(stderr, "Error deleting the intention: %s\n",
 		    api_errtext(&r));

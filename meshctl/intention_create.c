@@ -110,6 +110,11 @@ create_one(json_t *ixn)
 	if (r.status >= 200 && r.status < 300) {
 		printf("Created: %s\n", what);
 		rc = 0;
+	} else if (r.status == 504) {
+		fprintf(stderr, "Outcome unknown for intention \"%s\": %s\n"
+		    "Check with: meshctl intention get %s %s\n", what,
+		    api_errtext(&r), src != NULL ? src : "SRC",
+		    dst != NULL ? dst : "DST");
 	} else {
 		fprintf(stderr, "Error creating intention \"%s\": %s\n", what,
 		    api_errtext(&r));
