@@ -292,6 +292,18 @@ chk_hostport(const char *v, char *why, size_t whylen)
 	return -1;
 }
 
+/* The root keys are sealed under a key HKDF derives from it: no
+ * slowdown for guessing, so it must be long and random. */
+static int
+chk_ca_secret(const char *v, char *why, size_t whylen)
+{
+	if (v[0] == '\0' || strlen(v) >= 32)
+		return 0;
+	snprintf(why, whylen, "%zu characters: use at least 32 random ones "
+	    "(openssl rand -base64 32)", strlen(v));
+	return -1;
+}
+
 static int
 chk_domain(const char *v, char *why, size_t whylen)
 {
@@ -423,6 +435,8 @@ static const struct ckey ca_keys[] = {
 	  FLD(conf_ca, allow_short_ttl), .def = "false" },
 	{ .name = "server", .type = K_BOOL, FLD(conf_ca, server),
 	  .def = "true" },
+	{ .name = "secret", .type = K_STR, FLD(conf_ca, secret),
+	  .check = chk_ca_secret, .def = "" },
 	{ .name = NULL },
 };
 
@@ -976,6 +990,10 @@ cross_check(const struct conf *c, config_t *cfg, char *err, size_t errlen)
 		return conf_errf(err, errlen, f, key_line(cfg, "store.backend",
 		    "store"), "store.endpoints: required with backend "
 		    "\"etcd\"");
+	if (c->ca.secret[0] != '\0' && !c->ca.server)
+		return conf_errf(err, errlen, f, key_line(cfg, "ca.secret", "ca"),
+		    "ca.secret: a CA client (ca.server = false) must not hold "
+		    "it: it opens the root keys");
 	if ((c->store.cert_file[0] == '\0') != (c->store.key_file[0] == '\0'))
 		return conf_errf(err, errlen, f, key_line(cfg, "store.cert_file",
 		    "store"), "store.cert_file and store.key_file must be "

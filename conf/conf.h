@@ -94,6 +94,8 @@ struct conf_ca {
 	long root_ttl;                  /* seconds [87600h] */
 	int allow_short_ttl;            /* leaf_ttl < 1h allowed [false] */
 	int server;                     /* holds the root key [true] */
+	char secret[128];               /* CA servers only: seals the root
+	                                   keys in the store [""] */
 };
 
 struct conf_store_cfg {

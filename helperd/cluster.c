@@ -2,10 +2,19 @@
  * the node's membership (see cluster.h; the CA part is cluster_ca.c).
  *
  * Threads: the loop thread owns struct helperd; the worker owns the etcd
- * client. They share only what is under mu: the desired registrations
- * (loop -> worker), one pending intention write (loop -> worker, the loop
- * waits for its answer), and the event queue (worker -> loop, signalled
- * with an eventfd). */
+ * client; the writer owns a second one, for intention writes only. They
+ * share only what is under mu: the desired registrations (loop ->
+ * worker), one pending intention write (loop -> writer, the loop waits
+ * for its answer), and the event queue (worker -> loop, signalled with an
+ * eventfd).
+ *
+ * An intention write etcd does not answer may still be applied: the
+ * writer asks again with the same compare-and-swap (same base revision:
+ * applied at most once, and a copy still in flight can no longer apply
+ * once anything else is written) until etcd says, reading the key in the
+ * same transaction when the compare fails; the API was told "outcome
+ * unknown" (504) if the loop stopped waiting, and the log says what
+ * became of it. */
 #include "helperd/cluster.h"
 
 #include <errno.h>
@@ -108,6 +117,12 @@ on_watch_event(void *arg, const struct etcd_kv *kv)
 {
 	struct cluster *c = arg;
 
+	if (strcmp(kv->key, c->key_leader) == 0) {
+		if (kv->value == NULL)
+			c->elect = 1;   /* the leader left: run */
+		else
+			c->saw_leader = 1;
+	}
 	if (kv->value != NULL)
 		batch_add(c, ev_new(EV_PUT, kv->key, kv->value, kv->vlen,
 		    kv->mod_revision));
@@ -172,7 +187,7 @@ sync_all(struct cluster *c, char *err, size_t errlen)
 	int64_t rev, r2;
 	long left = 0;
 	int won;
-	char *ca_doc;
+	char *ca_doc, *keys_doc;
 
 	if (c->lease != 0 && (etcd_lease_keepalive(c->etcd, c->lease, &left,
 	    err, errlen) != 0))
@@ -191,6 +206,26 @@ sync_all(struct cluster *c, char *err, size_t errlen)
 	c->next_keepalive = util_now_ms_mono() + c->ttl * 1000 / 3;
 	if (publish(c, err, errlen) != 0)
 		return -1;
+	pthread_mutex_lock(&c->mu);
+	keys_doc = c->keys_doc;
+	c->keys_doc = NULL;
+	pthread_mutex_unlock(&c->mu);
+	if (keys_doc != NULL) {
+		char kk[CONF_PATH_MAX + 16];
+
+		cluster_ca_keys_key(&c->h->conf, kk, sizeof(kk));
+		if (etcd_cas(c->etcd, kk, keys_doc, 0, &won, &r2, err,
+		    errlen) != 0) {
+			pthread_mutex_lock(&c->mu);
+			c->keys_doc = keys_doc;
+			pthread_mutex_unlock(&c->mu);
+			return -1;
+		}
+		if (won)
+			log_info("cluster: published this node's root keys to "
+			    "etcd, sealed with ca.secret (%s)", kk);
+		free(keys_doc);
+	}
 	pthread_mutex_lock(&c->mu);
 	ca_doc = c->ca_doc;
 	c->ca_doc = NULL;
@@ -213,9 +248,12 @@ sync_all(struct cluster *c, char *err, size_t errlen)
 	    &rev, err, errlen) != 0)
 		return -1;
 	batch_add(c, ev_new(EV_RESET, NULL, NULL, 0, rev));
+	c->saw_leader = 0;
 	for (size_t i = 0; i < n; i++)
 		on_watch_event(c, &kvs[i]);
 	etcd_kvs_free(kvs, n);
+	if (!c->saw_leader)
+		c->elect = 1;
 	if (etcd_watch_start(c->etcd, c->key_root, rev + 1,
 	    on_watch_event, c, err, errlen) != 0) {
 		batch_flush(c);
@@ -276,49 +314,190 @@ run_ops(struct cluster *c, char *err, size_t errlen)
 	}
 }
 
-/* Answer a pending intention write, if any. */
+/* Give the loop the fate of intention write seq: ok (applied at rev) or
+ * not (why). If the loop stopped waiting (it told the API client that
+ * the outcome is unknown), say in the log what became of it. */
 static void
-serve_save(struct cluster *c)
+save_answer(struct cluster *c, uint64_t seq, int ok, int64_t rev,
+    const char *why)
 {
 	struct save_req *s = &c->save;
-	char *doc = NULL, why[ETCD_ERR_MAX] = "";
-	int64_t base = 0, rev = 0;
-	uint64_t seq = 0;
-	int won = 0, ok = 0;
+	int delivered = 0;
 
-	pthread_mutex_lock(&c->mu);
-	if (s->state == 1) {
-		doc = strdup(s->doc);
-		base = s->base_rev;
-		seq = s->seq;
-	}
-	pthread_mutex_unlock(&c->mu);
-	if (seq == 0)
-		return;
-	if (doc == NULL) {
-		snprintf(why, sizeof(why), "out of memory");
-	} else if (!c->synced) {
-		snprintf(why, sizeof(why), "etcd is unreachable: intentions "
-		    "cannot be changed until it is back");
-	} else if (etcd_cas(c->etcd, c->key_intentions, doc, base, &won, &rev,
-	    why, sizeof(why)) != 0) {
-		c->synced = 0;
-	} else if (!won) {
-		snprintf(why, sizeof(why), "the intentions were changed on "
-		    "another node at the same time; try again");
-	} else {
-		ok = 1;
-	}
-	free(doc);
 	pthread_mutex_lock(&c->mu);
 	if (s->state == 1 && s->seq == seq) {
 		s->ok = ok;
 		s->rev = rev;
 		util_strlcpy(s->why, why, sizeof(s->why));
 		s->state = 2;
+		delivered = 1;
 		pthread_cond_broadcast(&c->cv);
 	}
 	pthread_mutex_unlock(&c->mu);
+	if (delivered)
+		return;
+	if (ok)
+		log_warn("cluster: the intention change #%" PRIu64 " whose "
+		    "outcome the API could not tell WAS APPLIED (etcd "
+		    "revision %" PRId64 ")", seq, rev);
+	else
+		log_warn("cluster: the intention change #%" PRIu64 " whose "
+		    "outcome the API could not tell was NOT applied: %s", seq,
+		    why);
+}
+
+/* One compare-and-swap of doc on base, reading the key when it loses.
+ * 1 applied (*rev), 0 not applied (why), -1 no answer (why). */
+static int
+save_try(struct cluster *c, const char *doc, int64_t base, int64_t *rev,
+    char *why, size_t whylen)
+{
+	struct etcd_kv cur;
+	int won = 0, rc;
+
+	if (etcd_cas_read(c->wetcd, c->key_intentions, doc, base, &won, rev,
+	    &cur, why, whylen) != 0)
+		return -1;
+	if (won)
+		return 1;
+	/* Lost: to an earlier send of this very document (etcd took it
+	 * after all), or to another node's change. The compare is on base,
+	 * so a send still in flight can no longer apply either. */
+	rc = cur.value != NULL && strcmp(cur.value, doc) == 0;
+	if (rc)
+		*rev = cur.mod_revision;
+	else
+		snprintf(why, whylen, "the intentions were changed on another "
+		    "node at the same time; try again");
+	free(cur.key);
+	free(cur.value);
+	return rc;
+}
+
+/* Answer a pending intention write, if any. */
+static void
+serve_save(struct cluster *c)
+{
+	struct save_req *s = &c->save;
+	char *doc = NULL, why[ETCD_ERR_MAX + 64] = "", err[ETCD_ERR_MAX];
+	int64_t base = 0, rev = 0;
+	uint64_t seq = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&c->mu);
+	if (s->state == 1 && !s->taken) {
+		doc = strdup(s->doc);
+		base = s->base_rev;
+		seq = s->seq;
+		s->taken = 1;
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (seq == 0)
+		return;
+	if (doc == NULL) {
+		snprintf(why, sizeof(why), "out of memory");
+	} else if (c->unsure.doc != NULL) {
+		/* Its base may still move under this one: settle it first. */
+		snprintf(why, sizeof(why), "an earlier intention change is not "
+		    "settled yet (etcd has not answered it); try again in a "
+		    "few seconds");
+	} else if ((rc = save_try(c, doc, base, &rev, why,
+	    sizeof(why))) < 0) {
+		if (etcd_maybe_applied(c->wetcd)) {
+			/* Sent, no answer: etcd may apply it, now or when it
+			 * is back. Keep asking (the same compare-and-swap
+			 * applies it at most once) until it says. */
+			log_warn("cluster: etcd did not answer intention change "
+			    "#%" PRIu64 " (%s): asking again until it does",
+			    seq, why);
+			c->unsure = (struct unsure_write){ .doc = doc,
+			    .base_rev = base, .seq = seq,
+			    .next_ms = util_now_ms_mono() + RETRY_MS,
+			    .since_ms = util_now_ms_mono() };
+			return;
+		}
+		/* Never sent: certainly not applied. */
+		util_strlcpy(err, why, sizeof(err));
+		snprintf(why, sizeof(why), "etcd is unreachable (%s): the "
+		    "change was not made", err);
+	}
+	free(doc);
+	save_answer(c, seq, rc == 1, rev, why);
+}
+
+/* Settle an unanswered intention write (see serve_save). */
+static void
+settle_save(struct cluster *c)
+{
+	struct unsure_write *u = &c->unsure;
+	char why[ETCD_ERR_MAX];
+	int64_t rev = 0;
+	int rc;
+
+	if (u->doc == NULL || util_now_ms_mono() < u->next_ms)
+		return;
+	if ((rc = save_try(c, u->doc, u->base_rev, &rev, why,
+	    sizeof(why))) < 0) {
+		u->next_ms = util_now_ms_mono() + RETRY_MS;
+		return;
+	}
+	log_info("cluster: intention change #%" PRIu64 " settled after "
+	    "%" PRId64 " ms: %s", u->seq, util_now_ms_mono() - u->since_ms,
+	    rc == 1 ? "applied" : "not applied");
+	save_answer(c, u->seq, rc == 1, rev, why);
+	free(u->doc);
+	*u = (struct unsure_write){ 0 };
+}
+
+/* No CA leader: a CA server runs for it (create-only, under our lease:
+ * it leaves with us). The watch tells everyone who won. */
+static int
+elect(struct cluster *c, char *err, size_t errlen)
+{
+	int won = 0;
+	int64_t rev;
+
+	if (etcd_cas_lease(c->etcd, c->key_leader, c->h->conf.node, 0,
+	    c->lease, &won, &rev, NULL, err, errlen) != 0)
+		return -1;
+	c->elect = 0;
+	if (won)
+		log_info("cluster: this node is now the CA leader: it signs "
+		    "the CSRs of CA clients");
+	return 0;
+}
+
+/* The writer thread: intention writes, and settling an unanswered one. */
+static void *
+writer(void *arg)
+{
+	struct cluster *c = arg;
+
+	for (;;) {
+		struct timespec ts;
+		int stop;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += POLL_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_mutex_lock(&c->mu);
+		if (!c->stop && !(c->save.state == 1 && !c->save.taken))
+			pthread_cond_timedwait(&c->wcv, &c->mu, &ts);
+		stop = c->stop;
+		pthread_mutex_unlock(&c->mu);
+		if (stop)
+			break;
+		settle_save(c);
+		serve_save(c);
+	}
+	if (c->unsure.doc != NULL)
+		log_warn("cluster: stopping with intention change #%" PRIu64
+		    " unsettled: etcd may or may not have applied it",
+		    c->unsure.seq);
+	return NULL;
 }
 
 static void *
@@ -350,9 +529,13 @@ worker(void *arg)
 				next_try = util_now_ms_mono() + RETRY_MS;
 			}
 		}
-		serve_save(c);
 		if (c->synced && dirty && publish(c, err, sizeof(err)) != 0) {
 			log_warn("cluster: publishing services: %s", err);
+			c->synced = 0;
+		}
+		if (c->synced && c->elect && c->ca_server &&
+		    elect(c, err, sizeof(err)) != 0) {
+			log_warn("cluster: CA leader election: %s", err);
 			c->synced = 0;
 		}
 		if (c->synced && run_ops(c, err, sizeof(err)) != 0) {
@@ -503,6 +686,7 @@ apply(struct cluster *c, struct ev *e, int *intents_changed)
 	switch (e->kind) {
 	case EV_RESET:
 		catalog_remote_clear(c->h->catalog);
+		cluster_ca_reset(c);
 		c->remote_dirty = 1;
 		/* No intentions key in a snapshot: none in the cluster. */
 		break;
@@ -523,10 +707,14 @@ apply(struct cluster *c, struct ev *e, int *intents_changed)
 		} else if (strcmp(e->key, c->key_ca) == 0) {
 			if (e->kind == EV_PUT)
 				cluster_ca_apply_roots(c, e);
+		} else if (strcmp(e->key, c->key_leader) == 0) {
+			cluster_ca_apply_leader(c, e);
 		} else if (strncmp(e->key, c->key_csr,
 		    strlen(c->key_csr)) == 0) {
 			if (e->kind == EV_PUT)
 				cluster_ca_apply_csr(c, e);
+			else
+				cluster_ca_csr_gone(c, e->key);
 		} else if (strncmp(e->key, c->key_leaf,
 		    strlen(c->key_leaf)) == 0) {
 			if (e->kind == EV_PUT)
@@ -605,7 +793,8 @@ save_intentions(void *arg, const char *doc, char *why, size_t whylen)
 	struct cluster *c = arg;
 	struct timespec ts;
 	char *copy = strdup(doc);
-	int ok = 0, rc = 0;
+	int ok = 0, rc = 0, unsure = 0;
+	uint64_t seq;
 
 	if (copy == NULL) {
 		snprintf(why, whylen, "out of memory");
@@ -616,28 +805,40 @@ save_intentions(void *arg, const char *doc, char *why, size_t whylen)
 	pthread_mutex_lock(&c->mu);
 	c->save = (struct save_req){ .seq = ++c->save_seq, .doc = copy,
 	    .base_rev = c->intent_rev, .state = 1 };
+	pthread_cond_broadcast(&c->wcv);
 	pthread_mutex_unlock(&c->mu);
-	etcd_wakeup(c->etcd);
 	pthread_mutex_lock(&c->mu);
 	while (c->save.state != 2 && rc == 0)
 		rc = pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+	seq = c->save.seq;
 	if (c->save.state == 2) {
 		ok = c->save.ok;
 		if (ok)
 			c->intent_rev = c->save.rev;
 		else
 			snprintf(why, whylen, "%s", c->save.why);
+	} else if (!c->save.taken) {
+		/* The worker never sent it (busy re-syncing): never will. */
+		snprintf(why, whylen, "etcd did not answer within %d s: the "
+		    "change was not made", SAVE_WAIT_MS / 1000);
 	} else {
-		snprintf(why, whylen, "etcd did not answer within %d s",
-		    SAVE_WAIT_MS / 1000);
+		unsure = 1;
+		snprintf(why, whylen, "the change was sent to etcd, which did "
+		    "not confirm it within %d s: it may have been applied, now "
+		    "or when etcd answers (helperd keeps asking and logs the "
+		    "outcome of change #%" PRIu64 "); list the intentions "
+		    "before trying again", SAVE_WAIT_MS / 1000, seq);
 	}
-	/* A late answer finds state 0 and is dropped. */
+	/* A late answer finds state 0: the worker logs it. */
 	free(c->save.doc);
 	c->save = (struct save_req){ 0 };
 	pthread_mutex_unlock(&c->mu);
-	if (!ok)
+	if (unsure)
+		log_warn("cluster: intention change #%" PRIu64 ": outcome "
+		    "unknown so far: %s", seq, why);
+	else if (!ok)
 		log_warn("cluster: intention change not stored: %s", why);
-	return ok ? 0 : -1;
+	return ok ? 0 : unsure ? INTENT_SAVE_UNKNOWN : -1;
 }
 
 /* Our instances as etcd keys and values. */
@@ -728,6 +929,7 @@ cluster_start(struct cluster **out, struct helperd *h, char *err,
 	c->w.fd = -1;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
+	pthread_cond_init(&c->wcv, NULL);
 	while (pl > 1 && p[pl - 1] == '/')
 		pl--;
 	snprintf(c->key_root, sizeof(c->key_root), "%.*s/", (int)pl, p);
@@ -739,6 +941,13 @@ cluster_start(struct cluster **out, struct helperd *h, char *err,
 	snprintf(c->key_csr, sizeof(c->key_csr), "%.*s/ca/csr/", (int)pl, p);
 	snprintf(c->key_leaf, sizeof(c->key_leaf), "%.*s/ca/leaf/", (int)pl,
 	    p);
+	snprintf(c->key_leader, sizeof(c->key_leader), "%.*s/ca/leader",
+	    (int)pl, p);
+	c->ca_server = !ca_is_client(h->ca);
+	if ((c->csr_pending = json_object()) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto err;
+	}
 	c->ttl = h->conf.store.lease_ttl > 0 ? h->conf.store.lease_ttl : 10;
 	remote_load(c);
 	c->registered = json_object();
@@ -751,8 +960,17 @@ cluster_start(struct cluster **out, struct helperd *h, char *err,
 		snprintf(err, errlen, "out of memory");
 		goto err;
 	}
+	if (c->ca_server && h->conf.ca.secret[0] != '\0') {
+		char dir[CONF_PATH_MAX + 8];
+
+		snprintf(dir, sizeof(dir), "%s/ca", h->conf.data_dir);
+		if ((c->keys_doc = cluster_ca_keys_box(&h->conf, dir, err,
+		    errlen)) == NULL)
+			goto err;
+	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);  /* before any thread */
-	if (etcd_new(&c->etcd, &h->conf.store, err, errlen) != 0)
+	if (etcd_new(&c->etcd, &h->conf.store, err, errlen) != 0 ||
+	    etcd_new(&c->wetcd, &h->conf.store, err, errlen) != 0)
 		goto err;
 	if ((c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
 	    loop_add(h->loop, &c->w, c->efd, EPOLLIN, on_eventfd, c) != 0) {
@@ -764,12 +982,16 @@ cluster_start(struct cluster **out, struct helperd *h, char *err,
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	rc = pthread_create(&c->thr, NULL, worker, c);
+	if (rc == 0) {
+		c->started = 1;
+		rc = pthread_create(&c->wthr, NULL, writer, c);
+		c->wstarted = rc == 0;
+	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
-		snprintf(err, errlen, "cannot start the etcd worker thread");
+		snprintf(err, errlen, "cannot start the etcd threads");
 		goto err;
 	}
-	c->started = 1;
 	intent_db_set_saver(h->intents, save_intentions, c);
 	log_info("cluster: etcd store at %s (prefix %s, lease TTL %ld s)",
 	    h->conf.store.endpoints[0], h->conf.store.prefix, c->ttl);
@@ -790,9 +1012,12 @@ cluster_stop(struct cluster *c)
 	if (c->started) {
 		pthread_mutex_lock(&c->mu);
 		c->stop = 1;
+		pthread_cond_broadcast(&c->wcv);
 		pthread_mutex_unlock(&c->mu);
 		etcd_wakeup(c->etcd);
 		pthread_join(c->thr, NULL);
+		if (c->wstarted)
+			pthread_join(c->wthr, NULL);
 		intent_db_set_saver(c->h->intents, NULL, NULL);
 	}
 	if (c->w.fd >= 0)
@@ -817,11 +1042,15 @@ cluster_stop(struct cluster *c)
 	}
 	cluster_ca_free(c);
 	etcd_free(c->etcd);
+	etcd_free(c->wetcd);
 	json_decref(c->want);
 	json_decref(c->registered);
 	free(c->ca_doc);
+	free(c->keys_doc);
 	free(c->save.doc);
+	free(c->unsure.doc);
 	pthread_cond_destroy(&c->cv);
+	pthread_cond_destroy(&c->wcv);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }

@@ -12,8 +12,15 @@
  *                                an HMAC of it keyed by join_token
  *   P/ca/leaf/<node>/<service>   the certificate a CA server signed for it
  *                                (the client deletes both when installed)
+ *   P/ca/leader                  the CA server that signs CSRs: created
+ *                                under its lease by whichever CA server
+ *                                finds it absent (leader election)
+ *   P/ca/keys                    the root keys (ca_share), sealed with
+ *                                ca.secret (seal.h), written once by the
+ *                                first CA server that has ca.secret
  *
- * One worker thread does every blocking etcd call (store_etcd) and hands
+ * One worker thread does the blocking etcd calls (store_etcd; intention
+ * writes have a thread of their own, see cluster.c) and hands
  * what it learns to the event loop through an eventfd; the loop applies it
  * (catalog, intentions) so helperd's state is touched by the loop thread
  * only. When etcd is unreachable the node runs on what it knows (degraded,
@@ -24,6 +31,7 @@
 
 #include <stddef.h>
 
+struct conf;
 struct helperd;
 struct cluster;
 
@@ -41,6 +49,13 @@ void cluster_services_changed(struct cluster *c);
  * asked less than 15 s ago, or if this node is a CA server, or c NULL).
  * The answer comes back through the watch: helperd_leaf_installed. */
 void cluster_leaf_request(struct cluster *c, const char *service);
+/* CA server with ca.secret, before its CA opens: if etcd holds the
+ * cluster's root keys (P/ca/keys, sealed with ca.secret), write them into
+ * the CA directory dir when it has none or older ones. A different trust
+ * domain in dir, a box that does not open, or no CA in dir while etcd is
+ * unreachable: -1 with err (never a second root). */
+int cluster_ca_fetch(const struct conf *conf, const char *dir, char *err,
+    size_t errlen);
 /* 1 while etcd is unreachable (the node runs on what it last knew). */
 int cluster_degraded(const struct cluster *c);
 

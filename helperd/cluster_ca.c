@@ -12,10 +12,14 @@
 #include <gnutls/gnutls.h>
 #include <jansson.h>
 
+#include <curl/curl.h>
+
 #include "common/log.h"
 #include "common/util.h"
 #include "helperd/ca.h"
+#include "helperd/ca_share.h"
 #include "helperd/cluster_int.h"
+#include "helperd/seal.h"
 #include "helperd/helperd.h"
 #include "helperd/tls.h"
 
@@ -114,12 +118,89 @@ cluster_leaf_request(struct cluster *c, const char *service)
 	    service);
 }
 
-/* CA server: a CSR from a client node appeared. */
+#define CSR_PENDING_MAX 4096     /* CSRs a CA server keeps unsigned */
+
+static void csr_sign(struct cluster *c, const char *key, const char *value);
+
+static int
+leader_is_me(const struct cluster *c)
+{
+	return c->ca_server && strcmp(c->ca_leader, c->h->conf.node) == 0;
+}
+
+/* CA server: a CSR from a client node appeared. The CA leader signs it;
+ * the other CA servers keep it, in case they are elected before it is
+ * answered. */
 void
 cluster_ca_apply_csr(struct cluster *c, const struct ev *e)
 {
+	if (!c->ca_server)
+		return;
+	if (leader_is_me(c)) {
+		csr_sign(c, e->key, e->value);
+		return;
+	}
+	if (json_object_size(c->csr_pending) >= CSR_PENDING_MAX &&
+	    json_object_get(c->csr_pending, e->key) == NULL) {
+		log_warn("cluster: %d CSRs wait for a CA leader: not keeping "
+		    "%s", CSR_PENDING_MAX, e->key);
+		return;
+	}
+	json_object_set_new(c->csr_pending, e->key, json_string(e->value));
+}
+
+void
+cluster_ca_csr_gone(struct cluster *c, const char *key)
+{
+	json_object_del(c->csr_pending, key);
+}
+
+void
+cluster_ca_reset(struct cluster *c)
+{
+	json_object_clear(c->csr_pending);
+	c->ca_leader[0] = '\0';
+}
+
+void
+cluster_ca_apply_leader(struct cluster *c, const struct ev *e)
+{
+	const char *k;
+	json_t *v;
+	void *tmp;
+	int was = leader_is_me(c);
+
+	if (e->kind == EV_DEL || e->value == NULL ||
+	    !conf_valid_name(e->value)) {
+		if (c->ca_leader[0] != '\0')
+			log_info("cluster: CA leader %s left; %s", c->ca_leader,
+			    c->ca_server ? "running for it" : "waiting for "
+			    "another");
+		c->ca_leader[0] = '\0';
+		return;
+	}
+	if (strcmp(c->ca_leader, e->value) == 0)
+		return;
+	util_strlcpy(c->ca_leader, e->value, sizeof(c->ca_leader));
+	if (!leader_is_me(c)) {
+		log_info("cluster: the CA leader is node %s", c->ca_leader);
+		return;
+	}
+	if (!was && json_object_size(c->csr_pending) > 0)
+		log_info("cluster: CA leader now: signing %zu waiting CSR(s)",
+		    json_object_size(c->csr_pending));
+	json_object_foreach_safe(c->csr_pending, tmp, k, v) {
+		csr_sign(c, k, json_string_value(v));
+		json_object_del(c->csr_pending, k);
+	}
+}
+
+/* The CA leader: check and sign the CSR at key, put the leaf. */
+static void
+csr_sign(struct cluster *c, const char *ekey, const char *value)
+{
 	struct helperd *h = c->h;
-	json_t *j = json_loads(e->value, 0, NULL);
+	json_t *j = json_loads(value, 0, NULL);
 	const char *node = json_string_value(json_object_get(j, "Node"));
 	const char *svc = json_string_value(json_object_get(j, "Service"));
 	const char *dc = json_string_value(json_object_get(j, "Datacenter"));
@@ -133,12 +214,12 @@ cluster_ca_apply_csr(struct cluster *c, const struct ev *e)
 		goto out;
 	if (node == NULL || svc == NULL || dc == NULL || csr == NULL ||
 	    mac == NULL || !conf_valid_name(node) || !conf_valid_name(svc)) {
-		log_warn("cluster: ignoring a malformed CSR at %s", e->key);
+		log_warn("cluster: ignoring a malformed CSR at %s", ekey);
 		goto out;
 	}
 	snprintf(key, sizeof(key), "%s%s/%s", c->key_csr, node, svc);
-	if (strcmp(key, e->key) != 0) {
-		log_warn("cluster: ignoring CSR at %s: it names %s/%s", e->key,
+	if (strcmp(key, ekey) != 0) {
+		log_warn("cluster: ignoring CSR at %s: it names %s/%s", ekey,
 		    node, svc);
 		goto out;
 	}
@@ -262,4 +343,123 @@ cluster_ca_free(struct cluster *c)
 		leafreq_drop(c, &c->reqs[0]);
 	free(c->reqs);
 	c->reqs = NULL;
+	json_decref(c->csr_pending);
+	c->csr_pending = NULL;
+}
+
+
+/* Shared root keys -------------------------------------------------------- */
+
+#define KEYS_PURPOSE "meshshim ca keys v1"
+
+static void
+wipe(char *s)
+{
+	if (s != NULL) {
+		gnutls_memset(s, 0, strlen(s));
+		free(s);
+	}
+}
+
+void
+cluster_ca_keys_key(const struct conf *conf, char *buf, size_t len)
+{
+	size_t pl = strlen(conf->store.prefix);
+
+	while (pl > 1 && conf->store.prefix[pl - 1] == '/')
+		pl--;
+	snprintf(buf, len, "%.*s/ca/keys", (int)pl, conf->store.prefix);
+}
+
+char *
+cluster_ca_keys_box(const struct conf *conf, const char *dir, char *err,
+    size_t errlen)
+{
+	char key[CONF_PATH_MAX + 16], *doc, *box;
+
+	if ((doc = ca_share_export(dir, err, errlen)) == NULL)
+		return NULL;
+	cluster_ca_keys_key(conf, key, sizeof(key));
+	box = seal_box(conf->ca.secret, KEYS_PURPOSE, key, doc, strlen(doc),
+	    err, errlen);
+	wipe(doc);
+	return box;
+}
+
+int
+cluster_ca_fetch(const struct conf *conf, const char *dir, char *err,
+    size_t errlen)
+{
+	struct etcd *e = NULL;
+	struct etcd_kv *kvs = NULL;
+	size_t n = 0;
+	int64_t rev;
+	char key[CONF_PATH_MAX + 16], why[ETCD_ERR_MAX], td[128], ltd[128];
+	char *doc = NULL;
+	const char *box = NULL;
+	long next = 0, lnext = 0;
+	int have, rc = -1;
+
+	cluster_ca_keys_key(conf, key, sizeof(key));
+	have = ca_share_info(NULL, dir, ltd, sizeof(ltd), &lnext) == 0;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (etcd_new(&e, &conf->store, err, errlen) != 0)
+		return -1;
+	if (etcd_range_prefix(e, key, &kvs, &n, &rev, why,
+	    sizeof(why)) != 0) {
+		if (have) {
+			log_warn("cluster: etcd unreachable (%s): using this "
+			    "node's CA (%s) without checking it against the "
+			    "cluster's", why, ltd);
+			rc = 0;
+		} else {
+			snprintf(err, errlen, "no CA in %s yet and etcd is "
+			    "unreachable (%s): cannot take the cluster's CA "
+			    "(start again when etcd answers)", dir, why);
+		}
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(kvs[i].key, key) == 0)
+			box = kvs[i].value;
+	if (box == NULL) {
+		log_info("cluster: no CA keys in etcd (%s) yet: this node's "
+		    "CA is published when it joins", key);
+		rc = 0;
+		goto out;
+	}
+	if ((doc = seal_open(conf->ca.secret, KEYS_PURPOSE, key, box, NULL,
+	    why, sizeof(why))) == NULL) {
+		snprintf(err, errlen, "the cluster's CA keys at %s: %s: is "
+		    "ca.secret the same as on the other CA servers?", key, why);
+		goto out;
+	}
+	if (ca_share_info(doc, NULL, td, sizeof(td), &next) != 0) {
+		snprintf(err, errlen, "the cluster's CA keys at %s: no trust "
+		    "domain", key);
+		goto out;
+	}
+	if (have && strcmp(td, ltd) != 0) {
+		snprintf(err, errlen, "%s holds trust domain %s, the cluster's "
+		    "is %s: move %s away to take the cluster's CA", dir, ltd,
+		    td, dir);
+		goto out;
+	}
+	if (have && next <= lnext) {
+		rc = 0;         /* ours is as new as the cluster's */
+		goto out;
+	}
+	if (ca_share_import(dir, doc, err, errlen) != 0)
+		goto out;
+	log_info("cluster: took the cluster's CA from etcd (trust domain %s, "
+	    "sealed with ca.secret)%s", td, have ? ": it was newer" : "");
+	rc = 0;
+out:
+	wipe(doc);
+	for (size_t i = 0; i < n; i++)
+		if (kvs[i].value != NULL)
+			gnutls_memset(kvs[i].value, 0, kvs[i].vlen);
+	etcd_kvs_free(kvs, n);
+	etcd_free(e);
+	return rc;
 }

@@ -51,9 +51,20 @@ struct save_req {
 	char *doc;
 	int64_t base_rev;
 	int state;              /* 0 idle, 1 asked, 2 answered */
+	int taken;              /* the worker has started sending it */
 	int ok;
 	int64_t rev;
 	char why[ETCD_ERR_MAX];
+};
+
+/* An intention write sent to etcd whose answer never came (worker only):
+ * retried, same compare-and-swap, until etcd says what became of it. */
+struct unsure_write {
+	char *doc;              /* NULL: none */
+	int64_t base_rev;
+	uint64_t seq;
+	int64_t next_ms;        /* next attempt */
+	int64_t since_ms;
 };
 
 struct cluster {
@@ -68,12 +79,19 @@ struct cluster {
 	char key_ca[CONF_PATH_MAX + 16];
 	char key_csr[CONF_PATH_MAX + 16];   /* P/ca/csr/ */
 	char key_leaf[CONF_PATH_MAX + 16];  /* P/ca/leaf/ */
+	char key_leader[CONF_PATH_MAX + 16]; /* P/ca/leader */
+	int ca_server;                      /* this node may sign */
 	struct leafreq *reqs;               /* loop only */
 	size_t n_reqs;
 	int warned_token;
 	int synced_once;
 	int remote_dirty;                   /* save the remote catalog */
 	int64_t roots_rev;                  /* CA client: roots applied */
+	char ca_leader[64];                 /* loop: the node that signs
+	                                       CSRs ("" none elected) */
+	json_t *csr_pending;                /* loop: CSR key -> value, kept
+	                                       by a CA server that does not
+	                                       sign (yet) */
 
 	/* Shared, under mu. */
 	pthread_mutex_t mu;
@@ -88,6 +106,7 @@ struct cluster {
 	int degraded;
 	uint64_t save_seq;
 	char *ca_doc;           /* our roots, published if the key is absent */
+	char *keys_doc;         /* our sealed root keys, the same */
 
 	/* Worker only. */
 	pthread_t thr;
@@ -99,6 +118,17 @@ struct cluster {
 	json_t *registered;     /* key -> value string, as put in etcd */
 	int64_t next_keepalive;
 	struct ev *batch_head, *batch_tail;  /* a snapshot being built */
+	int elect;              /* no CA leader: run for it */
+	int saw_leader;         /* the listing had a leader */
+
+	/* Writer only: intention writes, on their own thread and etcd
+	 * client, so that one is sent at once even while the worker waits
+	 * for an etcd that does not answer. */
+	pthread_t wthr;
+	int wstarted;
+	struct etcd *wetcd;
+	pthread_cond_t wcv;     /* with mu: a write to send, or stop */
+	struct unsure_write unsure;
 };
 
 
@@ -111,6 +141,17 @@ void cluster_op_queue(struct cluster *c, const char *key, const char *value,
 void cluster_ca_apply_roots(struct cluster *c, const struct ev *e);
 void cluster_ca_apply_csr(struct cluster *c, const struct ev *e);
 void cluster_ca_apply_leaf(struct cluster *c, const struct ev *e);
+/* P/ca/leader put or deleted: who signs. */
+void cluster_ca_apply_leader(struct cluster *c, const struct ev *e);
+/* A CSR key was deleted (answered, or its node's lease ended). */
+void cluster_ca_csr_gone(struct cluster *c, const char *key);
+/* A full listing follows: forget what the last one said. */
+void cluster_ca_reset(struct cluster *c);
+/* The key of the sealed root keys, P/ca/keys. */
+void cluster_ca_keys_key(const struct conf *conf, char *buf, size_t len);
+/* The sealed box of the root keys in the CA directory dir, or NULL. */
+char *cluster_ca_keys_box(const struct conf *conf, const char *dir,
+    char *err, size_t errlen);
 /* Drop the pending requests (their keys are wiped). */
 void cluster_ca_free(struct cluster *c);
 

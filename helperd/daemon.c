@@ -683,8 +683,10 @@ helperd_start(struct helperd *h, char *err, size_t errlen)
 		/* CA client: roots from the cluster, leaves from a server. */
 		if (ca_open_client(&h->ca, path, err, errlen) != 0)
 			return -1;
-	} else if (ca_open(&h->ca, path, h->conf.ca.root_ttl, err,
-	    errlen) != 0)
+	} else if ((h->conf.store.backend == CONF_STORE_ETCD &&
+	    h->conf.ca.secret[0] != '\0' &&
+	    cluster_ca_fetch(&h->conf, path, err, errlen) != 0) ||
+	    ca_open(&h->ca, path, h->conf.ca.root_ttl, err, errlen) != 0)
 		return -1;
 	path_in(path, sizeof(path), h, "intentions.json");
 	if (intent_db_open(&h->intents, path, err, errlen) != 0)

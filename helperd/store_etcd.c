@@ -38,6 +38,8 @@ struct etcd {
 	void *cb_arg;
 	int watch_created;
 	char watch_err[ETCD_ERR_MAX];
+	int maybe_sent;                 /* the last call may have reached
+	                                   etcd (see etcd_maybe_applied) */
 };
 
 /* base64 -------------------------------------------------------------- */
@@ -307,6 +309,11 @@ post_one(struct etcd *e, const char *ep, const char *path, const char *body,
 	curl_easy_setopt(e->easy, CURLOPT_WRITEDATA, &b);
 	rc = curl_easy_perform(e->easy);
 	curl_slist_free_all(hdr);
+	/* Only a request that never left (no connection) is sure not to
+	 * have been applied; a timeout may hit a request etcd has taken. */
+	if (rc != CURLE_COULDNT_CONNECT && rc != CURLE_COULDNT_RESOLVE_HOST &&
+	    rc != CURLE_COULDNT_RESOLVE_PROXY && rc != CURLE_OK)
+		e->maybe_sent = 1;
 	if (rc != CURLE_OK) {
 		snprintf(err, errlen, "%s: %s", url, b.too_big ?
 		    "answer too large" : curl_easy_strerror(rc));
@@ -328,6 +335,10 @@ post_one(struct etcd *e, const char *ep, const char *path, const char *body,
 		 * that is not etcd's JSON) may work on another member. */
 		*retry = *resp == NULL || (code != 400 && code != 401 &&
 		    code != 403 && code != 404);
+		/* etcd's 5xx ("request timed out", "leader changed") may
+		 * still commit the proposal. */
+		if (*retry)
+			e->maybe_sent = 1;
 		json_decref(*resp);
 		*resp = NULL;
 		free(b.p);
@@ -381,6 +392,7 @@ call(struct etcd *e, const char *path, json_t *req, char *err, size_t errlen)
 	int retry = 1, reauth = 0;
 
 	json_decref(req);
+	e->maybe_sent = 0;
 	if (body == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
@@ -477,22 +489,58 @@ int
 etcd_cas(struct etcd *e, const char *key, const char *value,
     int64_t mod_rev, int *won, int64_t *rev, char *err, size_t errlen)
 {
-	char r[32];
-	json_t *resp;
+	return etcd_cas_read(e, key, value, mod_rev, won, rev, NULL, err,
+	    errlen);
+}
 
+int
+etcd_cas_read(struct etcd *e, const char *key, const char *value,
+    int64_t mod_rev, int *won, int64_t *rev, struct etcd_kv *cur,
+    char *err, size_t errlen)
+{
+	return etcd_cas_lease(e, key, value, mod_rev, 0, won, rev, cur, err,
+	    errlen);
+}
+
+int
+etcd_cas_lease(struct etcd *e, const char *key, const char *value,
+    int64_t mod_rev, int64_t lease, int *won, int64_t *rev,
+    struct etcd_kv *cur, char *err, size_t errlen)
+{
+	char r[32], l[32];
+	json_t *resp, *kvs, *put;
+
+	if (cur != NULL)
+		memset(cur, 0, sizeof(*cur));
 	snprintf(r, sizeof(r), "%" PRId64, mod_rev);
+	snprintf(l, sizeof(l), "%" PRId64, lease);
+	put = json_pack("{s:o, s:o}", "key", jb64(key), "value", jb64(value));
+	if (put != NULL && lease != 0)
+		json_object_set_new(put, "lease", json_string(l));
 	resp = call(e, "/v3/kv/txn", json_pack("{s:[{s:o, s:s, s:s, s:s}], "
-	    "s:[{s:{s:o, s:o}}]}",
+	    "s:[{s:o}], s:[{s:{s:o}}]}",
 	    "compare", "key", jb64(key), "target", "MOD", "result", "EQUAL",
 	    "mod_revision", r,
-	    "success", "request_put", "key", jb64(key), "value", jb64(value)),
-	    err, errlen);
+	    "success", "request_put", put,
+	    "failure", "request_range", "key", jb64(key)), err, errlen);
 	if (resp == NULL)
 		return -1;
 	*won = json_is_true(json_object_get(resp, "succeeded"));
 	*rev = jint(json_object_get(resp, "header"), "revision");
+	/* Lost: what the key holds now, read in the same transaction. */
+	kvs = json_object_get(json_object_get(json_array_get(
+	    json_object_get(resp, "responses"), 0), "response_range"), "kvs");
+	if (!*won && cur != NULL && json_array_size(kvs) == 1 &&
+	    kv_decode(json_array_get(kvs, 0), cur) != 0)
+		memset(cur, 0, sizeof(*cur));
 	json_decref(resp);
 	return 0;
+}
+
+int
+etcd_maybe_applied(const struct etcd *e)
+{
+	return e->maybe_sent;
 }
 
 int

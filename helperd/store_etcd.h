@@ -50,6 +50,20 @@ void etcd_kvs_free(struct etcd_kv *kvs, size_t n);
  * when written, *won = 0 when another writer was first. 0/-1 (I/O). */
 int etcd_cas(struct etcd *e, const char *key, const char *value,
     int64_t mod_rev, int *won, int64_t *rev, char *err, size_t errlen);
+/* The same, and when it loses, *cur is what key holds now (read in the
+ * same transaction; cur->key NULL if the key is absent; free its key and
+ * value). */
+int etcd_cas_read(struct etcd *e, const char *key, const char *value,
+    int64_t mod_rev, int *won, int64_t *rev, struct etcd_kv *cur,
+    char *err, size_t errlen);
+/* The same, the key put under lease (0: none). */
+int etcd_cas_lease(struct etcd *e, const char *key, const char *value,
+    int64_t mod_rev, int64_t lease, int *won, int64_t *rev,
+    struct etcd_kv *cur, char *err, size_t errlen);
+/* After a call failed: 1 if its request may have reached etcd (and a
+ * write may so be applied, now or later), 0 if it surely never left
+ * (no member could be connected to, or one refused it outright). */
+int etcd_maybe_applied(const struct etcd *e);
 
 int etcd_lease_grant(struct etcd *e, long ttl, int64_t *id, char *err,
     size_t errlen);

@@ -6,6 +6,11 @@
 # the lease TTL and new connections go to the other instance; one etcd
 # member down changes nothing; all of etcd down keeps the mesh working on
 # what it knows; etcd back restores service without restarting helperd.
+# Also: the second CA server takes the CA from etcd (root keys sealed with
+# ca.secret); an ad-hoc service's first connection on the CA client waits
+# for its leaf; a write etcd does not answer in time is reported as of
+# unknown outcome and settled; the CA leader killed, the other CA server
+# signs within the lease TTL.
 . "$(dirname "$0")/lib.sh"
 . "$SRCDIR/examples/cluster/hosts.sh"
 
@@ -71,20 +76,37 @@ for h in $HOSTS; do etcd_start "$h"; done
 check "etcd: three members healthy" etcd_healthy a b c
 
 # helperd: a is a CA server (its CA becomes the cluster's) and b a second
-# one (given a's CA directory); c is a CA client (ca.server = false): it
-# gets the roots from etcd and its leaves signed from CSRs, never the key.
+# one that takes it from etcd (the root keys sealed with ca.secret, which
+# only CA servers hold); c is a CA client (ca.server = false): it gets the
+# roots from etcd and its leaves signed from CSRs, never the key.
 TOKEN='join_token = "cluster-test-token";'
-node_conf a "$TOKEN"
+CASECRET='ca = { secret = "test-ca-secret-0123456789abcdefghijklmnop"; };'
+node_conf a "$TOKEN" "$CASECRET"
 cp "$SRCDIR/examples/getting-started/web.json" "$T/a/services.d/"
 node_start a || { fail "helperd on a starts"; finish; exit 1; }
-node_conf b "$TOKEN"; ca_share a b
+node_conf b "$TOKEN" "$CASECRET"
 node_conf c "$TOKEN" 'ca = { server = false; };'
 cp "$SRCDIR/examples/getting-started/socat.json" "$T/c/services.d/"
 node_start b && node_start c
 check "helperd on a, b, c started with store = etcd" kill -0 "$HPID_c"
+check "a published its root keys sealed with ca.secret" grep -q "published this node's root keys to etcd, sealed" "$T/a/helperd.log"
+check "b (a new CA server, no CA directory) took the cluster's CA from etcd" grep -q "took the cluster's CA from etcd" "$T/b/helperd.log"
+check "a is the CA leader (elected through etcd)" wait_until 3 grep -q "this node is now the CA leader" "$T/a/helperd.log"
+etcd_dump() { ETCDCTL_API=3 inns a etcdctl --endpoints http://10.77.0.1:2379 get --prefix /meshshim; }
+n=$(etcd_dump | grep -c "PRIVATE KEY")
+check "etcd holds no private key in the clear ($n PEM key lines)" [ "$n" = 0 ]
+check "... but the sealed box (AES-256-GCM) is there" sh -c "ETCDCTL_API=3 ip netns exec $NS_a etcdctl --endpoints http://10.77.0.1:2379 get /meshshim/ca/keys --print-value-only | grep -q 'HKDF-SHA256/AES-256-GCM'"
 check "c (CA client) got socat's leaf signed by a CA server" wait_until 5 grep -q "installed leaf .* for spiffe://.*/svc/socat" "$T/c/helperd.log"
 socat_start c || fail "socat on c"
 SPID_c=$!
+
+# The first connection of an ad-hoc service on a CA client waits (within
+# connect_timeout) for its CSR to be signed instead of failing.
+out=$(printf 'hello\n' | inns c env LD_PRELOAD="$SHIM" MESH_SOCKET="$T/c/helperd.sock" \
+    MESH_SERVICE=adhoc1 MESH_UPSTREAMS=socat:9191 timeout 10 nc -N 127.0.0.1 9191 2>/dev/null)
+check "first connection of ad-hoc adhoc1 on c (CA client) echoes (got '$out')" [ "$out" = hello ]
+check "... it waited for its certificate" grep -q "waiting for a certificate for adhoc1" "$T/c/helperd.log"
+check "... which a CA server signed" grep -q "installed leaf .* for spiffe://.*/svc/adhoc1" "$T/c/helperd.log"
 
 # 1. web on a reaches socat on c through mTLS -------------------------------
 check "a's catalog has socat on c (from etcd)" wait_until 3 catalog_is a socat c
@@ -265,4 +287,52 @@ check "a restarted with etcd down: socat on b and c from its last run" catalog_i
 k=$(n_echoes a 5)
 check "... new connections from web on a echo ($k/5)" [ "$k" = 5 ]
 check "... and it still enforces the intentions it knew" [ "$(meshctl_in a intention check api socat)" = Denied ]
+
+# 8. A write etcd does not answer in time is not reported as an error: its
+# outcome is unknown until etcd answers; helperd settles it (the same
+# compare-and-swap, asked again) and logs it; the cluster agrees.
+n_back=$(grep -c "etcd reachable again" "$T/b/helperd.log")
+for h in $HOSTS; do etcd_start "$h"; done
+check "etcd: three members healthy again" etcd_healthy a b c
+check "b is in sync with etcd again" wait_until 15 sh -c "[ \$(grep -c 'etcd reachable again' $T/b/helperd.log) -gt $n_back ]"
+meshctl_in b intention delete api socat >/dev/null
+check "a says Allowed for api => socat" wait_until 2 sh -c "[ \"\$(ip netns exec $NS_a env MESH_HTTP_ADDR=127.0.0.1:8500 $MESHCTL intention check api socat)\" = Allowed ]"
+for h in $HOSTS; do kill -STOP "$(eval "echo \$EPID_$h")"; done
+out=$(meshctl_in b intention create -deny api socat 2>&1); rc=$?
+sleep 1
+for h in $HOSTS; do kill -CONT "$(eval "echo \$EPID_$h")"; done
+echo "    meshctl said (exit $rc): $out" | head -n 3
+case $out in
+"Created: api => socat (deny)") ok "write with etcd stopped 7 s: confirmed (settled in time)"; want=Denied ;;
+"Outcome unknown for intention"*"may have been applied"*"meshctl intention get api socat"*)
+	ok "write with etcd stopped 7 s: meshctl says the outcome is unknown, not an error (exit $rc)"
+	check "... b logs the outcome once etcd answers" wait_until 15 grep -Eq "change #[0-9]+ whose outcome .* (WAS APPLIED|was NOT applied)|change #[0-9]+ settled" "$T/b/helperd.log"
+	if grep -Eq "WAS APPLIED|settled after [0-9]+ ms: applied" "$T/b/helperd.log"; then want=Denied; else want=Allowed; fi ;;
+*"the change was not made"*)
+	# Honest too, if it holds: the write never left b.
+	ok "write with etcd stopped 7 s: refused before it was sent ($out)"; want=Allowed ;;
+*) fail "write with etcd stopped 7 s: no plain error for a write that may be applied (got: $out)"; want=Denied ;;
+esac
+grep -E "intention change #|change #" "$T/b/helperd.log" | tail -n 3 | sed 's/^/    b: /'
+sleep 2   # a write that was going to land has landed by now
+check "a and c agree with b's account ($want)" wait_until 10 sh -c "[ \"\$(ip netns exec $NS_a env MESH_HTTP_ADDR=127.0.0.1:8500 $MESHCTL intention check api socat)\" = $want ] && [ \"\$(ip netns exec $NS_c env MESH_HTTP_ADDR=127.0.0.1:8500 $MESHCTL intention check api socat)\" = $want ]"
+meshctl_in b intention delete api socat >/dev/null 2>&1
+
+# 9. The CA leader dies: within the lease TTL the other CA server signs,
+# and a new service on the CA client gets its leaf.
+leader=$(ETCDCTL_API=3 inns a etcdctl --endpoints http://10.77.0.1:2379 get /meshshim/ca/leader --print-value-only)
+case $leader in a) other=b ;; b) other=a ;; *) other="" ;; esac
+check "a CA leader is elected ($leader)" [ -n "$other" ]
+if [ -n "$other" ]; then
+	n0=$(grep -c "this node is now the CA leader" "$T/$other/helperd.log")
+	helperd_killed "$(eval "echo \$HPID_$leader")"
+	t0=$(now)
+	wait_until $((LEASE_TTL + 3)) sh -c "[ \$(grep -c 'this node is now the CA leader' $T/$other/helperd.log) -gt $n0 ]"
+	dt=$(python3 -c "import time; print('%.1f' % (time.time() - $t0))")
+	check "CA leader $leader killed: $other signs ${dt} s later (lease TTL ${LEASE_TTL} s)" python3 -c "import sys; sys.exit(0 if $dt <= $LEASE_TTL + 2 else 1)"
+	out=$(printf 'hello\n' | inns c env LD_PRELOAD="$SHIM" MESH_SOCKET="$T/c/helperd.sock" \
+	    MESH_SERVICE=adhoc2 MESH_UPSTREAMS=socat:9191 timeout 10 nc -N 127.0.0.1 9191 2>/dev/null)
+	check "a new ad-hoc service on c (CA client) connects (got '$out')" [ "$out" = hello ]
+	check "... its leaf signed by $other, the new CA leader" grep -q "signed a certificate for adhoc2 on node c" "$T/$other/helperd.log"
+fi
 finish

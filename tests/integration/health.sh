@@ -69,7 +69,8 @@ PY
 socat_up
 mkdir -p "$T/www"
 echo ok > "$T/www/ok"
-(cd "$T/www" && exec python3 -m http.server "$HTTPP" --bind 127.0.0.1) >/dev/null 2>&1 &
+# Its request log (stderr) counts the HTTP checks' probes.
+(cd "$T/www" && exec python3 -m http.server "$HTTPP" --bind 127.0.0.1) >/dev/null 2>"$T/www.log" &
 PIDS="$PIDS $!"
 wait_port "$HTTPP"
 
@@ -167,6 +168,22 @@ rm -f "$T/www/ok"
 wait_until 10 status_is service:www critical; rc=$?
 out=$(output_of service:www)
 check_expr "404: the HTTP check goes critical ($out)" '[ "$rc" = 0 ] && grep -q 404 <<<"$out"'
+
+# A failing check is retried on its interval (3 s), not every second, once
+# it has passed (a check that never passed probes faster for a minute).
+echo ok > "$T/www/flaky"
+code=$(api -X PUT --data "{\"Name\": \"flaky\", \"Port\": $HTTPP, \"Check\": {\"HTTP\": \"http://127.0.0.1:$HTTPP/flaky\", \"Interval\": \"3s\", \"Timeout\": \"1s\"}}" "http://$A/v1/agent/service/register")
+check "register flaky with an HTTP check every 3 s: 200" [ "$code" = 200 ]
+check "flaky's check passes" wait_until 5 status_is service:flaky passing
+rm -f "$T/www/flaky"
+check "flaky's page gone: critical" wait_until 8 status_is service:flaky critical
+probes() { grep -c 'GET /flaky ' "$T/www.log"; }
+n0=$(probes); sleep 9; n1=$(probes)
+check_expr "while critical, 9 s saw $((n1 - n0)) probes (interval 3 s: 2 to 4; every second would be 9)" '[ $((n1 - n0)) -ge 2 ] && [ $((n1 - n0)) -le 4 ]'
+echo ok > "$T/www/flaky"
+check "flaky's page back: passing within an interval" wait_until 5 status_is service:flaky passing
+code=$(api -X PUT "http://$A/v1/agent/service/deregister/flaky")
+check "deregister flaky: 200" [ "$code" = 200 ]
 
 # An API registration with a check keeps it across a restart.
 code=$(api -X PUT --data "{\"Name\": \"db\", \"Port\": $ECHO, \"Check\": {\"TCP\": \"127.0.0.1:$ECHO\", \"Interval\": \"2s\"}}" "http://$A/v1/agent/service/register")
