@@ -1885,12 +1885,34 @@ static int
 name_filter(const struct dirent *d)
 {
 	return d->d_name[0] != '.' && (has_suffix(d->d_name, ".conf") ||
-	    has_suffix(d->d_name, ".json"));
+	    has_suffix(d->d_name, ".json") || has_suffix(d->d_name, ".hcl"));
 }
 
-/* *.conf and *.json of dir in byte order; a missing dir is empty. */
+/* Append one line to the notices (cut short when full). */
+static void
+notice_add(char *notes, size_t len, const char *fmt, ...)
+{
+	size_t used = strlen(notes);
+	va_list ap;
+	int n;
+
+	if (used + 2 >= len)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(notes + used, len - used - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	used = strlen(notes);
+	notes[used] = '\n';
+	notes[used + 1] = '\0';
+}
+
+/* *.conf and *.json of dir in byte order; a missing dir is empty. A
+ * *.hcl file (Consul's other format) is skipped with a notice. */
 static int
-dir_into(const struct conf *c, struct svec *out, char *err, size_t errlen)
+dir_into(const struct conf *c, struct svec *out, char *notes,
+    size_t noteslen, char *err, size_t errlen)
 {
 	const char *dir = c->services_dir;
 	const char *origin = c->path[0] != '\0' ? c->path : "(defaults)";
@@ -1921,6 +1943,14 @@ dir_into(const struct conf *c, struct svec *out, char *err, size_t errlen)
 		}
 		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
 			continue;   /* vanished, a directory, a fifo... */
+		if (has_suffix(path, ".hcl")) {
+			notice_add(notes, noteslen, "%s: skipped: HCL is not "
+			    "supported; write the service definition as JSON "
+			    "(%.*s.json, Consul's JSON form) or libconfig "
+			    "(.conf)", path, (int)strlen(ents[i]->d_name) - 4,
+			    ents[i]->d_name);
+			continue;
+		}
 		if (file_into(path, out, err, errlen) != 0)
 			goto cleanup;
 	}
@@ -1936,7 +1966,7 @@ cleanup:
  * NULL), then services_dir, then the node-wide checks. */
 static int
 services_load(const struct conf *c, config_t *cfg, struct svec *out,
-    char *err, size_t errlen)
+    char *notes, size_t noteslen, char *err, size_t errlen)
 {
 	const config_setting_t *l;
 	config_t own;
@@ -1953,7 +1983,9 @@ services_load(const struct conf *c, config_t *cfg, struct svec *out,
 	    config_root_setting(cfg), "services")) != NULL &&
 	    services_from_cfg(l, c->path, out, err, errlen) != 0)
 		goto cleanup;
-	if (c->services_dir[0] != '\0' && dir_into(c, out, err, errlen) != 0)
+	notes[0] = '\0';
+	if (c->services_dir[0] != '\0' && dir_into(c, out, notes, noteslen,
+	    err, errlen) != 0)
 		goto cleanup;
 	if (conf_services_check(out->v, out->n, err, errlen) != 0)
 		goto cleanup;
@@ -2047,7 +2079,8 @@ conf_load(struct conf *c, const char *path, char *err, size_t errlen)
 	    group_apply(top_keys, &tmp, config_root_setting(&cfg), "", path,
 	    err, errlen) != 0 ||
 	    cross_check(&tmp, &cfg, err, errlen) != 0 ||
-	    services_load(&tmp, &cfg, &sv, err, errlen) != 0)
+	    services_load(&tmp, &cfg, &sv, tmp.notices, sizeof(tmp.notices),
+	    err, errlen) != 0)
 		goto cleanup;
 
 	endpoints_free(&c->store);
@@ -2069,15 +2102,92 @@ int
 conf_reload_services(struct conf *c, char *err, size_t errlen)
 {
 	struct svec sv = { 0 };
+	char notes[CONF_NOTICES_MAX];
 
-	if (services_load(c, NULL, &sv, err, errlen) != 0) {
+	if (services_load(c, NULL, &sv, notes, sizeof(notes), err,
+	    errlen) != 0) {
 		svec_free(&sv);
 		return -1;
 	}
+	memcpy(c->notices, notes, sizeof(c->notices));
 	conf_services_free(c->services, c->n_services);
 	c->services = sv.v;
 	c->n_services = sv.n;
 	return 0;
+}
+
+static int
+diff_skipped(const char *name, const char *const *skip)
+{
+	for (; skip != NULL && *skip != NULL; skip++)
+		if (strcmp(name, *skip) == 0)
+			return 1;
+	return 0;
+}
+
+/* conf_diff over one table; pfx: "" or "ca.". */
+static void
+diff_tab(const struct ckey *tab, const char *a, const char *b,
+    const char *pfx, const char *const *skip, char *out, size_t outlen,
+    size_t *n)
+{
+	for (; tab->name != NULL; tab++) {
+		const char *fa = a + tab->off, *fb = b + tab->off;
+		char name[128];
+		int differ = 0;
+		size_t used;
+
+		snprintf(name, sizeof(name), "%s%s", pfx, tab->name);
+		if (tab->type == K_SERVICES || diff_skipped(name, skip))
+			continue;
+		switch (tab->type) {
+		case K_GROUP: {
+			char sub[130];
+
+			snprintf(sub, sizeof(sub), "%s.", name);
+			diff_tab(tab->sub, fa, fb, sub, skip, out, outlen, n);
+			continue;
+		}
+		case K_STR:
+			differ = strncmp(fa, fb, tab->size) != 0;
+			break;
+		case K_LIST: {
+			char *const *la = (char *const *)(const void *)fa;
+			char *const *lb = (char *const *)(const void *)fb;
+			size_t na = *(const size_t *)(const void *)(a +
+			    tab->off_n), nb = *(const size_t *)(const void *)
+			    (b + tab->off_n);
+
+			differ = na != nb;
+			for (size_t i = 0; !differ && i < na; i++)
+				differ = strcmp(la[i], lb[i]) != 0;
+			break;
+		}
+		default:
+			differ = memcmp(fa, fb, tab->size) != 0;
+			break;
+		}
+		if (!differ)
+			continue;
+		used = strlen(out);
+		if (used < outlen)
+			snprintf(out + used, outlen - used, "%s%s",
+			    *n > 0 ? ", " : "", name);
+		(*n)++;
+	}
+}
+
+size_t
+conf_diff(const struct conf *a, const struct conf *b,
+    const char *const *skip, char *out, size_t outlen)
+{
+	size_t n = 0;
+
+	if (outlen > 0)
+		out[0] = '\0';
+	diff_tab(top_keys, (const char *)a, (const char *)b, "", skip, out,
+	    outlen, &n);
+	return n;
 }
 
 int

@@ -26,6 +26,7 @@
 #define CONF_MAX_UPSTREAMS 64   /* per service */
 #define CONF_MAX_ENDPOINTS 16   /* etcd endpoints */
 #define CONF_ERR_MAX       512  /* recommended size of error buffers */
+#define CONF_NOTICES_MAX   2048 /* struct conf's notices */
 #define CONF_FILE_MAX      (1024 * 1024) /* mesh.conf and service files */
 #define CONF_UNSET         (-0x7fffffff - 1) /* parsers: bind_port not given */
 #define CONF_MAX_CHECKS    4    /* per service */
@@ -172,6 +173,10 @@ struct conf {
 	struct conf_service *services;      /* mesh.conf + services_dir */
 	size_t n_services;
 	char path[CONF_PATH_MAX];           /* mesh.conf path, "" in -dev */
+	/* What the last load skipped (a *.hcl file in services_dir), one
+	 * line each ending in '\n', for the log, -check and the reload
+	 * reply; "" when nothing. Cut short past CONF_NOTICES_MAX. */
+	char notices[CONF_NOTICES_MAX];
 };
 
 /* Fill c with the defaults (dev: the -dev defaults: temp data_dir is NOT
@@ -198,6 +203,13 @@ int conf_reload_services(struct conf *c, char *err, size_t errlen);
 int conf_set(struct conf *c, const char *key, const char *value,
     const char *origin, char *err, size_t errlen);
 
+/* The mesh.conf keys whose values differ between a and b ("mesh_port",
+ * "ca.leaf_ttl"), except those named in skip (NULL-terminated; NULL: none;
+ * "ca" skips the group), comma-separated into out. Names only: values
+ * may be secrets. "services" is never compared. How many differ. */
+size_t conf_diff(const struct conf *a, const struct conf *b,
+    const char *const *skip, char *out, size_t outlen);
+
 /* The cross-key checks conf_load runs (leaf_ttl under 1h without -dev or
  * ca.allow_short_ttl, leaf_ttl >= root_ttl, etcd without endpoints, etcd
  * cert_file without key_file); for callers that used conf_set. 0/-1. */
@@ -214,7 +226,10 @@ int conf_parse_service_file(const char *path, struct conf_service **svcs,
  * PUT /v1/agent/service/register: the bare service object, or wrapped in
  * {"service": ...} / {"services": [...]}). Field names are matched as Consul
  * does, ignoring case and "_" ("LocalBindPort" = "local_bind_port");
- * unknown fields (tags, meta...) are ignored. "check" (an object) and
+ * Consul's fields that helperd does not use (tags, meta...) are accepted
+ * and ignored, a field Consul does not define in the document, a service,
+ * its connect, a check or an upstream is an error naming it and the
+ * nearest known field (consul_keys.c). "check" (an object) and
  * "checks" (an array) take TCP, HTTP, TTL, Interval, Timeout (other
  * check kinds: Args, GRPC, ... are errors; Name, Notes... are ignored). Upstreams come from
  * connect.proxy.config.upstreams, connect.proxy.upstreams,

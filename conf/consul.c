@@ -61,6 +61,43 @@ struct jctx {
 	char what[CONF_NAME_MAX + 64];  /* "service \"web\"" etc. */
 };
 
+/* Every key of obj is one Consul defines for that object (kind); the
+ * first that is not is an error naming it, and the nearest known key when
+ * it looks misspelt. 0/-1. */
+static int
+jkeys(struct jctx *x, json_t *obj, enum consul_keys kind, const char *what)
+{
+	const char *k, *near;
+	char pk[64];
+	json_t *v;
+	size_t i;
+
+	if (!json_is_object(obj))
+		return 0;
+	json_object_foreach(obj, k, v) {
+		if (consul_key_known(kind, k, &near))
+			continue;
+		for (i = 0; k[i] != '\0' && i + 4 < sizeof(pk); i++)
+			pk[i] = (k[i] >= 0x20 && k[i] < 0x7f && k[i] != '"' &&
+			    k[i] != '\\') ? k[i] : '?';
+		if (k[i] != '\0') {
+			memcpy(pk + i, "...", 3);
+			i += 3;
+		}
+		pk[i] = '\0';
+		if (near != NULL)
+			return conf_errf(x->err, x->errlen, x->origin,
+			    JSON_DOC_LINE, "%s%sunknown key \"%s\" (did you "
+			    "mean \"%s\"?)", what, what[0] ? ": " : "", pk,
+			    near);
+		return conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
+		    "%s%sunknown key \"%s\" (not a field of a Consul service "
+		    "definition; see mesh.conf(5))", what, what[0] ? ": " : "",
+		    pk);
+	}
+	return 0;
+}
+
 static int
 jstr(struct jctx *x, json_t *obj, const char *key, char *dst, size_t size)
 {
@@ -156,6 +193,8 @@ upstreams_add(struct jctx *x, json_t *arr, struct conf_service *s)
 			    "%s: must be an object", x->what);
 			goto cleanup;
 		}
+		if (jkeys(x, u, CONSUL_KEYS_UPSTREAM, x->what) != 0)
+			goto cleanup;
 		if (jstr(x, u, "destination_name", up->dest,
 		    sizeof(up->dest)) != 0 ||
 		    jstr(x, u, "local_bind_address", up->bind_addr,
@@ -220,6 +259,8 @@ check_add(struct jctx *x, json_t *o, struct conf_service *s)
 		    "%s: must be an object", x->what);
 		goto out;
 	}
+	if (jkeys(x, o, CONSUL_KEYS_CHECK, x->what) != 0)
+		goto out;
 	for (size_t i = 0; unsupported[i] != NULL; i++) {
 		if (jget(o, unsupported[i]) != NULL) {
 			conf_errf(x->err, x->errlen, x->origin, JSON_DOC_LINE,
@@ -325,6 +366,8 @@ service_from_json(struct jctx *x, json_t *o, struct conf_service *s)
 		pn[i] = '\0';
 		snprintf(x->what, sizeof(x->what), "service \"%s\"", pn);
 	}
+	if (jkeys(x, o, CONSUL_KEYS_SERVICE, x->what) != 0)
+		goto err;
 	if (jstr(x, o, "id", s->id, sizeof(s->id)) != 0 ||
 	    jstr(x, o, "address", s->address, sizeof(s->address)) != 0 ||
 	    jstr(x, o, "user", s->user, sizeof(s->user)) != 0 ||
@@ -346,6 +389,13 @@ service_from_json(struct jctx *x, json_t *o, struct conf_service *s)
 	sproxy = jobj(x, sidecar, "proxy", &bad);
 	if (bad)
 		goto err;
+	if (connect != NULL) {
+		char w[sizeof(x->what) + 16];
+
+		snprintf(w, sizeof(w), "%s: connect", x->what);
+		if (jkeys(x, connect, CONSUL_KEYS_CONNECT, w) != 0)
+			goto err;
+	}
 	s->connect = connect != NULL;
 	if (upstreams_add(x, jget(cfg, "upstreams"), s) != 0 ||     /* 1.2 */
 	    upstreams_add(x, jget(proxy, "upstreams"), s) != 0 ||   /* 1.3 */
@@ -415,6 +465,9 @@ conf_parse_service_json(const char *json, size_t len, const char *origin,
 		conf_errf(err, errlen, origin, 0, "out of memory");
 		goto cleanup;
 	}
+	if ((jget(root, "service") != NULL || jget(root, "services") != NULL) &&
+	    jkeys(&x, root, CONSUL_KEYS_ROOT, "") != 0)
+		goto cleanup;
 	if (collect(&x, jget(root, "service"), "service", list, &nl) != 0 ||
 	    collect(&x, jget(root, "services"), "services", list, &nl) != 0)
 		goto cleanup;

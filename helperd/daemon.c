@@ -506,10 +506,12 @@ helperd_reload(struct helperd *h, char *err, size_t errlen)
 	struct conf nc;
 	int old_default = h->conf.default_allow;
 
+	h->reload_note[0] = '\0';
 	if (h->conf.path[0] == '\0') {
 		/* -dev without a file: only services_dir can change. */
 		if (conf_reload_services(&h->conf, err, errlen) != 0)
 			return -1;
+		helperd_reload_note(h, &h->conf);
 	} else {
 		conf_defaults(&nc, h->conf.dev);
 		if (conf_load(&nc, h->conf.path, err, errlen) != 0) {
@@ -529,12 +531,11 @@ helperd_reload(struct helperd *h, char *err, size_t errlen)
 		memcpy(h->conf.log_file, nc.log_file, sizeof(h->conf.log_file));
 		h->conf.log_rotate_bytes = nc.log_rotate_bytes;
 		h->conf.log_rotate_max_files = nc.log_rotate_max_files;
-		if (strcmp(nc.http_addr, h->conf.http_addr) != 0 ||
-		    nc.mesh_port != h->conf.mesh_port ||
-		    strcmp(nc.socket, h->conf.socket) != 0 ||
-		    strcmp(nc.data_dir, h->conf.data_dir) != 0)
-			log_warn("reload: listener addresses and data_dir "
-			    "change only on restart");
+		memcpy(h->conf.services_dir, nc.services_dir,
+		    sizeof(h->conf.services_dir));
+		memcpy(h->conf.notices, nc.notices, sizeof(h->conf.notices));
+		/* Whatever was not copied above is not applied: say so. */
+		helperd_reload_note(h, &nc);
 		conf_free(&nc);
 	}
 	if (catalog_refresh(h) != 0) {

@@ -63,6 +63,8 @@ struct helperd {
 	int64_t next_leaf_check;
 	uint64_t refused_all_critical;      /* connections refused: every
 	                                     * instance critical (main loop) */
+	char reload_note[1000];             /* what the last reload did not
+	                                     * apply, lines; "" if all */
 };
 
 struct leaf_slot {
@@ -92,6 +94,14 @@ void helperd_intentions_changed(struct helperd *h, const char *why);
 /* Re-read the services (mesh.conf + services_dir) and default_intention.
  * A failed reload keeps the running configuration. 0/-1 with err. */
 int helperd_reload(struct helperd *h, char *err, size_t errlen);
+
+/* reload_note.c. What reloading to nc leaves unapplied (keys that
+ * differ from the running h->conf after the reload copied what it
+ * applies; nc's notices): logged, and kept in h->reload_note for the
+ * reply. */
+void helperd_reload_note(struct helperd *h, const struct conf *nc);
+/* Each line of a conf's notices as a warning in the log. */
+void helperd_notices_log(const char *notices);
 
 /* One log line of counters (SIGUSR1, Consul's habit). Holding the lock. */
 void helperd_stats_log(struct helperd *h);

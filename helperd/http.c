@@ -312,8 +312,8 @@ route_agent_catalog(struct helperd *h, const struct http_req *req,
 		if (helperd_reload(h, err, sizeof(err)) != 0)
 			http_reply_text(resp, 500, "Reload failed, the running "
 			    "configuration is kept: %s", err);
-		else
-			http_reply_text(resp, 200, "%s", "");
+		else    /* what it did not apply, if anything */
+			http_reply_text(resp, 200, "%s", h->reload_note);
 	} else if (strcmp(p, "/v1/agent/service/register") == 0) {
 		if (method_is(req, resp, "PUT|POST"))
 			agent_register(h, req, resp);

@@ -357,6 +357,13 @@ main(int argc, char **argv)
 			conf_free(&h.conf);
 			return 1;
 		}
+		for (const char *p = h.conf.notices, *nl; *p != '\0';
+		    p = nl + 1) {
+			if ((nl = strchr(p, '\n')) == NULL)
+				break;
+			fprintf(stderr, "helperd: warning: %.*s\n",
+			    (int)(nl - p), p);
+		}
 		if (n_api > 0)
 			printf("Configuration OK: %zu service(s), %zu "
 			    "registered through the API\n", h.conf.n_services,
@@ -377,6 +384,7 @@ main(int argc, char **argv)
 	log_init("helperd", 0, (enum log_level)lvl);
 	log_set_json(h.log_json_flag || h.conf.log_json);
 	h.log_level_flag = level == h.conf.log_level ? -1 : lvl;
+	helperd_notices_log(h.conf.notices);
 	if (dev) {
 		if (mkdtemp(devdir) == NULL) {
 			log_err("mkdtemp: %m");

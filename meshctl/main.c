@@ -69,7 +69,10 @@ static const struct cmd_help reload_help = {
 	"Causes helperd to reload its configuration: the service definitions "
 	"of mesh.conf and services_dir are read again. This does the same "
 	"as sending SIGHUP to helperd. A configuration that fails to load "
-	"leaves the running one in place and the error is reported here.",
+	"leaves the running one in place and the error is reported here "
+	"(exit 1). What the reload could not apply (a key such as mesh_port "
+	"that needs a restart, a skipped *.hcl file) is printed as "
+	"\"Warning: ...\" lines on stderr (exit 0).",
 	reload_flags,
 };
 
@@ -92,8 +95,18 @@ cmd_reload(int argc, char **argv)
 		api_resp_free(&r);
 		return 1;
 	}
-	api_resp_free(&r);
 	printf("Configuration reload triggered\n");
+	/* helperd's reply names what it did not apply (a key that needs a
+	 * restart, a skipped file): one warning per line, on stderr. */
+	for (char *p = r.body, *nl; p != NULL && *p != '\0'; p = nl) {
+		if ((nl = strchr(p, '\n')) != NULL)
+			*nl++ = '\0';
+		else
+			nl = p + strlen(p);
+		if (*p != '\0')
+			fprintf(stderr, "Warning: %s\n", p);
+	}
+	api_resp_free(&r);
 	return 0;
 }
 

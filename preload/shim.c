@@ -45,39 +45,124 @@ shim_real_resolve(void **slot, const char *name)
 
 /* ---- logging ---- */
 
+static int shim_warned;         /* shim_warn_once said its line */
+
+/* "meshshim[pid]: <fmt...><tail>\n" into buf; its length. */
+static size_t
+log_format(char *buf, size_t len, const char *tail, const char *fmt,
+    va_list ap)
+{
+	int n, m;
+
+	n = snprintf(buf, len, "meshshim[%d]: ", (int)getpid());
+	if (n < 0)
+		n = 0;
+	m = vsnprintf(buf + n, len - (size_t)n - 1, fmt, ap);
+	if (m < 0)
+		m = 0;
+	n += m;
+	if ((size_t)n > len - 2)
+		n = (int)len - 2;
+	if (tail != NULL) {
+		m = snprintf(buf + n, len - (size_t)n - 1, "%s", tail);
+		n += m > 0 ? m : 0;
+		if ((size_t)n > len - 2)
+			n = (int)len - 2;
+	}
+	buf[n++] = '\n';
+	return (size_t)n;
+}
+
+/* The line where MESH_LOG sends it (log_mode 1 or 2). */
+static void
+log_emit(const char *buf, size_t n)
+{
+	int fd;
+
+	if (shim.log_mode == 1) {
+		if (write(2, buf, n) < 0) { /* nothing to do */ }
+	} else if (shim.log_mode == 2) {
+		/* Opened per line: the app may close any fd we keep open. */
+		fd = open(shim.log_path, O_WRONLY | O_APPEND | O_CREAT |
+		    O_CLOEXEC | O_NOCTTY, 0600);
+		if (fd >= 0) {
+			if (write(fd, buf, n) < 0) { /* ignore */ }
+			REAL(close)(fd);
+		}
+	}
+}
+
 void
 shim_log(const char *fmt, ...)
 {
 	char buf[1024];
 	va_list ap;
-	int saved = errno, n, m, fd;
+	int saved = errno;
+	size_t n;
 
 	if (shim.log_mode == 0)
 		return;
-	n = snprintf(buf, sizeof(buf), "meshshim[%d]: ", (int)getpid());
-	if (n < 0)
-		n = 0;
 	va_start(ap, fmt);
-	m = vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
+	n = log_format(buf, sizeof(buf), NULL, fmt, ap);
 	va_end(ap);
-	if (m < 0)
-		m = 0;
-	n += m;
-	if ((size_t)n > sizeof(buf) - 2)
-		n = (int)sizeof(buf) - 2;
-	buf[n++] = '\n';
-	if (shim.log_mode == 1) {
-		if (write(2, buf, (size_t)n) < 0) { /* nothing to do */ }
-	} else {
-		/* Opened per line: the app may close any fd we keep open. */
-		fd = open(shim.log_path, O_WRONLY | O_APPEND | O_CREAT |
-		    O_CLOEXEC | O_NOCTTY, 0600);
-		if (fd >= 0) {
-			if (write(fd, buf, (size_t)n) < 0) { /* ignore */ }
-			REAL(close)(fd);
-		}
+	log_emit(buf, n);
+	errno = saved;
+}
+
+/* fd 2 is still the application's stderr, not a socket it reused the
+ * number for: anything but a socket, or the journal's stream socket that
+ * systemd names in $JOURNAL_STREAM. */
+static int
+stderr_is_stderr(void)
+{
+	struct stat st;
+
+	if (fstat(2, &st) != 0)
+		return 0;
+	if (!S_ISSOCK(st.st_mode))
+		return 1;
+	return shim.journal_set && st.st_dev == shim.journal_dev &&
+	    st.st_ino == shim.journal_ino;
+}
+
+void
+shim_warn_once(const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	int saved = errno;
+	size_t n;
+
+	if (shim.log_mode != 0) {
+		va_start(ap, fmt);
+		n = log_format(buf, sizeof(buf), NULL, fmt, ap);
+		va_end(ap);
+		log_emit(buf, n);
+	} else if (!shim.log_off &&
+	    !__atomic_exchange_n(&shim_warned, 1, __ATOMIC_ACQ_REL) &&
+	    stderr_is_stderr()) {
+		va_start(ap, fmt);
+		n = log_format(buf, sizeof(buf), " (said once per process; "
+		    "MESH_LOG=1 shows every diagnostic, MESH_LOG=0 none)", fmt,
+		    ap);
+		va_end(ap);
+		if (write(2, buf, n) < 0) { /* nothing to do */ }
 	}
 	errno = saved;
+}
+
+const char *
+shim_errname(int e)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && \
+    __GLIBC_MINOR__ >= 32))
+	const char *s = strerrorname_np(e);
+
+	if (s != NULL)
+		return s;
+#endif
+	(void)e;
+	return "?";
 }
 
 /* ---- init ---- */
@@ -119,8 +204,9 @@ init_once(void)
 	if (getauxval(AT_SECURE) != 0)
 		goto out;
 	v = getenv("MESH_LOG");
-	if (v != NULL && v[0] != '\0' && strcmp(v, "0") != 0 &&
-	    strcmp(v, "off") != 0) {
+	if (v != NULL && (strcmp(v, "0") == 0 || strcmp(v, "off") == 0))
+		shim.log_off = 1;
+	if (v != NULL && v[0] != '\0' && !shim.log_off) {
 		if (v[0] == '/' && strlen(v) < sizeof(shim.log_path)) {
 			memcpy(shim.log_path, v, strlen(v) + 1);
 			shim.log_mode = 2;
@@ -128,12 +214,31 @@ init_once(void)
 			shim.log_mode = 1;
 		}
 	}
+	/* systemd's "dev:ino" of the journal stream on stdout/stderr. */
+	v = getenv("JOURNAL_STREAM");
+	if (v != NULL) {
+		unsigned long long d, i;
+		char *end;
+
+		errno = 0;
+		d = strtoull(v, &end, 10);
+		if (errno == 0 && end != v && *end == ':') {
+			v = end + 1;
+			i = strtoull(v, &end, 10);
+			if (errno == 0 && end != v && *end == '\0') {
+				shim.journal_dev = (dev_t)d;
+				shim.journal_ino = (ino_t)i;
+				shim.journal_set = 1;
+			}
+		}
+	}
 	v = getenv("MESH_SERVICE");
 	if (v == NULL || v[0] == '\0')
 		goto out;
 	if (!valid_service_name(v)) {
-		shim_log("MESH_SERVICE=\"%.80s\" is not a valid service name; "
-		    "shim disabled", v);
+		shim_warn_once("MESH_SERVICE=\"%.80s\" is not a valid service "
+		    "name (1 to 63 of [A-Za-z0-9_.-]); the shim does nothing "
+		    "in this process", v);
 		goto out;
 	}
 	memcpy(shim.service, v, strlen(v) + 1);
@@ -141,7 +246,8 @@ init_once(void)
 	if (v == NULL || v[0] == '\0')
 		v = "/run/meshshim/helperd.sock";
 	if (strlen(v) >= sizeof(shim.sock_path)) {
-		shim_log("MESH_SOCKET path too long; shim disabled");
+		shim_warn_once("MESH_SOCKET is longer than %zu bytes; the shim "
+		    "does nothing in this process", sizeof(shim.sock_path) - 1);
 		goto out;
 	}
 	memcpy(shim.sock_path, v, strlen(v) + 1);

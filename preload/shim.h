@@ -47,7 +47,11 @@ struct shim_dest {
 struct shim_state {
 	int enabled;            /* MESH_SERVICE set, not AT_SECURE */
 	int log_mode;           /* 0 silent, 1 stderr, 2 file */
+	int log_off;            /* MESH_LOG=0/off: not even shim_warn_once */
 	char log_path[512];
+	int journal_set;        /* $JOURNAL_STREAM: stderr is the journal */
+	dev_t journal_dev;
+	ino_t journal_ino;
 	char service[SHIM_NAME_MAX];
 	char sock_path[108];
 };
@@ -58,6 +62,15 @@ void shim_init(void) SHIM_HIDDEN;
 /* Diagnostics when MESH_LOG asks for them; keeps errno. */
 void shim_log(const char *fmt, ...) SHIM_HIDDEN
 	__attribute__((format(printf, 1, 2)));
+/* What keeps the mesh from working (helperd unreachable, a refused
+ * service, a setting ignored): with MESH_LOG, logged like shim_log every
+ * time; without it, the first such line of the process goes to stderr
+ * (only if fd 2 is not a socket, or is the journal's); MESH_LOG=0/off:
+ * nothing. Keeps errno. */
+void shim_warn_once(const char *fmt, ...) SHIM_HIDDEN
+	__attribute__((format(printf, 1, 2)));
+/* "ENOENT" for ENOENT ("?" if unknown). */
+const char *shim_errname(int e) SHIM_HIDDEN;
 /* pid of the process that owns the shim state (atfork child updates it). */
 pid_t shim_owner(void) SHIM_HIDDEN;
 /* 1 if the calling process owns the state (not a vfork child). */

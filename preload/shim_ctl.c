@@ -300,8 +300,10 @@ ensure_locked(const struct timespec *deadline)
 		return 0;
 	fd = sock_open(deadline);
 	if (fd < 0) {
-		shim_log("cannot reach helperd at %s: %s", shim.sock_path,
-		    strerror(errno));
+		shim_warn_once("cannot reach helperd at %s: %s (%s); mesh "
+		    "connections of service \"%s\" fail until it answers",
+		    shim.sock_path, strerror(errno), shim_errname(errno),
+		    shim.service);
 		retry_later();
 		return -1;
 	}
@@ -317,13 +319,18 @@ ensure_locked(const struct timespec *deadline)
 	snprintf(req, sizeof(req), "HELLO %s\n", shim.service);
 	if (round_trip(fd, req, ctl.buf, sizeof(ctl.buf), deadline,
 	    &extra) != 0) {
-		shim_log("HELLO: %s", strerror(errno));
+		shim_warn_once("helperd at %s did not answer HELLO: %s (%s); "
+		    "mesh connections of service \"%s\" fail until it does",
+		    shim.sock_path, strerror(errno), shim_errname(errno),
+		    shim.service);
 		drop("HELLO failed");
 		retry_later();
 		return -1;
 	}
 	if (strncmp(ctl.buf, "OK", 2) != 0) {
-		shim_log("HELLO %s refused: %.300s", shim.service, ctl.buf);
+		shim_warn_once("helperd at %s refused service \"%s\": %.300s; "
+		    "its mesh connections fail", shim.sock_path, shim.service,
+		    ctl.buf);
 		drop("HELLO refused");
 		retry_later();
 		return -1;

@@ -183,8 +183,11 @@ ctl_env_upstreams(const char *spec)
 			if (n_env >= SHIM_MAX_ROUTES ||
 			    parse_env_upstream(p, (size_t)(e - p),
 			    &env_routes[n_env]) != 0)
-				shim_log("MESH_UPSTREAMS: ignoring \"%.*s\"",
-				    (int)(e - p), p);
+				shim_warn_once("MESH_UPSTREAMS: ignoring "
+				    "\"%.*s\" (expected NAME:PORT, "
+				    "NAME:ADDR:PORT or NAME:[ADDR6]:PORT, at "
+				    "most %d)", (int)(e - p > 200 ? 200 :
+				    e - p), p, SHIM_MAX_ROUTES);
 			else
 				n_env++;
 		}

@@ -31,7 +31,7 @@ export LSAN_OPTIONS=suppressions=$top/tests/lsan.supp
 flags="-g -O1 -std=gnu11 -D_GNU_SOURCE -I$top -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 libs="$(pkg-config --cflags --libs jansson libconfig gnutls)"
 common="$top/common/util.c $top/common/log.c"
-conf="$top/conf/conf.c $top/conf/consul.c"
+conf="$top/conf/conf.c $top/conf/consul.c $top/conf/consul_keys.c"
 build() { # build NAME SOURCES...: a target that does not build fails
 	n=$1; shift
 	# shellcheck disable=SC2086

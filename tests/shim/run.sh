@@ -140,17 +140,29 @@ for t in $TESTS; do
 	fi
 done
 echo "(pass* = passed, part skipped; skip = not applicable without the shim)"
-# Silence: no byte on stderr without MESH_LOG, even when helperd is down;
-# and MESH_LOG=1 does speak.
-env LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_SOCKET="$T/nonexistent.sock" \
+# Without MESH_LOG, helperd down: one line per process on stderr, naming
+# the socket (issue 11: never fail without a word); MESH_LOG=0: no byte;
+# MESH_LOG=1 does speak.
+: > "$T/once.err"
+for p in t_passthrough t_connect; do
+	env -u MESH_LOG LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_SOCKET="$T/nonexistent.sock" \
+	    MESH_UPSTREAMS="socat:$UP" MESH_TEST_PORT="$UP" MESH_TEST_ECHO="$ECHO" \
+	    "$SHIMTESTS/$p" >/dev/null 2>"$T/$p.once.err"
+	n=$(grep -c '' "$T/$p.once.err")
+	printf '%-16s %-8s %-8s\n' "once: $p" "-" "$([ "$n" = 1 ] && echo pass || echo FAIL)"
+	sed 's/^/    /' "$T/$p.once.err" | head -3
+	check_expr "$p, helperd unreachable, no MESH_LOG: one line naming the socket ($n lines)" \
+	    '[ "$n" = 1 ] && grep -q "^meshshim\[[0-9]*\]: cannot reach helperd at $T/nonexistent.sock: " "$T/$p.once.err"'
+done
+env LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_SOCKET="$T/nonexistent.sock" MESH_LOG=0 \
     MESH_UPSTREAMS="socat:$UP" MESH_TEST_PORT="$UP" MESH_TEST_ECHO="$ECHO" \
     "$SHIMTESTS/t_passthrough" >/dev/null 2>"$T/quiet.err"
-env LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_SOCKET="$T/nonexistent.sock" \
+env LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_SOCKET="$T/nonexistent.sock" MESH_LOG=0 \
     MESH_UPSTREAMS="socat:$UP" "$SHIMTESTS/t_connect" >/dev/null 2>>"$T/quiet.err"
 n=$(wc -c < "$T/quiet.err")
 printf '%-16s %-8s %-8s\n' "quiet" "-" "$([ "$n" = 0 ] && echo pass || echo FAIL)"
 sed 's/^/    /' "$T/quiet.err" | head -5
-check "quiet: no byte on stderr without MESH_LOG, helperd unreachable ($n bytes)" [ "$n" = 0 ]
+check "quiet: MESH_LOG=0, helperd unreachable: no byte on stderr ($n bytes)" [ "$n" = 0 ]
 env LD_PRELOAD="$SHIM" MESH_SERVICE=web MESH_SOCKET="$SOCK" MESH_LOG=1 \
     MESH_TEST_PORT="$UP" MESH_TEST_ECHO="$ECHO" \
     "$SHIMTESTS/t_connect" >/dev/null 2>"$T/log.err"

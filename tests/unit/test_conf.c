@@ -250,7 +250,7 @@ Test(conf, seed_socat_and_web_json)
 	conf_services_free(v, n);
 }
 
-Test(conf, json_13_form_ignores_unknown_keys)
+Test(conf, json_13_form_accepts_consul_only_keys)
 {
 	struct conf_service *v = NULL;
 	size_t n = 0;
@@ -1022,4 +1022,112 @@ Test(conf, service_unit_json_and_bad)
 	cr_assert(strstr(err, "unit: \"billing service\" is not a systemd "
 	    "unit name") != NULL, "%s", err);
 	conf_services_free(svcs, n);
+}
+
+/* A key Consul does not define is an error naming it and, when close, the
+ * key meant (issue 11); Consul's keys that helperd ignores still load. */
+Test(conf, json_unknown_keys)
+{
+	static const struct { const char *json, *want; } bad[] = {
+		{ "{\"service\": {\"name\": \"web\", \"chekc\": {}}}",
+		  "x:1: service \"web\": unknown key \"chekc\" (did you mean "
+		  "\"check\"?)" },
+		{ "{\"Name\": \"web\", \"Portt\": 80}",
+		  "x:1: service \"web\": unknown key \"Portt\" (did you mean "
+		  "\"port\"?)" },
+		{ "{\"servcie\": {\"name\": \"web\"}, \"service\": {}}",
+		  "x:1: unknown key \"servcie\" (did you mean \"service\"?)" },
+		{ "{\"service\": {\"name\": \"web\", \"check\": {\"tcp\": "
+		  "\"h:1\", \"Intreval\": \"5s\"}}}",
+		  "x:1: service \"web\": check 1: unknown key \"Intreval\" (did "
+		  "you mean \"interval\"?)" },
+		{ "{\"service\": {\"name\": \"web\", \"connect\": {\"proxy\": "
+		  "{\"upstreams\": [{\"destination_name\": \"db\", "
+		  "\"LocalBindPrt\": 5}]}}}}",
+		  "x:1: service \"web\": upstream 1: unknown key "
+		  "\"LocalBindPrt\" (did you mean \"local_bind_port\"?)" },
+		{ "{\"service\": {\"name\": \"web\", \"connect\": "
+		  "{\"sidecar_servce\": {}}}}",
+		  "x:1: service \"web\": connect: unknown key \"sidecar_servce\" "
+		  "(did you mean \"sidecar_service\"?)" },
+		{ "{\"service\": {\"name\": \"web\", \"xy\": 1}}",
+		  "x:1: service \"web\": unknown key \"xy\" (not a field of a "
+		  "Consul service definition; see mesh.conf(5))" },
+		{ "{\"service\": {\"name\": \"web\", \"a\\u0001\\\"b\": 1}}",
+		  "x:1: service \"web\": unknown key \"a??b\"" },
+	};
+	static const char good[] = "{\"service\": {\"name\": \"web\", "
+	    "\"port\": 80, \"tags\": [\"a\"], \"Meta\": {\"chekc\": \"x\"}, "
+	    "\"weights\": {\"passing\": 1}, \"tagged_addresses\": {}, "
+	    "\"kind\": \"\", \"check\": {\"CheckID\": \"c\", \"Name\": \"n\", "
+	    "\"TCP\": \"h:1\", \"Interval\": \"5s\", \"Notes\": \"\", "
+	    "\"DeregisterCriticalServiceAfter\": \"90m\"}, "
+	    "\"connect\": {\"sidecar_service\": {\"proxy\": {\"mode\": "
+	    "\"direct\", \"upstreams\": [{\"destination_name\": \"db\", "
+	    "\"local_bind_port\": 5, \"datacenter\": \"dc1\", "
+	    "\"mesh_gateway\": {}}]}}}}}";
+	struct conf_service *v = NULL;
+	size_t n = 0;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert_eq(conf_parse_service_json(bad[i].json,
+		    strlen(bad[i].json), "x", &v, &n, err, sizeof(err)), -1,
+		    "accepted: %s", bad[i].json);
+		cr_assert_prefix(err, bad[i].want);
+		cr_assert_eq(n, 0);
+	}
+	cr_assert_eq(conf_parse_service_json(good, strlen(good), "x", &v, &n,
+	    err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(v[0].n_upstreams, 1);
+	conf_services_free(v, n);
+}
+
+/* A *.hcl file in services_dir is skipped, and the load says so. */
+Test(conf, hcl_skipped_with_notice)
+{
+	char path[128], d[128];
+
+	make_tmpdir();
+	snprintf(path, sizeof(path), "%s/mesh.conf", tmpdir);
+	snprintf(d, sizeof(d), "%s/d", tmpdir);
+	cr_assert_eq(mkdir(d, 0755), 0);
+	write_file("d/cache.hcl", "service { name = \"cache\" }\n");
+	conf_defaults(&c, 0);
+	cr_assert_eq(conf_load(&c, path, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(c.n_services, 1);
+	cr_assert(strstr(c.notices, "/d/cache.hcl: skipped: HCL is not "
+	    "supported; write the service definition as JSON (cache.json, "
+	    "Consul's JSON form) or libconfig (.conf)\n") != NULL, "%s",
+	    c.notices);
+	unlink(strcat(d, "/cache.hcl"));
+	cr_assert_eq(conf_reload_services(&c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(c.notices, "");
+	rm_tmpdir();
+}
+
+/* The keys a reload would change, by name (what helperd cannot apply
+ * live), never the values. */
+Test(conf, diff_names_changed_keys)
+{
+	static struct conf a, b;
+	static const char *const skip[] = { "default_intention", NULL };
+	char out[256];
+
+	conf_defaults(&a, 0);
+	conf_defaults(&b, 0);
+	cr_assert_eq(conf_diff(&a, &b, NULL, out, sizeof(out)), 0);
+	cr_assert_str_eq(out, "");
+	b.mesh_port = 21001;
+	b.default_allow = !a.default_allow;
+	strcpy(b.store.password, "secret");
+	b.ca.leaf_ttl = a.ca.leaf_ttl + 1;
+	cr_assert_eq(conf_diff(&a, &b, skip, out, sizeof(out)), 3);
+	cr_assert_str_eq(out, "mesh_port, ca.leaf_ttl, store.password");
+	cr_assert_eq(conf_diff(&a, &b, NULL, out, sizeof(out)), 4);
+	cr_assert(strstr(out, "default_intention") != NULL, "%s", out);
+	cr_assert_eq(conf_diff(&a, &b, skip, out, 12), 3);
+	cr_assert_str_eq(out, "mesh_port, ");
+	conf_free(&a);
+	conf_free(&b);
 }
