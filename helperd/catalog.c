@@ -156,15 +156,25 @@ instances(const struct catalog *c, const char *name,
 
 		if (strcmp(c->local[i]->name, name) != 0)
 			continue;
-		if (c->have_health)
-			st = c->health.status(c->health.arg, c->local[i],
-			    &output);
+		const struct conf_service *svc = c->local[i], *prev;
+
+		if (c->have_health) {
+			st = c->health.status(c->health.arg, svc, &output);
+			/* Changed and not ready yet: its previous
+			 * definition serves meanwhile. */
+			if (st != CATALOG_PASSING && c->health.previous != NULL &&
+			    (prev = c->health.previous(c->health.arg, svc,
+			    &output)) != NULL) {
+				svc = prev;
+				st = CATALOG_PASSING;
+			}
+		}
 		if (passing_only && st != CATALOG_PASSING)
 			continue;
 		out[n].node = c->node;
 		out[n].address = c->address;
 		out[n].mesh_port = c->mesh_port;
-		out[n].svc = c->local[i];
+		out[n].svc = svc;
 		out[n].local = 1;
 		out[n].status = st;
 		out[n].output = output;

@@ -39,6 +39,11 @@ struct catalog_instance {
 struct catalog_health_ops {
 	enum catalog_status (*status)(void *arg, const struct conf_service *s,
 	    const char **output);
+	/* The previous definition of local instance s (its address, port
+	 * or checks changed) while it passes and s does not yet: dialled
+	 * in place of s. NULL otherwise. Valid until the next change. */
+	const struct conf_service *(*previous)(void *arg,
+	    const struct conf_service *s, const char **output);
 	json_t *(*checks_json)(void *arg, const struct conf_service *s);
 	void *arg;
 };

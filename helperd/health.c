@@ -59,12 +59,29 @@ struct hcheck {
 	char *buf;                      /* http: the reply, HEALTH_READ_MAX */
 	size_t len;
 	int fresh;                      /* health_sync: new, settle on it */
+	int prev;                       /* a check of the previous definition
+	                                 * of a changed instance (see hsvc) */
+};
+
+/* A definition of a local instance as health last saw it: a copy, without
+ * upstreams (health needs the address, port and checks). The current one
+ * (prev 0), and for an instance whose address, port or checks changed
+ * while it passed, the previous one (prev 1) with the checks it had: it is
+ * dialled in place of the current one until that one passes its own
+ * checks (success_before_passing), then retired. */
+struct hsvc {
+	struct conf_service def;
+	int prev;
+	int retire;                     /* prev: the current one passes */
 };
 
 struct health {
 	struct helperd *h;
 	struct hcheck **v;
 	size_t n;
+	struct hsvc **sv;               /* current and previous definitions */
+	size_t nsv;
+	int retire_pending;             /* a prev hsvc is marked retire */
 	gnutls_certificate_credentials_t cred;  /* https: system trust */
 	int cred_ready;
 };
@@ -77,9 +94,11 @@ static void check_connect(struct hcheck *c, const struct sockaddr_storage *ss,
 
 /* Results ---------------------------------------------------------------- */
 
-/* The worst status of service id's checks, and its output. */
+/* The worst status of the checks of instance id's current (prev 0) or
+ * previous (prev 1) definition, and its output. No checks: passing. */
 static enum catalog_status
-svc_status(const struct health *hl, const char *id, const char **output)
+svc_status(const struct health *hl, const char *id, int prev,
+    const char **output)
 {
 	enum catalog_status st = CATALOG_PASSING;
 
@@ -87,7 +106,7 @@ svc_status(const struct health *hl, const char *id, const char **output)
 	for (size_t i = 0; i < hl->n; i++) {
 		const struct hcheck *c = hl->v[i];
 
-		if (strcmp(c->svc_id, id) != 0)
+		if (c->prev != prev || strcmp(c->svc_id, id) != 0)
 			continue;
 		if (c->status > st || (c->status == st && (*output)[0] == '\0')) {
 			st = c->status;
@@ -97,7 +116,51 @@ svc_status(const struct health *hl, const char *id, const char **output)
 	return st;
 }
 
-/* How many local instances of name pass (all of a name's checks). */
+/* Instance id's current (prev 0) or previous (prev 1) definition, or
+ * NULL. A previous one marked retire counts as gone. */
+static struct hsvc *
+sv_find(const struct health *hl, const char *id, int prev)
+{
+	for (size_t i = 0; i < hl->nsv; i++)
+		if (hl->sv[i] != NULL && hl->sv[i]->prev == prev &&
+		    !hl->sv[i]->retire && strcmp(hl->sv[i]->def.id, id) == 0)
+			return hl->sv[i];
+	return NULL;
+}
+
+/* The previous definition of instance id that is dialled in place of
+ * the current one (the current one does not pass, the previous one
+ * does), or NULL. */
+static const struct hsvc *
+serving_prev(const struct health *hl, const char *id, const char **output)
+{
+	const struct hsvc *p = sv_find(hl, id, 1);
+	const char *o;
+
+	if (p == NULL || svc_status(hl, id, 0, &o) == CATALOG_PASSING ||
+	    svc_status(hl, id, 1, output) != CATALOG_PASSING)
+		return NULL;
+	return p;
+}
+
+/* Instance id as it is dialled: its current definition's status, or
+ * passing while its previous definition serves in its place. */
+static enum catalog_status
+eff_status(const struct health *hl, const char *id, const char **output)
+{
+	enum catalog_status st = svc_status(hl, id, 0, output);
+	const char *po;
+
+	if (st != CATALOG_PASSING && serving_prev(hl, id, &po) != NULL) {
+		*output = "its previous definition serves until this one "
+		    "passes its checks";
+		return CATALOG_PASSING;
+	}
+	return st;
+}
+
+/* How many local instances of name are dialled (pass their checks, or
+ * their previous definition does). */
 static size_t
 name_passing(const struct health *hl, const char *name)
 {
@@ -109,10 +172,21 @@ name_passing(const struct health *hl, const char *name)
 		const struct conf_service *s = catalog_local_at(cat, i);
 
 		if (strcmp(s->name, name) == 0 &&
-		    svc_status(hl, s->id, &out) == CATALOG_PASSING)
+		    eff_status(hl, s->id, &out) == CATALOG_PASSING)
 			n++;
 	}
 	return n;
+}
+
+/* " (billing-1)" when an instance's ID is not its name, and " (previous
+ * definition)" for the checks of one. */
+static void
+inst_label(const struct hcheck *c, char *buf, size_t len)
+{
+	int other = strcmp(c->svc_id, c->svc_name) != 0;
+
+	snprintf(buf, len, "%s%s%s%s", other ? " (" : "", other ? c->svc_id :
+	    "", other ? ")" : "", c->prev ? " (previous definition)" : "");
 }
 
 /* Set a check's status and output; log and publish a change of its
@@ -124,34 +198,41 @@ check_set(struct hcheck *c, enum catalog_status st, const char *out)
 	struct health *hl = c->hl;
 	enum catalog_status before, after;
 	size_t name_before = name_passing(hl, c->svc_name), name_after;
-	const char *o;
+	const char *o, *eo;
+	char label[CONF_NAME_MAX + 32];
+	struct hsvc *p;
 
-	before = svc_status(hl, c->svc_id, &o);
+	before = eff_status(hl, c->svc_id, &eo);
 	c->status = st;
 	util_strlcpy(c->output, out, sizeof(c->output));
-	after = svc_status(hl, c->svc_id, &o);
+	after = svc_status(hl, c->svc_id, c->prev, &o);
 	if ((int)after != c->logged) {
+		inst_label(c, label, sizeof(label));
 		if (after == CATALOG_PASSING)
-			log_info("health: %s%s%s%s is passing", c->svc_name,
-			    strcmp(c->svc_id, c->svc_name) != 0 ? " (" : "",
-			    strcmp(c->svc_id, c->svc_name) != 0 ? c->svc_id :
-			    "", strcmp(c->svc_id, c->svc_name) != 0 ? ")" : "");
+			log_info("health: %s%s is passing", c->svc_name, label);
 		else
-			log_warn("health: %s%s%s%s is %s: %s", c->svc_name,
-			    strcmp(c->svc_id, c->svc_name) != 0 ? " (" : "",
-			    strcmp(c->svc_id, c->svc_name) != 0 ? c->svc_id :
-			    "", strcmp(c->svc_id, c->svc_name) != 0 ? ")" : "",
+			log_warn("health: %s%s is %s: %s", c->svc_name, label,
 			    catalog_status_name(after), o);
 		for (size_t i = 0; i < hl->n; i++)
-			if (strcmp(hl->v[i]->svc_id, c->svc_id) == 0)
+			if (hl->v[i]->prev == c->prev &&
+			    strcmp(hl->v[i]->svc_id, c->svc_id) == 0)
 				hl->v[i]->logged = (int)after;
+	}
+	if (!c->prev && after == CATALOG_PASSING &&
+	    (p = sv_find(hl, c->svc_id, 1)) != NULL) {
+		/* The new definition is ready: dial it, retire the old. */
+		log_info("health: %s: its new definition passes its checks: "
+		    "dialled from now on (the previous one, %s:%d, no longer)",
+		    c->svc_id, p->def.address, p->def.port);
+		p->retire = 1;
+		hl->retire_pending = 1;
 	}
 	name_after = name_passing(hl, c->svc_name);
 	if (name_before > 0 && name_after == 0)
 		log_err("health: no local instance of %s passes its checks: "
 		    "connections to %s are refused until one does (%s)",
 		    c->svc_name, c->svc_name, o);
-	if (after != before)
+	if (eff_status(hl, c->svc_id, &eo) != before)
 		cluster_services_changed(hl->h->cluster);
 }
 
@@ -571,14 +652,24 @@ check_event(void *arg, uint32_t events)
 }
 
 static void
+check_free_now(void *arg)
+{
+	struct hcheck *c = arg;
+
+	free(c->buf);
+	free(c);
+}
+
+/* Stop a check and free it once the loop has finished the round it may
+ * be in (an event of its socket may be waiting in that round). */
+static void
 check_free(struct health *hl, struct hcheck *c)
 {
-	(void)hl;
 	if (c == NULL)
 		return;
 	run_release(c);
-	free(c->buf);
-	free(c);
+	if (loop_defer(hl->h->loop, check_free_now, c) != 0)
+		check_free_now(c);
 }
 
 /* Checks of the local services --------------------------------------------- */
@@ -655,34 +746,84 @@ def_eq(const struct conf_check *a, const struct conf_check *b)
 	    strcmp(a->tls_server_name, b->tls_server_name) == 0;
 }
 
-/* Move the check (id, def) of s from hl->v to the new array if it exists
- * unchanged (keeping its state, timer and any run under way), else add a
- * new one. */
+/* Move the checks of instance id's definition (prev: current 0, previous
+ * 1) from hl->v to nv, as the definition newprev. */
 static void
-sync_one(struct health *hl, const struct conf_service *s,
-    const struct conf_check *def, const char *id, int is_default,
-    struct hcheck ***nv, size_t *nn)
+take_checks(struct health *hl, const char *id, int prev, int newprev,
+    struct hcheck **nv, size_t *nn)
 {
-	struct hcheck *c = NULL;
-
 	for (size_t i = 0; i < hl->n; i++) {
-		struct hcheck *o = hl->v[i];
+		struct hcheck *c = hl->v[i];
 
-		if (o != NULL && strcmp(o->id, id) == 0 &&
-		    strcmp(o->svc_name, s->name) == 0 &&
-		    o->is_default == is_default && def_eq(&o->def, def)) {
-			c = o;
+		if (c != NULL && c->prev == prev && strcmp(c->svc_id, id) == 0) {
+			c->prev = newprev;
+			nv[(*nn)++] = c;
 			hl->v[i] = NULL;
-			break;
 		}
 	}
-	if (c == NULL) {
-		if ((c = check_new(hl, s, def, id, is_default)) == NULL)
+}
+
+/* Move hsvc p from hl->sv to nsv. */
+static void
+take_sv(struct health *hl, struct hsvc *p, struct hsvc **nsv, size_t *ns)
+{
+	for (size_t i = 0; p != NULL && i < hl->nsv; i++)
+		if (hl->sv[i] == p) {
+			nsv[(*ns)++] = p;
+			hl->sv[i] = NULL;
 			return;
-		c->fresh = 1;
-		c->next_run = 0;        /* at once */
+		}
+}
+
+/* Does instance o, as s now defines it, need new checks: another
+ * address or port (they decide what is dialled and helperd's own check)
+ * or other checks? Other changes (tags, upstreams, user) keep the
+ * health state. */
+static int
+dial_changed(const struct conf_service *o, const struct conf_service *s)
+{
+	if (strcmp(o->name, s->name) != 0 ||
+	    strcmp(o->address, s->address) != 0 || o->port != s->port ||
+	    o->n_checks != s->n_checks)
+		return 1;
+	for (size_t j = 0; j < s->n_checks; j++)
+		if (!def_eq(&o->checks[j], &s->checks[j]))
+			return 1;
+	return 0;
+}
+
+/* New checks for s (helperd's own, or its definitions), to run at once. */
+static void
+checks_new(struct health *hl, const struct conf_service *s,
+    struct hcheck **nv, size_t *nn)
+{
+	char id[CHECK_ID_MAX];
+	struct hcheck *c;
+
+	if (s->n_checks == 0 && s->port > 0) {
+		/* helperd's own check (Consul adds none): a TCP connect
+		 * that needs HEALTH_DEFAULT_FAILURES failures in a row
+		 * before critical. */
+		struct conf_check def = { .type = CONF_CHECK_TCP,
+			.failures_before_critical = HEALTH_DEFAULT_FAILURES };
+
+		if ((size_t)snprintf(def.target, sizeof(def.target),
+		    "%s%s%s:%d", strchr(s->address, ':') != NULL ? "[" : "",
+		    s->address, strchr(s->address, ':') != NULL ? "]" : "",
+		    s->port) < sizeof(def.target) &&
+		    (size_t)snprintf(id, sizeof(id), "service:%s", s->id) <
+		    sizeof(id) && (c = check_new(hl, s, &def, id, 1)) != NULL)
+			nv[(*nn)++] = c;
 	}
-	(*nv)[(*nn)++] = c;
+	for (size_t j = 0; j < s->n_checks; j++) {
+		int k = s->n_checks == 1 ?
+		    snprintf(id, sizeof(id), "service:%s", s->id) :
+		    snprintf(id, sizeof(id), "service:%s:%zu", s->id, j + 1);
+
+		if (k > 0 && (size_t)k < sizeof(id) &&
+		    (c = check_new(hl, s, &s->checks[j], id, 0)) != NULL)
+			nv[(*nn)++] = c;
+	}
 }
 
 /* Run the fresh checks now and wait (poll, their sockets only) at most
@@ -735,57 +876,151 @@ settle(struct health *hl)
 	free(pc);
 }
 
+/* Drop the previous definitions marked retire, with their checks. */
+static void
+retire_sweep(struct health *hl)
+{
+	size_t k = 0;
+
+	if (!hl->retire_pending)
+		return;
+	hl->retire_pending = 0;
+	for (size_t i = 0; i < hl->nsv; i++) {
+		struct hsvc *p = hl->sv[i];
+
+		if (!p->retire) {
+			hl->sv[k++] = p;
+			continue;
+		}
+		for (size_t j = 0; j < hl->n; j++)
+			if (hl->v[j] != NULL && hl->v[j]->prev &&
+			    strcmp(hl->v[j]->svc_id, p->def.id) == 0) {
+				check_free(hl, hl->v[j]);
+				hl->v[j] = NULL;
+			}
+		free(p);
+	}
+	hl->nsv = k;
+	k = 0;
+	for (size_t j = 0; j < hl->n; j++)
+		if (hl->v[j] != NULL)
+			hl->v[k++] = hl->v[j];
+	hl->n = k;
+	cluster_services_changed(hl->h->cluster);
+}
+
+/* Mark the previous definitions whose current one passes. */
+static void
+retire_ready(struct health *hl)
+{
+	const char *o;
+
+	for (size_t i = 0; i < hl->nsv; i++) {
+		struct hsvc *p = hl->sv[i];
+
+		if (p->prev && !p->retire &&
+		    svc_status(hl, p->def.id, 0, &o) == CATALOG_PASSING) {
+			log_info("health: %s: its new definition passes its "
+			    "checks: dialled from now on (the previous one, "
+			    "%s:%d, no longer)", p->def.id, p->def.address,
+			    p->def.port);
+			p->retire = 1;
+			hl->retire_pending = 1;
+		}
+	}
+}
+
 void
 health_sync(struct health *hl)
 {
 	struct catalog *cat = hl->h->catalog;
-	size_t nl = catalog_local_count(cat), nn = 0, cap = 0;
+	size_t nl = catalog_local_count(cat), nn = 0, cap = hl->n, ns = 0;
 	struct hcheck **nv;
+	struct hsvc **nsv;
+	int settle_any = 0;
 
 	for (size_t i = 0; i < nl; i++) {
 		const struct conf_service *s = catalog_local_at(cat, i);
 		cap += s->n_checks > 0 ? s->n_checks : 1;
 	}
-	if ((nv = calloc(cap + 1, sizeof(*nv))) == NULL) {
+	nv = calloc(cap + 1, sizeof(*nv));
+	nsv = calloc(2 * nl + 1, sizeof(*nsv));
+	if (nv == NULL || nsv == NULL) {
+		free(nv);
+		free(nsv);
 		log_err("health: out of memory: checks unchanged");
 		return;
 	}
 	for (size_t i = 0; i < nl; i++) {
 		const struct conf_service *s = catalog_local_at(cat, i);
-		char id[CHECK_ID_MAX];
+		struct hsvc *o = sv_find(hl, s->id, 0), *p = sv_find(hl, s->id, 1);
+		struct hsvc *cur = calloc(1, sizeof(*cur));
+		size_t first = nn;
+		const char *out;
 
-		if (s->n_checks == 0 && s->port > 0) {
-			/* helperd's own check (Consul adds none): a TCP
-			 * connect that needs HEALTH_DEFAULT_FAILURES
-			 * failures in a row before critical. */
-			struct conf_check def = { .type = CONF_CHECK_TCP,
-				.failures_before_critical =
-				HEALTH_DEFAULT_FAILURES };
-
-			if ((size_t)snprintf(def.target, sizeof(def.target),
-			    "%s%s%s:%d", strchr(s->address, ':') != NULL ?
-			    "[" : "", s->address, strchr(s->address, ':') !=
-			    NULL ? "]" : "", s->port) < sizeof(def.target) &&
-			    (size_t)snprintf(id, sizeof(id), "service:%s",
-			    s->id) < sizeof(id))
-				sync_one(hl, s, &def, id, 1, &nv, &nn);
+		if (cur == NULL) {
+			log_err("health: out of memory: %s has no checks",
+			    s->id);
+			continue;
 		}
-		for (size_t j = 0; j < s->n_checks; j++) {
-			int k = s->n_checks == 1 ?
-			    snprintf(id, sizeof(id), "service:%s", s->id) :
-			    snprintf(id, sizeof(id), "service:%s:%zu", s->id,
-			    j + 1);
-
-			if (k > 0 && (size_t)k < sizeof(id))
-				sync_one(hl, s, &s->checks[j], id, 0, &nv, &nn);
+		cur->def = *s;
+		cur->def.upstreams = NULL;
+		cur->def.n_upstreams = 0;
+		nsv[ns++] = cur;
+		if (o != NULL && !dial_changed(&o->def, s)) {
+			/* Unchanged where it matters: same checks, same
+			 * state, same timers (and a previous definition
+			 * still serving, if any). */
+			take_checks(hl, s->id, 0, 0, nv, &nn);
+			take_checks(hl, s->id, 1, 1, nv, &nn);
+			take_sv(hl, p, nsv, &ns);
+			continue;
+		}
+		if (o != NULL && svc_status(hl, s->id, 0, &out) ==
+		    CATALOG_PASSING) {
+			/* Changed while it passed: the old definition keeps
+			 * serving (and being checked) until the new one
+			 * passes; an older one waiting is dropped. */
+			take_checks(hl, s->id, 0, 1, nv, &nn);
+			o->prev = 1;
+			take_sv(hl, o, nsv, &ns);
+			p = o;
+			log_info("health: %s changed: dialled on its previous "
+			    "definition (%s:%d) until the new one (%s:%d) "
+			    "passes its checks", s->id, o->def.address,
+			    o->def.port, s->address, s->port);
+		} else if (p != NULL) {
+			/* Changed again before it passed: the previous one
+			 * that passed keeps serving. */
+			take_checks(hl, s->id, 1, 1, nv, &nn);
+			take_sv(hl, p, nsv, &ns);
+		}
+		checks_new(hl, s, nv, &nn);
+		for (size_t j = first; j < nn; j++) {
+			if (nv[j]->prev)
+				continue;
+			nv[j]->next_run = 0;    /* at once */
+			/* No previous definition serving: wait for it
+			 * briefly (a new service that already listens is
+			 * passing when its registration returns). */
+			nv[j]->fresh = p == NULL;
+			settle_any |= p == NULL;
 		}
 	}
 	for (size_t i = 0; i < hl->n; i++)
 		check_free(hl, hl->v[i]);       /* the ones not kept */
+	for (size_t i = 0; i < hl->nsv; i++)
+		free(hl->sv[i]);                /* removed instances */
 	free(hl->v);
+	free(hl->sv);
 	hl->v = nv;
 	hl->n = nn;
-	settle(hl);
+	hl->sv = nsv;
+	hl->nsv = ns;
+	if (settle_any)
+		settle(hl);
+	retire_ready(hl);
+	retire_sweep(hl);
 }
 
 /* A run past its deadline: events may be waiting that the loop has not
@@ -847,6 +1082,7 @@ health_tick(struct health *hl, int64_t now)
 			check_start(c, now);
 		}
 	}
+	retire_sweep(hl);
 }
 
 /* The interface ------------------------------------------------------------ */
@@ -871,6 +1107,9 @@ health_free(struct health *hl)
 	for (size_t i = 0; i < hl->n; i++)
 		check_free(hl, hl->v[i]);
 	free(hl->v);
+	for (size_t i = 0; i < hl->nsv; i++)
+		free(hl->sv[i]);
+	free(hl->sv);
 	if (hl->cred_ready)
 		gnutls_certificate_free_credentials(hl->cred);
 	if (resolve_reap(2000) > 0)
@@ -882,7 +1121,17 @@ enum catalog_status
 health_status(const struct health *hl, const struct conf_service *s,
     const char **output)
 {
-	return svc_status(hl, s->id, output);
+	return eff_status(hl, s->id, output);
+}
+
+/* Is s the copy of a previous definition (the catalog dials it)? */
+static int
+is_prev_def(const struct health *hl, const struct conf_service *s)
+{
+	for (size_t i = 0; i < hl->nsv; i++)
+		if (&hl->sv[i]->def == s)
+			return hl->sv[i]->prev;
+	return 0;
 }
 
 static json_t *
@@ -909,8 +1158,11 @@ ops_checks(void *arg, const struct conf_service *s)
 	const struct health *hl = arg;
 	json_t *a = json_array();
 
+	int prev = is_prev_def(hl, s);
+
 	for (size_t i = 0; a != NULL && i < hl->n; i++)
-		if (strcmp(hl->v[i]->svc_id, s->id) == 0)
+		if (hl->v[i]->prev == prev &&
+		    strcmp(hl->v[i]->svc_id, s->id) == 0)
 			json_array_append_new(a, check_json(hl, hl->v[i]));
 	return a;
 }
@@ -918,14 +1170,25 @@ ops_checks(void *arg, const struct conf_service *s)
 static enum catalog_status
 ops_status(void *arg, const struct conf_service *s, const char **output)
 {
-	return health_status(arg, s, output);
+	const struct health *hl = arg;
+
+	return svc_status(hl, s->id, is_prev_def(hl, s), output);
+}
+
+static const struct conf_service *
+ops_previous(void *arg, const struct conf_service *s, const char **output)
+{
+	const struct hsvc *p = serving_prev(arg, s->id, output);
+
+	return p != NULL ? &p->def : NULL;
 }
 
 struct catalog_health_ops
 health_catalog_ops(struct health *hl)
 {
 	struct catalog_health_ops ops = { .status = ops_status,
-		.checks_json = ops_checks, .arg = hl };
+		.previous = ops_previous, .checks_json = ops_checks,
+		.arg = hl };
 
 	return ops;
 }
@@ -936,7 +1199,9 @@ health_agent_checks_json(const struct health *hl)
 	json_t *o = json_object();
 
 	for (size_t i = 0; o != NULL && i < hl->n; i++)
-		json_object_set_new(o, hl->v[i]->id, check_json(hl, hl->v[i]));
+		if (!hl->v[i]->prev)
+			json_object_set_new(o, hl->v[i]->id,
+			    check_json(hl, hl->v[i]));
 	return o;
 }
 
@@ -945,12 +1210,18 @@ health_ttl_update(struct health *hl, const char *check_id,
     enum catalog_status st, const char *note, int *http_status, char *why,
     size_t whylen)
 {
+	int found = 0;
+
+	/* The current definition's check, and the previous one's of the
+	 * same ID while it serves: the service reports for both. */
 	for (size_t i = 0; i < hl->n; i++) {
 		struct hcheck *c = hl->v[i];
 
 		if (strcmp(c->id, check_id) != 0)
 			continue;
 		if (c->def.type != CONF_CHECK_TTL) {
+			if (c->prev)
+				continue;
 			*http_status = 500;
 			snprintf(why, whylen, "CheckID \"%s\" does not have "
 			    "associated TTL", check_id);
@@ -958,8 +1229,11 @@ health_ttl_update(struct health *hl, const char *check_id,
 		}
 		c->ttl_expiry = util_now_ms_mono() + c->def.ttl_ms;
 		check_result(c, st, "%s", note != NULL ? note : "");
-		return 0;
+		found = 1;
 	}
+	retire_sweep(hl);
+	if (found)
+		return 0;
 	*http_status = 404;
 	snprintf(why, whylen, "Unknown check ID \"%s\"", check_id);
 	return -1;

@@ -60,16 +60,21 @@ int health_new(struct health **out, struct helperd *h);
 void health_free(struct health *hl);
 
 /* Bring the checks in line with the catalog's local services (start,
- * reload, API): unchanged checks keep their state, new ones run at once
- * and are waited for up to HEALTH_SETTLE_MS (loopback answers in
- * milliseconds), dropped ones stop. */
+ * reload, API). An instance whose address, port and checks did not change
+ * keeps its checks (state, timers). One whose did gets new checks, run at
+ * once; if it passed, its previous definition (and its checks) stays and
+ * is dialled in its place (catalog_health_ops.previous) until the new one
+ * passes, then is dropped. The new checks of instances with no previous
+ * definition serving are waited for up to HEALTH_SETTLE_MS (loopback
+ * answers in milliseconds). Checks of removed instances stop. */
 void health_sync(struct health *hl);
 
 /* Start due checks, time out slow ones, expire TTLs. Every ~100 ms. */
 void health_tick(struct health *hl, int64_t now_ms);
 
-/* The worst status of local service s's checks (and the output of the
- * check that decided it). */
+/* Local instance s as it is dialled: the worst status of its checks
+ * (and the output of the check that decided it), or passing while its
+ * previous definition serves in its place. */
 enum catalog_status health_status(const struct health *hl,
     const struct conf_service *s, const char **output);
 
