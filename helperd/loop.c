@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/util.h"
 
 #define LOOP_EVENTS 256
 
@@ -21,6 +22,7 @@ struct loop {
 	void *lock_arg;
 	struct deferred *defer;
 	size_t n_defer, cap_defer;
+	int64_t woke_ms;        /* when the last epoll_wait returned */
 };
 
 int
@@ -142,6 +144,12 @@ loop_defer(struct loop *l, void (*fn)(void *), void *arg)
 	return 0;
 }
 
+int64_t
+loop_woke_ms(const struct loop *l)
+{
+	return l->woke_ms;
+}
+
 int
 loop_run_once(struct loop *l, int timeout_ms)
 {
@@ -149,6 +157,7 @@ loop_run_once(struct loop *l, int timeout_ms)
 	int n;
 
 	n = epoll_wait(l->epfd, evs, LOOP_EVENTS, timeout_ms);
+	l->woke_ms = util_now_ms_mono();
 	if (n < 0) {
 		if (errno == EINTR)
 			n = 0;

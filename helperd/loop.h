@@ -49,4 +49,8 @@ void loop_set_lock(struct loop *l, void (*lock)(void *),
  * deferred functions. 0, or -1 on a fatal epoll error. */
 int loop_run_once(struct loop *l, int timeout_ms);
 
+/* When the last loop_run_once's wait returned (util_now_ms_mono): what
+ * had arrived by then has been dispatched. 0 before the first. */
+int64_t loop_woke_ms(const struct loop *l);
+
 #endif

@@ -449,7 +449,14 @@ relay_inbound_lookup(struct relay *r, const struct sockdiag_id *svc,
 void
 relay_tick(struct relay *r, int64_t now)
 {
-	/* Sockets whose registration never came: reset them. */
+	/* Sockets whose registration never came: reset them. Judged as of
+	 * the last time the loop looked at the control sockets: a CONNECT
+	 * that arrived while helperd was busy (a reload, a burst) is read
+	 * in the next round, not beaten by the clock. */
+	int64_t seen = loop_woke_ms(r->h->loop);
+
+	if (seen > 0 && seen < now)
+		now = seen;
 	while (r->park_len > 0 && r->park_fifo[r->park_head].expires <= now) {
 		int port = r->park_fifo[r->park_head].port;
 		struct parked *pk = r->parked[port];

@@ -190,7 +190,11 @@ struct acceptor {
 
 enum { ACC_MESH4, ACC_N };
 
-#define RELAY_PARK_MS   2000
+/* How long a socket on the outbound port waits for its CONNECT: as long
+ * as a CONNECT waits for its socket (CTL_PENDING_TTL_MS). The shim sends
+ * it right after connecting (under its control lock, for non-blocking
+ * sockets); a loaded machine can still take seconds to schedule it. */
+#define RELAY_PARK_MS   CTL_PENDING_TTL_MS
 
 struct parked {
 	int fd;

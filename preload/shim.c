@@ -574,17 +574,33 @@ connect_late(int fd, const union shim_sa *via, socklen_t vialen,
 	uint16_t outport, lport;
 	int rc, err, nb, r;
 
-	rc = REAL(connect)(fd, &via->sa, vialen);
-	err = errno;
-	if (rc != 0 && err != EINPROGRESS && err != EINTR)
-		return rc;      /* helperd not listening: the kernel's answer */
 	nb = (REAL(fcntl)(fd, F_GETFL) & O_NONBLOCK) != 0;
-	if (REAL(getsockname)(fd, &local.sa, &ll) != 0 ||
-	    (lport = shim_sa_port(&local)) == 0) {
-		errno = ECONNREFUSED;
-		return -1;
+	if (nb) {
+		/* The connect returns at once: hold the control lock from
+		 * it to the CONNECT (threads queued on the lock would
+		 * otherwise keep helperd waiting for this registration). */
+		r = ctl_connect_late(fd, &via->sa, vialen, svc, &rc, &err,
+		    &outport);
+		if (r == -2) {
+			errno = err;
+			return rc;
+		}
+		lport = 0;
+		ll = sizeof(local);
+		if (REAL(getsockname)(fd, &local.sa, &ll) == 0)
+			lport = shim_sa_port(&local);
+	} else {
+		rc = REAL(connect)(fd, &via->sa, vialen);
+		err = errno;
+		if (rc != 0 && err != EINPROGRESS && err != EINTR)
+			return rc;      /* helperd not listening */
+		if (REAL(getsockname)(fd, &local.sa, &ll) != 0 ||
+		    (lport = shim_sa_port(&local)) == 0) {
+			errno = ECONNREFUSED;
+			return -1;
+		}
+		r = ctl_connect(fd, svc, lport, &outport);
 	}
-	r = ctl_connect(fd, svc, lport, &outport);
 	if (r == 0) {
 		shim_log("connect fd %d -> %s via local port %u (late)", fd,
 		    svc, lport);

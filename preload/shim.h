@@ -139,6 +139,14 @@ int ctl_ensure(void) SHIM_HIDDEN;
  * on 1 and -1. */
 int ctl_connect(int fd, const char *svc, uint16_t lport, uint16_t *outport)
     SHIM_HIDDEN;
+/* Connect fd to helperd's outbound port (via) and register it (CONNECT,
+ * as ctl_connect), holding the control lock from the connect to the
+ * reply: helperd holds such a socket only so long for its CONNECT.
+ * Owner process, non-blocking sockets. *crc, *cerr: the connect's result
+ * and errno. 0 registered, 1 refused, -1 helperd unreachable (errno
+ * ECONNREFUSED), -2 the connect itself failed (*cerr). */
+int ctl_connect_late(int fd, const struct sockaddr *via, socklen_t vialen,
+    const char *svc, int *crc, int *cerr, uint16_t *outport) SHIM_HIDDEN;
 /* SO_COOKIE of socket fd, 0 if the kernel has none. Keeps errno. */
 uint64_t shim_sock_cookie(int fd) SHIM_HIDDEN;
 /* One request line (with its '\n'), its reply line into reply (truncated

@@ -473,21 +473,83 @@ shim_sock_cookie(int fd)
 	return ck;
 }
 
+/* The CONNECT request for fd, bound to lport. */
+static void
+connect_req(int fd, const char *svc, uint16_t lport, char *req, size_t len)
+{
+	uint64_t ck = shim_sock_cookie(fd);
+
+	/* The cookie names this very socket: helperd places the
+	 * connection from lport only if it is this socket, and this uid's. */
+	if (ck != 0)
+		snprintf(req, len, "CONNECT %s %u %llu\n", svc, lport,
+		    (unsigned long long)ck);
+	else
+		snprintf(req, len, "CONNECT %s %u\n", svc, lport);
+}
+
+/* CONNECT's reply in ctl.buf: 0 OK, 1 refused (errno ECONNREFUSED). */
+static int
+connect_reply(const char *svc, uint16_t *outport)
+{
+	if (strcmp(ctl.buf, "OK") == 0 || strncmp(ctl.buf, "OK ", 3) == 0) {
+		*outport = ctl_outport();
+		return 0;
+	}
+	/* helperd answered no; it also expects a connection from lport
+	 * that it will reset (for non-blocking sockets). */
+	shim_log("connect to %s refused: %.300s", svc, ctl.buf);
+	*outport = ctl_outport();
+	errno = ECONNREFUSED;
+	return 1;
+}
+
+int
+ctl_connect_late(int fd, const struct sockaddr *via, socklen_t vialen,
+    const char *svc, int *crc, int *cerr, uint16_t *outport)
+{
+	struct guard g;
+	union shim_sa local;
+	socklen_t ll = sizeof(local);
+	char req[SHIM_NAME_MAX + 64];
+	uint16_t lport;
+	int r = -1;
+
+	/* Under the lock from connect to CONNECT: helperd holds the socket
+	 * until its CONNECT comes, for a bounded time, and threads queued
+	 * on the one control connection must not eat into it. */
+	lock(&g);
+	*crc = REAL(connect)(fd, via, vialen);
+	*cerr = errno;
+	if (*crc != 0 && *cerr != EINPROGRESS && *cerr != EINTR) {
+		unlock(&g);
+		return -2;      /* helperd not listening: the kernel's answer */
+	}
+	if (REAL(getsockname)(fd, &local.sa, &ll) != 0 ||
+	    (lport = shim_sa_port(&local)) == 0) {
+		unlock(&g);
+		errno = ECONNREFUSED;
+		return -1;
+	}
+	connect_req(fd, svc, lport, req, sizeof(req));
+	if (request_locked(req) != 0) {
+		shim_log("connect to %s refused: helperd unreachable", svc);
+		errno = ECONNREFUSED;
+	} else {
+		r = connect_reply(svc, outport);
+	}
+	unlock(&g);
+	return r;
+}
+
 int
 ctl_connect(int fd, const char *svc, uint16_t lport, uint16_t *outport)
 {
 	struct guard g;
 	char req[SHIM_NAME_MAX + 64], reply[512];
-	uint64_t ck = shim_sock_cookie(fd);
 	int r = -1;
 
-	/* The cookie names this very socket: helperd places the
-	 * connection from lport only if it is this socket, and this uid's. */
-	if (ck != 0)
-		snprintf(req, sizeof(req), "CONNECT %s %u %llu\n", svc, lport,
-		    (unsigned long long)ck);
-	else
-		snprintf(req, sizeof(req), "CONNECT %s %u\n", svc, lport);
+	connect_req(fd, svc, lport, req, sizeof(req));
 	if (!shim_is_owner()) {
 		if (oneshot(req, reply, sizeof(reply), outport) == 0 &&
 		    (strcmp(reply, "OK") == 0 ||
@@ -499,20 +561,11 @@ ctl_connect(int fd, const char *svc, uint16_t lport, uint16_t *outport)
 	lock(&g);
 	if (request_locked(req) != 0) {
 		shim_log("connect to %s refused: helperd unreachable", svc);
-	} else if (strcmp(ctl.buf, "OK") == 0 ||
-	    strncmp(ctl.buf, "OK ", 3) == 0) {
-		*outport = ctl_outport();
-		r = 0;
+		errno = ECONNREFUSED;
 	} else {
-		/* helperd answered no; it also expects a connection from
-		 * lport that it will reset (for non-blocking sockets). */
-		shim_log("connect to %s refused: %.300s", svc, ctl.buf);
-		*outport = ctl_outport();
-		r = 1;
+		r = connect_reply(svc, outport);
 	}
 	unlock(&g);
-	if (r != 0)
-		errno = ECONNREFUSED;
 	return r;
 }
 
