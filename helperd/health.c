@@ -1104,8 +1104,12 @@ health_free(struct health *hl)
 {
 	if (hl == NULL)
 		return;
-	for (size_t i = 0; i < hl->n; i++)
-		check_free(hl, hl->v[i]);
+	/* Stopped first (their sockets leave epoll): no later round can
+	 * see them, and the loop may already be gone. */
+	for (size_t i = 0; i < hl->n; i++) {
+		run_release(hl->v[i]);
+		check_free_now(hl->v[i]);
+	}
 	free(hl->v);
 	for (size_t i = 0; i < hl->nsv; i++)
 		free(hl->sv[i]);
