@@ -15,9 +15,11 @@
  * port 0 and no checks: always passing.
  *
  * Before its first run a check is critical ("not checked yet"), as
- * Consul's. New checks run at once and health_sync waits briefly for
- * them, so a service that listens when it is registered (or helperd
- * starts, or reloads) is passing when that returns. A check that has
+ * Consul's. New checks run at once; health_sync waits briefly for those
+ * of new instances, so a service that listens when it is registered (or
+ * helperd starts, or reloads) is passing when that returns. A changed
+ * instance is not waited for: its previous definition serves until the
+ * new one passes (health_sync). A check that has
  * never passed probes every HEALTH_STARTUP_MS for its first
  * HEALTH_STARTUP_WINDOW_MS, so a service that starts after helperd is
  * dialled soon after it listens, and never before. Otherwise every check
