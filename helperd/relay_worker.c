@@ -277,7 +277,12 @@ worker_main(void *arg)
 			break;
 		now = util_now_ms_mono();
 		if (now >= next_tick) {
-			worker_tick(w, now);
+			/* Deadlines are judged as of the last wait: what had
+			 * arrived by then was handled. A round that waited
+			 * for the lock (a reload) or for a CPU (a loaded
+			 * machine) must not time out a dial whose answer
+			 * came meanwhile; the next round sees it. */
+			worker_tick(w, loop_woke_ms(w->loop));
 			next_tick = now + 100;
 		}
 	}

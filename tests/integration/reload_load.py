@@ -9,7 +9,7 @@
 #   reload_load.py reload DURATION PAUSE HELPERD_PID HTTP_ADDR MESHCTL
 #                  OTHER_PORT SVC_FILE
 #       Every PAUSE s for DURATION s, one reload, started on time in a
-#       thread of its own (a slow one does not delay the next; at most 16
+#       thread of its own (a slow one does not delay the next; at most 64
 #       at once): SIGHUP, PUT /v1/agent/reload, `meshctl reload`, an API
 #       registration or deregistration of "other", in turn. Every 10th
 #       first rewrites SVC_FILE from SVC_FILE.a / SVC_FILE.b in turn (a
@@ -74,7 +74,7 @@ def reload(duration, pause, hpid, http, meshctl, other, svc_file):
     lock = threading.Lock()
     done = [0]
     errs = []
-    running = threading.BoundedSemaphore(16)
+    running = threading.BoundedSemaphore(64)
     defs = [open(svc_file + ".a").read(), open(svc_file + ".b").read()]
 
     def put(path, data=None):
@@ -123,7 +123,7 @@ def reload(duration, pause, hpid, http, meshctl, other, svc_file):
                 f.write(defs[(i // 10) % 2])
             os.rename(svc_file + ".tmp", svc_file)
         if not running.acquire(blocking=False):
-            continue        # 16 still running: this one does not happen
+            continue        # 64 still running: this one does not happen
         t = threading.Thread(target=one, args=(i,))
         t.start()
         threads.append(t)
