@@ -1269,11 +1269,22 @@ ca_set_roots(struct ca *ca, const char *doc, int save, char *err,
 		if (pem == NULL || strlen(pem) > CA_PEM_MAX ||
 		    import_crt("CA roots", pem, &r->crt, err, errlen) != 0)
 			goto fail;
+		const char *xp = json_string_value(json_array_get(
+		    json_object_get(e, "IntermediateCerts"), 0));
+
 		n++;
 		r->n = (unsigned)n;
 		if ((r->pem = strdup(pem)) == NULL || root_derive(r) != 0)
 			goto fail;
 		r->leaves_until = r->not_after;  /* the servers prune */
+		/* A rotated-in root, cross-signed by the one before it: our
+		 * leaves under it carry that certificate too, so that peers
+		 * that do not know this root yet still verify them. */
+		if (xp != NULL && n > 1 && strlen(xp) <= CA_PEM_MAX) {
+			if ((r->cross_pem = strdup(xp)) == NULL)
+				goto fail;
+			r->cross_by = (unsigned)n - 1;
+		}
 	}
 	for (i = 0; i < ca->n_roots; i++)
 		root_clear(&ca->roots[i]);

@@ -709,6 +709,9 @@ apply(struct cluster *c, struct ev *e, int *intents_changed)
 				cluster_ca_apply_roots(c, e);
 		} else if (strcmp(e->key, c->key_leader) == 0) {
 			cluster_ca_apply_leader(c, e);
+		} else if (strcmp(e->key, c->key_keys) == 0) {
+			if (e->kind == EV_PUT)
+				cluster_ca_apply_keys(c, e);
 		} else if (strncmp(e->key, c->key_csr,
 		    strlen(c->key_csr)) == 0) {
 			if (e->kind == EV_PUT)
@@ -944,6 +947,7 @@ cluster_start(struct cluster **out, struct helperd *h, char *err,
 	snprintf(c->key_leader, sizeof(c->key_leader), "%.*s/ca/leader",
 	    (int)pl, p);
 	c->ca_server = !ca_is_client(h->ca);
+	cluster_ca_keys_key(&h->conf, c->key_keys, sizeof(c->key_keys));
 	if ((c->csr_pending = json_object()) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto err;

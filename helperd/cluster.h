@@ -56,6 +56,11 @@ void cluster_leaf_request(struct cluster *c, const char *service);
  * unreachable: -1 with err (never a second root). */
 int cluster_ca_fetch(const struct conf *conf, const char *dir, char *err,
     size_t errlen);
+/* May this node rotate the CA root now? (the CA leader, with ca.secret)
+ * 0, or -1 with err saying who may. */
+int cluster_ca_rotate_check(struct cluster *c, char *err, size_t errlen);
+/* After a rotation here: put the new roots and the sealed root keys. */
+void cluster_ca_publish(struct cluster *c);
 /* 1 while etcd is unreachable (the node runs on what it last knew). */
 int cluster_degraded(const struct cluster *c);
 

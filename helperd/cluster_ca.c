@@ -324,6 +324,13 @@ cluster_ca_apply_roots(struct cluster *c, const struct ev *e)
 		    "root %s", ca_trust_domain(c->h->ca),
 		    ca_active_root_id(c->h->ca));
 		helperd_leaves_warm(c->h);
+		/* Rotated: leaves of the old root stay valid (it is still
+		 * trusted); ask for ones of the new root. */
+		for (size_t i = 0; i < c->h->n_leaves; i++)
+			if (strcmp(c->h->leaves[i].leaf->root_id,
+			    ca_active_root_id(c->h->ca)) != 0)
+				cluster_leaf_request(c,
+				    c->h->leaves[i].service);
 		return;
 	}
 
@@ -462,4 +469,107 @@ out:
 	etcd_kvs_free(kvs, n);
 	etcd_free(e);
 	return rc;
+}
+
+
+/* Rotation ---------------------------------------------------------------- */
+
+int
+cluster_ca_rotate_check(struct cluster *c, char *err, size_t errlen)
+{
+	if (c == NULL || !c->ca_server) {
+		snprintf(err, errlen, "this node is not a CA server (ca.server "
+		    "= false): rotate on the CA leader%s%s",
+		    c != NULL && c->ca_leader[0] ? ", node " : "",
+		    c != NULL ? c->ca_leader : "");
+		return -1;
+	}
+	if (c->h->conf.ca.secret[0] == '\0') {
+		snprintf(err, errlen, "CA root rotation with store = etcd needs "
+		    "ca.secret on the CA servers (the others must get the new "
+		    "root key through etcd)");
+		return -1;
+	}
+	if (!leader_is_me(c)) {
+		snprintf(err, errlen, "only the CA leader rotates: rotate on "
+		    "node %s", c->ca_leader[0] ? c->ca_leader : "(none "
+		    "elected yet; try again)");
+		return -1;
+	}
+	if (cluster_degraded(c)) {
+		snprintf(err, errlen, "etcd is unreachable: the other nodes "
+		    "would not learn the new root; try again when it is back");
+		return -1;
+	}
+	return 0;
+}
+
+void
+cluster_ca_publish(struct cluster *c)
+{
+	struct helperd *h = c->h;
+	char dir[CONF_PATH_MAX + 8], err[256], key[CONF_PATH_MAX + 16];
+	char *box, *roots;
+	json_t *j;
+
+	snprintf(dir, sizeof(dir), "%s/ca", h->conf.data_dir);
+	/* The keys first: a CA server that sees the new roots can sign
+	 * with the new key by the time a client asks. */
+	if ((box = cluster_ca_keys_box(&h->conf, dir, err, sizeof(err))) ==
+	    NULL) {
+		log_err("cluster: the rotated root keys are not published: %s",
+		    err);
+	} else {
+		cluster_ca_keys_key(&h->conf, key, sizeof(key));
+		cluster_op_queue(c, key, box, 0);
+		free(box);
+	}
+	j = ca_roots_json(h->ca);
+	roots = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (roots == NULL) {
+		log_err("cluster: the rotated roots are not published: out of "
+		    "memory");
+		return;
+	}
+	cluster_op_queue(c, c->key_ca, roots, 0);
+	free(roots);
+	log_info("cluster: published the rotated CA (roots and sealed keys) "
+	    "to etcd");
+}
+
+/* Another CA server: the leader rotated (P/ca/keys put): take the newer
+ * CA and re-issue our leaves under its root. */
+void
+cluster_ca_apply_keys(struct cluster *c, const struct ev *e)
+{
+	struct helperd *h = c->h;
+	char dir[CONF_PATH_MAX + 8], err[256], td[128], ltd[128];
+	char key[CONF_PATH_MAX + 16], *doc;
+	long next = 0, lnext = 0;
+	struct ca *ca;
+
+	if (!c->ca_server || h->conf.ca.secret[0] == '\0' || e->value == NULL)
+		return;
+	snprintf(dir, sizeof(dir), "%s/ca", h->conf.data_dir);
+	cluster_ca_keys_key(&h->conf, key, sizeof(key));
+	if ((doc = seal_open(h->conf.ca.secret, KEYS_PURPOSE, key, e->value,
+	    NULL, err, sizeof(err))) == NULL) {
+		log_err("cluster: the cluster's CA keys at %s: %s", key, err);
+		return;
+	}
+	if (ca_share_info(doc, NULL, td, sizeof(td), &next) != 0 ||
+	    ca_share_info(NULL, dir, ltd, sizeof(ltd), &lnext) != 0 ||
+	    strcmp(td, ltd) != 0 || next <= lnext) {
+		wipe(doc);              /* ours, or not newer */
+		return;
+	}
+	if (ca_share_import(dir, doc, err, sizeof(err)) != 0 ||
+	    ca_open(&ca, dir, h->conf.ca.root_ttl, err, sizeof(err)) != 0) {
+		log_err("cluster: taking the rotated CA: %s", err);
+		wipe(doc);
+		return;
+	}
+	wipe(doc);
+	helperd_ca_replace(h, ca, "took the rotated CA from etcd");
 }

@@ -80,6 +80,7 @@ struct cluster {
 	char key_csr[CONF_PATH_MAX + 16];   /* P/ca/csr/ */
 	char key_leaf[CONF_PATH_MAX + 16];  /* P/ca/leaf/ */
 	char key_leader[CONF_PATH_MAX + 16]; /* P/ca/leader */
+	char key_keys[CONF_PATH_MAX + 16];  /* P/ca/keys */
 	int ca_server;                      /* this node may sign */
 	struct leafreq *reqs;               /* loop only */
 	size_t n_reqs;
@@ -143,6 +144,8 @@ void cluster_ca_apply_csr(struct cluster *c, const struct ev *e);
 void cluster_ca_apply_leaf(struct cluster *c, const struct ev *e);
 /* P/ca/leader put or deleted: who signs. */
 void cluster_ca_apply_leader(struct cluster *c, const struct ev *e);
+/* P/ca/keys put: a CA server takes a newer (rotated) CA. */
+void cluster_ca_apply_keys(struct cluster *c, const struct ev *e);
 /* A CSR key was deleted (answered, or its node's lease ended). */
 void cluster_ca_csr_gone(struct cluster *c, const char *key);
 /* A full listing follows: forget what the last one said. */

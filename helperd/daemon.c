@@ -254,21 +254,35 @@ helperd_leaves_warm(struct helperd *h)
 int
 helperd_ca_rotate(struct helperd *h, char *err, size_t errlen)
 {
-	if (h->conf.store.backend == CONF_STORE_ETCD) {
-		/* The other nodes would not trust the new root: refuse
-		 * rather than split the mesh. */
-		snprintf(err, errlen, "CA root rotation is not supported yet "
-		    "with store = etcd (the other nodes would not trust the "
-		    "new root)");
+	/* In a cluster only the CA leader rotates, and only if it can hand
+	 * the new root key to the other CA servers (ca.secret). */
+	if (h->conf.store.backend == CONF_STORE_ETCD &&
+	    cluster_ca_rotate_check(h->cluster, err, errlen) != 0)
 		return -1;
-	}
 	if (ca_rotate(h->ca, err, errlen) != 0)
 		return -1;
 	log_info("CA root rotated: active root is now %s",
 	    ca_active_root_id(h->ca));
 	for (size_t i = 0; i < h->n_leaves; i++)
 		leaf_renew(h, &h->leaves[i], "root rotation");
+	/* The other nodes: new roots (both trusted), the sealed keys. */
+	if (h->conf.store.backend == CONF_STORE_ETCD)
+		cluster_ca_publish(h->cluster);
 	return 0;
+}
+
+void
+helperd_ca_replace(struct helperd *h, struct ca *ca, const char *why)
+{
+	struct ca *old = h->ca;
+
+	h->ca = ca;
+	ca_free(old);
+	tls_tickets_reset();
+	log_info("CA: %s: active root is now %s", why,
+	    ca_active_root_id(h->ca));
+	for (size_t i = 0; i < h->n_leaves; i++)
+		leaf_renew(h, &h->leaves[i], why);
 }
 
 /* Intentions ------------------------------------------------------------ */

@@ -138,7 +138,11 @@ int helperd_service_register(struct helperd *h, struct conf_service *svcs,
 int helperd_service_deregister(struct helperd *h, const char *id, char *err,
     size_t errlen);
 
-/* Root rotation requested by the API/CLI: rotate, re-issue every leaf. */
+/* Root rotation requested by the API/CLI: rotate, re-issue every leaf
+ * (in a cluster: on the CA leader, then published). */
 int helperd_ca_rotate(struct helperd *h, char *err, size_t errlen);
+/* A CA server took a newer CA from the cluster (another CA server
+ * rotated): make ca (taken over) the node's CA, re-issue every leaf. */
+void helperd_ca_replace(struct helperd *h, struct ca *ca, const char *why);
 
 #endif

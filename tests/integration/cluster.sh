@@ -9,8 +9,9 @@
 # Also: the second CA server takes the CA from etcd (root keys sealed with
 # ca.secret); an ad-hoc service's first connection on the CA client waits
 # for its leaf; a write etcd does not answer in time is reported as of
-# unknown outcome and settled; the CA leader killed, the other CA server
-# signs within the lease TTL.
+# unknown outcome and settled; a root rotation on the CA leader reaches
+# every node under a stream of cross-node connections, none failing; the
+# CA leader killed, the other CA server signs within the lease TTL.
 . "$(dirname "$0")/lib.sh"
 . "$SRCDIR/examples/cluster/hosts.sh"
 
@@ -132,10 +133,15 @@ out=$(python3 "$SRCDIR/tests/integration/memgrep.py" "$HPID_a" "$T/a/data/ca/roo
 echo "    a (CA server, control): $out"
 check "the memory search finds the root key in a CA server (control)" [ "$rc" = 1 ]
 
-out=$(meshctl_in a ca rotate 2>&1)
+out=$(meshctl_in c ca rotate 2>&1)
 case $out in
-*"not supported"*) ok "meshctl ca rotate is refused in a cluster" ;;
-*) fail "meshctl ca rotate is refused in a cluster (got: $out)" ;;
+*"not a CA server"*) ok "meshctl ca rotate is refused on a CA client ($out)" ;;
+*) fail "meshctl ca rotate is refused on a CA client (got: $out)" ;;
+esac
+out=$(meshctl_in b ca rotate 2>&1)
+case $out in
+*"only the CA leader rotates: rotate on node a"*) ok "... and on a CA server that is not the leader ($out)" ;;
+*) fail "meshctl ca rotate is refused on a CA server that is not the leader (got: $out)" ;;
 esac
 
 # A CSR without the join token is refused by the CA servers.
@@ -318,7 +324,62 @@ sleep 2   # a write that was going to land has landed by now
 check "a and c agree with b's account ($want)" wait_until 10 sh -c "[ \"\$(ip netns exec $NS_a env MESH_HTTP_ADDR=127.0.0.1:8500 $MESHCTL intention check api socat)\" = $want ] && [ \"\$(ip netns exec $NS_c env MESH_HTTP_ADDR=127.0.0.1:8500 $MESHCTL intention check api socat)\" = $want ]"
 meshctl_in b intention delete api socat >/dev/null 2>&1
 
-# 9. The CA leader dies: within the lease TTL the other CA server signs,
+# 9. Root rotation across the cluster, under a stream of new connections
+# from a to socat on b and c: cross-signed, every node trusts both roots,
+# every leaf re-issued under the new root, no connection fails.
+leader=$(ETCDCTL_API=3 inns a etcdctl --endpoints http://10.77.0.1:2379 get /meshshim/ca/leader --print-value-only)
+roots_of() { # roots_of HOST: "ACTIVE-ROOT-ID N-ROOTS"
+	api_in "$1" /v1/agent/connect/ca/roots | python3 -c '
+import json, sys
+d = json.load(sys.stdin); print(d["ActiveRootID"], len(d["Roots"]))'
+}
+r0=$(roots_of a)
+cat > "$T/stream.py" <<'PY'
+import json, socket, sys, time
+end, out = time.time() + float(sys.argv[1]), sys.argv[2]
+res = {"ok": 0, "bad": 0, "errors": []}
+while time.time() < end:
+    try:
+        s = socket.create_connection(("127.0.0.1", 9191), timeout=5)
+        s.sendall(b"rot\n")
+        got = b""
+        while not got.endswith(b"\n"):
+            d = s.recv(64)
+            if not d:
+                break
+            got += d
+        s.close()
+        if got == b"rot\n":
+            res["ok"] += 1
+        else:
+            res["bad"] += 1; res["errors"].append("got %r" % got)
+    except OSError as e:
+        res["bad"] += 1; res["errors"].append(str(e))
+    time.sleep(0.05)
+json.dump(res, open(out, "w"))
+PY
+ip netns exec "$NS_a" env LD_PRELOAD="$SHIM" MESH_SOCKET="$T/a/helperd.sock" \
+    MESH_SERVICE=web MESH_UPSTREAMS=socat:9191 python3 "$T/stream.py" 20 "$T/stream.json" &
+stream=$!
+sleep 4
+nc0=$(grep -c "installed leaf .* for spiffe://.*/svc/socat" "$T/c/helperd.log")
+out=$(meshctl_in "$leader" ca rotate 2>&1)
+check "meshctl ca rotate on the CA leader ($leader): $out" grep -q "published the rotated CA" "$T/$leader/helperd.log"
+new_active=$(roots_of "$leader" | cut -d' ' -f1)
+check_expr "the leader's active root changed (${r0%% *} -> $new_active)" '[ -n "$new_active" ] && [ "$new_active" != "${r0%% *}" ]'
+for h in a b c; do
+	check "$h trusts both roots, the new one active" wait_until 5 sh -c "[ \"\$(ip netns exec $(host_ns $h) curl -s --max-time 5 http://127.0.0.1:8500/v1/agent/connect/ca/roots | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d[\"ActiveRootID\"], len(d[\"Roots\"]))')\" = \"$new_active 2\" ]"
+done
+other=b; [ "$leader" = b ] && other=a
+check "$other (CA server) took the rotated CA from etcd and re-issued its leaves" wait_until 5 grep -q "took the rotated CA from etcd" "$T/$other/helperd.log"
+check "c (CA client) got socat's leaf under the new root" wait_until 10 sh -c "[ \$(grep -c 'installed leaf .* for spiffe://.*/svc/socat' $T/c/helperd.log) -gt $nc0 ]"
+wait "$stream"
+res=$(cat "$T/stream.json" 2>/dev/null)
+echo "    stream of connections across the rotation: $res" | cut -c1-300
+check_expr "no connection failed during the rotation" 'python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d[\"bad\"] == 0 and d[\"ok\"] >= 5 else 1)" "$T/stream.json"'
+check "web on a -> socat still echoes after the rotation" echoes a
+
+# 10. The CA leader dies: within the lease TTL the other CA server signs,
 # and a new service on the CA client gets its leaf.
 leader=$(ETCDCTL_API=3 inns a etcdctl --endpoints http://10.77.0.1:2379 get /meshshim/ca/leader --print-value-only)
 case $leader in a) other=b ;; b) other=a ;; *) other="" ;; esac
