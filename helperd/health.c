@@ -39,6 +39,7 @@ struct hcheck {
 	struct conf_check def;          /* as defined (compared on reload) */
 	int is_default;                 /* helperd's own TCP check */
 	long interval_ms, timeout_ms;
+	int64_t no_verdict_log_at;      /* rate limit of check_no_verdict */
 	int need_pass, need_fail;       /* consecutive results, >= 1 */
 	char host[CONF_ADDR_MAX];       /* tcp and http */
 	int port;
@@ -106,7 +107,8 @@ svc_status(const struct health *hl, const char *id, int prev,
 	for (size_t i = 0; i < hl->n; i++) {
 		const struct hcheck *c = hl->v[i];
 
-		if (c->prev != prev || strcmp(c->svc_id, id) != 0)
+		/* NULL: taken into the new list by a reload under way. */
+		if (c == NULL || c->prev != prev || strcmp(c->svc_id, id) != 0)
 			continue;
 		if (c->status > st || (c->status == st && (*output)[0] == '\0')) {
 			st = c->status;
@@ -214,7 +216,7 @@ check_set(struct hcheck *c, enum catalog_status st, const char *out)
 			log_warn("health: %s%s is %s: %s", c->svc_name, label,
 			    catalog_status_name(after), o);
 		for (size_t i = 0; i < hl->n; i++)
-			if (hl->v[i]->prev == c->prev &&
+			if (hl->v[i] != NULL && hl->v[i]->prev == c->prev &&
 			    strcmp(hl->v[i]->svc_id, c->svc_id) == 0)
 				hl->v[i]->logged = (int)after;
 	}
@@ -335,6 +337,33 @@ check_done(struct hcheck *c, enum catalog_status st, const char *fmt, ...)
 	c->next_run = next_run(c);
 }
 
+/* A run that helperd itself could not start (out of fds or memory: a
+ * flood of connections, issue 12's emfile test) says nothing about the
+ * service: no verdict, the status stays, and the run is tried again in a
+ * second. A check that failed because helperd was starved would turn a
+ * working service into a refused one after the flood (issue 19). */
+static void
+check_no_verdict(struct hcheck *c, const char *what, int err)
+{
+	int64_t now = util_now_ms_mono();
+
+	run_release(c);
+	if (now >= c->no_verdict_log_at) {
+		log_warn("health: %s check %s not run: %s: %s (helperd's own "
+		    "limit, not the service's: status kept, retried in 1 s)",
+		    c->svc_name, c->id, what, strerror(err));
+		c->no_verdict_log_at = now + 10000;
+	}
+	c->next_run = now + 1000;
+}
+
+static int
+local_errno(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOBUFS ||
+	    err == ENOMEM || err == ENOSPC;
+}
+
 /* Running a check ------------------------------------------------------ */
 
 static void
@@ -385,7 +414,11 @@ check_connect(struct hcheck *c, const struct sockaddr_storage *ss,
 	c->fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
-		check_done(c, CATALOG_CRITICAL, "socket: %s", strerror(errno));
+		if (local_errno(errno))
+			check_no_verdict(c, "socket", errno);
+		else
+			check_done(c, CATALOG_CRITICAL, "socket: %s",
+			    strerror(errno));
 		return;
 	}
 	if (connect(c->fd, (const struct sockaddr *)ss, sl) != 0 &&
@@ -396,8 +429,13 @@ check_connect(struct hcheck *c, const struct sockaddr_storage *ss,
 	}
 	c->phase = PH_CONNECT;
 	if (loop_add(c->hl->h->loop, &c->w, c->fd, EPOLLOUT, check_event,
-	    c) != 0)
-		check_done(c, CATALOG_CRITICAL, "epoll: %s", strerror(errno));
+	    c) != 0) {
+		if (local_errno(errno))
+			check_no_verdict(c, "epoll", errno);
+		else
+			check_done(c, CATALOG_CRITICAL, "epoll: %s",
+			    strerror(errno));
+	}
 }
 
 /* The system trust store, loaded at the first https check. 0/-1. */

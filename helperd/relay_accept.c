@@ -169,6 +169,22 @@ outbound_post(struct relay *r, int fd, const struct sockaddr_storage *ss,
 /* Main thread: a socket on the outbound port. With its registration, to
  * a worker; without, held until its CONNECT comes (the shim connects
  * first and registers right after). */
+
+/* An accepted outbound socket whose app is gone: reset (an error), or
+ * closed without data while RELAY_UNREG_FLOOD others are parked. */
+#define RELAY_UNREG_FLOOD 64
+static int
+unreg_gone(const struct relay *r, int fd)
+{
+	char b;
+	ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	if (n < 0)
+		return errno != EAGAIN && errno != EWOULDBLOCK &&
+		    errno != EINTR;
+	return n == 0 && r->n_parked >= RELAY_UNREG_FLOOD;
+}
+
 static void
 outbound_accepted(void *arg, int fd, const struct sockaddr_storage *ss)
 {
@@ -190,7 +206,15 @@ outbound_accepted(void *arg, int fd, const struct sockaddr_storage *ss)
 		outbound_post(r, fd, ss, pd);
 		return;
 	}
-	/* No registration, or someone else's: wait for its own. */
+	/* No registration, or someone else's: wait for its own. A socket
+	 * reset while in the accept queue has nothing to wait for; one
+	 * closed without a byte neither, when many wait already (a flood
+	 * left a full queue of them: parking each for RELAY_PARK_MS kept
+	 * helperd out of fds long after it ended). */
+	if (unreg_gone(r, fd)) {
+		close(fd);
+		return;
+	}
 	if (park(r, fd, ss, port) != 0) {
 		if (rl_ok(&rl_unreg, "unregistered outbound connections"))
 			log_warn("outbound connection from %s:%d with no "

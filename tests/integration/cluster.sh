@@ -101,6 +101,18 @@ check "c (CA client) got socat's leaf signed by a CA server" wait_until 5 grep -
 socat_start c || fail "socat on c"
 SPID_c=$!
 
+health_of() { # health_of HOST NODE: socat's check status on NODE in HOST's view
+	api_in "$1" /v1/health/service/socat | python3 -c '
+import json, sys
+for e in json.load(sys.stdin):
+    if e["Node"]["Node"] == sys.argv[1]:
+        print(" ".join(c["Status"] for c in e["Checks"] if c["CheckID"] == "service:socat"))' "$2"
+}
+health_is() { [ "$(health_of "$1" "$2")" = "$3" ]; }
+# socat on c has just started: its check passes within ~200 ms (a
+# service's first minute), and until then every instance is critical.
+check "socat on c passing in c's view" wait_until 10 health_is c c passing
+
 # The first connection of an ad-hoc service on a CA client waits (within
 # connect_timeout) for its CSR to be signed instead of failing.
 out=$(printf 'hello\n' | inns c env LD_PRELOAD="$SHIM" MESH_SOCKET="$T/c/helperd.sock" \
@@ -195,14 +207,6 @@ check "a's catalog has socat on b and c" wait_until 3 catalog_is a socat "b c"
 
 # Health checks: socat on c stops, c's helperd keeps running. c's check
 # (check_interval 1 s) goes critical, c publishes it, a dials only b.
-health_of() { # health_of HOST NODE: socat's check status on NODE in HOST's view
-	api_in "$1" /v1/health/service/socat | python3 -c '
-import json, sys
-for e in json.load(sys.stdin):
-    if e["Node"]["Node"] == sys.argv[1]:
-        print(" ".join(c["Status"] for c in e["Checks"] if c["CheckID"] == "service:socat"))' "$2"
-}
-health_is() { [ "$(health_of "$1" "$2")" = "$3" ]; }
 kill "$SPID_c"; wait "$SPID_c" 2>/dev/null
 t0=$(now)
 wait_until 8 health_is a c critical
@@ -228,11 +232,20 @@ check "a dials b and c again ($(python3 -c "import time; print('%.1f' % (time.ti
 b0=$(socat_accepts b)
 helperd_killed "$HPID_c"
 t0=$(now)
-k=$(n_echoes a 10)
-check "10 connections right after c died: all echo (failed dials retried on b) ($k/10)" [ "$k" = 10 ]
-wait_until $((LEASE_TTL + 2)) catalog_is a socat b
+# The 10 connections run beside the watch on a's catalog, so that their
+# time is not counted in it.
+n_echoes a 10 > "$T/echoes_after_kill" &
+EPID=$!
+wait_until $((LEASE_TTL + 3)) catalog_is a socat b
 dt=$(python3 -c "import time; print('%.1f' % (time.time() - $t0))")
-check "c's instance left a's catalog ${dt} s after the kill (lease TTL ${LEASE_TTL} s)" python3 -c "import sys; sys.exit(0 if $dt <= $LEASE_TTL + 1 else 1)"
+wait "$EPID"
+k=$(cat "$T/echoes_after_kill")
+check "10 connections right after c died: all echo (failed dials retried on b) ($k/10)" [ "$k" = 10 ]
+# The lease ends TTL after c's last keepalive; etcd revokes expired
+# leases in a 500 ms loop, then the watch tells a; polling here costs up
+# to ~0.3 s. TTL + 1 s is the bench's target (make bench-cluster); the
+# test allows TTL + 2 s so that a loaded CI machine does not decide it.
+check "c's instance left a's catalog ${dt} s after the kill (lease TTL ${LEASE_TTL} s, <= TTL + 2)" python3 -c "import sys; sys.exit(0 if $dt <= $LEASE_TTL + 2 else 1)"
 k=$(n_echoes a 10)
 check "after the TTL, 10 of 10 connections echo ($k/10)" [ "$k" = 10 ]
 b1=$(socat_accepts b)
