@@ -1,16 +1,30 @@
-/* loop: a level-triggered epoll loop with per-fd watches and a periodic
- * tick. A watch is owned by its caller; loop_del() makes any event already
- * fetched for it in this round a no-op, so a callback may close other
- * watches' fds safely. Objects freed from callbacks must be freed only after
- * the round (loop_defer). */
+/* loop: a level-triggered epoll loop with per-fd watches and one-shot
+ * timers. A watch or timer is owned by its caller; loop_del() makes any
+ * event already fetched for it in this round a no-op, so a callback may
+ * close other watches' fds safely; loop_timer_del() likewise stops a timer
+ * that is due in this round. Objects freed from callbacks must be freed
+ * only after the round (loop_defer).
+ *
+ * Timers are a binary min-heap of the callers' struct loop_timer, keyed on
+ * (when, order armed); the earliest one bounds epoll_wait's timeout. No fd
+ * and no syscall per timer (timerfd would cost one fd each and a
+ * timerfd_settime per re-arm: relay deadlines are re-armed on every
+ * connection step, and fds are what helperd runs out of). A loop with no
+ * timer armed and no event waits for ever.
+ *
+ * Threads: a loop is run by one thread (the first to call loop_run_once);
+ * every function here except loop_woke_ms is for that thread only, or for
+ * any thread before the loop first runs. */
 #ifndef MESH_LOOP_H
 #define MESH_LOOP_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct loop;
 
 typedef void (*loop_cb)(void *arg, uint32_t events);
+typedef void (*loop_timer_cb)(void *arg);
 
 struct loop_watch {
 	int fd;                 /* -1 when not registered */
@@ -20,7 +34,17 @@ struct loop_watch {
 	void *arg;
 };
 
+/* A one-shot timer. Zero it, or loop_timer_init it, before first use. */
+struct loop_timer {
+	int64_t when;           /* util_now_ms_mono() it is due at */
+	uint64_t seq;           /* order armed: equal whens run FIFO */
+	size_t idx;             /* heap slot + 1; 0: not armed */
+	loop_timer_cb cb;
+	void *arg;
+};
+
 int loop_new(struct loop **out);
+/* Runs what is deferred; every timer must have been disarmed. */
 void loop_free(struct loop *l);
 
 /* Register fd with events (EPOLLIN/EPOLLOUT/...). 0/-1. */
@@ -36,6 +60,31 @@ void loop_park(struct loop *l, struct loop_watch *w);
 /* Unregister (does not close fd). Safe on an unregistered watch. */
 void loop_del(struct loop *l, struct loop_watch *w);
 
+/* Set a timer's callback (not armed). */
+void loop_timer_init(struct loop_timer *t, loop_timer_cb cb, void *arg);
+/* Arm t to run cb(arg) once, in the first round at or after when_ms
+ * (monotonic ms, util_now_ms_mono); re-arms an armed timer. A timer armed
+ * from a timer callback for a time already past runs in the next round,
+ * not this one. 0, or -1 (out of memory: t is not armed). */
+int loop_timer_at(struct loop *l, struct loop_timer *t, int64_t when_ms);
+/* loop_timer_at, delay_ms (>= 0) from now. */
+int loop_timer_add(struct loop *l, struct loop_timer *t, int64_t delay_ms);
+/* Arm t for when_ms unless it is armed for earlier already. 0/-1. */
+int loop_timer_min(struct loop *l, struct loop_timer *t, int64_t when_ms);
+/* Disarm (safe on a timer not armed; from any callback, t's own too). */
+void loop_timer_del(struct loop *l, struct loop_timer *t);
+static inline int
+loop_timer_armed(const struct loop_timer *t)
+{
+	return t->idx != 0;
+}
+/* How many timers are armed (tests, stats). */
+size_t loop_timer_count(const struct loop *l);
+
+/* Whether the caller may use l: it is the thread running l, or l has not
+ * run yet. For assert()s of "loop thread only". */
+int loop_is_mine(const struct loop *l);
+
 /* Run fn(arg) after the current round of events (used to free objects that
  * events of this round may still point to). 0/-1. */
 int loop_defer(struct loop *l, void (*fn)(void *), void *arg);
@@ -45,8 +94,9 @@ int loop_defer(struct loop *l, void (*fn)(void *), void *arg);
 void loop_set_lock(struct loop *l, void (*lock)(void *),
     void (*unlock)(void *), void *arg);
 
-/* Wait at most timeout_ms for events and dispatch them, then run the
- * deferred functions. 0, or -1 on a fatal epoll error. */
+/* Wait for events at most timeout_ms (-1: no limit) and until the
+ * earliest timer is due; dispatch the events, then the timers that are due,
+ * then the deferred functions. 0, or -1 on a fatal epoll error. */
 int loop_run_once(struct loop *l, int timeout_ms);
 
 /* When the last loop_run_once's wait returned (util_now_ms_mono): what
