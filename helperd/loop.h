@@ -12,9 +12,13 @@
  * connection step, and fds are what helperd runs out of). A loop with no
  * timer armed and no event waits for ever.
  *
- * Threads: a loop is run by one thread (the first to call loop_run_once);
- * every function here except loop_woke_ms is for that thread only, or for
- * any thread before the loop first runs. */
+ * Threads: a loop is run by one thread (the first to call loop_run_once).
+ * Timers, loop_defer and loop_run_once are that thread's only (or any
+ * thread's before the loop first runs): asserted. The watch functions
+ * touch only the watch and epoll (epoll_ctl is thread-safe): another
+ * thread may add a watch to a running loop (the main thread gives each
+ * relay worker its acceptors), but a watch is changed by one thread at a
+ * time. */
 #ifndef MESH_LOOP_H
 #define MESH_LOOP_H
 
