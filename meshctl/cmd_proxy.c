@@ -398,20 +398,11 @@ proxy_teardown(struct proxy *px)
 		close(px->epfd);
 }
 
+/* The flags that need more than flags_parse: -service (or
+ * $MESH_SERVICE), at least one -upstream, -log-level. 0, or 1 (said). */
 static int
-connect_proxy(int argc, char **argv)
+proxy_check_flags(int *lvl)
 {
-	const char *pos[argc + 1], *sock_from;
-	char sockbuf[108], from_buf[160];
-	struct proxy *px;
-	sigset_t set;
-	int npos, rc, lvl = LOG_LVL_INFO;
-
-	if ((rc = flags_parse(&proxy_help, argc, argv, pos, &npos)) != 0)
-		return rc < 0 ? 1 : 0;
-	if (npos != 0)
-		return flags_fail(&proxy_help, "Unexpected argument \"%s\"",
-		    pos[0]);
 	if (p_service == NULL || p_service[0] == '\0')
 		p_service = getenv("MESH_SERVICE");
 	if (p_service == NULL || p_service[0] == '\0')
@@ -425,66 +416,84 @@ connect_proxy(int argc, char **argv)
 	if (p_upstreams.n == 0)
 		return flags_fail(&proxy_help, "Error: at least one -upstream "
 		    "is required (the public listener is helperd's job)");
-	if (p_loglevel != NULL && (lvl = log_level_parse(p_loglevel)) < 0) {
+	if (p_loglevel != NULL && (*lvl = log_level_parse(p_loglevel)) < 0) {
 		fprintf(stderr, "Error: invalid -log-level \"%s\": expected "
 		    "err, warn, info or debug\n", p_loglevel);
 		return 1;
 	}
-	/* Where helperd is: -socket, $MESH_SOCKET, else what helperd at the
-	 * HTTP address says (as every other command finds it). */
-	sock_from = "-socket";
+	return 0;
+}
+
+/* Where helperd is: -socket, $MESH_SOCKET, else what helperd at the HTTP
+ * address says (as every other command finds it). *from names where the
+ * path came from (into from_buf if needed). 0, or 1 (said). */
+static int
+proxy_find_socket(char *sockbuf, size_t socklen, char *from_buf,
+    size_t fromlen, const char **from)
+{
+	*from = "-socket";
 	if (p_socket == NULL || p_socket[0] == '\0') {
 		p_socket = getenv("MESH_SOCKET");
-		sock_from = "$MESH_SOCKET";
+		*from = "$MESH_SOCKET";
 	}
 	if (p_socket == NULL || p_socket[0] == '\0') {
-		if (socket_from_helperd(sockbuf, sizeof(sockbuf)) != 0)
+		if (socket_from_helperd(sockbuf, socklen) != 0)
 			return 1;
 		p_socket = sockbuf;
-		snprintf(from_buf, sizeof(from_buf), "helperd at %s",
-		    api_addr());
-		sock_from = from_buf;
+		snprintf(from_buf, fromlen, "helperd at %s", api_addr());
+		*from = from_buf;
 	}
 	if (strlen(p_socket) >= 108) {
 		fprintf(stderr, "Error: %s: socket path too long (max 107 "
-		    "bytes)\n", sock_from);
+		    "bytes)\n", *from);
 		return 1;
 	}
-	if ((px = calloc(1, sizeof(*px))) == NULL) {
-		fprintf(stderr, "Error: out of memory\n");
-		return 1;
-	}
-	px->service = p_service;
-	px->sockpath = p_socket;
-	px->ctl.fd = px->sigfd = px->epfd = -1;
-	rc = 1;
+	return 0;
+}
+
+/* Every -upstream parsed into px->ups, no two on one address and port. */
+static int
+proxy_parse_upstreams(struct proxy *px)
+{
 	for (size_t i = 0; i < p_upstreams.n; i++) {
 		char why[160];
+
 		if (parse_upstream(p_upstreams.v[i], &px->ups[i], why,
 		    sizeof(why)) != 0) {
 			fprintf(stderr, "Error: invalid -upstream \"%s\": %s\n",
 			    p_upstreams.v[i], why);
-			goto out;
+			return -1;
 		}
-		for (size_t k = 0; k < i; k++)
+		for (size_t k = 0; k < i; k++) {
 			if (px->ups[k].port == px->ups[i].port &&
 			    strcmp(px->ups[k].addr, px->ups[i].addr) == 0) {
 				fprintf(stderr, "Error: -upstream \"%s\": port "
 				    "%d is already used by upstream %s\n",
 				    p_upstreams.v[i], px->ups[i].port,
 				    px->ups[k].dest);
-				goto out;
+				return -1;
 			}
+		}
 		px->nups = i + 1;
 	}
-	log_init("meshctl", 0, (enum log_level)lvl);
+	return 0;
+}
+
+/* The epoll set: the upstreams' listeners and SIGINT/SIGTERM. */
+static int
+proxy_listen(struct proxy *px)
+{
+	struct epoll_event ev = { .events = EPOLLIN,
+	    .data.ptr = &px->sigref };
+	sigset_t set;
+
 	if ((px->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
 		fprintf(stderr, "Error: epoll: %s\n", strerror(errno));
-		goto out;
+		return -1;
 	}
 	for (size_t i = 0; i < px->nups; i++)
 		if (listen_upstream(px, &px->ups[i]) != 0)
-			goto out;
+			return -1;
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
@@ -493,27 +502,61 @@ connect_proxy(int argc, char **argv)
 	    (px->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) <
 	    0) {
 		fprintf(stderr, "Error: signalfd: %s\n", strerror(errno));
-		goto out;
+		return -1;
 	}
 	px->sigref = (struct ep_ref){ EP_SIGNAL, px };
-	{
-		struct epoll_event ev = { .events = EPOLLIN,
-		    .data.ptr = &px->sigref };
-		if (epoll_ctl(px->epfd, EPOLL_CTL_ADD, px->sigfd, &ev) != 0)
-			goto out;
-	}
+	return epoll_ctl(px->epfd, EPOLL_CTL_ADD, px->sigfd, &ev);
+}
 
+/* consul connect proxy's banner. */
+static void
+proxy_banner(const struct proxy *px)
+{
 	printf("==> meshshim connect proxy starting...\n");
 	printf("    Configuration mode: Flags\n");
 	printf("               Service: %s\n", px->service);
 	for (size_t i = 0; i < px->nups; i++) {
 		char desc[160];
+
 		upstream_string(&px->ups[i], desc, sizeof(desc));
 		printf("              Upstream: %s\n", desc);
 	}
 	printf("       Public listener: Disabled\n\n");
 	printf("==> Log data will now stream in as it occurs:\n\n");
 	fflush(stdout);
+}
+
+static int
+connect_proxy(int argc, char **argv)
+{
+	const char *pos[argc + 1], *sock_from;
+	char sockbuf[108], from_buf[160];
+	struct proxy *px;
+	int npos, rc, lvl = LOG_LVL_INFO;
+
+	if ((rc = flags_parse(&proxy_help, argc, argv, pos, &npos)) != 0)
+		return rc < 0 ? 1 : 0;
+	if (npos != 0)
+		return flags_fail(&proxy_help, "Unexpected argument \"%s\"",
+		    pos[0]);
+	if (proxy_check_flags(&lvl) != 0 ||
+	    proxy_find_socket(sockbuf, sizeof(sockbuf), from_buf,
+	    sizeof(from_buf), &sock_from) != 0)
+		return 1;
+	if ((px = calloc(1, sizeof(*px))) == NULL) {
+		fprintf(stderr, "Error: out of memory\n");
+		return 1;
+	}
+	px->service = p_service;
+	px->sockpath = p_socket;
+	px->ctl.fd = px->sigfd = px->epfd = -1;
+	rc = 1;
+	if (proxy_parse_upstreams(px) != 0)
+		goto out;
+	log_init("meshctl", 0, (enum log_level)lvl);
+	if (proxy_listen(px) != 0)
+		goto out;
+	proxy_banner(px);
 
 	/* Say HELLO now: helperd must answer it, or we stop with status 1
 	 * (a proxy whose every connection would fail is no proxy). Later,

@@ -300,45 +300,6 @@ shim_set_owner(pid_t pid)
 	__atomic_store_n(&shim_owner_pid, pid, __ATOMIC_RELEASE);
 }
 
-/* ---- addresses ---- */
-
-int
-shim_dest_from_sa(const struct sockaddr *sa, socklen_t len,
-    struct shim_dest *d)
-{
-	if (sa == NULL || len < (socklen_t)sizeof(sa_family_t))
-		return -1;
-	memset(d, 0, sizeof(*d));
-	if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-		d->addr.s6_addr[10] = 0xff;
-		d->addr.s6_addr[11] = 0xff;
-		memcpy(&d->addr.s6_addr[12], &in->sin_addr, 4);
-		d->port = ntohs(in->sin_port);
-		d->family = AF_INET;
-		return 0;
-	}
-	/* The kernel accepts the 24-byte RFC 2133 form (no scope id). */
-	if (sa->sa_family == AF_INET6 && len >= 24) {
-		const struct sockaddr_in6 *in6 =
-		    (const struct sockaddr_in6 *)sa;
-		memcpy(&d->addr, &in6->sin6_addr, sizeof(d->addr));
-		d->port = ntohs(in6->sin6_port);
-		d->family = AF_INET6;
-		d->mapped = IN6_IS_ADDR_V4MAPPED(&d->addr);
-		return 0;
-	}
-	return -1;
-}
-
-int
-shim_dest_is_loopback(const struct shim_dest *d)
-{
-	if (IN6_IS_ADDR_V4MAPPED(&d->addr))
-		return d->addr.s6_addr[12] == 127;
-	return IN6_IS_ADDR_LOOPBACK(&d->addr);
-}
-
 static socklen_t
 loopback_sa(union shim_sa *u, int family, int mapped, uint16_t port)
 {
@@ -413,6 +374,65 @@ is_tcp(int fd, int family)
 	return 1;
 }
 
+/* The entry for an outbound socket sent to helperd at via. */
+static void
+out_entry(struct fdt_ent *e, int fd, const struct sockaddr *sa,
+    socklen_t len, const union shim_sa *via, socklen_t vialen)
+{
+	socklen_t n = len < sizeof(e->orig) ? len : sizeof(e->orig);
+
+	memset(e, 0, sizeof(*e));
+	e->kind = FDT_OUT;
+	e->ino = fdt_inode(fd);
+	memcpy(&e->orig, sa, n);
+	e->origlen = n;
+	e->via = *via;
+	e->vialen = vialen;
+}
+
+/* The mesh service a connect to d goes to (into svc), or 0: not ours, or
+ * not a TCP socket. The first loopback TCP connect to an unknown port
+ * learns helperd's upstream list. */
+static int
+prep_route(int fd, const struct shim_dest *d, char *svc, size_t svclen)
+{
+	if (!ctl_route(d, svc, svclen)) {
+		if (!shim_dest_is_loopback(d) || !ctl_route_unknown(d) ||
+		    !is_tcp(fd, d->family))
+			return 0;
+		(void)ctl_ensure();
+		return ctl_route(d, svc, svclen);
+	}
+	return is_tcp(fd, d->family);
+}
+
+/* Bind an unbound socket to a loopback port and say which (0: failed,
+ * errno set as connect() would set it). */
+static uint16_t
+prep_bind(int fd, const struct shim_dest *d, const char *svc)
+{
+	union shim_sa b, local;
+	socklen_t bl = loopback_sa(&b, d->family, d->mapped, 0);
+	socklen_t ll = sizeof(local);
+	uint16_t port;
+
+	if (REAL(bind)(fd, &b.sa, bl) != 0) {
+		/* Out of loopback ports: say so as connect() would. */
+		int berr = errno == EADDRINUSE ? EADDRNOTAVAIL : errno;
+
+		shim_log("connect to %s: bind to loopback failed: %s", svc,
+		    strerror(errno));
+		errno = berr;
+		return 0;
+	}
+	if (REAL(getsockname)(fd, &local.sa, &ll) != 0 ||
+	    (port = shim_sa_port(&local)) == 0) {
+		errno = ECONNREFUSED;
+		return 0;
+	}
+	return port;
+}
+
 /* Decide what a connect (or a MSG_FASTOPEN send) to sa does. On PREP_MESH,
  * PREP_AGAIN, PREP_LATE and PREP_DIRECT, via/vialen is where the socket
  * must really go (helperd, or the local service for PREP_DIRECT), and *e
@@ -426,43 +446,30 @@ prepare(int fd, const struct sockaddr *sa, socklen_t len, union shim_sa *via,
 	struct shim_dest d;
 	char svc[SHIM_NAME_MAX];
 	union shim_sa local;
-	socklen_t ll;
+	socklen_t ll = sizeof(local);
 	uint16_t outport, lport;
 	int saved = errno, rc;
 
 	shim_init();
-	if (!shim.enabled || shim_busy)
-		return PREP_PASS;
-	if (shim_dest_from_sa(sa, len, &d) != 0)
-		return PREP_PASS;
-	if (!ctl_route(&d, svc, sizeof(svc))) {
-		if (!shim_dest_is_loopback(&d) || !ctl_route_unknown(&d))
-			return PREP_PASS;
-		/* First loopback TCP connect: learn helperd's upstream list. */
-		if (!is_tcp(fd, d.family))
-			goto pass;
-		(void)ctl_ensure();
-		if (!ctl_route(&d, svc, sizeof(svc)))
-			goto pass;
-	} else if (!is_tcp(fd, d.family)) {
+	if (!shim.enabled || shim_busy ||
+	    shim_dest_from_sa(sa, len, &d) != 0 ||
+	    !prep_route(fd, &d, svc, sizeof(svc)))
 		goto pass;
-	}
 
 	/* A second connect on a socket we already sent to helperd: let the
 	 * kernel answer it (EALREADY, EISCONN, 0) on the real address. */
 	if (fdt_get(fd, e) && e->kind == FDT_OUT) {
 		struct shim_dest od;
-		if (shim_dest_from_sa(&e->orig.sa, e->origlen, &od) == 0 &&
-		    memcmp(&od.addr, &d.addr, 16) == 0 && od.port == d.port) {
-			*via = e->via;
-			*vialen = e->vialen;
-			errno = saved;
-			return PREP_AGAIN;
-		}
-		goto pass;
+
+		if (shim_dest_from_sa(&e->orig.sa, e->origlen, &od) != 0 ||
+		    memcmp(&od.addr, &d.addr, 16) != 0 || od.port != d.port)
+			goto pass;
+		*via = e->via;
+		*vialen = e->vialen;
+		errno = saved;
+		return PREP_AGAIN;
 	}
 
-	ll = sizeof(local);
 	if (REAL(getsockname)(fd, &local.sa, &ll) != 0)
 		goto pass;
 	lport = shim_sa_port(&local);
@@ -478,38 +485,15 @@ prepare(int fd, const struct sockaddr *sa, socklen_t len, union shim_sa *via,
 		if (ctl_ensure() != 0 || (outport = ctl_outport()) == 0)
 			goto fail;
 		*vialen = loopback_sa(via, d.family, d.mapped, outport);
-		memset(e, 0, sizeof(*e));
-		e->kind = FDT_OUT;
-		e->ino = fdt_inode(fd);
-		memcpy(&e->orig, sa, len < sizeof(e->orig) ? len :
-		    sizeof(e->orig));
-		e->origlen = len < sizeof(e->orig) ? len : sizeof(e->orig);
-		e->via = *via;
-		e->vialen = *vialen;
+		out_entry(e, fd, sa, len, via, *vialen);
 		memcpy(late_svc, svc, sizeof(svc));
 		rc = direct_prepare(fd, &d, svc, via, vialen) ? PREP_DIRECT :
 		    PREP_LATE;
 		errno = saved;
 		return rc;
 	}
-	if (lport == 0) {
-		union shim_sa b;
-		socklen_t bl = loopback_sa(&b, d.family, d.mapped, 0);
-		if (REAL(bind)(fd, &b.sa, bl) != 0) {
-			/* Out of loopback ports: say so as connect() would. */
-			int berr = errno == EADDRINUSE ? EADDRNOTAVAIL : errno;
-			shim_log("connect to %s: bind to loopback failed: %s",
-			    svc, strerror(errno));
-			errno = berr;
-			return PREP_FAIL;
-		}
-		ll = sizeof(local);
-		if (REAL(getsockname)(fd, &local.sa, &ll) != 0)
-			goto fail;
-		lport = shim_sa_port(&local);
-		if (lport == 0)
-			goto fail;
-	}
+	if (lport == 0 && (lport = prep_bind(fd, &d, svc)) == 0)
+		return PREP_FAIL;
 	switch (ctl_connect(fd, svc, lport, &outport)) {
 	case 0:
 		break;
@@ -529,13 +513,7 @@ prepare(int fd, const struct sockaddr *sa, socklen_t len, union shim_sa *via,
 		goto fail;
 	}
 	*vialen = loopback_sa(via, d.family, d.mapped, outport);
-	memset(e, 0, sizeof(*e));
-	e->kind = FDT_OUT;
-	e->ino = fdt_inode(fd);
-	memcpy(&e->orig, sa, len < sizeof(e->orig) ? len : sizeof(e->orig));
-	e->origlen = len < sizeof(e->orig) ? len : sizeof(e->orig);
-	e->via = *via;
-	e->vialen = *vialen;
+	out_entry(e, fd, sa, len, via, *vialen);
 	shim_log("connect fd %d -> %s via local port %u, helperd port %u",
 	    fd, svc, lport, outport);
 	errno = saved;

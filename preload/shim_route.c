@@ -3,9 +3,10 @@
  * Routes are the upstreams of MESH_UPSTREAMS (parsed once at init,
  * read-only afterwards) and those of helperd's HELLO reply (a seqlock:
  * connect() reads them without a lock; the writer holds the control
- * mutex). Also here: the bounded parsers for addresses, ports, names and
- * the HELLO reply, and the policy it carries (outbound port, dns domain,
- * inbound strict, service port). */
+ * mutex). Also here: a connect()'s destination, normalised (shim_dest);
+ * the bounded parsers for addresses, ports, names and the HELLO reply,
+ * and the policy it carries (outbound port, dns domain, inbound strict,
+ * service port). */
 #include "shim.h"
 
 #include <arpa/inet.h>
@@ -40,6 +41,45 @@ static struct {
 	int direct;             /* helperd offers DIRECT */
 } pol;
 static struct route scratch[SHIM_MAX_ROUTES];   /* under the ctl mutex */
+
+/* ---- destinations ---- */
+
+int
+shim_dest_from_sa(const struct sockaddr *sa, socklen_t len,
+    struct shim_dest *d)
+{
+	if (sa == NULL || len < (socklen_t)sizeof(sa_family_t))
+		return -1;
+	memset(d, 0, sizeof(*d));
+	if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		d->addr.s6_addr[10] = 0xff;
+		d->addr.s6_addr[11] = 0xff;
+		memcpy(&d->addr.s6_addr[12], &in->sin_addr, 4);
+		d->port = ntohs(in->sin_port);
+		d->family = AF_INET;
+		return 0;
+	}
+	/* The kernel accepts the 24-byte RFC 2133 form (no scope id). */
+	if (sa->sa_family == AF_INET6 && len >= 24) {
+		const struct sockaddr_in6 *in6 =
+		    (const struct sockaddr_in6 *)sa;
+		memcpy(&d->addr, &in6->sin6_addr, sizeof(d->addr));
+		d->port = ntohs(in6->sin6_port);
+		d->family = AF_INET6;
+		d->mapped = IN6_IS_ADDR_V4MAPPED(&d->addr);
+		return 0;
+	}
+	return -1;
+}
+
+int
+shim_dest_is_loopback(const struct shim_dest *d)
+{
+	if (IN6_IS_ADDR_V4MAPPED(&d->addr))
+		return d->addr.s6_addr[12] == 127;
+	return IN6_IS_ADDR_LOOPBACK(&d->addr);
+}
 
 /* ---- routes ---- */
 
@@ -290,97 +330,129 @@ ctl_outport(void)
 
 /* ---- the HELLO reply ---- */
 
+/* What one HELLO reply says; upstreams go into scratch[0..n). */
+struct hello {
+	int port, n, strict, svc_port, direct;
+	char dns[SHIM_DOMAIN_MAX];
+};
+
+/* dns=<domain>: letters, digits, '-' and '.', trailing dots dropped. */
+static int
+hello_dns(struct hello *h, const char *val, size_t vlen)
+{
+	while (vlen > 0 && val[vlen - 1] == '.')
+		vlen--;
+	if (vlen == 0 || vlen >= sizeof(h->dns))
+		return -1;
+	for (size_t i = 0; i < vlen; i++) {
+		char c = val[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '-' || c == '.'))
+			return -1;
+	}
+	memcpy(h->dns, val, vlen);
+	h->dns[vlen] = '\0';
+	return 0;
+}
+
+/* up=<dest>,<addr>,<port>: -1 if it is not three fields; a bad field or
+ * one upstream too many is logged and skipped. */
+static int
+hello_up(struct hello *h, const char *val)
+{
+	const char *c1 = strchr(val, ','), *c2;
+	struct route *r;
+	int p, any;
+
+	if (c1 == NULL || (c2 = strrchr(val, ',')) == c1)
+		return -1;
+	if (h->n >= SHIM_MAX_ROUTES) {
+		shim_log("HELLO: more than %d upstreams, ignoring the rest",
+		    SHIM_MAX_ROUTES);
+		return 0;
+	}
+	r = &scratch[h->n];
+	memset(r, 0, sizeof(*r));
+	if (!valid_name(val, (size_t)(c1 - val)) ||
+	    route_parse_addr(c1 + 1, (size_t)(c2 - c1 - 1), &r->addr,
+	    &any) != 0 ||
+	    (p = route_parse_port(c2 + 1, strlen(c2 + 1))) < 0) {
+		shim_log("HELLO: ignoring bad upstream \"%.200s\"", val);
+		return 0;
+	}
+	memcpy(r->svc, val, (size_t)(c1 - val));
+	r->any = any;
+	r->port = (uint16_t)p;
+	h->n++;
+	return 0;
+}
+
+/* One key=value of the reply into h; unknown keys are ignored. */
+static int
+hello_key(struct hello *h, const char *key, size_t klen, const char *val)
+{
+	size_t vlen = strlen(val);
+
+	if (klen == 4 && memcmp(key, "port", 4) == 0)
+		return (h->port = route_parse_port(val, vlen)) < 0 ? -1 : 0;
+	if (klen == 3 && memcmp(key, "dns", 3) == 0)
+		return hello_dns(h, val, vlen);
+	if (klen == 2 && memcmp(key, "up", 2) == 0)
+		return hello_up(h, val);
+	if (klen == 7 && memcmp(key, "inbound", 7) == 0)
+		h->strict = strcmp(val, "strict") == 0;
+	else if (klen == 6 && memcmp(key, "direct", 6) == 0)
+		h->direct = strcmp(val, "1") == 0;
+	else if (klen == 8 && memcmp(key, "svc_port", 8) == 0 &&
+	    (h->svc_port = route_parse_port(val, vlen)) < 0)
+		h->svc_port = 0;
+	return 0;
+}
+
+/* Publish h: the routes under the hd seqlock, then the policy words. */
+static void
+hello_publish(const struct hello *h)
+{
+	unsigned v = __atomic_load_n(&hd.seq, __ATOMIC_RELAXED) | 1u;
+
+	__atomic_store_n(&hd.seq, v, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	memcpy(hd.r, scratch, sizeof(struct route) * (size_t)h->n);
+	hd.n = h->n;
+	if (h->dns[0] != '\0')
+		memcpy(hd.dns, h->dns, sizeof(h->dns));
+	__atomic_store_n(&hd.seq, v + 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&pol.outport, h->port, __ATOMIC_RELEASE);
+	if (h->strict >= 0)
+		__atomic_store_n(&pol.strict, h->strict, __ATOMIC_RELEASE);
+	__atomic_store_n(&pol.svc_port, h->svc_port, __ATOMIC_RELEASE);
+	__atomic_store_n(&pol.direct, h->direct, __ATOMIC_RELEASE);
+	__atomic_store_n(&pol.have_list, 1, __ATOMIC_RELEASE);
+}
+
 /* OK port=<p> dns=<d> [direct=1] [up=<dest>,<addr>,<port>]...
- * [inbound=strict|permissive] [svc_port=<p>]; unknown keys are ignored. Modifies line.
- * Caller holds ctl_mu. 0, or -1 if malformed (nothing changed). */
+ * [inbound=strict|permissive] [svc_port=<p>]; unknown keys are ignored.
+ * Modifies line. Caller holds ctl_mu. 0, or -1 if malformed (nothing
+ * changed). */
 int
 ctl_parse_hello(char *line)
 {
-	char *tok, *save = NULL, dns[SHIM_DOMAIN_MAX] = "";
-	int port = -1, n = 0, strict = -1, svc_port = 0, any, direct = 0;
-	unsigned v;
+	struct hello h = { .port = -1, .strict = -1 };
+	char *tok, *save = NULL;
 
 	tok = strtok_r(line, " ", &save);
 	if (tok == NULL || strcmp(tok, "OK") != 0)
 		return -1;
 	while ((tok = strtok_r(NULL, " ", &save)) != NULL) {
-		char *eq = strchr(tok, '='), *val;
-		size_t klen, vlen;
-		if (eq == NULL)
-			continue;
-		klen = (size_t)(eq - tok);
-		val = eq + 1;
-		vlen = strlen(val);
-		if (klen == 4 && memcmp(tok, "port", 4) == 0) {
-			port = route_parse_port(val, vlen);
-			if (port < 0)
-				return -1;
-		} else if (klen == 3 && memcmp(tok, "dns", 3) == 0) {
-			size_t i;
-			while (vlen > 0 && val[vlen - 1] == '.')
-				vlen--;
-			if (vlen == 0 || vlen >= sizeof(dns))
-				return -1;
-			for (i = 0; i < vlen; i++) {
-				char c = val[i];
-				if (!((c >= 'a' && c <= 'z') ||
-				    (c >= 'A' && c <= 'Z') ||
-				    (c >= '0' && c <= '9') || c == '-' ||
-				    c == '.'))
-					return -1;
-			}
-			memcpy(dns, val, vlen);
-			dns[vlen] = '\0';
-		} else if (klen == 2 && memcmp(tok, "up", 2) == 0) {
-			char *c1 = strchr(val, ','), *c2;
-			int p;
-			struct route *r;
-			if (c1 == NULL || (c2 = strrchr(val, ',')) == c1)
-				return -1;
-			if (n >= SHIM_MAX_ROUTES) {
-				shim_log("HELLO: more than %d upstreams, "
-				    "ignoring the rest", SHIM_MAX_ROUTES);
-				continue;
-			}
-			r = &scratch[n];
-			memset(r, 0, sizeof(*r));
-			if (!valid_name(val, (size_t)(c1 - val)) ||
-			    route_parse_addr(c1 + 1, (size_t)(c2 - c1 - 1),
-			    &r->addr, &any) != 0 ||
-			    (p = route_parse_port(c2 + 1, strlen(c2 + 1))) < 0) {
-				shim_log("HELLO: ignoring bad upstream "
-				    "\"%.200s\"", val);
-				continue;
-			}
-			memcpy(r->svc, val, (size_t)(c1 - val));
-			r->any = any;
-			r->port = (uint16_t)p;
-			n++;
-		} else if (klen == 7 && memcmp(tok, "inbound", 7) == 0) {
-			strict = strcmp(val, "strict") == 0;
-		} else if (klen == 6 && memcmp(tok, "direct", 6) == 0) {
-			direct = strcmp(val, "1") == 0;
-		} else if (klen == 8 && memcmp(tok, "svc_port", 8) == 0) {
-			svc_port = route_parse_port(val, vlen);
-			if (svc_port < 0)
-				svc_port = 0;
-		}
+		char *eq = strchr(tok, '=');
+
+		if (eq != NULL &&
+		    hello_key(&h, tok, (size_t)(eq - tok), eq + 1) != 0)
+			return -1;
 	}
-	if (port < 0)
+	if (h.port < 0)
 		return -1;
-	v = __atomic_load_n(&hd.seq, __ATOMIC_RELAXED) | 1u;
-	__atomic_store_n(&hd.seq, v, __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_RELEASE);
-	memcpy(hd.r, scratch, sizeof(struct route) * (size_t)n);
-	hd.n = n;
-	if (dns[0] != '\0')
-		memcpy(hd.dns, dns, sizeof(dns));
-	__atomic_store_n(&hd.seq, v + 1, __ATOMIC_RELEASE);
-	__atomic_store_n(&pol.outport, port, __ATOMIC_RELEASE);
-	if (strict >= 0)
-		__atomic_store_n(&pol.strict, strict, __ATOMIC_RELEASE);
-	__atomic_store_n(&pol.svc_port, svc_port, __ATOMIC_RELEASE);
-	__atomic_store_n(&pol.direct, direct, __ATOMIC_RELEASE);
-	__atomic_store_n(&pol.have_list, 1, __ATOMIC_RELEASE);
+	hello_publish(&h);
 	return 0;
 }
