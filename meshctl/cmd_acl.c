@@ -83,6 +83,27 @@ path_of(const char *fmt, const char *id)
 	return p;
 }
 
+/* `read` or `delete` of the one token or policy at path; key names it,
+ * kind is "token" or "policy", Kind the same capitalised. */
+static int
+read_or_delete(const char *kind, const char *Kind, const char *path,
+    const char *key, int del, void (*print)(const json_t *))
+{
+	char what[64];
+	json_t *j;
+
+	snprintf(what, sizeof(what), "%s the %s", del ? "deleting" :
+	    "reading", kind);
+	if ((j = call(del ? "DELETE" : "GET", path, NULL, what)) == NULL)
+		return 1;
+	if (del)
+		printf("%s \"%s\" deleted successfully\n", Kind, key);
+	else
+		print(j);
+	json_decref(j);
+	return 0;
+}
+
 /* ---- tokens --------------------------------------------------------------- */
 
 static const char *t_desc, *t_id;
@@ -222,7 +243,6 @@ token_one(int argc, char **argv, int del)
 	const struct cmd_help *h = del ? &tdelete_help : &tread_help;
 	const char *pos[argc + 1];
 	char *path;
-	json_t *j;
 	int npos, rc;
 
 	if ((rc = flags_parse(h, argc, argv, pos, &npos)) != 0)
@@ -235,17 +255,9 @@ token_one(int argc, char **argv, int del)
 		return flags_fail(h, "Missing required -id");
 	if ((path = path_of("/v1/acl/token/%s", t_id)) == NULL)
 		return 1;
-	j = call(del ? "DELETE" : "GET", path, NULL, del ?
-	    "deleting the token" : "reading the token");
+	rc = read_or_delete("token", "Token", path, t_id, del, token_print);
 	free(path);
-	if (j == NULL)
-		return 1;
-	if (del)
-		printf("Token \"%s\" deleted successfully\n", t_id);
-	else
-		token_print(j);
-	json_decref(j);
-	return 0;
+	return rc;
 }
 
 static int
@@ -402,7 +414,6 @@ policy_one(int argc, char **argv, int del)
 	const struct cmd_help *h = del ? &pdelete_help : &pread_help;
 	const char *pos[argc + 1], *key;
 	char *path;
-	json_t *j;
 	int npos, rc;
 
 	if ((rc = flags_parse(h, argc, argv, pos, &npos)) != 0)
@@ -415,17 +426,9 @@ policy_one(int argc, char **argv, int del)
 	if ((path = path_of(p_id != NULL ? "/v1/acl/policy/%s" :
 	    "/v1/acl/policy/name/%s", key)) == NULL)
 		return 1;
-	j = call(del ? "DELETE" : "GET", path, NULL, del ?
-	    "deleting the policy" : "reading the policy");
+	rc = read_or_delete("policy", "Policy", path, key, del, policy_print);
 	free(path);
-	if (j == NULL)
-		return 1;
-	if (del)
-		printf("Policy \"%s\" deleted successfully\n", key);
-	else
-		policy_print(j);
-	json_decref(j);
-	return 0;
+	return rc;
 }
 
 static int

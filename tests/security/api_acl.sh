@@ -153,6 +153,20 @@ code=$(ncurl -H "X-Consul-Token: $tok" -X PUT --data '{"Name": "pay", "Port": 70
 check "after a restart the token still works: $code" [ "$code" = 200 ]
 code=$(ncurl -H "X-Consul-Token: $(cat "$T/n1/data/management.token")" "$A/v1/acl/tokens")
 check "... and the management token from management.token: $code" [ "$code" = 200 ]
+# --- the CLI reads and deletes what it made (root: the unix socket)
+out=$("$MESHCTL" acl policy read -name pay-w 2>&1)
+check "meshctl acl policy read -name pay-w shows its rules" [ "${out#*service \"pay\"}" != "$out" ]
+tid=$("$MESHCTL" acl token read -self -token "$tok" 2>/dev/null | awk '/^AccessorID:/ {print $2}')
+out=$("$MESHCTL" acl token read -id "$tid" 2>&1)
+check_expr "meshctl acl token read -id <accessor> names pay-w ($tid)" '[ -n "$tid" ] && [ "${out#*pay-w}" != "$out" ]'
+out=$("$MESHCTL" acl token delete -id "$tid" 2>&1)
+check "meshctl acl token delete says so ($out)" [ "$out" = "Token \"$tid\" deleted successfully" ]
+code=$(ncurl -H "X-Consul-Token: $tok" -X PUT --data '{"Name": "pay", "Port": 7004}' "$A/v1/agent/service/register")
+check "... and the deleted token no longer works: $code" [ "$code" = 403 ]
+out=$("$MESHCTL" acl policy delete -name pay-w 2>&1)
+check "meshctl acl policy delete -name pay-w says so ($out)" [ "$out" = "Policy \"pay-w\" deleted successfully" ]
+"$MESHCTL" acl policy read -name pay-w >/dev/null 2>&1; rc=$?
+check "... and it is gone (read exits $rc)" [ $rc = 1 ]
 stop_helperd "$HELPERD_PID"
 
 # --- a deliberately open node: the same attacks succeed
