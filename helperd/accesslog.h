@@ -1,15 +1,23 @@
 /* accesslog: one line per closed (or denied) connection, JSON or text,
  * appended to access_log.path by a writer thread. Submitting never
- * blocks the relay: lines go through a bounded queue, and a line that
- * finds the queue full is dropped and counted. Reopened on SIGHUP
- * (logrotate's rename, then reload). */
+ * blocks the relay and neither allocates nor formats: the entry is
+ * copied, as a compact record, into a bounded buffer (a record that
+ * does not fit is dropped and counted). The writer takes the whole
+ * buffer at once (the other one takes the records meanwhile), formats
+ * it and writes it with one write() per batch: it waits
+ * ACCESSLOG_BATCH_MS after the first record of a batch, or less when the
+ * buffer is half full, a flush is asked or helperd stops. Reopened on
+ * SIGHUP (logrotate's rename, then reload) after what was queued for the
+ * old file is written there. */
 #ifndef MESH_ACCESSLOG_H
 #define MESH_ACCESSLOG_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define ACCESSLOG_QUEUE_MAX 8192     /* lines waiting for the writer */
+#define ACCESSLOG_BUF_BYTES (1024 * 1024)   /* records waiting, per buffer */
+#define ACCESSLOG_BATCH_MS  50              /* a line is written within */
+#define ACCESSLOG_STR_MAX   512             /* longer strings are cut */
 
 struct accesslog;
 
@@ -45,15 +53,23 @@ int accesslog_configure(struct accesslog *a, const char *path, int json,
     char *err, size_t errlen);
 /* Is a file configured? (to skip building entries) */
 int accesslog_enabled(const struct accesslog *a);
-/* Queue one line. Any thread; never blocks on the file. */
+/* Queue one line. Any thread; never blocks on the file, no malloc. */
 void accesslog_submit(struct accesslog *a, const struct accesslog_entry *e);
-/* Lines written, and dropped because the queue was full. */
+/* Lines written, and dropped because the buffer was full. */
 void accesslog_stats(const struct accesslog *a, uint64_t *written,
     uint64_t *dropped);
-/* Block until every queued line is written (tests, shutdown). */
+/* Block until every queued line is written (tests, shutdown, reopen). */
 void accesslog_flush(struct accesslog *a);
 
 /* "2026-12-02T07:00:40.123Z" for a realtime millisecond stamp. */
 void accesslog_time(int64_t ms, char *buf, size_t len);
+
+/* The line e makes (json 1, text 0), with its newline, into buf; its
+ * length, or 0 when it does not fit (a line of e's strings at their
+ * longest fits in ACCESSLOG_LINE_MAX). The writer's formatter, exposed
+ * for tests. */
+#define ACCESSLOG_LINE_MAX (12 * ACCESSLOG_STR_MAX * 6 + 1024)
+size_t accesslog_format(const struct accesslog_entry *e, int json,
+    char *buf, size_t len);
 
 #endif

@@ -20,6 +20,7 @@
 #include "helperd/helperd.h"
 #include "helperd/intent.h"
 #include "helperd/loop.h"
+#include "helperd/owner.h"
 #include "helperd/relay.h"
 
 #define CTL_MAX_CLIENTS 4096
@@ -30,6 +31,8 @@ struct ctl_client {
 	uid_t uid;
 	pid_t pid;
 	char service[64];          /* "" until HELLO */
+	char unit[128];            /* pid's unit or cgroup (ctl_unit) */
+	int unit_read;
 	char in[CTL_LINE_MAX];
 	size_t in_len;
 	char *out;                 /* pending reply bytes */
@@ -183,6 +186,20 @@ do_hello(struct ctl_client *c, char *args)
 	hello_ok(c, svc);
 }
 
+/* The client's systemd unit (else cgroup), read from /proc once per
+ * control connection, on its first CONNECT: a process's connections
+ * share it, and the relay workers never read /proc. (The shim opens a
+ * control connection per process, a forked child its own.) */
+static const char *
+ctl_unit(struct ctl_client *c)
+{
+	if (!c->unit_read) {
+		owner_unit_or_cgroup(c->pid, c->unit, sizeof(c->unit));
+		c->unit_read = 1;
+	}
+	return c->unit;
+}
+
 /* A refused CONNECT still registers the port, with no destination: a
  * non-blocking app socket that goes on to connect is reset quietly (the
  * refusal was logged already). */
@@ -190,7 +207,7 @@ static void
 refuse_later(struct ctl_client *c, int port, uint64_t cookie)
 {
 	relay_pending_add(c->s->h->relay, port, c->service, "", c->uid,
-	    cookie, c->pid);
+	    cookie, c->pid, "");
 }
 
 /* A socket cookie (SO_COOKIE): decimal, 1..2^64-1. 0/-1. */
@@ -302,14 +319,14 @@ do_connect(struct ctl_client *c, char *args)
 		log_warn("denied %s (pid %ld uid %ld) => %s: %s", c->service,
 		    (long)c->pid, (long)c->uid, dst, why);
 		relay_obs_refused(h->relay, c->service, dst, c->pid, c->uid,
-		    why);
+		    ctl_unit(c), why);
 		refuse_later(c, (int)port, cookie);
 		reply(c, "ERR ECONNREFUSED %s => %s denied by %s", c->service,
 		    dst, m != NULL ? "intention" : "default_intention");
 		return;
 	}
 	if (relay_pending_add(h->relay, (int)port, c->service, dst,
-	    c->uid, cookie, c->pid) != 0) {
+	    c->uid, cookie, c->pid, ctl_unit(c)) != 0) {
 		reply(c, "ERR ENOMEM cannot register");
 		return;
 	}

@@ -183,6 +183,56 @@ owner_unit(pid_t pid, char *unit, size_t len)
 	return rc;
 }
 
+void
+owner_unit_or_cgroup(pid_t pid, char *buf, size_t len)
+{
+	char p[64], text[4096], *line, *next, *cg = NULL;
+	ssize_t n;
+	int fd;
+
+	if (len == 0)
+		return;
+	buf[0] = '\0';
+	if (pid <= 0)
+		return;
+	snprintf(p, sizeof(p), "/proc/%ld/cgroup", (long)pid);
+	if ((fd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	text[n] = '\0';
+	/* cgroup v2 ("0::/path") wins; v1's name=systemd otherwise. */
+	for (line = text; line != NULL && *line != '\0'; line = next) {
+		char *path;
+
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		if ((path = strchr(line, ':')) == NULL ||
+		    (path = strchr(path + 1, ':')) == NULL)
+			continue;
+		path++;
+		if (strncmp(line, "0::", 3) == 0) {
+			cg = path;
+			break;
+		}
+		if (cg == NULL && strstr(line, ":name=systemd:") != NULL)
+			cg = path;
+	}
+	if (cg == NULL)
+		return;
+	util_strlcpy(buf, cg, len);
+	for (char *tok = strtok_r(cg, "/", &cg); tok != NULL;
+	    tok = strtok_r(NULL, "/", &cg)) {
+		size_t tl = strlen(tok);
+
+		if ((tl > 8 && strcmp(tok + tl - 8, ".service") == 0) ||
+		    (tl > 6 && strcmp(tok + tl - 6, ".scope") == 0))
+			util_strlcpy(buf, tok, len);
+	}
+}
+
 int
 owner_process(struct owner *o, pid_t hint)
 {

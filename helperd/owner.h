@@ -38,4 +38,9 @@ int owner_process(struct owner *o, pid_t hint);
  * the name=systemd one). 0, or -1 (none / unreadable). */
 int owner_unit(pid_t pid, char *unit, size_t len);
 
+/* What the access log and the connections API name a process by: its
+ * systemd unit as owner_unit, else its cgroup path; "" when unreadable
+ * (the process is gone). One open and read of /proc/<pid>/cgroup. */
+void owner_unit_or_cgroup(pid_t pid, char *buf, size_t len);
+
 #endif

@@ -605,6 +605,7 @@ relay_outbound_start(struct worker *w, int fd, const struct sockaddr_storage *ss
 	c->obs.pid = pd->pid;
 	c->obs.uid = pd->uid;
 	c->obs.has_uid = 1;
+	util_strlcpy(c->obs.unit, pd->unit, sizeof(c->obs.unit));
 	free(pd);
 	if (watch_end(c, &c->app, fd, 0) != 0) {
 		close(fd);

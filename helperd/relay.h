@@ -37,10 +37,11 @@ int relay_listen_outbound(struct relay *r, int *port, char *err,
  * (sock_diag; any uid when uid is 0) and, when cookie is not 0, is the
  * socket with that SO_COOKIE. A connection that fails the check is not
  * placed (it waits for its own registration). Replaces a stale
- * registration. 0/-1. */
+ * registration. pid and unit: the registering process, for the access
+ * log and the connections API. 0/-1. */
 int relay_pending_add(struct relay *r, int local_port, const char *src,
     const char *dst, uid_t uid, uint64_t cookie,
-    pid_t pid);
+    pid_t pid, const char *unit);
 
 /* A connection accepted outside the relay (helperd's served addresses:
  * a program without the shim) whose source service helperd already
@@ -90,6 +91,6 @@ int relay_conn_kill(struct relay *r, uint64_t id);
 /* The shim's CONNECT was refused here (main thread): src => dst denied
  * (why), before any connection existed. Counted and access-logged. */
 void relay_obs_refused(struct relay *r, const char *src, const char *dst,
-    pid_t pid, uid_t uid, const char *why);
+    pid_t pid, uid_t uid, const char *unit, const char *why);
 
 #endif

@@ -365,7 +365,7 @@ relay_listen_outbound(struct relay *r, int *port, char *err, size_t errlen)
 int
 relay_pending_add(struct relay *r, int local_port, const char *src,
     const char *dst, uid_t uid, uint64_t cookie,
-    pid_t pid)
+    pid_t pid, const char *unit)
 {
 	struct pending *p;
 
@@ -382,6 +382,7 @@ relay_pending_add(struct relay *r, int local_port, const char *src,
 	p->uid = uid;
 	p->cookie = cookie;
 	p->pid = pid;
+	util_strlcpy(p->unit, unit != NULL ? unit : "", sizeof(p->unit));
 	p->expires = util_now_ms_mono() + CTL_PENDING_TTL_MS;
 	r->pending[local_port] = p;
 	if (r->exp_len == RELAY_PORTS) {        /* full: drop the oldest */

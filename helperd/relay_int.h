@@ -85,7 +85,8 @@ struct conn_obs {
 	pid_t pid;                      /* outbound: the app (0: unknown) */
 	uid_t uid;
 	int has_uid;
-	char unit[128];                 /* systemd unit or cgroup of pid */
+	char unit[128];                 /* systemd unit or cgroup of pid,
+	                                   read on the control path */
 	char node[64];                  /* outbound: node dialled */
 	_Atomic uint64_t up, down;      /* bytes moved, published each round */
 	_Atomic int kill;               /* asked to close (API) */
@@ -164,6 +165,7 @@ struct pending {
 	uid_t uid;              /* of the registering control client */
 	uint64_t cookie;        /* SO_COOKIE of the app's socket, 0 unknown */
 	pid_t pid;              /* of the registering control client */
+	char unit[128];         /* its unit or cgroup ("": unknown) */
 	int64_t expires;
 };
 

@@ -71,8 +71,6 @@ hist_add(struct obs_hist *hs, int64_t us)
 		    memory_order_relaxed);
 }
 
-static void unit_of(pid_t pid, char *buf, size_t len);
-
 /* The counters of (dir, src, dst) in o, added on first sight; o's one
  * writer calls this. */
 static struct obs_pair *
@@ -196,11 +194,6 @@ relay_obs_open(struct conn *c)
 	}
 	c->obs.t_open_us = relay_obs_now_us();
 	BUMP(p->opened, 1);
-	/* The process may be gone when the connection closes: read its
-	 * unit now, only when a line will need it. */
-	if (c->kind == CONN_OUT && c->obs.pid > 0 &&
-	    accesslog_enabled(r->h->alog))
-		unit_of(c->obs.pid, c->obs.unit, sizeof(c->obs.unit));
 	pthread_mutex_lock(&r->obs_lock);
 	c->obs.lprev = NULL;
 	c->obs.lnext = r->obs_list;
@@ -247,48 +240,6 @@ relay_obs_killed(struct conn *c)
 	return atomic_load_explicit(&c->obs.kill, memory_order_relaxed);
 }
 
-/* The systemd unit of pid (the last *.service / *.scope in its cgroup
- * path), else the cgroup path; "" when it cannot be read. */
-static void
-unit_of(pid_t pid, char *buf, size_t len)
-{
-	char path[64], line[512];
-	FILE *f;
-
-	buf[0] = '\0';
-	if (pid <= 0)
-		return;
-	snprintf(path, sizeof(path), "/proc/%ld/cgroup", (long)pid);
-	if ((f = fopen(path, "re")) == NULL)
-		return;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		char *cg = strchr(line, ':'), *best = NULL, *tok, *save;
-
-		if (cg == NULL || (cg = strchr(cg + 1, ':')) == NULL)
-			continue;
-		/* cgroup v2 ("0::") wins; v1 name=systemd otherwise. */
-		if (strncmp(line, "0::", 3) != 0 &&
-		    strstr(line, "name=systemd") == NULL)
-			continue;
-		cg++;
-		cg[strcspn(cg, "\n")] = '\0';
-		util_strlcpy(buf, cg, len);
-		for (tok = strtok_r(cg, "/", &save); tok != NULL;
-		    tok = strtok_r(NULL, "/", &save)) {
-			size_t n = strlen(tok);
-
-			if ((n > 8 && strcmp(tok + n - 8, ".service") == 0) ||
-			    (n > 6 && strcmp(tok + n - 6, ".scope") == 0))
-				best = tok;
-		}
-		if (best != NULL)
-			util_strlcpy(buf, best, len);
-		if (strncmp(line, "0::", 3) == 0)
-			break;
-	}
-	fclose(f);
-}
-
 static const char *
 result_name(const struct conn *c, int abortive)
 {
@@ -314,9 +265,6 @@ access_log(struct conn *c, int abortive, const char *reason)
 	struct accesslog_entry e = { 0 };
 	const char *leaf_id = c->peer.leaf != NULL ? c->peer.leaf->spiffe :
 	    NULL;
-	char sport[16] = "";
-
-	(void)sport;
 	/* A same-node pair is logged once, by its outbound half (which
 	 * knows the process); its inbound half marked a denial on it. */
 	if (c->colocated)
@@ -330,8 +278,6 @@ access_log(struct conn *c, int abortive, const char *reason)
 	e.pid = c->obs.pid;
 	e.uid = c->obs.has_uid ? (long)c->obs.uid : -1;
 	if (c->kind == CONN_OUT) {
-		if (c->obs.unit[0] == '\0')
-			unit_of(c->obs.pid, c->obs.unit, sizeof(c->obs.unit));
 		e.unit = c->obs.unit;
 		e.src_node = h->conf.node;
 		e.dst_node = c->obs.node;
@@ -411,18 +357,16 @@ relay_obs_fini(struct relay *r)
 
 void
 relay_obs_refused(struct relay *r, const char *src, const char *dst,
-    pid_t pid, uid_t uid, const char *why)
+    pid_t pid, uid_t uid, const char *unit, const char *why)
 {
 	struct helperd *h = r->h;
 	struct obs_pair *p = pair_find(&r->obs_main, CONN_OUT, src, dst);
 	struct accesslog_entry e = { 0 };
-	char unit[128];
 
 	BUMP(p->denied, 1);
 	BUMP(r->obs_main.checks_deny, 1);
 	if (!accesslog_enabled(h->alog))
 		return;
-	unit_of(pid, unit, sizeof(unit));
 	e.start_ms = e.end_ms = wall_ms();
 	e.direction = "outbound";
 	e.src = src;
@@ -464,7 +408,7 @@ relay_conns_json(struct relay *r)
 	pthread_mutex_lock(&r->obs_lock);
 	for (struct conn *c = r->obs_list; c != NULL; c = c->obs.lnext) {
 		uint64_t up = LD(c->obs.up), down = LD(c->obs.down);
-		char unit[128], start[40];
+		char start[40];
 		json_t *o;
 		int out = c->kind == CONN_OUT;
 
@@ -487,8 +431,8 @@ relay_conns_json(struct relay *r)
 			continue;
 		if (out && c->obs.pid > 0) {
 			json_object_set_new(o, "PID", json_integer(c->obs.pid));
-			unit_of(c->obs.pid, unit, sizeof(unit));
-			json_object_set_new(o, "Unit", json_string(unit));
+			json_object_set_new(o, "Unit",
+			    json_string(c->obs.unit));
 		}
 		if (out && c->obs.has_uid)
 			json_object_set_new(o, "UID", json_integer(c->obs.uid));

@@ -365,6 +365,12 @@ worker_new(struct relay *r, int id)
 	}
 	if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
 		goto err;
+	{
+		char name[16];          /* for top -H, perf, gdb */
+
+		snprintf(name, sizeof(name), "relay%d", id);
+		pthread_setname_np(w->thread, name);
+	}
 	return w;
 err:
 	worker_free(w);
