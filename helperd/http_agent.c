@@ -103,7 +103,8 @@ http_agent_metrics(struct helperd *h)
 	metrics_counter(m, "meshshim_access_log_lines_total", "Access log "
 	    "lines written.", (double)written, NULL);
 	metrics_counter(m, "meshshim_access_log_dropped_total", "Access log "
-	    "lines dropped because the writer fell behind (queue full).",
+	    "lines dropped: the writer fell behind (buffer full) or the "
+	    "write failed.",
 	    (double)dropped, NULL);
 	metrics_process(m);
 	return m;
