@@ -23,6 +23,9 @@ LABEL = {"direct": "direct", "mesh_tls": "meshshim (mTLS)",
          "haproxy": "HAProxy pair"}
 
 
+BYROUND = {}  # (path, metric) -> {round: value}
+
+
 def load(raw):
     vals = {}
     rounds = {}
@@ -37,6 +40,7 @@ def load(raw):
             except ValueError:
                 continue
             vals.setdefault((path, metric), []).append(x)
+            BYROUND.setdefault((path, metric), {})[r] = x
             rounds.setdefault(path, set()).add(r)
     med = {k: statistics.median(v) for k, v in vals.items()}
     return med, vals, rounds
@@ -121,6 +125,8 @@ ROWS = [
     ("connpar_per_s", "16 parallel, conn/s", True),
     ("connpar_p50_us", "16 parallel, p50 connect-to-first-byte µs", False),
     ("connpar_p99_us", "16 parallel, p99 connect-to-first-byte µs", False),
+    ("connseq_cpu_us", "sequential, proxy CPU µs per connection (both ends)", False),
+    ("connpar_cpu_us", "16 parallel, proxy CPU µs per connection (both ends)", False),
     ("Memory (RSS of helperd / of both proxies of a pair)", None, None),
     ("idle_rss_kib", "idle (3 services: iperf, echo, echo-once)", False),
     ("conn1k_rss_kib", "1,000 idle connections", False),
@@ -317,21 +323,39 @@ def main():
              "scraped every second; the same path without either, in the same "
              "rounds:")
     L.append("")
-    L.append("| metric | observed | unobserved | ratio |")
-    L.append("|---|---:|---:|---:|")
+    L.append("Ratio: of the medians; *per round*: observed / unobserved within "
+             "each round (the two run back to back in the same conditions), "
+             "median and range over the rounds.")
+    L.append("")
+    L.append("| metric | observed | unobserved | ratio | per round: median (min–max) |")
+    L.append("|---|---:|---:|---:|---:|")
     for metric, desc in (("bulk1_gbps", "bulk, 1 stream, Gb/s"),
-                         ("bulk1_cpu_s_per_gb", "CPU-s per GB"),
+                         ("bulk1_cpu_s_per_gb", "helperd CPU-s per GB, 1 stream"),
                          ("rtt_added_p50_us", "added p50 round trip, µs"),
+                         ("rttpin_added_p50_us", "added p50 round trip, pinned, µs"),
                          ("connseq_per_s", "new connections/s, sequential"),
-                         ("connpar_per_s", "new connections/s, 16 parallel")):
+                         ("connseq_cpu_us", "helperd CPU µs per connection, sequential"),
+                         ("connpar_per_s", "new connections/s, 16 parallel"),
+                         ("connpar_cpu_us", "helperd CPU µs per connection, 16 parallel")):
         a, b = r.get("mesh_tls", metric), r.get("mesh_tls_nolog", metric)
-        L.append("| %s | %s | %s | %s |" % (desc, fmt(a, metric), fmt(b, metric),
-                 "%.3f×" % (a / b) if a is not None and b else "—"))
+        if a is None and b is None:
+            continue
+        pa = BYROUND.get(("mesh_tls", metric), {})
+        pb = BYROUND.get(("mesh_tls_nolog", metric), {})
+        pr = sorted(pa[k] / pb[k] for k in pa if k in pb and pb[k] > 0)
+        L.append("| %s | %s | %s | %s | %s |" % (
+            desc, fmt(a, metric), fmt(b, metric),
+            "%.3f×" % (a / b) if a is not None and b else "—",
+            "%.3f× (%.3f–%.3f)" % (statistics.median(pr), pr[0], pr[-1]) if pr else "—"))
     a, b = r.get("mesh_tls", "connseq_per_s"), r.get("mesh_tls_nolog", "connseq_per_s")
     if a and b:
         L.append("")
-        L.append("Per connection (sequential): %.1f µs more (1/observed − 1/unobserved)." %
+        L.append("Per connection (sequential): %.1f µs more wall time (1/observed − 1/unobserved)." %
                  (1e6 / a - 1e6 / b))
+    for m, what in (("connseq_cpu_us", "sequential"), ("connpar_cpu_us", "16 parallel")):
+        a, b = r.get("mesh_tls", m), r.get("mesh_tls_nolog", m)
+        if a is not None and b is not None:
+            L.append("helperd CPU per connection (%s): %+.1f µs." % (what, a - b))
     a, b = r.get("mesh_tls", "bulk1_cpu_s_per_gb"), r.get("mesh_tls_nolog", "bulk1_cpu_s_per_gb")
     if a is not None and b is not None:
         L.append("Per GB: %+.3f CPU-s." % (a - b))

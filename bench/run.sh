@@ -504,9 +504,11 @@ rtt_run() { # rtt_run ROUND PATH METRIC [pin]
 	log "  $name $m: p50 $(kv p50_us "$out") us, p99 $(kv p99_us "$out") us"
 }
 conn_run() { # conn_run ROUND PATH METRIC PARALLEL
-	local r=$1 name=$2 m=$3 par=$4 out
+	local r=$1 name=$2 m=$3 par=$4 out c0 c1
+	c0=$(cpu_ticks "${PROXY[@]}")
 	out=$(timeout $((CONN_SECS + 60)) "${CLIENT[@]}" "$MBENCH" connrate "$ONCE_P" "$par" "$CONN_SECS" 200000 2>&1)
 	local rc=$?
+	c1=$(cpu_ticks "${PROXY[@]}")
 	echo "$name $m r$r: $out" >>"$RAW/mbench.log"
 	if [ -z "$(kv rate "$out")" ]; then
 		note "$name round $r: connrate ($m) failed (rc $rc): $out"
@@ -516,6 +518,10 @@ conn_run() { # conn_run ROUND PATH METRIC PARALLEL
 	rec "$r" "$name" "${m}_per_s" "$(kv rate "$out")"
 	rec "$r" "$name" "${m}_p50_us" "$(kv p50_us "$out")"
 	rec "$r" "$name" "${m}_p99_us" "$(kv p99_us "$out")"
+	# Proxy CPU per connection (utime+stime of the path's processes).
+	if [ ${#PROXY[@]} -gt 0 ] && [ "$(kv conns "$out")" -gt 0 ] 2>/dev/null; then
+		rec "$r" "$name" "${m}_cpu_us" "$(python3 -c "print('%.1f' % (($c1-$c0)/$CLK_TCK * 1e6 / $(kv conns "$out")))")"
+	fi
 	log "  $name $m: $(kv rate "$out") conn/s, p50 $(kv p50_us "$out") us, p99 $(kv p99_us "$out") us"
 }
 verify_run() {
