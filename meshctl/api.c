@@ -270,18 +270,90 @@ api_request(const char *method, const char *path, const char *body,
 	return api_perform(method, path, body, resp, 0);
 }
 
+/* The request's headers: Accept, the token, the body's Content-Type. */
+static struct curl_slist *
+api_headers(const char *tok, const char *body, const char *method)
+{
+	struct curl_slist *hdrs = NULL, *h2;
+	char tokhdr[200];
+	const char *ctype = NULL;
+
+	if ((hdrs = curl_slist_append(NULL, "Accept: application/json")) ==
+	    NULL)
+		return NULL;
+	if (tok != NULL) {
+		snprintf(tokhdr, sizeof(tokhdr), "X-Consul-Token: %s", tok);
+		if ((h2 = curl_slist_append(hdrs, tokhdr)) == NULL)
+			goto fail;
+		hdrs = h2;
+	}
+	if (body != NULL)
+		ctype = "Content-Type: application/json";
+	else if (strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0)
+		ctype = "Content-Type:";        /* no form-urlencoded claim */
+	if (ctype != NULL) {
+		if ((h2 = curl_slist_append(hdrs, ctype)) == NULL)
+			goto fail;
+		hdrs = h2;
+	}
+	return hdrs;
+fail:
+	curl_slist_free_all(hdrs);
+	return NULL;
+}
+
+/* Every option of one request on api_curl. */
+static void
+api_setopts(const char *method, const char *url, struct curl_slist *hdrs,
+    const char *body, int stream, char *errbuf, struct sink *s)
+{
+	curl_easy_setopt(api_curl, CURLOPT_URL, url);
+	curl_easy_setopt(api_curl, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(api_curl, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(api_curl, CURLOPT_USERAGENT,
+	    "meshctl/" MESHCTL_VERSION);
+	curl_easy_setopt(api_curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+	curl_easy_setopt(api_curl, CURLOPT_TIMEOUT_MS, stream ? 0L :
+	    30000L);
+	curl_easy_setopt(api_curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(api_curl, CURLOPT_PROXY, "");    /* never via proxy */
+	curl_easy_setopt(api_curl, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(api_curl, CURLOPT_WRITEFUNCTION, stream ?
+	    api_stream_cb : api_write_cb);
+	curl_easy_setopt(api_curl, CURLOPT_WRITEDATA, s);
+	if (body != NULL || strcmp(method, "PUT") == 0 ||
+	    strcmp(method, "POST") == 0) {
+		curl_easy_setopt(api_curl, CURLOPT_POSTFIELDS, body != NULL ?
+		    body : "");
+		curl_easy_setopt(api_curl, CURLOPT_POSTFIELDSIZE_LARGE,
+		    (curl_off_t)(body != NULL ? strlen(body) : 0));
+	}
+}
+
+/* Why a request got no answer, as the user should read it. */
+static const char *
+api_why(CURLcode cc, const char *errbuf, const struct sink *s)
+{
+	long oserr = 0;
+
+	if (s->overflow)
+		return "response too large";
+	if (cc == CURLE_COULDNT_CONNECT && curl_easy_getinfo(api_curl,
+	    CURLINFO_OS_ERRNO, &oserr) == CURLE_OK && oserr != 0)
+		return strerror((int)oserr);
+	return errbuf[0] != '\0' ? errbuf : curl_easy_strerror(cc);
+}
+
 static int
 api_perform(const char *method, const char *path, const char *body,
     struct api_resp *resp, int quiet)
 {
 	const char *addr = api_addr(), *tok = NULL, *sock = NULL;
-	char tokhdr[200];
 	char errbuf[CURL_ERROR_SIZE] = "";
 	struct curl_slist *hdrs = NULL;
 	struct sink s = { 0 };
 	char *url = NULL;
 	CURLcode cc;
-	long oserr = 0;
 	/* The discovery of the unix socket is never the stream itself. */
 	int stream = api_streaming && !api_in_discovery;
 
@@ -306,85 +378,35 @@ api_perform(const char *method, const char *path, const char *body,
 	if (sock != NULL) {
 		if (curl_easy_setopt(api_curl, CURLOPT_UNIX_SOCKET_PATH, sock)
 		    != CURLE_OK || asprintf(&url, "http://localhost%s", path) < 0)
-			goto nomem;
-	} else if ((url = api_url(api_curl, addr, path)) == NULL) {
-		goto nomem;
+			url = NULL;
+	} else {
+		url = api_url(api_curl, addr, path);
 	}
-	hdrs = curl_slist_append(hdrs, "Accept: application/json");
-	if (hdrs == NULL)
-		goto nomem;
-	if (tok != NULL) {
-		struct curl_slist *h2;
-
-		snprintf(tokhdr, sizeof(tokhdr), "X-Consul-Token: %s", tok);
-		if ((h2 = curl_slist_append(hdrs, tokhdr)) == NULL)
-			goto nomem;
-		hdrs = h2;
+	if (url == NULL || (hdrs = api_headers(tok, body, method)) == NULL) {
+		free(url);
+		fprintf(stderr, "Error: out of memory\n");
+		return -1;
 	}
-	if (body != NULL) {
-		struct curl_slist *h2 = curl_slist_append(hdrs,
-		    "Content-Type: application/json");
-		if (h2 == NULL)
-			goto nomem;
-		hdrs = h2;
-	}
-	curl_easy_setopt(api_curl, CURLOPT_URL, url);
-	curl_easy_setopt(api_curl, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(api_curl, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(api_curl, CURLOPT_USERAGENT,
-	    "meshctl/" MESHCTL_VERSION);
-	curl_easy_setopt(api_curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-	curl_easy_setopt(api_curl, CURLOPT_TIMEOUT_MS, stream ? 0L :
-	    30000L);
-	curl_easy_setopt(api_curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(api_curl, CURLOPT_PROXY, "");    /* never via proxy */
-	curl_easy_setopt(api_curl, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(api_curl, CURLOPT_WRITEFUNCTION, stream ?
-	    api_stream_cb : api_write_cb);
-	curl_easy_setopt(api_curl, CURLOPT_WRITEDATA, &s);
-	if (body != NULL) {
-		curl_easy_setopt(api_curl, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(api_curl, CURLOPT_POSTFIELDSIZE_LARGE,
-		    (curl_off_t)strlen(body));
-	} else if (strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0) {
-		struct curl_slist *h2 = curl_slist_append(hdrs,
-		    "Content-Type:");           /* no form-urlencoded claim */
-		if (h2 != NULL)
-			hdrs = h2;
-		curl_easy_setopt(api_curl, CURLOPT_POSTFIELDS, "");
-		curl_easy_setopt(api_curl, CURLOPT_POSTFIELDSIZE_LARGE,
-		    (curl_off_t)0);
-	}
+	api_setopts(method, url, hdrs, body, stream, errbuf, &s);
 	cc = curl_easy_perform(api_curl);
 	curl_slist_free_all(hdrs);
 	free(url);
 	if (cc != CURLE_OK) {
-		const char *why = errbuf[0] != '\0' ? errbuf :
-		    curl_easy_strerror(cc);
-		if (s.overflow)
-			why = "response too large";
-		else if (cc == CURLE_COULDNT_CONNECT &&
-		    curl_easy_getinfo(api_curl, CURLINFO_OS_ERRNO, &oserr) ==
-		    CURLE_OK && oserr != 0)
-			why = strerror((int)oserr);
 		if (!quiet)
 			fprintf(stderr, "Error: cannot reach helperd at %s: "
-			    "%s\n", sock != NULL ? sock : addr, why);
+			    "%s\n", sock != NULL ? sock : addr,
+			    api_why(cc, errbuf, &s));
 		free(s.buf);
 		return -1;
 	}
 	curl_easy_getinfo(api_curl, CURLINFO_RESPONSE_CODE, &resp->status);
-	if (s.buf == NULL && (s.buf = calloc(1, 1)) == NULL)
-		goto nomem2;
+	if (s.buf == NULL && (s.buf = calloc(1, 1)) == NULL) {
+		fprintf(stderr, "Error: out of memory\n");
+		return -1;
+	}
 	resp->body = s.buf;
 	resp->len = s.len;
 	return 0;
-nomem:
-	curl_slist_free_all(hdrs);
-	free(url);
-nomem2:
-	fprintf(stderr, "Error: out of memory\n");
-	return -1;
 }
 
 void
