@@ -1,13 +1,14 @@
 #!/bin/bash
-# The references are complete: every key of conf/conf.c's table is in
+# The references are complete: every key of conf/keys.c's table is in
 # examples/mesh.conf (commented, with its default) and in mesh.conf(5);
 # every meshctl command and subcommand is in meshctl(1) and in the bash
 # and zsh completion; helperd -h and meshctl -h point to the manuals.
 . "$(dirname "$0")/lib.sh"
 
-conf=$SRCDIR/conf/conf.c
+conf=$SRCDIR/conf/keys.c             # the key table
+svcconf=$SRCDIR/conf/service_file.c  # the service file's keys
 keys=$(sed -n 's/.*{ *\.name = "\([a-z_]*\)".*/\1/p' "$conf" | sort -u)
-check "conf.c's key table read ($(echo "$keys" | wc -w) keys)" [ "$(echo "$keys" | wc -w)" -ge 25 ]
+check "keys.c's key table read ($(echo "$keys" | wc -w) keys)" [ "$(echo "$keys" | wc -w)" -ge 25 ]
 man5=$SRCDIR/docs/man/mesh.conf.5.scd
 for k in $keys; do
 	[ "$k" = services ] && continue
@@ -15,7 +16,7 @@ for k in $keys; do
 		grep -Eq "^#[[:space:]]*$k = " "$SRCDIR/examples/mesh.conf"
 	check "mesh.conf key $k: in mesh.conf(5)" grep -q "\*$k\*" "$man5"
 done
-for k in $(sed -n '/^static const char \*const \(svc\|check\|up\)_keys/,/;/p' "$conf" |
+for k in $(sed -n '/^static const char \*const \(svc\|check\|up\)_keys/,/;/p' "$svcconf" |
     grep -o '"[a-z_]*"' | tr -d '"'); do
 	check "service key $k: in mesh.conf(5)" grep -q "\*$k\*" "$man5"
 done
