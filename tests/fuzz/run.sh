@@ -31,7 +31,10 @@ export LSAN_OPTIONS=suppressions=$top/tests/lsan.supp
 flags="-g -O1 -std=gnu11 -D_GNU_SOURCE -I$top -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 libs="$(pkg-config --cflags --libs jansson libconfig gnutls)"
 common="$top/common/util.c $top/common/log.c"
-conf="$top/conf/conf.c $top/conf/consul.c $top/conf/consul_keys.c"
+# Every file of conf/ and of the intentions (model, JSON, store): a split
+# of either must not leave the fuzz build behind.
+conf=$(echo "$top"/conf/*.c)
+intent=$(echo "$top"/helperd/intent.c "$top"/helperd/intent_*.c)
 build() { # build NAME SOURCES...: a target that does not build fails
 	n=$1; shift
 	# shellcheck disable=SC2086
@@ -57,7 +60,7 @@ run() { # run NAME
 }
 build fuzz_consul $conf && seed fuzz_consul "$top"/tests/fixtures/conf/good/*.json "$top"/tests/fixtures/conf/bad/*.json "$top"/examples/getting-started/*.json && run fuzz_consul
 build fuzz_conf $conf && seed fuzz_conf "$top"/tests/fixtures/conf/good/*.conf "$top"/tests/fixtures/conf/bad/*.conf && run fuzz_conf
-build fuzz_intent "$top/helperd/intent.c" $conf && run fuzz_intent
+build fuzz_intent $intent $conf && run fuzz_intent
 build fuzz_spiffe "$top/helperd/spiffe.c" && run fuzz_spiffe
 # DNS queries: seeded with real ones (A, SRV, AAAA, outside the zone).
 mkdir -p "$T/corpus-fuzz_dns"
