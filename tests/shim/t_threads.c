@@ -5,7 +5,7 @@
 
 #define NT 64
 static pthread_barrier_t bar;
-static int bad[NT];
+static int bad[NT], err[NT];
 
 static void *
 run(void *arg)
@@ -15,6 +15,7 @@ run(void *arg)
 
 	pthread_barrier_wait(&bar);
 	fd = st_connect(st_host(), st_port());
+	err[i] = errno;
 	if (fd < 0)
 		bad[i] = 1;
 	else if (st_echo_ok(fd, "thread") != 0)
@@ -43,11 +44,18 @@ main(int argc, char **argv)
 		for (i = 0; i < NT; i++)
 			pthread_join(t[i], NULL);
 		pthread_barrier_destroy(&bar);
-		for (nbad = 0, i = 0; i < NT; i++)
+		int kind[4] = { 0 }, e1 = 0;
+
+		for (nbad = 0, i = 0; i < NT; i++) {
 			nbad += bad[i] != 0;
+			kind[bad[i]]++;
+			if (bad[i] == 1 && e1 == 0)
+				e1 = err[i];
+		}
 		printf("# round %d: %.1f ms\n", round, (st_now() - t0) * 1e3);
 		CHECK(nbad == 0, "64 threads connect at once",
-		    "%d of %d failed", nbad, NT);
+		    "%d of %d failed (connect %d, first: %s; echo %d; peer %d)",
+		    nbad, NT, kind[1], strerror(e1), kind[2], kind[3]);
 	}
 	return st_done();
 }
