@@ -761,6 +761,21 @@ ca_prune(struct ca *ca, int64_t now)
 	return dropped;
 }
 
+int64_t
+ca_prune_due(const struct ca *ca)
+{
+	int64_t due = 0;
+
+	for (size_t i = 0; i < ca->n_roots; i++) {
+		const struct ca_root *r = &ca->roots[i];
+
+		if (r->n != ca->active && (due == 0 || r->leaves_until + 1 <
+		    due))
+			due = r->leaves_until + 1;
+	}
+	return due;
+}
+
 /* ---- leaves ---- */
 
 struct ca_leaf *

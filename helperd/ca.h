@@ -92,6 +92,8 @@ int ca_rotate(struct ca *ca, char *err, size_t errlen);
  * stays while now <= the latest not_after of the leaves it signed), with
  * their files and cached leaves. Returns how many were dropped. */
 int ca_prune(struct ca *ca, int64_t now);
+/* When ca_prune will next drop a root (unix seconds), 0: none retired. */
+int64_t ca_prune_due(const struct ca *ca);
 
 /* The trusted roots (all roots not yet pruned), for cert_verify_chain.
  * Owned by ca; valid until the next ca_rotate/ca_prune/ca_free. */

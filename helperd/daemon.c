@@ -1,6 +1,6 @@
 /* daemon: the life of one node's helperd: start (CA, store, catalog,
- * listeners, API), the periodic tick (timeouts, leaf renewal), reload,
- * leaves per service, API registrations, stop. */
+ * listeners, API), leaf renewal (its own timer), reload, leaves per
+ * service, API registrations, stop. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +31,10 @@
 #include "helperd/served.h"
 #include "helperd/tls.h"
 
-#define LEAF_CHECK_MS 1000
+/* The leaf timer looks again at least this often (the wall clock may
+ * move under a renewal time) and at most every second (a CA client's
+ * request for a leaf past its renewal time is repeated until answered). */
+#define LEAF_CHECK_MAX_S 600
 
 static void
 path_in(char *buf, size_t len, const struct helperd *h, const char *name)
@@ -111,6 +114,8 @@ write_json(struct helperd *h, const char *name, json_t *j, mode_t mode,
 
 /* Leaves ---------------------------------------------------------------- */
 
+static void leaves_arm(struct helperd *h);
+
 static struct leaf_slot *
 leaf_slot(struct helperd *h, const char *service)
 {
@@ -158,6 +163,7 @@ helperd_leaf(struct helperd *h, const char *service, char *err,
 	log_info("leaf for %s: serial %s, valid until %lld, renew at %lld",
 	    service, leaf->serial, (long long)leaf->not_after,
 	    (long long)leaf->renew_at);
+	leaves_arm(h);
 	return leaf;
 }
 
@@ -181,6 +187,7 @@ leaf_renew(struct helperd *h, struct leaf_slot *slot, const char *why)
 	ca_leaf_unref(slot->leaf);
 	slot->leaf = leaf;
 	tls_tickets_reset();
+	leaves_arm(h);
 	return 0;
 }
 
@@ -196,6 +203,7 @@ helperd_leaf_installed(struct helperd *h, struct ca_leaf *leaf)
 		ca_leaf_unref(slot->leaf);
 		slot->leaf = leaf;
 		tls_tickets_reset();
+		leaves_arm(h);
 		relay_leaf_ready(h->relay);
 		return;
 	}
@@ -210,7 +218,26 @@ helperd_leaf_installed(struct helperd *h, struct ca_leaf *leaf)
 	log_info("leaf for %s: serial %s, valid until %lld, renew at %lld",
 	    leaf->service, leaf->serial, (long long)leaf->not_after,
 	    (long long)leaf->renew_at);
+	leaves_arm(h);
 	relay_leaf_ready(h->relay);     /* connections waiting for it */
+}
+
+/* Arm the leaf timer for the earliest renewal or root pruning. */
+static void
+leaves_arm(struct helperd *h)
+{
+	int64_t now = (int64_t)time(NULL), next = now + LEAF_CHECK_MAX_S;
+	int64_t prune = h->ca != NULL ? ca_prune_due(h->ca) : 0;
+
+	for (size_t i = 0; i < h->n_leaves; i++)
+		if (h->leaves[i].leaf->renew_at < next)
+			next = h->leaves[i].leaf->renew_at;
+	if (prune != 0 && prune < next)
+		next = prune;
+	if (next <= now)
+		next = now + 1;
+	if (loop_timer_add(h->loop, &h->leaf_timer, (next - now) * 1000) != 0)
+		log_err("leaves: out of memory: renewals are not timed");
 }
 
 static void
@@ -231,6 +258,13 @@ leaves_check(struct helperd *h)
 		log_info("dropped a retired CA root: every leaf it signed has "
 		    "expired");
 	}
+	leaves_arm(h);
+}
+
+static void
+leaves_due(void *arg)
+{
+	leaves_check(arg);
 }
 
 /* Leaves for every local connect service, so that the first connection
@@ -265,6 +299,7 @@ helperd_ca_rotate(struct helperd *h, char *err, size_t errlen)
 	    ca_active_root_id(h->ca));
 	for (size_t i = 0; i < h->n_leaves; i++)
 		leaf_renew(h, &h->leaves[i], "root rotation");
+	leaves_arm(h);          /* the old root: pruned when its leaves end */
 	/* The other nodes: new roots (both trusted), the sealed keys. */
 	if (h->conf.store.backend == CONF_STORE_ETCD)
 		cluster_ca_publish(h->cluster);
@@ -283,6 +318,7 @@ helperd_ca_replace(struct helperd *h, struct ca *ca, const char *why)
 	    ca_active_root_id(h->ca));
 	for (size_t i = 0; i < h->n_leaves; i++)
 		leaf_renew(h, &h->leaves[i], why);
+	leaves_arm(h);
 }
 
 /* Intentions ------------------------------------------------------------ */
@@ -687,6 +723,7 @@ helperd_start(struct helperd *h, char *err, size_t errlen)
 	}
 	if (tls_global_init(err, errlen) != 0 || loop_new(&h->loop) != 0)
 		return -1;
+	loop_timer_init(&h->leaf_timer, leaves_due, h);
 	/* The main loop handles its events holding the lock. */
 	loop_set_lock(h->loop, loop_lock, loop_unlock, h);
 	if (h->workers < 1) {
@@ -770,24 +807,8 @@ helperd_start(struct helperd *h, char *err, size_t errlen)
 	    h->conf.default_allow ? "allow" : "deny",
 	    h->conf.same_node_mtls ? "" : ", same-node without TLS");
 	h->started_ms = util_now_ms_mono();
-	h->next_leaf_check = h->started_ms + LEAF_CHECK_MS;
+	leaves_arm(h);
 	return 0;
-}
-
-void
-helperd_tick(struct helperd *h)
-{
-	int64_t now = util_now_ms_mono();
-
-	relay_tick(h->relay, now);
-	served_tick(h->served, now);
-	direct_tick(h->direct, now);
-	health_tick(h->health, now);
-	http_tick(h->http);
-	if (now >= h->next_leaf_check) {
-		leaves_check(h);
-		h->next_leaf_check = now + LEAF_CHECK_MS;
-	}
 }
 
 void
@@ -814,8 +835,10 @@ helperd_stop(struct helperd *h)
 	h->direct = NULL;
 	health_free(h->health);
 	h->health = NULL;
-	if (h->loop != NULL)
+	if (h->loop != NULL) {
+		loop_timer_del(h->loop, &h->leaf_timer);
 		loop_run_once(h->loop, 0); /* run deferred frees */
+	}
 	for (size_t i = 0; i < h->n_leaves; i++)
 		ca_leaf_unref(h->leaves[i].leaf);
 	free(h->leaves);

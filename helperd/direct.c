@@ -11,6 +11,7 @@
 #include "helperd/catalog.h"
 #include "helperd/helperd.h"
 #include "helperd/intent.h"
+#include "helperd/loop.h"
 
 struct direct_ent {
 	struct sockdiag_id id;          /* the app's socket, with its cookie */
@@ -24,7 +25,12 @@ struct direct {
 	struct direct_ent *ents;        /* DIRECT_MAX, dense: [0, n) used */
 	size_t n;
 	size_t cursor;                  /* next entry the sweep looks at */
+	struct loop_timer sweep;        /* armed while n > 0 */
 };
+
+#define DIRECT_SWEEP_MS 100
+
+static void direct_sweep(void *arg);
 
 int
 direct_new(struct direct **out, struct helperd *h)
@@ -35,6 +41,7 @@ direct_new(struct direct **out, struct helperd *h)
 	if (d == NULL)
 		return -1;
 	d->h = h;
+	loop_timer_init(&d->sweep, direct_sweep, d);
 	*out = d;
 	if (h->conf.same_node_mtls)
 		return 0;
@@ -64,6 +71,7 @@ direct_free(struct direct *d)
 {
 	if (d == NULL)
 		return;
+	loop_timer_del(d->h->loop, &d->sweep);
 	sockdiag_close(d->sd);
 	free(d->ents);
 	free(d);
@@ -222,6 +230,9 @@ direct_track(struct direct *d, const char *src, uid_t uid,
 	util_strlcpy(e->src, src, sizeof(e->src));
 	util_strlcpy(e->dst, dst, sizeof(e->dst));
 	log_debug("direct connection %s => %s (%s) tracked", src, dst, tuple);
+	if (!loop_timer_armed(&d->sweep) && loop_timer_add(h->loop, &d->sweep,
+	    DIRECT_SWEEP_MS) != 0)
+		log_err("direct: cannot arm the sweep: out of memory");
 out:
 	helperd_unlock(h);
 	return rc;
@@ -309,12 +320,13 @@ sweep_batch(struct direct *d, size_t k)
 	return 0;
 }
 
-void
-direct_tick(struct direct *d, int64_t now_ms)
+/* The sweep timer: every DIRECT_SWEEP_MS while entries are tracked. */
+static void
+direct_sweep(void *arg)
 {
+	struct direct *d = arg;
 	size_t budget, k, start, end, dropped = 0;
 
-	(void)now_ms;
 	if (!direct_on(d) || d->n == 0)
 		return;
 	helperd_lock(d->h);
@@ -348,5 +360,8 @@ direct_tick(struct direct *d, int64_t now_ms)
 	if (dropped > 0)
 		log_debug("direct: dropped %zu closed connection(s), %zu "
 		    "tracked", dropped, d->n);
+	if (d->n > 0 && loop_timer_add(d->h->loop, &d->sweep,
+	    DIRECT_SWEEP_MS) != 0)
+		log_err("direct: cannot arm the sweep: out of memory");
 	helperd_unlock(d->h);
 }

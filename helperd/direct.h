@@ -10,7 +10,8 @@
  * shim is never offered DIRECT and same-node pairs use the spliced relay.
  *
  * The table is fixed-size (DIRECT_MAX); entries whose socket is gone are
- * dropped by direct_tick, a bounded number of kernel lookups per tick. */
+ * dropped by a sweep timer, a bounded number of kernel lookups every
+ * 100 ms while any is tracked (none tracked: no timer). */
 #ifndef MESH_DIRECT_H
 #define MESH_DIRECT_H
 
@@ -50,9 +51,6 @@ int direct_track(struct direct *d, const char *src, uid_t uid,
 /* Intentions changed: destroy each tracked connection whose pair is now
  * denied, logging each. Returns how many. */
 size_t direct_recheck(struct direct *d, const char *why);
-
-/* Drop entries whose socket is gone; call every ~100 ms. */
-void direct_tick(struct direct *d, int64_t now_ms);
 
 /* Tracked connections (for /v1/agent/self and tests). */
 size_t direct_count(const struct direct *d);

@@ -6,7 +6,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -32,23 +31,18 @@ emfile_reserve(void)
 
 /* The pause is over: watch the listener again. */
 static void
-resume(void *arg, uint32_t events)
+resume(void *arg)
 {
 	struct emfile *g = arg;
-	uint64_t n;
 
-	(void)events;
-	while (read(g->tw.fd, &n, sizeof(n)) < 0 && errno == EINTR)
-		;
 	if (!g->paused)
 		return;
 	if (loop_add(g->loop, g->lw, g->lfd, g->events, g->cb,
 	    g->cb_arg) != 0) {
 		/* epoll itself out of memory: try again after a pause. */
-		struct itimerspec its = { .it_value.tv_nsec =
-		    EMFILE_PAUSE_MS * 1000000L };
-
-		timerfd_settime(g->tw.fd, 0, &its, NULL);
+		if (loop_timer_add(g->loop, &g->tw, EMFILE_PAUSE_MS) != 0)
+			log_err("%s: cannot resume accepting: out of memory",
+			    g->what);
 		return;
 	}
 	g->paused = 0;
@@ -58,15 +52,10 @@ int
 emfile_init(struct emfile *g, struct loop *loop, struct loop_watch *lw,
     int lfd, uint32_t events, loop_cb cb, void *arg, const char *what)
 {
-	int fd;
-
 	memset(g, 0, sizeof(*g));
-	g->tw.fd = -1;
 	if (emfile_reserve() != 0)
 		return -1;
-	fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (fd < 0)
-		return -1;
+	loop_timer_init(&g->tw, resume, g);
 	g->loop = loop;
 	g->lw = lw;
 	g->lfd = lfd;
@@ -74,25 +63,16 @@ emfile_init(struct emfile *g, struct loop *loop, struct loop_watch *lw,
 	g->cb = cb;
 	g->cb_arg = arg;
 	g->what = what;
-	if (loop_add(loop, &g->tw, fd, EPOLLIN, resume, g) != 0) {
-		close(fd);
-		return -1;
-	}
 	return 0;
 }
 
 void
 emfile_fini(struct emfile *g)
 {
-	if (g == NULL || g->tw.fd < 0)
+	if (g == NULL || g->loop == NULL)
 		return;
-	{
-		int fd = g->tw.fd;
-
-		loop_del(g->loop, &g->tw);
-		close(fd);
-	}
-	g->tw.fd = -1;
+	loop_timer_del(g->loop, &g->tw);
+	g->loop = NULL;
 	g->paused = 0;
 }
 
@@ -123,8 +103,6 @@ shed_one(struct emfile *g)
 int
 emfile_hit(struct emfile *g, int e)
 {
-	struct itimerspec its = { .it_value.tv_nsec =
-	    EMFILE_PAUSE_MS * 1000000L };
 	int64_t now;
 
 	if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM)
@@ -142,8 +120,8 @@ emfile_hit(struct emfile *g, int e)
 		g->last_log = now;
 		g->unlogged = 0;
 	}
-	if (!g->paused && g->tw.fd >= 0 &&
-	    timerfd_settime(g->tw.fd, 0, &its, NULL) == 0) {
+	if (!g->paused && g->loop != NULL &&
+	    loop_timer_add(g->loop, &g->tw, EMFILE_PAUSE_MS) == 0) {
 		loop_del(g->loop, g->lw);
 		g->paused = 1;
 	}

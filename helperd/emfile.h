@@ -1,8 +1,8 @@
 /* emfile: what a listening socket does when accept() runs out of file
  * descriptors (EMFILE, ENFILE, ENOBUFS, ENOMEM). Level-triggered epoll
  * would report the listener again at once and the loop would spin: the
- * guard takes the listener out of its loop for EMFILE_PAUSE_MS (a timerfd
- * in the same loop puts it back), closes one waiting connection with a
+ * guard takes the listener out of its loop for EMFILE_PAUSE_MS (a timer
+ * of the same loop puts it back: no fd, which is what ran out), closes one waiting connection with a
  * spare fd kept for that (the client sees a close rather than hanging in
  * the backlog), and logs at most one line per second per listener, plus
  * one when accepting works again with no shortage for a second. */
@@ -22,7 +22,7 @@ struct emfile {
 	uint32_t events;
 	loop_cb cb;
 	void *cb_arg;
-	struct loop_watch tw;   /* timerfd: the pause */
+	struct loop_timer tw;   /* the pause */
 	const char *what;       /* "control socket", "outbound port".. */
 	int paused;
 	unsigned long hits;     /* since accepting last worked */
@@ -36,8 +36,10 @@ struct emfile {
 int emfile_reserve(void);
 
 /* Guard the listener lfd, registered with lw in loop (events, cb, arg:
- * as given to loop_add, to put it back). Makes the timerfd now, while
- * fds are there. 0/-1. */
+ * as given to loop_add, to put it back). Takes the process's spare fd
+ * now, while fds are there. Any thread (it only fills g); emfile_hit and
+ * emfile_fini are the loop thread's. A zeroed guard is not initialised:
+ * emfile_fini of it is a no-op. 0/-1. */
 int emfile_init(struct emfile *g, struct loop *loop, struct loop_watch *lw,
     int lfd, uint32_t events, loop_cb cb, void *arg, const char *what);
 void emfile_fini(struct emfile *g);

@@ -27,6 +27,7 @@
 
 #define CHECK_ID_MAX  (CONF_NAME_MAX + 16)   /* "service:<id>[:n]" */
 #define REQ_MAX       (2 * CONF_ADDR_MAX + 128)
+#define RESOLVE_POLL_MS 100     /* a name lookup is polled this often */
 
 enum phase { PH_IDLE, PH_RESOLVE, PH_CONNECT, PH_HANDSHAKE, PH_SEND,
 	PH_READ };
@@ -53,6 +54,7 @@ struct hcheck {
 	enum phase phase;
 	int fd;
 	struct loop_watch w;
+	struct loop_timer t;            /* its next due time (check_arm) */
 	struct resolve *res;            /* PH_RESOLVE */
 	gnutls_session_t tls;           /* https */
 	char req[REQ_MAX];              /* http: the GET request */
@@ -83,6 +85,7 @@ struct health {
 	struct hsvc **sv;               /* current and previous definitions */
 	size_t nsv;
 	int retire_pending;             /* a prev hsvc is marked retire */
+	struct loop_timer sweep;        /* retire_sweep after the round */
 	gnutls_certificate_credentials_t cred;  /* https: system trust */
 	int cred_ready;
 };
@@ -90,6 +93,8 @@ struct health {
 static const char *const type_names[] = { "", "tcp", "http", "ttl" };
 
 static void check_event(void *arg, uint32_t events);
+static void check_arm(struct hcheck *c);
+static void check_timer(void *arg);
 static void check_connect(struct hcheck *c, const struct sockaddr_storage *ss,
     socklen_t sl);
 
@@ -228,6 +233,10 @@ check_set(struct hcheck *c, enum catalog_status st, const char *out)
 		    c->svc_id, p->def.address, p->def.port);
 		p->retire = 1;
 		hl->retire_pending = 1;
+		/* Swept after this round: the caller may be walking hl->v. */
+		if (loop_timer_add(hl->h->loop, &hl->sweep, 0) != 0)
+			log_err("health: out of memory: the previous "
+			    "definition of %s is retired later", c->svc_id);
 	}
 	name_after = name_passing(hl, c->svc_name);
 	if (name_before > 0 && name_after == 0)
@@ -335,6 +344,7 @@ check_done(struct hcheck *c, enum catalog_status st, const char *fmt, ...)
 	va_end(ap);
 	check_result(c, st, "%s", out);
 	c->next_run = next_run(c);
+	check_arm(c);
 }
 
 /* A run that helperd itself could not start (out of fds or memory: a
@@ -355,6 +365,7 @@ check_no_verdict(struct hcheck *c, const char *what, int err)
 		c->no_verdict_log_at = now + 10000;
 	}
 	c->next_run = now + 1000;
+	check_arm(c);
 }
 
 static int
@@ -377,15 +388,14 @@ check_start(struct hcheck *c, int64_t now)
 	c->deadline = now + c->timeout_ms;
 	if (resolve_literal(c->host, c->port, &ss, &sl)) {
 		check_connect(c, &ss, sl);
-		return;
-	}
-	/* A name: looked up off the loop; the tick polls it. */
-	if ((c->res = resolve_start(c->host, c->port, why,
+	} else if ((c->res = resolve_start(c->host, c->port, why,
 	    sizeof(why))) == NULL) {
 		check_done(c, CATALOG_CRITICAL, "resolve %s: %s", c->host, why);
-		return;
+	} else {
+		/* A name: looked up off the loop; its timer polls it. */
+		c->phase = PH_RESOLVE;
 	}
-	c->phase = PH_RESOLVE;
+	check_arm(c);
 }
 
 static void
@@ -706,6 +716,7 @@ check_free(struct health *hl, struct hcheck *c)
 	if (c == NULL)
 		return;
 	run_release(c);
+	loop_timer_del(hl->h->loop, &c->t);
 	if (loop_defer(hl->h->loop, check_free_now, c) != 0)
 		check_free_now(c);
 }
@@ -725,6 +736,7 @@ check_new(struct health *hl, const struct conf_service *s,
 	c->hl = hl;
 	c->fd = -1;
 	c->w.fd = -1;
+	loop_timer_init(&c->t, check_timer, c);
 	c->logged = -1;
 	c->is_default = is_default;
 	c->created = util_now_ms_mono();
@@ -1057,6 +1069,8 @@ health_sync(struct health *hl)
 	hl->nsv = ns;
 	if (settle_any)
 		settle(hl);
+	for (size_t i = 0; i < hl->n; i++)
+		check_arm(hl->v[i]);
 	retire_ready(hl);
 	retire_sweep(hl);
 }
@@ -1081,46 +1095,76 @@ overdue_but_ready(struct hcheck *c)
 	return c->phase == PH_IDLE;
 }
 
-void
-health_tick(struct health *hl, int64_t now)
+/* When c is due next, as its state says: a TTL that passes expires; a
+ * name lookup is polled; a run times out; an idle check runs again. */
+static void
+check_arm(struct hcheck *c)
 {
-	if (hl == NULL)
-		return;
-	(void)resolve_reap(0);
-	for (size_t i = 0; i < hl->n; i++) {
-		struct hcheck *c = hl->v[i];
+	struct loop *l = c->hl->h->loop;
+	int64_t when;
 
-		if (c->def.type == CONF_CHECK_TTL) {
-			if (c->status != CATALOG_CRITICAL && now >= c->ttl_expiry)
-			{
-				char out[96];
-
-				snprintf(out, sizeof(out), "TTL expired (no "
-				    "update within %lds)", c->def.ttl_ms / 1000);
-				check_set(c, CATALOG_CRITICAL, out);
-			}
-		} else if (c->phase == PH_RESOLVE && now < c->deadline) {
-			check_resolved(c);
-		} else if (c->phase != PH_IDLE && now >= c->deadline) {
-			if (overdue_but_ready(c))
-				continue;
-			if (c->phase == PH_RESOLVE)
-				check_done(c, CATALOG_CRITICAL, "resolve %s: "
-				    "timed out after %ldms", c->host,
-				    c->timeout_ms);
-			else if (c->def.type == CONF_CHECK_HTTP)
-				check_done(c, CATALOG_CRITICAL, "HTTP GET %s: "
-				    "timed out after %ldms", c->def.target,
-				    c->timeout_ms);
-			else
-				check_done(c, CATALOG_CRITICAL, "connect %s:%d: "
-				    "timed out after %ldms", c->host, c->port,
-				    c->timeout_ms);
-		} else if (c->phase == PH_IDLE && now >= c->next_run) {
-			check_start(c, now);
+	if (c->def.type == CONF_CHECK_TTL) {
+		if (c->status == CATALOG_CRITICAL) {
+			loop_timer_del(l, &c->t);
+			return;
 		}
+		when = c->ttl_expiry;
+	} else if (c->phase == PH_RESOLVE) {
+		when = util_now_ms_mono() + RESOLVE_POLL_MS;
+		if (when > c->deadline)
+			when = c->deadline;
+	} else if (c->phase != PH_IDLE) {
+		when = c->deadline;
+	} else {
+		when = c->next_run;
 	}
-	retire_sweep(hl);
+	if (loop_timer_at(l, &c->t, when) != 0)
+		log_err("health: out of memory: check %s is not timed", c->id);
+}
+
+/* A check's timer: start it, time it out, poll its lookup, expire its
+ * TTL; then armed for what comes next. */
+static void
+check_timer(void *arg)
+{
+	struct hcheck *c = arg;
+	int64_t now = util_now_ms_mono();
+
+	(void)resolve_reap(0);
+	if (c->def.type == CONF_CHECK_TTL) {
+		if (c->status != CATALOG_CRITICAL && now >= c->ttl_expiry) {
+			char out[96];
+
+			snprintf(out, sizeof(out), "TTL expired (no update "
+			    "within %lds)", c->def.ttl_ms / 1000);
+			check_set(c, CATALOG_CRITICAL, out);
+		}
+	} else if (c->phase == PH_RESOLVE && now < c->deadline) {
+		check_resolved(c);
+	} else if (c->phase != PH_IDLE && now >= c->deadline) {
+		if (overdue_but_ready(c)) {
+			check_arm(c);
+			return;
+		}
+		if (c->phase == PH_RESOLVE)
+			check_done(c, CATALOG_CRITICAL, "resolve %s: timed out "
+			    "after %ldms", c->host, c->timeout_ms);
+		else if (c->def.type == CONF_CHECK_HTTP)
+			check_done(c, CATALOG_CRITICAL, "HTTP GET %s: timed out "
+			    "after %ldms", c->def.target, c->timeout_ms);
+		else
+			check_done(c, CATALOG_CRITICAL, "connect %s:%d: timed "
+			    "out after %ldms", c->host, c->port, c->timeout_ms);
+	} else if (c->phase == PH_IDLE && now >= c->next_run) {
+		check_start(c, now);
+	}
+	check_arm(c);
+}
+
+static void
+sweep_due(void *arg)
+{
+	retire_sweep(arg);
 }
 
 /* The interface ------------------------------------------------------------ */
@@ -1133,6 +1177,7 @@ health_new(struct health **out, struct helperd *h)
 	if (hl == NULL)
 		return -1;
 	hl->h = h;
+	loop_timer_init(&hl->sweep, sweep_due, hl);
 	*out = hl;
 	return 0;
 }
@@ -1144,8 +1189,10 @@ health_free(struct health *hl)
 		return;
 	/* Stopped first (their sockets leave epoll): no later round can
 	 * see them, and the loop may already be gone. */
+	loop_timer_del(hl->h->loop, &hl->sweep);
 	for (size_t i = 0; i < hl->n; i++) {
 		run_release(hl->v[i]);
+		loop_timer_del(hl->h->loop, &hl->v[i]->t);
 		check_free_now(hl->v[i]);
 	}
 	free(hl->v);
@@ -1271,6 +1318,7 @@ health_ttl_update(struct health *hl, const char *check_id,
 		}
 		c->ttl_expiry = util_now_ms_mono() + c->def.ttl_ms;
 		check_result(c, st, "%s", note != NULL ? note : "");
+		check_arm(c);
 		found = 1;
 	}
 	retire_sweep(hl);

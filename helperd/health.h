@@ -71,8 +71,6 @@ void health_free(struct health *hl);
  * answers in milliseconds). Checks of removed instances stop. */
 void health_sync(struct health *hl);
 
-/* Start due checks, time out slow ones, expire TTLs. Every ~100 ms. */
-void health_tick(struct health *hl, int64_t now_ms);
 
 /* Local instance s as it is dialled: the worst status of its checks
  * (and the output of the check that decided it), or passing while its

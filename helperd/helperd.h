@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "conf/conf.h"
+#include "helperd/loop.h"
 
 struct ca;
 struct ca_leaf;
@@ -60,7 +61,7 @@ struct helperd {
 	size_t n_api_services;
 	struct leaf_slot *leaves;           /* current leaf per service */
 	size_t n_leaves;
-	int64_t next_leaf_check;
+	struct loop_timer leaf_timer;       /* the next renewal or pruning */
 	uint64_t refused_all_critical;      /* connections refused: every
 	                                     * instance critical (main loop) */
 	char reload_note[1000];             /* what the last reload did not
@@ -82,8 +83,6 @@ void helperd_relock(struct helperd *h, int levels);
 /* Bring the node up from h->conf: data_dir, CA, intentions, catalog,
  * listeners, control socket, HTTP API, ports.json. 0/-1 with err. */
 int helperd_start(struct helperd *h, char *err, size_t errlen);
-/* Periodic work (timeouts, leaf renewal, root pruning); every ~100 ms. */
-void helperd_tick(struct helperd *h);
 /* Close everything helperd_start opened (safe after a failed start). */
 void helperd_stop(struct helperd *h);
 

@@ -87,8 +87,9 @@ int http_agent_route(struct helperd *h, const struct http_req *req,
 /* http_monitor.c: GET /v1/agent/monitor streams the log. 1: resp is a
  * stream; 0: resp holds an error. */
 int http_monitor_start(const struct http_req *req, struct http_resp *resp);
-/* Wake the streams that have lines (tick); end them all (stop). */
-void http_monitor_tick(void);
+/* Wake the streams that have lines (the server's timer: every 100 ms
+ * while any is open); how many are open. End them all (stop). */
+int http_monitor_tick(void);
 void http_monitor_stop_all(void);
 
 struct metrics;
@@ -105,7 +106,5 @@ int http_start(struct http_server **out, struct helperd *h, const char *addr,
     const char *sockpath, long max_per_client, char *bound, size_t boundlen,
     char *err, size_t errlen);
 void http_stop(struct http_server *s);
-/* Let the server handle its timeouts; call every ~100 ms. */
-void http_tick(struct http_server *s);
 
 #endif

@@ -93,7 +93,7 @@ mon_read(void *cls, uint64_t pos, char *out, size_t max)
 		n += (size_t)snprintf(out + n, max - n, "[monitor: %lu "
 		    "line(s) dropped, reading too slowly]\n", dropped);
 	if (n == 0)
-		MHD_suspend_connection(m->mc);   /* the tick resumes it */
+		MHD_suspend_connection(m->mc);   /* http_due resumes it */
 	return (ssize_t)n;
 }
 
@@ -149,22 +149,25 @@ http_monitor_start(const struct http_req *req, struct http_resp *resp)
 	return 1;
 }
 
-void
+int
 http_monitor_tick(void)
 {
 	struct MHD_Connection *wake[MON_MAX];
-	int n = 0;
+	int n = 0, open = 0;
 
 	pthread_mutex_lock(&mon_lock);
-	for (int i = 0; i < MON_MAX; i++)
+	for (int i = 0; i < MON_MAX; i++) {
+		open += mons[i].used;
 		if (mons[i].used && mons[i].suspended &&
 		    (mons[i].len > 0 || mons[i].dropped > 0)) {
 			mons[i].suspended = 0;
 			wake[n++] = mons[i].mc;
 		}
+	}
 	pthread_mutex_unlock(&mon_lock);
 	for (int i = 0; i < n; i++)
 		MHD_resume_connection(wake[i]);
+	return open;
 }
 
 void

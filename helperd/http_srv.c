@@ -62,7 +62,17 @@ struct http_server {
 	struct http_block *blk;     /* blocking queries */
 	struct http_ctx *held;      /* requests suspended until a change */
 	int stopping;               /* hold nothing more */
+	struct loop_timer timer;    /* http_due: see http_arm */
 };
+
+/* Held blocking queries (their answer may change: helperd keeps no
+ * change notice, only each answer's digest) and monitor streams (log
+ * lines come from any thread) are looked at this often while any is
+ * there. */
+#define HTTP_POLL_MS 100
+
+static void http_arm_at(struct http_server *s, int64_t when);
+static void http_mhd_arm(struct http_server *s);
 
 /* Per request: the body as it arrives, capped. */
 struct http_ctx {
@@ -198,6 +208,7 @@ on_connection(void *cls, struct MHD_Connection *mc, void **sctx,
 	ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	conn_identify(s, c, ci != NULL ? ci->client_addr : NULL, l->is_unix);
 	c->deadline = util_now_ms_mono() + HTTP_HEADER_MS;
+	http_arm_at(s, c->deadline + 1);
 	for (const struct http_conn *o = s->conns; o != NULL; o = o->next)
 		if (!o->refused && strcmp(o->client, c->client) == 0)
 			same++;
@@ -417,6 +428,7 @@ block_or_index(struct http_server *s, struct http_ctx *ctx,
 		s->held->hprev = ctx;
 	s->held = ctx;
 	MHD_suspend_connection(mc);
+	http_arm_at(s, now + HTTP_POLL_MS);
 	return 1;
 }
 
@@ -516,6 +528,8 @@ on_request(void *cls, struct MHD_Connection *mc, const char *url,
 	req.mhd_conn = mc;
 	req.caller = &who;
 	http_dispatch(s->h, &req, &resp);
+	if (resp.stream_read != NULL)   /* a monitor: woken when lines come */
+		http_arm_at(s, util_now_ms_mono() + HTTP_POLL_MS);
 	if (resp.body != NULL && resp.stream_read == NULL &&
 	    block_or_index(s, ctx, c, &req, &resp))
 		return MHD_YES;         /* held: called again on resume */
@@ -532,8 +546,10 @@ on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 
 	(void)toe;
 	/* Idle between requests: the next headers are due in time too. */
-	if (c != NULL && !c->refused)
+	if (c != NULL && !c->refused) {
 		c->deadline = util_now_ms_mono() + HTTP_HEADER_MS;
+		http_arm_at(l->s, c->deadline + 1);
+	}
 	if (ctx != NULL) {
 		held_unlink(l->s, ctx);
 		if (ctx->held)
@@ -553,28 +569,67 @@ on_event(void *arg, uint32_t events)
 
 	(void)events;
 	MHD_run(l->d);
+	http_mhd_arm(l->s);
 }
 
-void
-http_tick(struct http_server *s)
+static void
+http_arm_at(struct http_server *s, int64_t when)
 {
+	if (loop_timer_min(s->h->loop, &s->timer, when) != 0)
+		log_err("http: out of memory: timeouts are late");
+}
+
+/* MHD's own timeouts (connection_timeout): it wants MHD_run by then. */
+static void
+http_mhd_arm(struct http_server *s)
+{
+	struct MHD_Daemon *d[2] = { s->tcp.d, s->unx.d };
 	int64_t now = util_now_ms_mono();
 
-	if (s == NULL)
-		return;
+	for (int i = 0; i < 2; i++) {
+		MHD_UNSIGNED_LONG_LONG t;
+
+		if (d[i] != NULL && MHD_get_timeout(d[i], &t) == MHD_YES)
+			http_arm_at(s, now + (t > 3600000 ? 3600000 :
+			    (int64_t)t));
+	}
+}
+
+/* The server's timer: held queries and monitors looked at again,
+ * headers that did not come in time, MHD's timeouts; then armed for the
+ * earliest of what is left (nothing left: not armed). */
+static void
+http_due(void *arg)
+{
+	struct http_server *s = arg;
+	int64_t now = util_now_ms_mono(), next = 0;
+	int polling;
+
 	held_resume_all(s);
-	http_monitor_tick();
-	for (struct http_conn *c = s->conns; c != NULL; c = c->next)
+	polling = http_monitor_tick() > 0;
+	for (struct http_conn *c = s->conns; c != NULL; c = c->next) {
 		if (c->deadline != 0 && now > c->deadline) {
 			log_debug("http: %s: no request within %d ms: closed",
 			    c->client, HTTP_HEADER_MS);
 			c->deadline = 0;
 			shutdown(c->fd, SHUT_RDWR);
+		} else if (c->deadline != 0 && (next == 0 ||
+		    c->deadline + 1 < next)) {
+			next = c->deadline + 1;
 		}
+	}
 	if (s->tcp.d != NULL)
 		MHD_run(s->tcp.d);
 	if (s->unx.d != NULL)
 		MHD_run(s->unx.d);
+	/* MHD_run took the resumed ones back: those still waiting are held
+	 * again. */
+	if (s->held != NULL || polling)
+		next = next == 0 || now + HTTP_POLL_MS < next ?
+		    now + HTTP_POLL_MS : next;
+	if (next != 0)
+		http_arm_at(s, next);
+	http_mhd_arm(s);
 }
 
 static int
@@ -689,6 +744,7 @@ http_start(struct http_server **out, struct helperd *h, const char *addr,
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return -1;
 	s->h = h;
+	loop_timer_init(&s->timer, http_due, s);
 	if ((s->blk = http_block_new()) == NULL) {
 		free(s);
 		snprintf(err, errlen, "http: out of memory");
@@ -756,6 +812,7 @@ http_stop(struct http_server *s)
 		MHD_run(s->unx.d);
 	listener_stop(s, &s->tcp);
 	listener_stop(s, &s->unx);
+	loop_timer_del(s->h->loop, &s->timer);
 	if (s->sockpath[0] != '\0')
 		unlink(s->sockpath);
 	sockdiag_close(s->sd);

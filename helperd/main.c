@@ -23,8 +23,6 @@
 #include "helperd/metrics.h"
 #include "helperd/loop.h"
 
-#define TICK_MS 100
-
 static void
 usage(FILE *f)
 {
@@ -123,14 +121,6 @@ rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
 	return remove(path);
 }
 
-static void
-on_signal(void *arg, uint32_t events)
-{
-	/* Read in run(), after the round; the watch only wakes the loop. */
-	(void)arg;
-	(void)events;
-}
-
 /* SIGUSR1: the current metrics, one log line per sample, as Consul
  * dumps its telemetry. */
 static void
@@ -176,7 +166,8 @@ signal_set(sigset_t *set)
 		sigaddset(set, s);
 }
 
-/* One signal read from the signalfd, holding the lock. */
+/* One signal read from the signalfd (the loop's round: holding the
+ * lock). */
 static void
 on_signal_read(struct helperd *h, const struct signalfd_siginfo *si)
 {
@@ -221,45 +212,75 @@ on_signal_read(struct helperd *h, const struct signalfd_siginfo *si)
 	}
 }
 
+/* The signalfd's watch: every signal waiting, handled in this round. */
+struct sigwatch {
+	struct loop_watch w;
+	struct helperd *h;
+};
+
+static void
+on_signal(void *arg, uint32_t events)
+{
+	struct sigwatch *sw = arg;
+	struct signalfd_siginfo si;
+
+	(void)events;
+	while (read(sw->w.fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		on_signal_read(sw->h, &si);
+}
+
+/* systemd's watchdog: a loop that still goes round says so. */
+struct watchdog {
+	struct loop_timer t;
+	struct loop *loop;
+	long ms;
+};
+
+static void
+on_watchdog(void *arg)
+{
+	struct watchdog *wd = arg;
+
+	notify("WATCHDOG=1");
+	if (loop_timer_add(wd->loop, &wd->t, wd->ms) != 0)
+		log_err("systemd watchdog: cannot arm its timer");
+}
+
+/* The main loop, until a signal stops it. Every module arms its own
+ * timers: the loop sleeps until an event or the earliest of them. */
 static int
 run(struct helperd *h)
 {
-	struct loop_watch sw = { .fd = -1 };
-	long wd = watchdog_ms();
-	int64_t wd_next = 0;
+	struct sigwatch sw = { .w = { .fd = -1 }, .h = h };
+	struct watchdog wd = { .loop = h->loop, .ms = watchdog_ms() };
 	sigset_t set;
-	int sfd;
+	int sfd, rc = 0;
 
 	signal_set(&set);      /* blocked in every thread since main() */
 	sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (sfd < 0 || loop_add(h->loop, &sw, sfd, EPOLLIN,
-	    on_signal, NULL) != 0) {
+	if (sfd < 0 || loop_add(h->loop, &sw.w, sfd, EPOLLIN, on_signal,
+	    &sw) != 0) {
 		log_err("signalfd: %m");
+		if (sfd >= 0)
+			close(sfd);
 		return -1;
 	}
+	loop_timer_init(&wd.t, on_watchdog, &wd);
 	notify("READY=1");
-	if (wd > 0)
-		log_info("systemd watchdog: every %ld ms", wd);
-	while (!h->stopping) {
-		struct signalfd_siginfo si;
-
-		if (loop_run_once(h->loop, TICK_MS) != 0)
-			break;
-		helperd_lock(h);
-		while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-			on_signal_read(h, &si);
-		helperd_tick(h);
-		helperd_unlock(h);
-		/* The loop went round: tell the watchdog. */
-		if (wd > 0 && util_now_ms_mono() >= wd_next) {
-			notify("WATCHDOG=1");
-			wd_next = util_now_ms_mono() + wd;
-		}
+	if (wd.ms > 0) {
+		log_info("systemd watchdog: every %ld ms", wd.ms);
+		on_watchdog(&wd);
 	}
+	while (!h->stopping)
+		if (loop_run_once(h->loop, -1) != 0) {
+			rc = -1;
+			break;
+		}
 	notify("STOPPING=1");
-	loop_del(h->loop, &sw);
+	loop_timer_del(h->loop, &wd.t);
+	loop_del(h->loop, &sw.w);
 	close(sfd);
-	return 0;
+	return rc;
 }
 
 int

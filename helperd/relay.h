@@ -63,9 +63,6 @@ int relay_inbound_lookup(struct relay *r, const struct sockdiag_id *svc,
     char *spiffe, size_t spiffelen, char *addr, size_t addrlen,
     int *src_port);
 
-/* Expired registrations; call every ~100 ms (workers time their own
- * connections out). */
-void relay_tick(struct relay *r, int64_t now_ms);
 
 /* Intentions changed: every worker closes, at once, each open connection
  * whose pair is now denied, logging each (and how many). Returns 0: the

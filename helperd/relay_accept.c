@@ -142,6 +142,7 @@ park(struct relay *r, int fd, const struct sockaddr_storage *ss, int port)
 	r->park_fifo[(r->park_head + r->park_len) % RELAY_PORTS].expires =
 	    pk->expires;
 	r->park_len++;
+	relay_expire_arm(r, pk->expires);
 	return 0;
 }
 
@@ -393,6 +394,7 @@ relay_pending_add(struct relay *r, int local_port, const char *src,
 	r->expiry[(r->exp_head + r->exp_len) % RELAY_PORTS].expires =
 	    p->expires;
 	r->exp_len++;
+	relay_expire_arm(r, p->expires);
 	if (r->parked[local_port] != NULL &&
 	    owner_ok(r, r->parked[local_port]->fd, &r->parked[local_port]->ss,
 	    p)) {
@@ -472,8 +474,19 @@ relay_inbound_lookup(struct relay *r, const struct sockdiag_id *svc,
 }
 
 void
-relay_tick(struct relay *r, int64_t now)
+relay_expire_arm(struct relay *r, int64_t when)
 {
+	if (loop_timer_min(r->h->loop, &r->exp_timer, when) != 0)
+		log_err("relay: cannot arm the expiry timer: out of memory");
+}
+
+/* The expiry timer (main loop, holding h->lock): parked sockets and
+ * registrations past their time; then armed for the next one. */
+void
+relay_expire(void *arg)
+{
+	struct relay *r = arg;
+	int64_t now = util_now_ms_mono();
 	/* Sockets whose registration never came: reset them. Judged as of
 	 * the last time the loop looked at the control sockets: a CONNECT
 	 * that arrived while helperd was busy (a reload, a burst) is read
@@ -517,4 +530,8 @@ relay_tick(struct relay *r, int64_t now)
 		r->exp_head = (r->exp_head + 1) % RELAY_PORTS;
 		r->exp_len--;
 	}
+	if (r->park_len > 0)
+		relay_expire_arm(r, r->park_fifo[r->park_head].expires);
+	if (r->exp_len > 0)
+		relay_expire_arm(r, r->expiry[r->exp_head].expires);
 }

@@ -222,6 +222,7 @@ struct worker {
 	pthread_t thread;
 	struct loop *loop;
 	struct loop_watch wake;         /* eventfd: jobs, recheck, stop */
+	struct loop_timer tick;         /* deadlines, while it has conns */
 	pthread_mutex_t qlock;          /* guards q, recheck, stop */
 	struct job *q;
 	size_t qn, qcap;
@@ -265,6 +266,7 @@ struct relay {
 	struct sockdiag *sd;
 	struct { int port; int64_t expires; } park_fifo[RELAY_PORTS];
 	size_t park_head, park_len, n_parked;
+	struct loop_timer exp_timer;    /* the heads of both fifos */
 	/* Relaying connections of every worker, for the API (obs_lock). */
 	pthread_mutex_t obs_lock;
 	struct conn *obs_list;
@@ -331,6 +333,12 @@ int relay_leaf_want(struct relay *r, const char *service);
 /* relay_new/relay_free: the main loop's eventfd for relay_leaf_want. */
 int relay_leaf_init(struct relay *r);
 void relay_leaf_fini(struct relay *r);
+
+/* relay_accept.c, main loop: arm the expiry timer (exp_timer) for when,
+ * if it is not due sooner; relay_expire is its callback (parked sockets
+ * and registrations past their time). */
+void relay_expire_arm(struct relay *r, int64_t when);
+void relay_expire(void *arg);
 
 /* relay_worker.c: threads and moving between them ---------------------- */
 

@@ -254,18 +254,32 @@ worker_tick(struct worker *w, int64_t now)
 	}
 }
 
+/* The worker's timer, every WORKER_TICK_MS while it holds connections.
+ * Deadlines are judged as of the last wait: what had arrived by then was
+ * handled. A round that waited for the lock (a reload) or for a CPU (a
+ * loaded machine) must not time out a dial whose answer came meanwhile;
+ * the next round sees it. */
+#define WORKER_TICK_MS 100
+
+static void
+worker_due(void *arg)
+{
+	struct worker *w = arg;
+
+	worker_tick(w, loop_woke_ms(w->loop));
+}
+
 static void *
 worker_main(void *arg)
 {
 	struct worker *w = arg;
 	sigset_t all;
-	int64_t next_tick = 0;
 
 	/* Signals are the main thread's (signalfd). */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	loop_timer_init(&w->tick, worker_due, w);
 	for (;;) {
-		int64_t now;
 		int stop;
 
 		pthread_mutex_lock(&w->qlock);
@@ -273,19 +287,16 @@ worker_main(void *arg)
 		pthread_mutex_unlock(&w->qlock);
 		if (stop)
 			break;
-		if (loop_run_once(w->loop, 100) != 0)
+		/* No connection: nothing is due, the wait has no end (a
+		 * job or a stop comes through the eventfd). */
+		if (w->conns != NULL && !loop_timer_armed(&w->tick) &&
+		    loop_timer_add(w->loop, &w->tick, WORKER_TICK_MS) != 0)
+			log_err("relay worker %d: cannot arm its timer", w->id);
+		if (loop_run_once(w->loop, w->conns != NULL &&
+		    !loop_timer_armed(&w->tick) ? WORKER_TICK_MS : -1) != 0)
 			break;
-		now = util_now_ms_mono();
-		if (now >= next_tick) {
-			/* Deadlines are judged as of the last wait: what had
-			 * arrived by then was handled. A round that waited
-			 * for the lock (a reload) or for a CPU (a loaded
-			 * machine) must not time out a dial whose answer
-			 * came meanwhile; the next round sees it. */
-			worker_tick(w, loop_woke_ms(w->loop));
-			next_tick = now + 100;
-		}
 	}
+	loop_timer_del(w->loop, &w->tick);
 	/* Stopping: no more sockets are accepted here (the listening
 	 * sockets stay open until every worker has stopped), no more jobs
 	 * are taken; close what is left (and what was on its way here), in
@@ -351,7 +362,6 @@ worker_new(struct relay *r, int id)
 	w->wake.fd = -1;
 	for (int i = 0; i < ACC_N; i++) {
 		w->acc[i].w.fd = -1;
-		w->acc[i].eg.tw.fd = -1;
 	}
 	pthread_mutex_init(&w->qlock, NULL);
 	if (loop_new(&w->loop) != 0)
@@ -400,7 +410,7 @@ relay_new(struct relay **out, struct helperd *h, int workers)
 	r->mesh4.fd = r->out4.fd = r->out6.fd = -1;
 	r->out4.w.fd = r->out6.w.fd = -1;
 	r->leaf_w.fd = -1;
-	r->out4.eg.tw.fd = r->out6.eg.tw.fd = -1;
+	loop_timer_init(&r->exp_timer, relay_expire, r);
 	if (workers < 1)
 		workers = 1;
 	if (workers > RELAY_MAX_WORKERS)
@@ -432,6 +442,7 @@ relay_free(struct relay *r)
 		return;
 	loop_del(r->h->loop, &r->out4.w);
 	loop_del(r->h->loop, &r->out6.w);
+	loop_timer_del(r->h->loop, &r->exp_timer);
 	relay_leaf_fini(r);
 	emfile_fini(&r->out4.eg);
 	emfile_fini(&r->out6.eg);

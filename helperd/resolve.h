@@ -1,6 +1,6 @@
 /* resolve: host names of health checks resolved off the event loop, with
  * glibc's getaddrinfo_a (its own thread; nothing blocks the loop). The
- * loop polls a lookup from its tick; a lookup abandoned while glibc still
+ * loop polls a lookup from the check's timer; a lookup abandoned while glibc still
  * works on it is kept and freed when glibc is done (resolve_reap). Loop
  * thread only. */
 #ifndef MESH_RESOLVE_H

@@ -29,7 +29,7 @@
 #define SERVED_FILE      "served.json"
 #define SERVED_FILE_MAX  (4 * 1024 * 1024)
 #define SERVED_RETRY_MS  10000  /* a listener that could not bind */
-#define SERVED_SYNC_MS   1000   /* periodic sync (remote services) */
+#define SERVED_SYNC_MS   1000   /* periodic sync (remote services: etcd) */
 
 /* A service's address: host is its offset in the block. */
 struct slot {
@@ -61,9 +61,11 @@ struct served {
 	size_t n_lsn;
 	struct sockdiag *sd;
 	pid_t hint;             /* the last process found: often the next */
-	int64_t next_sync;
+	struct loop_timer timer;        /* the next retry or periodic sync */
 	int full_logged;
 };
+
+static void served_arm(struct served *s);
 
 /* The address table ---------------------------------------------------- */
 
@@ -513,7 +515,6 @@ want(struct served *s, const char *svc, int port)
 	l->s = s;
 	l->fd = -1;
 	l->w.fd = -1;
-	l->eg.tw.fd = -1;
 	l->addr = addr;
 	l->port = port;
 	l->want = 1;
@@ -542,7 +543,6 @@ served_sync(struct served *s)
 
 	if (s->size == 0)
 		return;
-	s->next_sync = util_now_ms_mono() + SERVED_SYNC_MS;
 	for (size_t i = 0; i < s->n_slots; i++) {
 		s->slots[i].known = 0;
 		s->slots[i].srv_port = 0;
@@ -591,13 +591,35 @@ served_sync(struct served *s)
 		lsn_close(s, s->lsn[i]);
 		s->lsn[i] = s->lsn[--s->n_lsn];
 	}
+	served_arm(s);
 }
 
-void
-served_tick(struct served *s, int64_t now)
+/* The timer: a listener to retry, or with etcd (remote services come and
+ * go) the periodic sync. Nothing due: not armed. */
+static void
+served_arm(struct served *s)
 {
-	if (s != NULL && now >= s->next_sync)
-		served_sync(s);
+	int64_t next = 0;
+
+	if (s->h->conf.store.backend == CONF_STORE_ETCD)
+		next = util_now_ms_mono() + SERVED_SYNC_MS;
+	for (size_t i = 0; i < s->n_lsn; i++) {
+		const struct lsn *l = s->lsn[i];
+
+		if (l->fd < 0 && l->retry_at != 0 &&
+		    (next == 0 || l->retry_at < next))
+			next = l->retry_at;
+	}
+	if (next == 0)
+		loop_timer_del(s->h->loop, &s->timer);
+	else if (loop_timer_at(s->h->loop, &s->timer, next) != 0)
+		log_err("served: cannot arm its timer: out of memory");
+}
+
+static void
+served_due(void *arg)
+{
+	served_sync(arg);
 }
 
 int
@@ -611,6 +633,7 @@ served_new(struct served **out, struct helperd *h, char *err, size_t errlen)
 		return -1;
 	}
 	s->h = h;
+	loop_timer_init(&s->timer, served_due, s);
 	if (h->conf.served_addrs[0] != '\0') {
 		if (conf_parse_loopback_block(h->conf.served_addrs, &s->net,
 		    &prefix) != 0) {
@@ -637,6 +660,7 @@ served_free(struct served *s)
 {
 	if (s == NULL)
 		return;
+	loop_timer_del(s->h->loop, &s->timer);
 	for (size_t i = 0; i < s->n_lsn; i++)
 		lsn_close(s, s->lsn[i]);
 	free(s->lsn);

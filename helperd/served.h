@@ -30,12 +30,11 @@ int served_new(struct served **out, struct helperd *h, char *err,
     size_t errlen);
 void served_free(struct served *s);
 
-/* The catalog changed (or a periodic check): give new services an
- * address, open and close listeners. Main thread, holding h->lock. */
+/* The catalog changed: give new services an address, open and close
+ * listeners. Main thread, holding h->lock. Arms its own timer: a listener
+ * that could not bind is retried every 10 s, and with store = etcd
+ * (remote services come and go) it runs again every second. */
 void served_sync(struct served *s);
-
-/* Periodic sync (once a second: remote services come and go). */
-void served_tick(struct served *s, int64_t now_ms);
 
 /* The address (host order) of service name (any case) and the port an
  * SRV answer gives (0: none listened): 1, or 0 when not a service. The
