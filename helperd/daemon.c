@@ -1,6 +1,7 @@
 /* daemon: the life of one node's helperd: start (CA, store, catalog,
  * listeners, API), leaf renewal (its own timer), reload, leaves per
  * service, API registrations, stop. */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,7 +129,10 @@ leaf_slot(struct helperd *h, const char *service)
 struct ca_leaf *
 helperd_leaf_peek(struct helperd *h, const char *service)
 {
-	struct leaf_slot *slot = leaf_slot(h, service);
+	struct leaf_slot *slot;
+
+	assert(lock_depth > 0);         /* holding h->lock (helperd.h) */
+	slot = leaf_slot(h, service);
 
 	return slot != NULL ? slot->leaf : NULL;
 }
@@ -137,10 +141,12 @@ struct ca_leaf *
 helperd_leaf(struct helperd *h, const char *service, char *err,
     size_t errlen)
 {
-	struct leaf_slot *slot = leaf_slot(h, service), *v;
+	struct leaf_slot *slot, *v;
 	struct ca_leaf *leaf;
 
-	if (slot != NULL)
+	/* Main loop only: it may generate a key (helperd.h). */
+	assert(loop_is_mine(h->loop));
+	if ((slot = leaf_slot(h, service)) != NULL)
 		return slot->leaf;
 	leaf = ca_leaf_get(h->ca, h->conf.datacenter, service,
 	    h->conf.ca.leaf_ttl, err, errlen);
@@ -614,6 +620,7 @@ helperd_reload(struct helperd *h, char *err, size_t errlen)
 void
 helperd_stats_log(struct helperd *h)
 {
+	assert(lock_depth > 0);         /* holding the lock (helperd.h) */
 	log_info("stats: uptime %llds, %zu local service(s), %zu relayed "
 	    "connection(s), %zu direct connection(s), %zu intention(s), "
 	    "%zu leaf certificate(s)",
@@ -690,61 +697,102 @@ write_ports(struct helperd *h, char *err, size_t errlen)
 	return write_json(h, "ports.json", j, 0644, err, errlen);
 }
 
-int
-helperd_start(struct helperd *h, char *err, size_t errlen)
+/* The node lock (recursive: the main loop holds it through a round and
+ * the modules it calls may take it again). */
+static void
+lock_init(struct helperd *h)
 {
-	char path[CONF_PATH_MAX + 32], why[128];
 	pthread_mutexattr_t ma;
 
 	pthread_mutexattr_init(&ma);
 	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&h->lock, &ma);
 	pthread_mutexattr_destroy(&ma);
+}
 
+/* The log settings and the access log's writer. 0/-1 with err. */
+static int
+start_observe(struct helperd *h, char *err, size_t errlen)
+{
 	if ((h->alog = accesslog_new()) == NULL) {
 		snprintf(err, errlen, "access log: cannot start its writer");
 		return -1;
 	}
-	if (observe_apply(h, err, errlen) != 0)
-		return -1;
+	return observe_apply(h, err, errlen);
+}
+
+/* data_dir, created 0700 if missing. Keys, intentions and the CA live
+ * there: another user who may create or rename files in it could make
+ * helperd write through a link or read a planted key. 0/-1 with err. */
+static int
+start_data_dir(struct helperd *h, char *err, size_t errlen)
+{
+	char why[128];
+
 	if (util_mkdirs(h->conf.data_dir, 0700) != 0) {
 		snprintf(err, errlen, "data_dir %s: %s", h->conf.data_dir,
 		    strerror(errno));
 		return -1;
 	}
-	/* Keys, intentions and the CA live there: another user who may
-	 * create or rename files in it could make helperd write through a
-	 * link or read a planted key. */
 	if (util_private_dir(h->conf.data_dir, why, sizeof(why)) != 0) {
 		snprintf(err, errlen, "data_dir %s: %s; helperd keeps keys "
 		    "there and needs a directory only its own user can "
 		    "change", h->conf.data_dir, why);
 		return -1;
 	}
-	if (tls_global_init(err, errlen) != 0 || loop_new(&h->loop) != 0)
+	return 0;
+}
+
+/* GnuTLS and the main loop (its events handled holding the lock). */
+static int
+start_loop(struct helperd *h, char *err, size_t errlen)
+{
+	if (tls_global_init(err, errlen) != 0)
 		return -1;
+	if (loop_new(&h->loop) != 0) {
+		snprintf(err, errlen, "event loop: %s", strerror(errno));
+		return -1;
+	}
 	loop_timer_init(&h->leaf_timer, leaves_due, h);
-	/* The main loop handles its events holding the lock. */
 	loop_set_lock(h->loop, loop_lock, loop_unlock, h);
+	return 0;
+}
+
+/* The CA (a CA client takes its roots from the cluster and its leaves
+ * from a CA server; a CA server with ca.secret first takes the cluster's
+ * root keys), the intentions, the API registrations. 0/-1 with err. */
+static int
+start_state(struct helperd *h, char *err, size_t errlen)
+{
+	char path[CONF_PATH_MAX + 32];
+	int etcd = h->conf.store.backend == CONF_STORE_ETCD;
+
+	path_in(path, sizeof(path), h, "ca");
+	if (etcd && !h->conf.ca.server) {
+		if (ca_open_client(&h->ca, path, err, errlen) != 0)
+			return -1;
+	} else if ((etcd && h->conf.ca.secret[0] != '\0' &&
+	    cluster_ca_fetch(&h->conf, path, err, errlen) != 0) ||
+	    ca_open(&h->ca, path, h->conf.ca.root_ttl, err, errlen) != 0) {
+		return -1;
+	}
+	path_in(path, sizeof(path), h, "intentions.json");
+	if (intent_db_open(&h->intents, path, err, errlen) != 0)
+		return -1;
+	return api_services_load(h, err, errlen);
+}
+
+/* Catalog, health, relay (its workers and listeners), direct; then the
+ * local services into the catalog. 0/-1 with err. */
+static int
+start_data_path(struct helperd *h, char *err, size_t errlen)
+{
+	struct catalog_health_ops ops;
+
 	if (h->workers < 1) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		h->workers = n < 1 ? 1 : n > 16 ? 16 : (int)n;
 	}
-	path_in(path, sizeof(path), h, "ca");
-	if (h->conf.store.backend == CONF_STORE_ETCD && !h->conf.ca.server) {
-		/* CA client: roots from the cluster, leaves from a server. */
-		if (ca_open_client(&h->ca, path, err, errlen) != 0)
-			return -1;
-	} else if ((h->conf.store.backend == CONF_STORE_ETCD &&
-	    h->conf.ca.secret[0] != '\0' &&
-	    cluster_ca_fetch(&h->conf, path, err, errlen) != 0) ||
-	    ca_open(&h->ca, path, h->conf.ca.root_ttl, err, errlen) != 0)
-		return -1;
-	path_in(path, sizeof(path), h, "intentions.json");
-	if (intent_db_open(&h->intents, path, err, errlen) != 0)
-		return -1;
-	if (api_services_load(h, err, errlen) != 0)
-		return -1;
 	if (catalog_new(&h->catalog, h->conf.node, h->conf.datacenter) != 0 ||
 	    health_new(&h->health, h) != 0 ||
 	    relay_new(&h->relay, h, h->workers) != 0 ||
@@ -752,11 +800,8 @@ helperd_start(struct helperd *h, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	{
-		struct catalog_health_ops ops = health_catalog_ops(h->health);
-
-		catalog_set_health(h->catalog, &ops);
-	}
+	ops = health_catalog_ops(h->health);
+	catalog_set_health(h->catalog, &ops);
 	if (relay_listen_mesh(h->relay, h->conf.bind_addr, h->conf.mesh_port,
 	    &h->mesh_port_bound, err, errlen) != 0 ||
 	    relay_listen_outbound(h->relay, &h->outbound_port, err,
@@ -768,24 +813,38 @@ helperd_start(struct helperd *h, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	/* Served addresses and the DNS server that names them (issue 15).
-	 * A DNS port taken by another program is logged, not fatal: the
-	 * mesh works without it. */
+	return 0;
+}
+
+/* Served addresses and the DNS server that names them (issue 15). A DNS
+ * port taken by another program is logged, not fatal: the mesh works
+ * without it. 0/-1 with err. */
+static int
+start_served(struct helperd *h, char *err, size_t errlen)
+{
+	char derr[256];
+
 	if (served_new(&h->served, h, err, errlen) != 0)
 		return -1;
 	served_sync(h->served);
-	if (h->conf.dns_addr[0] != '\0') {
-		char derr[256];
+	if (h->conf.dns_addr[0] == '\0')
+		return 0;
+	if (dns_start(&h->dns, h->loop, h->conf.dns_addr, h->conf.dns_domain,
+	    served_lookup, h->served, h->dns_bound, sizeof(h->dns_bound),
+	    derr, sizeof(derr)) != 0)
+		log_err("no DNS server: %s", derr);
+	else
+		log_info("DNS on %s (udp): <service>.service.%s, "
+		    ".service.consul, .connect.consul", h->dns_bound,
+		    h->conf.dns_domain);
+	return 0;
+}
 
-		if (dns_start(&h->dns, h->loop, h->conf.dns_addr,
-		    h->conf.dns_domain, served_lookup, h->served, h->dns_bound,
-		    sizeof(h->dns_bound), derr, sizeof(derr)) != 0)
-			log_err("no DNS server: %s", derr);
-		else
-			log_info("DNS on %s (udp): <service>.service.%s, "
-			    ".service.consul, .connect.consul",
-			    h->dns_bound, h->conf.dns_domain);
-	}
+/* ACLs, the control socket, the HTTP API, the cluster (store = etcd).
+ * 0/-1 with err. */
+static int
+start_api(struct helperd *h, char *err, size_t errlen)
+{
 	if (acl_start(h, err, errlen) != 0 ||
 	    ctl_start(&h->ctl, h, h->conf.socket, err, errlen) != 0 ||
 	    http_start(&h->http, h, h->conf.http_addr, h->http_sock,
@@ -795,8 +854,23 @@ helperd_start(struct helperd *h, char *err, size_t errlen)
 	if (h->conf.store.backend == CONF_STORE_ETCD &&
 	    cluster_start(&h->cluster, h, err, errlen) != 0)
 		return -1;
-	if (write_ports(h, err, errlen) != 0)
-		return -1;
+	return 0;
+}
+
+int
+helperd_start(struct helperd *h, char *err, size_t errlen)
+{
+	lock_init(h);
+	if (start_observe(h, err, errlen) != 0 ||
+	    start_data_dir(h, err, errlen) != 0 ||
+	    start_loop(h, err, errlen) != 0 ||
+	    start_state(h, err, errlen) != 0 ||
+	    start_data_path(h, err, errlen) != 0 ||
+	    start_served(h, err, errlen) != 0 ||
+	    start_api(h, err, errlen) != 0 ||
+	    write_ports(h, err, errlen) != 0)
+		goto fail;
+	h->ports_written = 1;
 	log_info("helperd %s up: node %s, dc %s, trust domain %s, mesh port "
 	    "%s:%d, HTTP %s%s%s, control %s, %zu service(s), default %s%s",
 	    MESHSHIM_VERSION, h->conf.node, h->conf.datacenter,
@@ -809,6 +883,11 @@ helperd_start(struct helperd *h, char *err, size_t errlen)
 	h->started_ms = util_now_ms_mono();
 	leaves_arm(h);
 	return 0;
+fail:
+	/* One teardown, in the reverse order of the steps above; it skips
+	 * what a step never made. */
+	helperd_stop(h);
+	return -1;
 }
 
 void
@@ -842,18 +921,28 @@ helperd_stop(struct helperd *h)
 	for (size_t i = 0; i < h->n_leaves; i++)
 		ca_leaf_unref(h->leaves[i].leaf);
 	free(h->leaves);
+	h->leaves = NULL;
+	h->n_leaves = 0;
 	catalog_free(h->catalog);
+	h->catalog = NULL;
 	intent_db_free(h->intents);
+	h->intents = NULL;
 	ca_free(h->ca);
+	h->ca = NULL;
 	loop_free(h->loop);
+	h->loop = NULL;
 	conf_services_free(h->api_services, h->n_api_services);
-	if (h->conf.data_dir[0] != '\0') {
+	h->api_services = NULL;
+	h->n_api_services = 0;
+	/* Only our own: a start that failed (another helperd on the same
+	 * data_dir holds the ports) leaves that one's file alone. */
+	if (h->ports_written) {
 		path_in(path, sizeof(path), h, "ports.json");
 		unlink(path);
+		h->ports_written = 0;
 	}
 	tls_global_deinit();
 	h->http = NULL;
 	h->ctl = NULL;
 	h->relay = NULL;
-	h->loop = NULL;
 }

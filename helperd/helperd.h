@@ -57,6 +57,7 @@ struct helperd {
 	int mesh_port_bound;
 	int outbound_port;              /* loopback port shims connect to */
 	int stopping;
+	int ports_written;                  /* data_dir/ports.json is ours */
 	struct conf_service *api_services;  /* registered through the API */
 	size_t n_api_services;
 	struct leaf_slot *leaves;           /* current leaf per service */
@@ -81,9 +82,11 @@ int helperd_unlock_all(struct helperd *h);
 void helperd_relock(struct helperd *h, int levels);
 
 /* Bring the node up from h->conf: data_dir, CA, intentions, catalog,
- * listeners, control socket, HTTP API, ports.json. 0/-1 with err. */
+ * listeners, control socket, HTTP API, ports.json. 0, or -1 with err
+ * after undoing what it did (helperd_stop). */
 int helperd_start(struct helperd *h, char *err, size_t errlen);
-/* Close everything helperd_start opened (safe after a failed start). */
+/* Close everything helperd_start opened; what it never opened is
+ * skipped, and a second call does nothing more. */
 void helperd_stop(struct helperd *h);
 
 /* Called after any intention change (API, reload): every open connection

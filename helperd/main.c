@@ -283,159 +283,218 @@ run(struct helperd *h)
 	return rc;
 }
 
-int
-main(int argc, char **argv)
-{
-	static struct helperd h;
-	const char *file = NULL, *level = NULL;
-	char err[CONF_ERR_MAX], devdir[] = "/tmp/meshshim-dev-XXXXXX";
-	int dev = 0, check = 0, rc = 1, lvl;
+/* The command line. */
+struct opts {
+	const char *file;       /* -c, or NULL with -dev */
+	const char *level;      /* -log-level, or NULL */
+	int dev, check;
+};
 
+enum { ARGS_RUN, ARGS_EXIT_OK, ARGS_EXIT_BAD };
+
+/* One flag that takes a value: argv[++*i], or NULL (said on stderr). */
+static const char *
+arg_value(int argc, char **argv, int *i, const char *what)
+{
+	if (++*i == argc) {
+		fprintf(stderr, "helperd: %s needs %s\n", argv[*i - 1], what);
+		return NULL;
+	}
+	return argv[*i];
+}
+
+/* Parse argv into o (and -log-json, -workers into h). ARGS_RUN, or exit
+ * now: ARGS_EXIT_OK (-version, -help) or ARGS_EXIT_BAD (said why). */
+static int
+parse_args(int argc, char **argv, struct opts *o, struct helperd *h)
+{
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
+		long n;
 
 		if (a[0] == '-' && a[1] == '-')
 			a++;
 		if (strcmp(a, "-c") == 0 || strcmp(a, "-config") == 0 ||
 		    strcmp(a, "-config-file") == 0) {
-			if (++i == argc) {
-				fprintf(stderr, "helperd: %s needs a file\n",
-				    argv[i - 1]);
-				return 1;
-			}
-			file = argv[i];
+			if ((o->file = arg_value(argc, argv, &i, "a file")) ==
+			    NULL)
+				return ARGS_EXIT_BAD;
 		} else if (strcmp(a, "-dev") == 0) {
-			dev = 1;
+			o->dev = 1;
 		} else if (strcmp(a, "-check") == 0) {
-			check = 1;
+			o->check = 1;
 		} else if (strcmp(a, "-log-level") == 0) {
-			if (++i == argc) {
-				fprintf(stderr, "helperd: -log-level needs a "
-				    "level\n");
-				return 1;
-			}
-			level = argv[i];
+			if ((o->level = arg_value(argc, argv, &i, "a level")) ==
+			    NULL)
+				return ARGS_EXIT_BAD;
 		} else if (strcmp(a, "-log-json") == 0) {
-			h.log_json_flag = 1;
+			h->log_json_flag = 1;
 		} else if (strcmp(a, "-workers") == 0) {
-			long n;
-
 			if (++i == argc || util_parse_long(argv[i], 1, 64,
 			    &n) != 0) {
 				fprintf(stderr, "helperd: -workers needs a "
 				    "number from 1 to 64\n");
-				return 1;
+				return ARGS_EXIT_BAD;
 			}
-			h.workers = (int)n;
+			h->workers = (int)n;
 		} else if (strcmp(a, "-version") == 0 || strcmp(a, "-v") == 0) {
 			printf("helperd v%s\n", MESHSHIM_VERSION);
-			return 0;
+			return ARGS_EXIT_OK;
 		} else if (strcmp(a, "-h") == 0 || strcmp(a, "-help") == 0) {
 			usage(stdout);
-			return 0;
+			return ARGS_EXIT_OK;
 		} else {
 			fprintf(stderr, "helperd: unknown argument %s\n\n",
 			    argv[i]);
 			usage(stderr);
-			return 1;
+			return ARGS_EXIT_BAD;
 		}
 	}
-	if (file == NULL && !dev) {
+	if (o->file == NULL && !o->dev) {
 		fprintf(stderr, "helperd: give -c mesh.conf or -dev\n\n");
 		usage(stderr);
-		return 1;
+		return ARGS_EXIT_BAD;
 	}
-	conf_defaults(&h.conf, dev);
-	if (file != NULL && conf_load(&h.conf, file, err, sizeof(err)) != 0) {
-		fprintf(stderr, "%s\n", err);
-		conf_free(&h.conf);
-		return 1;
-	}
-	if (file == NULL && conf_reload_services(&h.conf, err,
+	return ARGS_RUN;
+}
+
+/* mesh.conf (or -dev's defaults and services_dir) into h->conf; errors on
+ * stderr. 0/-1 (h->conf is freed by the caller either way). */
+static int
+conf_read(struct helperd *h, const struct opts *o)
+{
+	char err[CONF_ERR_MAX];
+
+	conf_defaults(&h->conf, o->dev);
+	if (o->file != NULL && conf_load(&h->conf, o->file, err,
 	    sizeof(err)) != 0) {
 		fprintf(stderr, "%s\n", err);
-		conf_free(&h.conf);
-		return 1;
+		return -1;
 	}
-	if (check) {
-		char why[128];
-		size_t n_api;
+	if (o->file == NULL && conf_reload_services(&h->conf, err,
+	    sizeof(err)) != 0) {
+		fprintf(stderr, "%s\n", err);
+		return -1;
+	}
+	return 0;
+}
 
-		/* A data_dir that does not exist yet is created 0700. */
-		if (!dev && access(h.conf.data_dir, F_OK) == 0 &&
-		    util_private_dir(h.conf.data_dir, why, sizeof(why)) != 0) {
-			fprintf(stderr, "helperd: data_dir %s: %s; helperd "
-			    "would refuse it (keys live there: it must be "
-			    "owned by the user that runs helperd and not be "
-			    "group- or world-writable)\n", h.conf.data_dir,
-			    why);
-			conf_free(&h.conf);
-			return 1;
-		}
-		if (helperd_check_state(&h.conf, &n_api, err,
-		    sizeof(err)) != 0) {
-			fprintf(stderr, "%s\n", err);
-			conf_free(&h.conf);
-			return 1;
-		}
-		for (const char *p = h.conf.notices, *nl; *p != '\0';
-		    p = nl + 1) {
-			if ((nl = strchr(p, '\n')) == NULL)
-				break;
-			fprintf(stderr, "helperd: warning: %.*s\n",
-			    (int)(nl - p), p);
-		}
-		if (n_api > 0)
-			printf("Configuration OK: %zu service(s), %zu "
-			    "registered through the API\n", h.conf.n_services,
-			    n_api);
-		else
-			printf("Configuration OK: %zu service(s)\n",
-			    h.conf.n_services);
-		conf_free(&h.conf);
-		return 0;
-	}
-	if (level == NULL)
-		level = h.conf.log_level;
-	if ((lvl = log_level_parse(level)) < 0) {
-		fprintf(stderr, "helperd: unknown log level %s\n", level);
-		conf_free(&h.conf);
+/* -check: what a start would refuse, without starting. The exit status. */
+static int
+check_only(const struct helperd *h, const struct opts *o)
+{
+	char err[CONF_ERR_MAX], why[128];
+	size_t n_api;
+
+	/* A data_dir that does not exist yet is created 0700. */
+	if (!o->dev && access(h->conf.data_dir, F_OK) == 0 &&
+	    util_private_dir(h->conf.data_dir, why, sizeof(why)) != 0) {
+		fprintf(stderr, "helperd: data_dir %s: %s; helperd would "
+		    "refuse it (keys live there: it must be owned by the user "
+		    "that runs helperd and not be group- or world-writable)\n",
+		    h->conf.data_dir, why);
 		return 1;
+	}
+	if (helperd_check_state(&h->conf, &n_api, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	for (const char *p = h->conf.notices, *nl; *p != '\0'; p = nl + 1) {
+		if ((nl = strchr(p, '\n')) == NULL)
+			break;
+		fprintf(stderr, "helperd: warning: %.*s\n", (int)(nl - p), p);
+	}
+	if (n_api > 0)
+		printf("Configuration OK: %zu service(s), %zu registered "
+		    "through the API\n", h->conf.n_services, n_api);
+	else
+		printf("Configuration OK: %zu service(s)\n",
+		    h->conf.n_services);
+	return 0;
+}
+
+/* The log: level (-log-level over log_level), JSON, the conf's notices.
+ * 0/-1 (said on stderr). */
+static int
+log_start(struct helperd *h, const struct opts *o)
+{
+	const char *level = o->level != NULL ? o->level : h->conf.log_level;
+	int lvl = log_level_parse(level);
+
+	if (lvl < 0) {
+		fprintf(stderr, "helperd: unknown log level %s\n", level);
+		return -1;
 	}
 	log_init("helperd", 0, (enum log_level)lvl);
-	log_set_json(h.log_json_flag || h.conf.log_json);
-	h.log_level_flag = level == h.conf.log_level ? -1 : lvl;
-	helperd_notices_log(h.conf.notices);
-	if (dev) {
-		if (mkdtemp(devdir) == NULL) {
-			log_err("mkdtemp: %m");
-			conf_free(&h.conf);
-			return 1;
-		}
-		util_strlcpy(h.conf.data_dir, devdir,
-		    sizeof(h.conf.data_dir));
-		log_info("dev mode: data in %s (removed at exit)", devdir);
-	}
-	{
-		/* Blocked before any thread starts (every thread inherits
-		 * the mask), so that only run()'s signalfd receives them: a
-		 * worker thread would otherwise take the default action. */
-		sigset_t set;
+	log_set_json(h->log_json_flag || h->conf.log_json);
+	h->log_level_flag = o->level == NULL ? -1 : lvl;
+	helperd_notices_log(h->conf.notices);
+	return 0;
+}
 
-		signal_set(&set);
-		sigprocmask(SIG_BLOCK, &set, NULL);
+/* -dev: a fresh private data_dir in devdir (a mkdtemp template). 0/-1. */
+static int
+dev_dir_make(struct helperd *h, char *devdir)
+{
+	if (mkdtemp(devdir) == NULL) {
+		log_err("mkdtemp: %m");
+		return -1;
 	}
+	util_strlcpy(h->conf.data_dir, devdir, sizeof(h->conf.data_dir));
+	log_info("dev mode: data in %s (removed at exit)", devdir);
+	return 0;
+}
+
+/* Blocked before any thread starts (every thread inherits the mask), so
+ * that only run()'s signalfd receives them: a worker thread would
+ * otherwise take the default action. */
+static void
+signals_block(void)
+{
+	sigset_t set;
+
+	signal_set(&set);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct helperd h;
+	struct opts o = { 0 };
+	char err[CONF_ERR_MAX], devdir[] = "/tmp/meshshim-dev-XXXXXX";
+	int rc = 1;
+
+	switch (parse_args(argc, argv, &o, &h)) {
+	case ARGS_EXIT_OK:
+		return 0;
+	case ARGS_EXIT_BAD:
+		return 1;
+	}
+	if (conf_read(&h, &o) != 0)
+		goto out_conf;
+	if (o.check) {
+		rc = check_only(&h, &o);
+		goto out_conf;
+	}
+	if (log_start(&h, &o) != 0)
+		goto out_conf;
+	if (o.dev && dev_dir_make(&h, devdir) != 0)
+		goto out_log;
+	signals_block();
 	raise_nofile();
 	if (helperd_start(&h, err, sizeof(err)) != 0) {
 		log_err("cannot start: %s", err);
-		goto out;
+		goto out_dev;
 	}
 	rc = run(&h) == 0 ? 0 : 1;
-out:
 	helperd_stop(&h);
-	if (dev)
+out_dev:
+	if (o.dev)
 		nftw(devdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	conf_free(&h.conf);
+out_log:
 	log_info("stopped");
+out_conf:
+	conf_free(&h.conf);
 	return rc;
 }

@@ -68,4 +68,12 @@ check "meshctl intention check: error exits 2" [ "$rc" = 2 ]
 out=$("$MESHCTL" intention match -destination db)
 check "meshctl intention match prints '$out'" [ "$out" = "web => db (deny)" ]
 check "helperd still alive" kill -0 "$HELPERD_PID"
+
+# A second helperd on the same configuration cannot start (the control
+# socket is taken) and undoes only what it did: the running one's
+# ports.json stays (the old failed start removed it).
+"$HELPERD" -c "$T/n1/mesh.conf" > "$T/second.log" 2>&1; rc=$?
+check_expr "a second helperd on the same data_dir exits 1 ($rc: $(grep -o 'cannot start: .*' "$T/second.log" | head -c 80))" '[ "$rc" = 1 ]'
+check "the running helperd's ports.json is still there" [ -s "$T/n1/data/ports.json" ]
+check "and it still answers" [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$HTTP_ADDR/v1/agent/self")" = 200 ]
 finish
