@@ -55,8 +55,6 @@ usage(FILE *f)
 	    "libmeshshim(8); more in " MESHSHIM_DOC_DIR ".\n");
 }
 
-/* Every relayed connection holds two sockets: take all the fds the hard
- * limit allows. */
 /* Every connection costs helperd two or three fds: take the hard limit
  * (issue 13), and say what it was and what it is. */
 static void
