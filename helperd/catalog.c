@@ -144,11 +144,19 @@ catalog_local_at(const struct catalog *c, size_t i)
 	return i < c->n_local ? c->local[i] : NULL;
 }
 
+static int
+remote_match(const struct remote *r, const char *name, int passing_only)
+{
+	return strcmp(r->svc.name, name) == 0 &&
+	    (!passing_only || r->status == CATALOG_PASSING);
+}
+
 static size_t
 instances(const struct catalog *c, const char *name,
-    struct catalog_instance *out, size_t max, int passing_only)
+    struct catalog_instance *out, size_t max, int passing_only,
+    size_t spread)
 {
-	size_t n = 0;
+	size_t n = 0, first = 0, m = 0;
 
 	for (size_t i = 0; i < c->n_local && n < max; i++) {
 		const char *output = "";
@@ -180,9 +188,20 @@ instances(const struct catalog *c, const char *name,
 		out[n].output = output;
 		n++;
 	}
-	for (size_t i = 0; i < c->n_remote && n < max; i++) {
-		if (strcmp(c->remote[i].svc.name, name) != 0 ||
-		    (passing_only && c->remote[i].status != CATALOG_PASSING))
+	if (spread > 0) {
+		for (size_t i = 0; i < c->n_remote; i++)
+			m += remote_match(&c->remote[i], name, passing_only);
+		first = m > 0 ? spread % m : 0;
+	}
+	/* The matches from the first-th on, then (a second pass) the ones
+	 * before it. */
+	for (size_t k = 0, seen = 0; k < (first > 0 ? 2 : 1) * c->n_remote &&
+	    n < max; k++) {
+		size_t i = k % c->n_remote;
+
+		if (!remote_match(&c->remote[i], name, passing_only))
+			continue;
+		if (k < c->n_remote ? seen++ < first : seen++ >= m + first)
 			continue;
 		out[n].node = c->remote[i].node;
 		out[n].address = c->remote[i].address;
@@ -200,14 +219,21 @@ size_t
 catalog_instances(const struct catalog *c, const char *name,
     struct catalog_instance *out, size_t max)
 {
-	return instances(c, name, out, max, 1);
+	return instances(c, name, out, max, 1, 0);
+}
+
+size_t
+catalog_instances_spread(const struct catalog *c, const char *name,
+    size_t spread, struct catalog_instance *out, size_t max)
+{
+	return instances(c, name, out, max, 1, spread);
 }
 
 size_t
 catalog_instances_all(const struct catalog *c, const char *name,
     struct catalog_instance *out, size_t max)
 {
-	return instances(c, name, out, max, 0);
+	return instances(c, name, out, max, 0, 0);
 }
 
 /* Remote instances --------------------------------------------------- */
@@ -319,6 +345,15 @@ catalog_remote_put(struct catalog *c, const char *key, const char *value,
 }
 
 int
+catalog_remote_port(const struct catalog *c, const char *key)
+{
+	for (size_t i = 0; i < c->n_remote; i++)
+		if (strcmp(c->remote[i].key, key) == 0)
+			return c->remote[i].svc.port;
+	return -1;
+}
+
+int
 catalog_remote_del(struct catalog *c, const char *key)
 {
 	for (size_t i = 0; i < c->n_remote; i++) {
@@ -344,6 +379,12 @@ size_t
 catalog_remote_count(const struct catalog *c)
 {
 	return c->n_remote;
+}
+
+const struct conf_service *
+catalog_remote_at(const struct catalog *c, size_t i)
+{
+	return i < c->n_remote ? &c->remote[i].svc : NULL;
 }
 
 json_t *

@@ -81,6 +81,11 @@ const struct conf_service *catalog_local_at(const struct catalog *c,
  * pointers stay valid until the next change of the catalog. */
 size_t catalog_instances(const struct catalog *c, const char *name,
     struct catalog_instance *out, size_t max);
+/* The same, the remote ones taken from the (spread mod their number)-th
+ * on, wrapping: callers that keep only the first few still reach every
+ * instance of a service on many nodes over successive calls. */
+size_t catalog_instances_spread(const struct catalog *c, const char *name,
+    size_t spread, struct catalog_instance *out, size_t max);
 /* The same with every instance, whatever its health. */
 size_t catalog_instances_all(const struct catalog *c, const char *name,
     struct catalog_instance *out, size_t max);
@@ -90,11 +95,16 @@ size_t catalog_instances_all(const struct catalog *c, const char *name,
  * "Status","Output"}; no Status: passing), len bytes. 0, or -1 with why (the catalog is unchanged). */
 int catalog_remote_put(struct catalog *c, const char *key, const char *value,
     size_t len, char *why, size_t whylen);
+/* The service port of the remote instance stored under key, -1 if none. */
+int catalog_remote_port(const struct catalog *c, const char *key);
 /* Drop the remote instance stored under key: 1 if there was one, 0. */
 int catalog_remote_del(struct catalog *c, const char *key);
 /* Drop every remote instance (before a full re-list). */
 void catalog_remote_clear(struct catalog *c);
 size_t catalog_remote_count(const struct catalog *c);
+/* The i-th remote instance's service (name, port...), i < count. */
+const struct conf_service *catalog_remote_at(const struct catalog *c,
+    size_t i);
 /* The `user` another node restricts service name to ("" when none), or
  * NULL when no other node has it. */
 const char *catalog_remote_user(const struct catalog *c, const char *name);

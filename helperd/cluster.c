@@ -1,11 +1,12 @@
-/* cluster: etcd-backed catalog and intentions, the worker thread, and
- * the node's membership (see cluster.h; the CA part is cluster_ca.c).
+/* cluster: etcd-backed catalog and intentions seen from the loop, and the
+ * intention writer (see cluster.h; the lease, the watch and the other
+ * writes are cluster_sync.c, the CA part cluster_ca.c).
  *
- * Threads: the loop thread owns struct helperd; the worker owns the etcd
- * client; the writer owns a second one, for intention writes only. They
- * share only what is under mu: the desired registrations (loop ->
- * worker), one pending intention write (loop -> writer, the loop waits
- * for its answer), and the event queue (worker -> loop, signalled with an
+ * Threads: the loop thread owns struct helperd; the threads of
+ * cluster_sync.c and the writer each own an etcd client. They share only
+ * what is under mu: the desired registrations (loop -> worker), one
+ * pending intention write (loop -> writer, the loop waits for its
+ * answer), and the event queue (watcher -> loop, signalled with an
  * eventfd).
  *
  * An intention write etcd does not answer may still be applied: the
@@ -41,278 +42,10 @@
 #include "helperd/helperd.h"
 #include "helperd/intent.h"
 #include "helperd/loop.h"
+#include "helperd/served.h"
 #include "helperd/store_etcd.h"
 
-/* Queue (worker side) --------------------------------------------------- */
-
-static void
-ev_free(struct ev *e)
-{
-	if (e == NULL)
-		return;
-	free(e->key);
-	free(e->value);
-	free(e);
-}
-
-static struct ev *
-ev_new(enum ev_kind kind, const char *key, const char *value, size_t vlen,
-    int64_t rev)
-{
-	struct ev *e = calloc(1, sizeof(*e));
-
-	if (e == NULL)
-		return NULL;
-	e->kind = kind;
-	e->rev = rev;
-	e->vlen = vlen;
-	if ((key != NULL && (e->key = strdup(key)) == NULL) ||
-	    (value != NULL && (e->value = malloc(vlen + 1)) == NULL)) {
-		ev_free(e);
-		return NULL;
-	}
-	if (value != NULL) {
-		memcpy(e->value, value, vlen);
-		e->value[vlen] = '\0';
-	}
-	return e;
-}
-
-static void
-batch_add(struct cluster *c, struct ev *e)
-{
-	if (e == NULL) {
-		log_err("cluster: out of memory, an etcd event is lost");
-		return;
-	}
-	if (c->batch_tail != NULL)
-		c->batch_tail->next = e;
-	else
-		c->batch_head = e;
-	c->batch_tail = e;
-}
-
-/* Hand the batch to the loop, in one piece (a snapshot is applied whole). */
-static void
-batch_flush(struct cluster *c)
-{
-	uint64_t one = 1;
-
-	if (c->batch_head == NULL)
-		return;
-	pthread_mutex_lock(&c->mu);
-	if (c->q_tail != NULL)
-		c->q_tail->next = c->batch_head;
-	else
-		c->q_head = c->batch_head;
-	c->q_tail = c->batch_tail;
-	pthread_mutex_unlock(&c->mu);
-	c->batch_head = c->batch_tail = NULL;
-	if (write(c->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_err("cluster: eventfd: %m");
-}
-
-static void
-on_watch_event(void *arg, const struct etcd_kv *kv)
-{
-	struct cluster *c = arg;
-
-	if (strcmp(kv->key, c->key_leader) == 0) {
-		if (kv->value == NULL)
-			c->elect = 1;   /* the leader left: run */
-		else
-			c->saw_leader = 1;
-	}
-	if (kv->value != NULL)
-		batch_add(c, ev_new(EV_PUT, kv->key, kv->value, kv->vlen,
-		    kv->mod_revision));
-	else
-		batch_add(c, ev_new(EV_DEL, kv->key, NULL, 0,
-		    kv->mod_revision));
-}
-
-/* Worker ------------------------------------------------------------------ */
-
-/* Bring our registrations in line with want (under the lease). */
-static int
-publish(struct cluster *c, char *err, size_t errlen)
-{
-	json_t *want;
-	const char *k;
-	json_t *v;
-	void *tmp;
-
-	pthread_mutex_lock(&c->mu);
-	want = json_deep_copy(c->want);
-	c->want_dirty = 0;
-	pthread_mutex_unlock(&c->mu);
-	if (want == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	json_object_foreach_safe(c->registered, tmp, k, v) {
-		if (json_object_get(want, k) != NULL)
-			continue;
-		if (etcd_delete(c->etcd, k, err, errlen) != 0)
-			goto fail;
-		json_object_del(c->registered, k);
-	}
-	json_object_foreach(want, k, v) {
-		const char *cur = json_string_value(json_object_get(
-		    c->registered, k));
-
-		if (cur != NULL && strcmp(cur, json_string_value(v)) == 0)
-			continue;
-		if (etcd_put(c->etcd, k, json_string_value(v), c->lease, err,
-		    errlen) != 0)
-			goto fail;
-		json_object_set(c->registered, k, v);
-	}
-	json_decref(want);
-	return 0;
-fail:
-	pthread_mutex_lock(&c->mu);
-	c->want_dirty = 1;
-	pthread_mutex_unlock(&c->mu);
-	json_decref(want);
-	return -1;
-}
-
-/* Lease, registrations, CA roots, full list, new watch. */
-static int
-sync_all(struct cluster *c, char *err, size_t errlen)
-{
-	struct etcd_kv *kvs;
-	size_t n;
-	int64_t rev, r2;
-	long left = 0;
-	int won;
-	char *ca_doc, *keys_doc;
-
-	if (c->lease != 0 && (etcd_lease_keepalive(c->etcd, c->lease, &left,
-	    err, errlen) != 0))
-		return -1;
-	if (c->lease != 0 && left <= 0) {
-		log_warn("cluster: lease %" PRIx64 " expired while etcd was "
-		    "out of reach: registering again", (uint64_t)c->lease);
-		c->lease = 0;
-	}
-	if (c->lease == 0) {
-		if (etcd_lease_grant(c->etcd, c->ttl, &c->lease, err,
-		    errlen) != 0)
-			return -1;
-		json_object_clear(c->registered);
-	}
-	c->next_keepalive = util_now_ms_mono() + c->ttl * 1000 / 3;
-	if (publish(c, err, errlen) != 0)
-		return -1;
-	pthread_mutex_lock(&c->mu);
-	keys_doc = c->keys_doc;
-	c->keys_doc = NULL;
-	pthread_mutex_unlock(&c->mu);
-	if (keys_doc != NULL) {
-		char kk[CONF_PATH_MAX + 16];
-
-		cluster_ca_keys_key(&c->h->conf, kk, sizeof(kk));
-		if (etcd_cas(c->etcd, kk, keys_doc, 0, &won, &r2, err,
-		    errlen) != 0) {
-			pthread_mutex_lock(&c->mu);
-			c->keys_doc = keys_doc;
-			pthread_mutex_unlock(&c->mu);
-			return -1;
-		}
-		if (won)
-			log_info("cluster: published this node's root keys to "
-			    "etcd, sealed with ca.secret (%s)", kk);
-		free(keys_doc);
-	}
-	pthread_mutex_lock(&c->mu);
-	ca_doc = c->ca_doc;
-	c->ca_doc = NULL;
-	pthread_mutex_unlock(&c->mu);
-	if (ca_doc != NULL) {
-		int rc = etcd_cas(c->etcd, c->key_ca, ca_doc, 0, &won, &r2,
-		    err, errlen);
-		if (rc != 0) {
-			pthread_mutex_lock(&c->mu);
-			c->ca_doc = ca_doc;
-			pthread_mutex_unlock(&c->mu);
-			return -1;
-		}
-		if (won)
-			log_info("cluster: published this node's CA roots and "
-			    "trust domain to etcd");
-		free(ca_doc);
-	}
-	if (etcd_range_prefix(c->etcd, c->key_root, &kvs, &n,
-	    &rev, err, errlen) != 0)
-		return -1;
-	batch_add(c, ev_new(EV_RESET, NULL, NULL, 0, rev));
-	c->saw_leader = 0;
-	for (size_t i = 0; i < n; i++)
-		on_watch_event(c, &kvs[i]);
-	etcd_kvs_free(kvs, n);
-	if (!c->saw_leader)
-		c->elect = 1;
-	if (etcd_watch_start(c->etcd, c->key_root, rev + 1,
-	    on_watch_event, c, err, errlen) != 0) {
-		batch_flush(c);
-		return -1;
-	}
-	batch_flush(c);
-	return 0;
-}
-
-static void
-set_degraded(struct cluster *c, int down, const char *msg)
-{
-	int was;
-
-	pthread_mutex_lock(&c->mu);
-	was = c->degraded;
-	c->degraded = down;
-	pthread_mutex_unlock(&c->mu);
-	if (was != down) {
-		batch_add(c, ev_new(down ? EV_DOWN : EV_UP, NULL, msg,
-		    strlen(msg), 0));
-		batch_flush(c);
-	}
-}
-
-/* Do the queued puts and deletes; on failure keep the rest. 0/-1. */
-static int
-run_ops(struct cluster *c, char *err, size_t errlen)
-{
-	for (;;) {
-		struct op *o;
-		int rc;
-
-		pthread_mutex_lock(&c->mu);
-		if ((o = c->ops_head) != NULL) {
-			c->ops_head = o->next;
-			if (c->ops_head == NULL)
-				c->ops_tail = NULL;
-		}
-		pthread_mutex_unlock(&c->mu);
-		if (o == NULL)
-			return 0;
-		rc = o->value != NULL ? etcd_put(c->etcd, o->key, o->value,
-		    o->leased ? c->lease : 0, err, errlen) :
-		    etcd_delete(c->etcd, o->key, err, errlen);
-		if (rc != 0) {
-			pthread_mutex_lock(&c->mu);
-			o->next = c->ops_head;
-			c->ops_head = o;
-			if (c->ops_tail == NULL)
-				c->ops_tail = o;
-			pthread_mutex_unlock(&c->mu);
-			return -1;
-		}
-		free(o->key);
-		free(o->value);
-		free(o);
-	}
-}
+/* Writer ------------------------------------------------------------------ */
 
 /* Give the loop the fate of intention write seq: ok (applied at rev) or
  * not (why). If the loop stopped waiting (it told the API client that
@@ -449,24 +182,6 @@ settle_save(struct cluster *c)
 	*u = (struct unsure_write){ 0 };
 }
 
-/* No CA leader: a CA server runs for it (create-only, under our lease:
- * it leaves with us). The watch tells everyone who won. */
-static int
-elect(struct cluster *c, char *err, size_t errlen)
-{
-	int won = 0;
-	int64_t rev;
-
-	if (etcd_cas_lease(c->etcd, c->key_leader, c->h->conf.node, 0,
-	    c->lease, &won, &rev, NULL, err, errlen) != 0)
-		return -1;
-	c->elect = 0;
-	if (won)
-		log_info("cluster: this node is now the CA leader: it signs "
-		    "the CSRs of CA clients");
-	return 0;
-}
-
 /* The writer thread: intention writes, and settling an unanswered one. */
 static void *
 writer(void *arg)
@@ -477,15 +192,22 @@ writer(void *arg)
 		struct timespec ts;
 		int stop;
 
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += POLL_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
 		pthread_mutex_lock(&c->mu);
-		if (!c->stop && !(c->save.state == 1 && !c->save.taken))
-			pthread_cond_timedwait(&c->wcv, &c->mu, &ts);
+		/* Idle: no wake-up until there is a write (or an unsettled
+		 * one to ask about again). */
+		if (!c->stop && !(c->save.state == 1 && !c->save.taken)) {
+			if (c->unsure.doc == NULL) {
+				pthread_cond_wait(&c->wcv, &c->mu);
+			} else {
+				clock_gettime(CLOCK_REALTIME, &ts);
+				ts.tv_nsec += RETRY_MS * 1000000L;
+				while (ts.tv_nsec >= 1000000000L) {
+					ts.tv_sec++;
+					ts.tv_nsec -= 1000000000L;
+				}
+				pthread_cond_timedwait(&c->wcv, &c->mu, &ts);
+			}
+		}
 		stop = c->stop;
 		pthread_mutex_unlock(&c->mu);
 		if (stop)
@@ -497,78 +219,6 @@ writer(void *arg)
 		log_warn("cluster: stopping with intention change #%" PRIu64
 		    " unsettled: etcd may or may not have applied it",
 		    c->unsure.seq);
-	return NULL;
-}
-
-static void *
-worker(void *arg)
-{
-	struct cluster *c = arg;
-	char err[ETCD_ERR_MAX];
-	int64_t next_try = 0;
-
-	for (;;) {
-		int64_t now = util_now_ms_mono();
-		int stop, dirty;
-
-		pthread_mutex_lock(&c->mu);
-		stop = c->stop;
-		dirty = c->want_dirty;
-		pthread_mutex_unlock(&c->mu);
-		if (stop)
-			break;
-		if (!c->synced && now >= next_try) {
-			if (sync_all(c, err, sizeof(err)) == 0) {
-				c->synced = 1;
-				log_debug("cluster: in sync with etcd at %s",
-				    etcd_endpoint(c->etcd));
-				set_degraded(c, 0, etcd_endpoint(c->etcd));
-			} else {
-				etcd_watch_stop(c->etcd);
-				set_degraded(c, 1, err);
-				next_try = util_now_ms_mono() + RETRY_MS;
-			}
-		}
-		if (c->synced && dirty && publish(c, err, sizeof(err)) != 0) {
-			log_warn("cluster: publishing services: %s", err);
-			c->synced = 0;
-		}
-		if (c->synced && c->elect && c->ca_server &&
-		    elect(c, err, sizeof(err)) != 0) {
-			log_warn("cluster: CA leader election: %s", err);
-			c->synced = 0;
-		}
-		if (c->synced && run_ops(c, err, sizeof(err)) != 0) {
-			log_warn("cluster: %s", err);
-			c->synced = 0;
-		}
-		if (c->synced && util_now_ms_mono() >= c->next_keepalive) {
-			long left = 0;
-
-			if (etcd_lease_keepalive(c->etcd, c->lease, &left, err,
-			    sizeof(err)) != 0) {
-				log_warn("cluster: lease keepalive: %s", err);
-				c->synced = 0;
-			} else if (left <= 0) {
-				log_warn("cluster: our lease is gone: "
-				    "registering again");
-				c->lease = 0;
-				c->synced = 0;
-			}
-			c->next_keepalive = util_now_ms_mono() +
-			    c->ttl * 1000 / 3;
-		}
-		if (etcd_watch_poll(c->etcd, POLL_MS, err, sizeof(err)) != 0) {
-			log_info("cluster: %s: re-listing", err);
-			c->synced = 0;
-		}
-		batch_flush(c);
-	}
-	etcd_watch_stop(c->etcd);
-	if (c->lease != 0 && c->synced &&
-	    etcd_lease_revoke(c->etcd, c->lease, err, sizeof(err)) != 0)
-		log_warn("cluster: revoking our lease: %s (our instances "
-		    "leave when it expires)", err);
 	return NULL;
 }
 
@@ -595,8 +245,8 @@ cluster_op_queue(struct cluster *c, const char *key, const char *value,
 	else
 		c->ops_head = o;
 	c->ops_tail = o;
+	pthread_cond_broadcast(&c->ocv);
 	pthread_mutex_unlock(&c->mu);
-	etcd_wakeup(c->etcd);
 }
 
 /* "P/services/<svc>/<node>": is it ours? */
@@ -605,7 +255,7 @@ own_instance(const struct cluster *c, const char *key)
 {
 	const char *slash = strrchr(key, '/');
 
-	return slash != NULL && strcmp(slash + 1, c->h->conf.node) == 0;
+	return slash != NULL && strcmp(slash + 1, c->node) == 0;
 }
 
 static void
@@ -629,36 +279,18 @@ apply_intentions(struct cluster *c, const struct ev *e, int *changed)
 	*changed = 1;
 }
 
-/* The remote catalog, kept in data_dir so that a node restarted while
- * etcd is down still knows where the other nodes' instances were. */
-static void
-remote_save(struct cluster *c)
-{
-	json_t *o = catalog_remote_dump(c->h->catalog);
-	char *txt = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-	char path[CONF_PATH_MAX + 32];
-
-	json_decref(o);
-	if (txt == NULL)
-		return;
-	snprintf(path, sizeof(path), "%s/cluster-catalog.json",
-	    c->h->conf.data_dir);
-	if (util_write_atomic(path, txt, strlen(txt), 0644) != 0)
-		log_warn("cluster: %s: %s", path, strerror(errno));
-	free(txt);
-}
-
+/* The remote catalog the watcher last saved (cluster_sync.c): a node
+ * restarted while etcd is down still knows where the other nodes'
+ * instances were. */
 static void
 remote_load(struct cluster *c)
 {
-	char path[CONF_PATH_MAX + 32], why[256], *txt;
+	char why[256], *txt;
 	const char *k;
 	json_t *o, *v;
 	size_t n = 0;
 
-	snprintf(path, sizeof(path), "%s/cluster-catalog.json",
-	    c->h->conf.data_dir);
-	if ((txt = util_read_file(path, 64u << 20, NULL)) == NULL)
+	if ((txt = util_read_file(c->remote_path, 64u << 20, NULL)) == NULL)
 		return;
 	o = json_loads(txt, 0, NULL);
 	free(txt);
@@ -687,7 +319,7 @@ apply(struct cluster *c, struct ev *e, int *intents_changed)
 	case EV_RESET:
 		catalog_remote_clear(c->h->catalog);
 		cluster_ca_reset(c);
-		c->remote_dirty = 1;
+		c->served_dirty = 1;
 		/* No intentions key in a snapshot: none in the cluster. */
 		break;
 	case EV_DOWN:
@@ -724,17 +356,26 @@ apply(struct cluster *c, struct ev *e, int *intents_changed)
 				cluster_ca_apply_leaf(c, e);
 		} else if (strncmp(e->key, c->key_services, pl) == 0 &&
 		    !own_instance(c, e->key)) {
-			c->remote_dirty = 1;
+			/* served cares about the names and their ports, not
+			 * about a status change. */
+			int port = catalog_remote_port(c->h->catalog, e->key);
+
 			if (e->kind == EV_DEL) {
-				if (catalog_remote_del(c->h->catalog, e->key))
+				if (catalog_remote_del(c->h->catalog,
+				    e->key)) {
 					log_info("cluster: instance %s left",
 					    e->key + pl);
+					c->served_dirty = 1;
+				}
 			} else if (catalog_remote_put(c->h->catalog, e->key,
 			    e->value, e->vlen, why, sizeof(why)) != 0) {
 				log_warn("cluster: ignoring %s: %s", e->key,
 				    why);
 			} else {
 				log_debug("cluster: instance %s", e->key + pl);
+				if (catalog_remote_port(c->h->catalog,
+				    e->key) != port)
+					c->served_dirty = 1;
 			}
 		}
 		break;
@@ -768,7 +409,7 @@ on_eventfd(void *arg, uint32_t events)
 		if (e->key != NULL && strcmp(e->key, c->key_intentions) == 0)
 			saw_intents = 1;
 		apply(c, e, &changed);
-		ev_free(e);
+		cluster_ev_free(e);
 	}
 	if (reset && !saw_intents && intent_count(c->h->intents) > 0) {
 		/* etcd has no intentions (a new cluster): it is the truth. */
@@ -781,10 +422,10 @@ on_eventfd(void *arg, uint32_t events)
 		    "%zu intention(s)", catalog_remote_count(c->h->catalog),
 		    intent_count(c->h->intents));
 	}
-	if (c->remote_dirty) {
-		remote_save(c);
-		c->remote_dirty = 0;
-	}
+	/* Remote services came or went: their served addresses. */
+	if (c->served_dirty && c->h->served != NULL)
+		served_sync(c->h->served);
+	c->served_dirty = 0;
 	if (changed)
 		helperd_intentions_changed(c->h, "intentions changed in etcd");
 }
@@ -894,8 +535,8 @@ cluster_services_changed(struct cluster *c)
 	json_decref(c->want);
 	c->want = w;
 	c->want_dirty = 1;
+	pthread_cond_broadcast(&c->ocv);
 	pthread_mutex_unlock(&c->mu);
-	etcd_wakeup(c->etcd);
 }
 
 int
@@ -933,6 +574,11 @@ cluster_start(struct cluster **out, struct helperd *h, char *err,
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
 	pthread_cond_init(&c->wcv, NULL);
+	pthread_cond_init(&c->ocv, NULL);
+	pthread_cond_init(&c->kcv, NULL);
+	util_strlcpy(c->node, h->conf.node, sizeof(c->node));
+	snprintf(c->remote_path, sizeof(c->remote_path),
+	    "%s/cluster-catalog.json", h->conf.data_dir);
 	while (pl > 1 && p[pl - 1] == '/')
 		pl--;
 	snprintf(c->key_root, sizeof(c->key_root), "%.*s/", (int)pl, p);
@@ -974,23 +620,25 @@ cluster_start(struct cluster **out, struct helperd *h, char *err,
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);  /* before any thread */
 	if (etcd_new(&c->etcd, &h->conf.store, err, errlen) != 0 ||
-	    etcd_new(&c->wetcd, &h->conf.store, err, errlen) != 0)
+	    etcd_new(&c->wetcd, &h->conf.store, err, errlen) != 0 ||
+	    etcd_new(&c->ketcd, &h->conf.store, err, errlen) != 0 ||
+	    etcd_new(&c->vetcd, &h->conf.store, err, errlen) != 0)
 		goto err;
 	if ((c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
 	    loop_add(h->loop, &c->w, c->efd, EPOLLIN, on_eventfd, c) != 0) {
 		snprintf(err, errlen, "eventfd: %s", strerror(errno));
 		goto err;
 	}
-	/* Signals belong to the loop thread (signalfd): the worker is
+	if (cluster_sync_start(c) != 0) {
+		snprintf(err, errlen, "cannot start the etcd threads");
+		goto err;
+	}
+	/* Signals belong to the loop thread (signalfd): the writer is
 	 * created with every signal blocked. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	rc = pthread_create(&c->thr, NULL, worker, c);
-	if (rc == 0) {
-		c->started = 1;
-		rc = pthread_create(&c->wthr, NULL, writer, c);
-		c->wstarted = rc == 0;
-	}
+	rc = pthread_create(&c->wthr, NULL, writer, c);
+	c->wstarted = rc == 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
 		snprintf(err, errlen, "cannot start the etcd threads");
@@ -1013,28 +661,27 @@ cluster_stop(struct cluster *c)
 
 	if (c == NULL)
 		return;
-	if (c->started) {
+	if (c->wstarted) {
 		pthread_mutex_lock(&c->mu);
 		c->stop = 1;
 		pthread_cond_broadcast(&c->wcv);
 		pthread_mutex_unlock(&c->mu);
-		etcd_wakeup(c->etcd);
-		pthread_join(c->thr, NULL);
-		if (c->wstarted)
-			pthread_join(c->wthr, NULL);
+		pthread_join(c->wthr, NULL);
+		c->wstarted = 0;
 		intent_db_set_saver(c->h->intents, NULL, NULL);
 	}
+	cluster_sync_stop(c);
 	if (c->w.fd >= 0)
 		loop_del(c->h->loop, &c->w);
 	if (c->efd >= 0)
 		close(c->efd);
 	while ((e = c->q_head) != NULL) {
 		c->q_head = e->next;
-		ev_free(e);
+		cluster_ev_free(e);
 	}
 	while ((e = c->batch_head) != NULL) {
 		c->batch_head = e->next;
-		ev_free(e);
+		cluster_ev_free(e);
 	}
 	while (c->ops_head != NULL) {
 		struct op *o = c->ops_head;
@@ -1047,6 +694,8 @@ cluster_stop(struct cluster *c)
 	cluster_ca_free(c);
 	etcd_free(c->etcd);
 	etcd_free(c->wetcd);
+	etcd_free(c->ketcd);
+	etcd_free(c->vetcd);
 	json_decref(c->want);
 	json_decref(c->registered);
 	free(c->ca_doc);
@@ -1055,6 +704,8 @@ cluster_stop(struct cluster *c)
 	free(c->unsure.doc);
 	pthread_cond_destroy(&c->cv);
 	pthread_cond_destroy(&c->wcv);
+	pthread_cond_destroy(&c->ocv);
+	pthread_cond_destroy(&c->kcv);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }

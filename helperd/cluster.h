@@ -19,13 +19,15 @@
  *                                ca.secret (seal.h), written once by the
  *                                first CA server that has ca.secret
  *
- * One worker thread does the blocking etcd calls (store_etcd; intention
- * writes have a thread of their own, see cluster.c) and hands
- * what it learns to the event loop through an eventfd; the loop applies it
- * (catalog, intentions) so helperd's state is touched by the loop thread
- * only. When etcd is unreachable the node runs on what it knows (degraded,
- * logged once) and catches up when etcd is back: lease, registrations,
- * full re-list, new watch. */
+ * Threads of their own do the blocking etcd calls (cluster_int.h: the
+ * lease keeper, the watcher, the worker, the intention writer) and hand
+ * what they learn to the event loop through an eventfd; the loop applies
+ * it (catalog, intentions) so helperd's state is touched by the loop
+ * thread only. When etcd is unreachable the node runs on what it knows
+ * (degraded, logged once) and catches up when etcd is back: the watch
+ * resumes from the last revision it saw (a full re-list only when etcd
+ * compacted past it), the lease is renewed or granted anew and the
+ * registrations put again. */
 #ifndef MESH_CLUSTER_H
 #define MESH_CLUSTER_H
 

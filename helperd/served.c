@@ -29,7 +29,6 @@
 #define SERVED_FILE      "served.json"
 #define SERVED_FILE_MAX  (4 * 1024 * 1024)
 #define SERVED_RETRY_MS  10000  /* a listener that could not bind */
-#define SERVED_SYNC_MS   1000   /* periodic sync (remote services: etcd) */
 
 /* A service's address: host is its offset in the block. */
 struct slot {
@@ -52,16 +51,23 @@ struct lsn {
 	struct emfile eg;       /* out of fds on accept */
 };
 
+/* Lookups are by hash (jansson objects) so that a sync costs
+ * O(services + instances), and it runs only when the catalog changed:
+ * a reload, a registration, or remote services coming and going
+ * (cluster.c), not on a timer. */
 struct served {
 	struct helperd *h;
 	uint32_t net, size;     /* block; size 0: served_addrs = "" */
 	struct slot *slots;
 	size_t n_slots;
+	json_t *slot_idx;       /* name -> index in slots */
+	uint8_t *taken;         /* bitmap of host offsets in use */
 	struct lsn **lsn;
 	size_t n_lsn;
+	json_t *lsn_idx;        /* "addr:port:svc" -> index in lsn */
 	struct sockdiag *sd;
 	pid_t hint;             /* the last process found: often the next */
-	struct loop_timer timer;        /* the next retry or periodic sync */
+	struct loop_timer timer;        /* a listener to open again */
 	int full_logged;
 };
 
@@ -82,19 +88,24 @@ fnv1a(const char *s)
 static struct slot *
 slot_find(struct served *s, const char *name)
 {
-	for (size_t i = 0; i < s->n_slots; i++)
-		if (strcmp(s->slots[i].name, name) == 0)
-			return &s->slots[i];
-	return NULL;
+	json_t *v = json_object_get(s->slot_idx, name);
+
+	return v != NULL ? &s->slots[json_integer_value(v)] : NULL;
 }
 
 static int
 host_taken(const struct served *s, uint32_t host)
 {
-	for (size_t i = 0; i < s->n_slots; i++)
-		if (s->slots[i].host == host)
-			return 1;
-	return 0;
+	return (s->taken[host / 8] >> (host % 8)) & 1;
+}
+
+static void
+host_mark(struct served *s, uint32_t host, int on)
+{
+	if (on)
+		s->taken[host / 8] |= (uint8_t)(1u << (host % 8));
+	else
+		s->taken[host / 8] &= (uint8_t)~(1u << (host % 8));
 }
 
 static void
@@ -144,8 +155,13 @@ host_for(struct served *s, const char *name)
 			if (!s->slots[i].known) {
 				uint32_t got = s->slots[i].host;
 
+				json_object_del(s->slot_idx, s->slots[i].name);
 				s->slots[i] = s->slots[--s->n_slots];
-				return got;
+				if (i < s->n_slots)
+					json_object_set_new(s->slot_idx,
+					    s->slots[i].name, json_integer(
+					    (json_int_t)i));
+				return got;     /* stays marked taken */
 			}
 		return 0;
 	}
@@ -162,10 +178,14 @@ slot_add(struct served *s, const char *name, uint32_t host)
 	if (v == NULL)
 		return NULL;
 	s->slots = v;
+	if (json_object_set_new(s->slot_idx, name,
+	    json_integer((json_int_t)s->n_slots)) != 0)
+		return NULL;
 	v = &s->slots[s->n_slots++];
 	memset(v, 0, sizeof(*v));
 	util_strlcpy(v->name, name, sizeof(v->name));
 	v->host = host;
+	host_mark(s, host, 1);
 	return v;
 }
 
@@ -252,7 +272,14 @@ int
 served_lookup(void *arg, const char *name, uint32_t *addr, int *port)
 {
 	struct served *s = arg;
+	const struct slot *sl = s != NULL ? slot_find(s, name) : NULL;
 
+	if (sl != NULL && sl->known) {
+		*addr = s->net + sl->host;
+		*port = sl->srv_port;
+		return 1;
+	}
+	/* Not as written: any case (DNS names are). */
 	for (size_t i = 0; s != NULL && i < s->n_slots; i++)
 		if (s->slots[i].known &&
 		    strcasecmp(s->slots[i].name, name) == 0) {
@@ -473,6 +500,12 @@ lsn_open(struct served *s, struct lsn *l)
 }
 
 static void
+lsn_key(uint32_t addr, int port, const char *svc, char *buf, size_t len)
+{
+	snprintf(buf, len, "%08x:%d:%s", addr, port, svc);
+}
+
+static void
 lsn_close(struct served *s, struct lsn *l)
 {
 	if (l->fd >= 0) {
@@ -489,6 +522,8 @@ want(struct served *s, const char *svc, int port)
 {
 	struct slot *sl = slot_find(s, svc);
 	struct lsn *l, **v;
+	char key[CONF_NAME_MAX + 32];
+	json_t *at;
 	uint32_t addr;
 
 	if (sl == NULL || port <= 0)
@@ -496,15 +531,13 @@ want(struct served *s, const char *svc, int port)
 	addr = s->net + sl->host;
 	if (sl->srv_port == 0)
 		sl->srv_port = port;
-	for (size_t i = 0; i < s->n_lsn; i++) {
-		l = s->lsn[i];
-		if (l->addr == addr && l->port == port &&
-		    strcmp(l->svc, svc) == 0) {
-			l->want = 1;
-			if (l->fd < 0 && util_now_ms_mono() >= l->retry_at)
-				lsn_open(s, l);
-			return;
-		}
+	lsn_key(addr, port, svc, key, sizeof(key));
+	if ((at = json_object_get(s->lsn_idx, key)) != NULL) {
+		l = s->lsn[json_integer_value(at)];
+		l->want = 1;
+		if (l->fd < 0 && util_now_ms_mono() >= l->retry_at)
+			lsn_open(s, l);
+		return;
 	}
 	if ((l = calloc(1, sizeof(*l))) == NULL ||
 	    (v = realloc(s->lsn, (s->n_lsn + 1) * sizeof(*v))) == NULL) {
@@ -512,6 +545,11 @@ want(struct served *s, const char *svc, int port)
 		return;
 	}
 	s->lsn = v;
+	if (json_object_set_new(s->lsn_idx, key,
+	    json_integer((json_int_t)s->n_lsn)) != 0) {
+		free(l);
+		return;
+	}
 	l->s = s;
 	l->fd = -1;
 	l->w.fd = -1;
@@ -532,26 +570,53 @@ local_port_used(struct served *s, int port)
 	return 0;
 }
 
+/* The port a served address of a service with no local instance
+ * listens on: its first remote instance's. name -> port, one pass. */
+static json_t *
+remote_ports(struct catalog *cat)
+{
+	json_t *ports = json_object();
+
+	for (size_t i = 0; ports != NULL && i < catalog_remote_count(cat);
+	    i++) {
+		const struct conf_service *r = catalog_remote_at(cat, i);
+
+		if (json_object_get(ports, r->name) == NULL)
+			json_object_set_new(ports, r->name,
+			    json_integer(r->port));
+	}
+	return ports;
+}
+
 void
 served_sync(struct served *s)
 {
 	struct catalog *cat = s->h->catalog;
-	json_t *names;
+	json_t *ports;
 	const char *k;
 	json_t *v;
+	char key[CONF_NAME_MAX + 32];
 	int added = 0;
 
 	if (s->size == 0)
 		return;
+	if ((ports = remote_ports(cat)) == NULL) {
+		log_err("served: out of memory: addresses not updated");
+		return;
+	}
 	for (size_t i = 0; i < s->n_slots; i++) {
 		s->slots[i].known = 0;
 		s->slots[i].srv_port = 0;
 	}
-	names = catalog_services_json(cat);
-	json_object_foreach(names, k, v)
+	for (size_t i = 0; i < catalog_local_count(cat); i++) {
+		const struct conf_service *c = catalog_local_at(cat, i);
+
+		if (conf_valid_name(c->name))
+			added += know(s, c->name);
+	}
+	json_object_foreach(ports, k, v)
 		if (conf_valid_name(k))
 			added += know(s, k);
-	json_decref(names);
 	for (size_t i = 0; i < catalog_local_count(cat); i++) {
 		const struct conf_service *c = catalog_local_at(cat, i);
 
@@ -565,16 +630,14 @@ served_sync(struct served *s)
 		s->lsn[i]->want = 0;
 	/* The service's own port, where no local application may be
 	 * listening on it (see served.h). */
-	for (size_t i = 0; i < s->n_slots; i++) {
-		struct catalog_instance in[1];
-		const struct slot *sl = &s->slots[i];
+	json_object_foreach(ports, k, v) {
+		int port = (int)json_integer_value(v);
 
-		if (!sl->known || catalog_local(cat, sl->name) != NULL ||
-		    catalog_instances_all(cat, sl->name, in, 1) == 0 ||
-		    in[0].svc == NULL || local_port_used(s, in[0].svc->port))
+		if (catalog_local(cat, k) != NULL || local_port_used(s, port))
 			continue;
-		want(s, sl->name, in[0].svc->port);
+		want(s, k, port);
 	}
+	json_decref(ports);
 	/* The ports the configuration names for it. */
 	for (size_t i = 0; i < catalog_local_count(cat); i++) {
 		const struct conf_service *c = catalog_local_at(cat, i);
@@ -584,29 +647,39 @@ served_sync(struct served *s)
 			    c->upstreams[u].bind_port);
 	}
 	for (size_t i = 0; i < s->n_lsn;) {
-		if (s->lsn[i]->want) {
+		struct lsn *l = s->lsn[i];
+
+		if (l->want) {
 			i++;
 			continue;
 		}
-		lsn_close(s, s->lsn[i]);
+		lsn_key(l->addr, l->port, l->svc, key, sizeof(key));
+		json_object_del(s->lsn_idx, key);
+		lsn_close(s, l);
 		s->lsn[i] = s->lsn[--s->n_lsn];
+		if (i < s->n_lsn) {
+			l = s->lsn[i];
+			lsn_key(l->addr, l->port, l->svc, key, sizeof(key));
+			json_object_set_new(s->lsn_idx, key,
+			    json_integer((json_int_t)i));
+		}
 	}
 	served_arm(s);
 }
 
-/* The timer: a listener to retry, or with etcd (remote services come and
- * go) the periodic sync. Nothing due: not armed. */
+/* The timer: only listeners that could not bind are tried again (every
+ * SERVED_RETRY_MS); the rest follows the catalog (served_sync, called on
+ * every change, remote ones included: cluster.c). Nothing to retry: not
+ * armed. */
 static void
 served_arm(struct served *s)
 {
 	int64_t next = 0;
 
-	if (s->h->conf.store.backend == CONF_STORE_ETCD)
-		next = util_now_ms_mono() + SERVED_SYNC_MS;
 	for (size_t i = 0; i < s->n_lsn; i++) {
 		const struct lsn *l = s->lsn[i];
 
-		if (l->fd < 0 && l->retry_at != 0 &&
+		if (l->want && l->fd < 0 && l->retry_at != 0 &&
 		    (next == 0 || l->retry_at < next))
 			next = l->retry_at;
 	}
@@ -619,7 +692,16 @@ served_arm(struct served *s)
 static void
 served_due(void *arg)
 {
-	served_sync(arg);
+	struct served *s = arg;
+	int64_t now = util_now_ms_mono();
+
+	for (size_t i = 0; i < s->n_lsn; i++) {
+		struct lsn *l = s->lsn[i];
+
+		if (l->want && l->fd < 0 && now >= l->retry_at)
+			lsn_open(s, l);
+	}
+	served_arm(s);
 }
 
 int
@@ -643,10 +725,21 @@ served_new(struct served **out, struct helperd *h, char *err, size_t errlen)
 			return -1;
 		}
 		s->size = 1u << (32 - prefix);
+		s->slot_idx = json_object();
+		s->lsn_idx = json_object();
+		s->taken = calloc(s->size / 8 + 1, 1);
+		if (s->slot_idx == NULL || s->lsn_idx == NULL ||
+		    s->taken == NULL) {
+			snprintf(err, errlen, "out of memory");
+			served_free(s);
+			return -1;
+		}
+		host_mark(s, 0, 1);                     /* the network */
+		host_mark(s, s->size - 1, 1);           /* broadcast */
 		if (sockdiag_open(&s->sd) != 0) {
 			snprintf(err, errlen, "sock_diag: %s",
 			    strerror(errno));
-			free(s);
+			served_free(s);
 			return -1;
 		}
 		load(s);
@@ -665,6 +758,9 @@ served_free(struct served *s)
 		lsn_close(s, s->lsn[i]);
 	free(s->lsn);
 	free(s->slots);
+	json_decref(s->slot_idx);
+	json_decref(s->lsn_idx);
+	free(s->taken);
 	if (s->sd != NULL)
 		sockdiag_close(s->sd);
 	free(s);

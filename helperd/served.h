@@ -30,10 +30,11 @@ int served_new(struct served **out, struct helperd *h, char *err,
     size_t errlen);
 void served_free(struct served *s);
 
-/* The catalog changed: give new services an address, open and close
- * listeners. Main thread, holding h->lock. Arms its own timer: a listener
- * that could not bind is retried every 10 s, and with store = etcd
- * (remote services come and go) it runs again every second. */
+/* The catalog changed (a reload, a registration, remote services coming
+ * or going: cluster.c calls it): give new services an address, open and
+ * close listeners. O(services + instances), hash lookups. Main thread,
+ * holding h->lock. Arms its own timer only to retry a listener that could
+ * not bind (every 10 s). */
 void served_sync(struct served *s);
 
 /* The address (host order) of service name (any case) and the port an

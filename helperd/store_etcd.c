@@ -37,7 +37,10 @@ struct etcd {
 	etcd_event_cb cb;
 	void *cb_arg;
 	int watch_created;
+	int64_t watch_created_rev;      /* store revision at "created" */
+	int64_t watch_compacted;        /* canceled: compacted to this */
 	char watch_err[ETCD_ERR_MAX];
+	int lease_missing;              /* the last call: lease not found */
 	int maybe_sent;                 /* the last call may have reached
 	                                   etcd (see etcd_maybe_applied) */
 };
@@ -335,6 +338,8 @@ post_one(struct etcd *e, const char *ep, const char *path, const char *body,
 		 * that is not etcd's JSON) may work on another member. */
 		*retry = *resp == NULL || (code != 400 && code != 401 &&
 		    code != 403 && code != 404);
+		if (m != NULL && strstr(m, "requested lease not found") != NULL)
+			e->lease_missing = 1;
 		/* etcd's 5xx ("request timed out", "leader changed") may
 		 * still commit the proposal. */
 		if (*retry)
@@ -393,6 +398,7 @@ call(struct etcd *e, const char *path, json_t *req, char *err, size_t errlen)
 
 	json_decref(req);
 	e->maybe_sent = 0;
+	e->lease_missing = 0;
 	if (body == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
@@ -436,6 +442,60 @@ etcd_put(struct etcd *e, const char *key, const char *value, int64_t lease,
 		return -1;
 	json_decref(resp);
 	return 0;
+}
+
+int
+etcd_txn_puts(struct etcd *e, const char *const *keys,
+    const char *const *values, size_t n, int64_t lease, char *err,
+    size_t errlen)
+{
+	json_t *ops = json_array(), *resp;
+	char l[32];
+
+	if (n == 0 || n > ETCD_TXN_MAX) {
+		json_decref(ops);
+		snprintf(err, errlen, "txn: %zu operations (1 to %d)", n,
+		    ETCD_TXN_MAX);
+		return -1;
+	}
+	snprintf(l, sizeof(l), "%" PRId64, lease);
+	for (size_t i = 0; ops != NULL && i < n; i++) {
+		json_t *op;
+
+		if (values[i] != NULL) {
+			json_t *put = json_pack("{s:o, s:o}", "key",
+			    jb64(keys[i]), "value", jb64(values[i]));
+
+			if (put != NULL && lease != 0)
+				json_object_set_new(put, "lease",
+				    json_string(l));
+			op = json_pack("{s:o}", "request_put", put);
+		} else {
+			op = json_pack("{s:{s:o}}", "request_delete_range",
+			    "key", jb64(keys[i]));
+		}
+		if (op == NULL || json_array_append_new(ops, op) != 0) {
+			json_decref(ops);
+			ops = NULL;
+		}
+	}
+	if (ops == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	/* No compare: the success branch always runs. */
+	resp = call(e, "/v3/kv/txn", json_pack("{s:o}", "success", ops), err,
+	    errlen);
+	if (resp == NULL)
+		return -1;
+	json_decref(resp);
+	return 0;
+}
+
+int
+etcd_lease_missing(const struct etcd *e)
+{
+	return e->lease_missing;
 }
 
 int
@@ -616,12 +676,23 @@ watch_message(struct etcd *e, const char *line, size_t len)
 		json_decref(j);
 		return;
 	}
-	if (json_is_true(json_object_get(res, "created")))
+	if (json_is_true(json_object_get(res, "created"))) {
 		e->watch_created = 1;
+		e->watch_created_rev = jint(json_object_get(res, "header"),
+		    "revision");
+	}
 	if (json_is_true(json_object_get(res, "canceled"))) {
-		snprintf(e->watch_err, sizeof(e->watch_err), "watch canceled "
-		    "by etcd (compacted at %" PRId64 ")",
-		    jint(res, "compact_revision"));
+		e->watch_compacted = jint(res, "compact_revision");
+		if (e->watch_compacted > 0)
+			snprintf(e->watch_err, sizeof(e->watch_err), "watch "
+			    "canceled by etcd (compacted at %" PRId64 ")",
+			    e->watch_compacted);
+		else
+			snprintf(e->watch_err, sizeof(e->watch_err), "watch "
+			    "canceled by etcd: %s", json_string_value(
+			    json_object_get(res, "cancel_reason")) != NULL ?
+			    json_string_value(json_object_get(res,
+			    "cancel_reason")) : "no reason given");
 	}
 	json_array_foreach(json_object_get(res, "events"), i, ev) {
 		struct etcd_kv kv;
@@ -687,6 +758,8 @@ etcd_watch_start(struct etcd *e, const char *prefix, int64_t start_rev,
 	e->cb = cb;
 	e->cb_arg = arg;
 	e->watch_created = 0;
+	e->watch_created_rev = 0;
+	e->watch_compacted = 0;
 	e->watch_err[0] = '\0';
 	snprintf(url, sizeof(url), "%s/v3/watch", e->eps[e->cur]);
 	easy_common(e, e->watch);
@@ -747,6 +820,33 @@ etcd_watch_poll(struct etcd *e, int timeout_ms, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
+}
+
+int
+etcd_watch_created(const struct etcd *e, int64_t *rev)
+{
+	if (rev != NULL)
+		*rev = e->watch_created_rev;
+	return e->watch != NULL && e->watch_created;
+}
+
+int64_t
+etcd_watch_compacted(const struct etcd *e)
+{
+	return e->watch_compacted;
+}
+
+void
+etcd_endpoint_next(struct etcd *e)
+{
+	if (e->n_eps > 0)
+		e->cur = (e->cur + 1) % e->n_eps;
+}
+
+size_t
+etcd_endpoint_count(const struct etcd *e)
+{
+	return e->n_eps;
 }
 
 void

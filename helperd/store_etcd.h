@@ -38,6 +38,16 @@ const char *etcd_endpoint(const struct etcd *e);
 /* key = value, attached to lease (0: none). 0/-1. */
 int etcd_put(struct etcd *e, const char *key, const char *value,
     int64_t lease, char *err, size_t errlen);
+/* Several puts (values[i]) and deletes (values[i] NULL) in one
+ * transaction, the puts under lease (0: none): all applied or none. At
+ * most ETCD_TXN_MAX operations (etcd's --max-txn-ops default is 128).
+ * 0/-1; etcd_lease_missing() after a failure says why. */
+#define ETCD_TXN_MAX 64
+int etcd_txn_puts(struct etcd *e, const char *const *keys,
+    const char *const *values, size_t n, int64_t lease, char *err,
+    size_t errlen);
+/* After a call failed: 1 if etcd answered that the lease is not found. */
+int etcd_lease_missing(const struct etcd *e);
 /* Delete one key. 0/-1. */
 int etcd_delete(struct etcd *e, const char *key, char *err, size_t errlen);
 /* Every key under prefix: *kvs (malloc'd, free with etcd_kvs_free), *n,
@@ -73,7 +83,9 @@ int etcd_lease_keepalive(struct etcd *e, int64_t id, long *ttl, char *err,
 int etcd_lease_revoke(struct etcd *e, int64_t id, char *err, size_t errlen);
 
 /* Streaming watch on every key under prefix from revision start_rev: events
- * are delivered to cb from etcd_watch_poll. Only one watch per client. */
+ * are delivered to cb from etcd_watch_poll. Only one watch per client.
+ * It goes to the endpoint that answered last (etcd_endpoint_next moves
+ * on). */
 int etcd_watch_start(struct etcd *e, const char *prefix, int64_t start_rev,
     etcd_event_cb cb, void *arg, char *err, size_t errlen);
 /* Wait up to timeout_ms for watch data (or etcd_wakeup) and deliver it.
@@ -81,6 +93,15 @@ int etcd_watch_start(struct etcd *e, const char *prefix, int64_t start_rev,
  * (err says why); the watch is then stopped. */
 int etcd_watch_poll(struct etcd *e, int timeout_ms, char *err, size_t errlen);
 void etcd_watch_stop(struct etcd *e);
+/* 1 once etcd confirmed the watch (its "created" message); *rev then
+ * holds the store revision etcd was at (NULL: not wanted). */
+int etcd_watch_created(const struct etcd *e, int64_t *rev);
+/* After etcd_watch_poll returned -1: the revision etcd compacted to when
+ * it canceled the watch for that (a full re-list is needed), else 0. */
+int64_t etcd_watch_compacted(const struct etcd *e);
+/* Use the next endpoint for the next watch (and first for calls). */
+void etcd_endpoint_next(struct etcd *e);
+size_t etcd_endpoint_count(const struct etcd *e);
 /* Wake etcd_watch_poll from another thread. */
 void etcd_wakeup(struct etcd *e);
 
