@@ -315,7 +315,7 @@ static int inbound_retry(struct conn *c, const char *why);
 
 /* Round robin over the instances to dial (under h->lock): connection ids
  * alternate between the halves of same-node pairs, a poor spreader. */
-static size_t spread_in, spread_out;
+static size_t spread_in, spread_out, spread_win;
 
 static int
 was_tried(const struct conn *c, const char *key)
@@ -705,7 +705,10 @@ outbound_dial(struct conn *c, const char *last)
 	/* Choose under the lock and copy out what the dial needs: the
 	 * catalog may change under us once it is released. */
 	helperd_lock(h);
-	n = catalog_instances(h->catalog, c->dst, all, UTIL_ARRAY_LEN(all));
+	/* A window of 16 that moves on with every connection: a service
+	 * on more nodes gets its connections spread over all of them. */
+	n = catalog_instances_spread(h->catalog, c->dst, ++spread_win, all,
+	    UTIL_ARRAY_LEN(all));
 	for (size_t i = 0; i < n; i++) {
 		dial_key(h, &all[i], key, sizeof(key));
 		if (!was_tried(c, key))
@@ -726,7 +729,8 @@ outbound_dial(struct conn *c, const char *last)
 
 		while (nl < k && in[nl].local)
 			nl++;
-		n = spread_out++ % (nl > 0 ? nl : k);
+		/* Remote ones: the window already moved on (above). */
+		n = nl > 0 ? spread_out++ % nl : 0;
 	}
 	dial_key(h, &in[n], c->tried[c->tries++], sizeof(c->tried[0]));
 	local = in[n].local;
