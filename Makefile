@@ -75,7 +75,7 @@ test-package:
 # bench: same-node paths (bench/run.sh), the shim's cost, then the
 # cross-node section (bench/crossnode.sh: two network namespaces over a
 # veth pair; root). bench-cluster: 100 helperd nodes on a 3-member etcd
-# (bench/cluster.sh; root, 15-20 minutes).
+# (bench/cluster.sh; root, 15-20 minutes); NODES=30 for another count.
 bench: $(BUILD)/build.ninja
 	sh scripts/deps.sh bench etcd
 	ninja -C $(BUILD)
@@ -86,7 +86,7 @@ bench: $(BUILD)/build.ninja
 bench-cluster: $(BUILD)/build.ninja
 	sh scripts/deps.sh bench etcd
 	ninja -C $(BUILD)
-	bash bench/cluster.sh $(BUILD)
+	bash bench/cluster.sh $(BUILD) $(NODES)
 
 # Sizes, longest functions, helperd's include and call graphs, their cycles
 # (scripts/arch_report.py; python3 only), then whether every name that

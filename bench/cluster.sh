@@ -1,6 +1,7 @@
 #!/bin/bash
-# bench/cluster.sh BUILD_DIR — `make bench-cluster` (issue 16): a 3-member
-# etcd and 100 helperd nodes on this machine, each node a network namespace.
+# bench/cluster.sh BUILD_DIR [NODES] — `make bench-cluster [NODES=n]` (issue
+# 16): a 3-member etcd and NODES (100) helperd nodes on this machine, each
+# node a network namespace.
 #
 # Layout: a bridge namespace holds br0 (10.78.255.1-3/16: the three etcd
 # members, which also run there) and one veth per node; node N is the
@@ -25,8 +26,9 @@
 #                 them as passing (what a node dials); 10 new nodes started:
 #                 until every old node lists them, and until node 1's
 #                 connections through the shim reach each of them
-# Results: bench/results/cluster.md (printed) and
-# bench/results/raw/cluster-<stamp>/ (gitignored). Knobs: BENCH_NODES [100],
+# Results: bench/results/cluster.md (printed; cluster-<N>.md for another
+# node count) and bench/results/raw/cluster-<stamp>/ (gitignored). Knobs:
+# NODES (the second argument, or BENCH_NODES) [100],
 # BENCH_CHURN [10], BENCH_TRIALS [10], BENCH_IDLE_SECS [60],
 # BENCH_SETTLE_SECS [30], BENCH_KEEP=1. Needs root.
 set -uo pipefail
@@ -39,7 +41,7 @@ HELPERD="$BUILD/helperd/helperd"
 SHIM="$BUILD/preload/libmeshshim.so"
 PROBE="$HERE/cluster_probe.py"
 
-NODES=${BENCH_NODES:-100}
+NODES=${2:-${BENCH_NODES:-100}}
 CHURN=${BENCH_CHURN:-10}
 TRIALS=${BENCH_TRIALS:-10}
 IDLE_SECS=${BENCH_IDLE_SECS:-60}
@@ -50,6 +52,8 @@ CLK_TCK=$(getconf CLK_TCK)
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RESULTS="$HERE/results"
+OUT="$RESULTS/cluster.md"
+[ "$NODES" = 100 ] || OUT="$RESULTS/cluster-$NODES.md"
 RAW="$RESULTS/raw/cluster-$STAMP"
 mkdir -p "$RAW"
 T=$(mktemp -d /tmp/meshscale.XXXXXX)
@@ -197,7 +201,7 @@ node_conf() { # node_conf N
 		printf 'node = "n%s";\ndata_dir = "%s/data";\nsocket = "%s/helperd.sock";\n' "$n" "$d" "$d"
 		printf 'http_addr = "%s:8500";\nmesh_port = 21000;\nadvertise_addr = "%s";\n' "$(node_ip "$n")" "$(node_ip "$n")"
 		printf 'services_dir = "%s/services.d";\ndefault_intention = "allow";\n' "$d"
-		printf 'log_level = "warn";\njoin_token = "cluster-bench-%s";\n' "$P"
+		printf 'log_level = "%s";\njoin_token = "cluster-bench-%s";\n' "${BENCH_LOG_LEVEL:-warn}" "$P"
 		printf 'acl = { initial_management = "%s"; };\n' "$TOKEN"
 		printf 'store = { backend = "etcd"; endpoints = [ %s ]; prefix = "/meshscale"; };\n' "$eps"
 		[ "$n" = 1 ] || printf 'ca = { server = false; };\n'
@@ -287,8 +291,8 @@ lease_losses() { # how often the nodes lost their lease or etcd, from their logs
 if [ $ready != 1 ]; then
 	note "nodes 1, $((NODES / 2)), $NODES never knew all $NODES nodes (${t_ready} s); lease losses and etcd outages logged by the nodes: $(lease_losses)"
 	metrics idle1
-	python3 "$HERE/cluster_report.py" "$RAW" "$RESULTS/cluster.md"
-	cat "$RESULTS/cluster.md"
+	python3 "$HERE/cluster_report.py" "$RAW" "$OUT"
+	cat "$OUT"
 	exit 1
 fi
 res startup_s "$t_ready"
@@ -426,5 +430,5 @@ for ((i = 1; i <= ALL; i++)); do kill -0 "${HPID[$i]:-0}" 2>/dev/null && alive=$
 res helperd_alive_end "$alive"
 res lease_losses "$(lease_losses)"
 
-python3 "$HERE/cluster_report.py" "$RAW" "$RESULTS/cluster.md" || { log "report failed"; exit 1; }
-cat "$RESULTS/cluster.md"
+python3 "$HERE/cluster_report.py" "$RAW" "$OUT" || { log "report failed"; exit 1; }
+cat "$OUT"
