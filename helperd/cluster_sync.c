@@ -638,9 +638,9 @@ work_once(struct cluster *c, int64_t lease, int dirty, int run, char *err,
 	if (dirty && publish(c, lease, err, errlen) != 0)
 		return -1;
 	if (publish_once(c, &c->keys_doc, c->key_keys,
-	    "root keys, sealed with ca.secret,", err, errlen) != 0 ||
-	    publish_once(c, &c->ca_doc, c->key_ca, "CA roots and trust domain",
-	    err, errlen) != 0)
+	    "root keys to etcd, sealed with ca.secret", err, errlen) != 0 ||
+	    publish_once(c, &c->ca_doc, c->key_ca,
+	    "CA roots and trust domain to etcd", err, errlen) != 0)
 		return -1;
 	if (run && elect(c, lease, err, errlen) != 0) {
 		pthread_mutex_lock(&c->mu);
@@ -688,6 +688,9 @@ worker(void *arg)
 			json_object_clear(c->registered);
 			c->reg_gen = gen;
 		}
+		log_debug("cluster: worker: writing (lease %" PRIx64 ", "
+		    "registrations %s, election %s)", (uint64_t)lease,
+		    dirty ? "changed" : "same", run ? "run" : "no");
 		if (work_once(c, lease, dirty, run, err, sizeof(err)) == 0) {
 			if (fails > 0)
 				log_info("cluster: etcd writes done after %d "
