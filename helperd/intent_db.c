@@ -224,13 +224,18 @@ replace_at(struct intent_db *db, const struct intent *cur,
 		intent_set_why(why, whylen, "out of memory");
 		return intent_fail(code, INTENT_EIO);
 	}
+	if ((pos = pos_of(db, cur)) >= db->n) {     /* cur is not in db */
+		free(nv);
+		intent_free_one(c);
+		intent_set_why(why, whylen, "intention not in the store");
+		return intent_fail(code, INTENT_EIO);
+	}
 	memcpy(c->id, cur->id, sizeof(c->id));
 	c->precedence = intent_precedence(c->src, c->dst);
 	c->created_at = cur->created_at;
 	c->create_index = cur->create_index;
 	c->updated_at = (int64_t)time(NULL);
 	c->modify_index = db->index + 1;
-	pos = pos_of(db, cur);
 	memmove(nv + pos, nv + pos + 1, (db->n - pos - 1) * sizeof(*nv));
 	insert_sorted(nv, db->n - 1, c);
 	if (commit(db, nv, db->n, db->index + 1, (struct intent *)cur, code,
