@@ -178,7 +178,8 @@ rows.append(("etcd db size per member, total / in use (MiB)",
              " / ".join("%.2f" % (x / 2**20) for x in db[:1] + db_use[:1]),
              "—", ""))
 
-L = ["# 100 nodes, simulated (bench/cluster.sh, `make bench-cluster`)", ""]
+L = ["# %d nodes, simulated (bench/cluster.sh, `make bench-cluster`)" % nodes,
+     ""]
 L.append("%d helperd nodes (release build) in network namespaces on one "
          "bridge, %d services each (%d instances), a 3-member etcd %s; "
          "lease TTL %g s, check interval 10 s (the defaults). Node 1 is "
