@@ -1,7 +1,8 @@
 /* relay: one relayed connection, from its first socket to its close: the
  * steps (dial, handshake, relay), the pumping of a relay round, and the
  * teardown. Workers, moving and listeners: relay_worker.c, relay_accept.c;
- * sockets: relay_sock.c; bytes: relay_io.c. */
+ * sockets: relay_sock.c; bytes: relay_io.c, through each end's transport
+ * (relay_xprt.c; the same-node link: relay_mem.c). */
 #include "helperd/relay.h"
 
 #include <arpa/inet.h>
@@ -10,7 +11,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -74,23 +74,11 @@ relay_conn_link(struct worker *w, struct conn *c)
 static void
 end_close(struct worker *w, struct end *e, int abortive)
 {
-	int fd = e->w.fd;
-
-	if (fd < 0)
+	if (e->x == NULL)
 		return;
-	loop_del(w->loop, &e->w);
-	if (e->tls != NULL) {
-		gnutls_deinit(e->tls);
-		e->tls = NULL;
-	}
-	relay_buf_put(w, e->rbuf);
-	relay_buf_put(w, e->wbuf);
-	e->rbuf = e->wbuf = NULL;
-	if (abortive) {
-		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	}
-	close(fd);
+	e->x->close(w, e, abortive);
+	e->x = NULL;
+	e->w.fd = -1;
 }
 
 /* The one exit of every connection. abortive: reset both sockets (the
@@ -160,31 +148,14 @@ conn_new(struct worker *w, enum conn_kind kind)
 	return c;
 }
 
+/* Wait for what the last pump found each end waiting for (neither: for
+ * nothing; the pump reads and writes it directly when the other end
+ * moves). */
 static void
 end_interest(struct worker *w, struct end *e)
 {
-	uint32_t ev = 0;
-
-	if (e->w.fd < 0)
-		return;
-	if (e->tls != NULL && (e->want_in || e->want_out)) {
-		/* A TLS operation that would block tells which way. */
-		if (e->want_out && gnutls_record_get_direction(e->tls) == 0)
-			e->want_in = 1;
-	}
-	if (e->want_in)
-		ev |= EPOLLIN;
-	if (e->want_out)
-		ev |= EPOLLOUT;
-	/* Nothing to wait for on this end (its other direction is done, this
-	 * one waits for the other end): out of epoll, or a socket shut down
-	 * both ways reports EPOLLHUP in every round, a busy loop for as long
-	 * as a slow reader takes. The pump reads and writes it directly when
-	 * the other end moves. */
-	if (ev == 0)
-		loop_park(w->loop, &e->w);
-	else
-		loop_mod(w->loop, &e->w, ev);
+	if (e->x != NULL)
+		e->x->interest(w, e);
 }
 
 /* Pump the directions in dirs (an event on one end concerns one of them:
@@ -196,22 +167,20 @@ relay_conn_relay(struct conn *c, int dirs)
 	struct worker *w = c->w;
 	const char *why = NULL;
 	uint64_t before = c->up.moved + c->down.moved;
-	/* Two plain sockets (same node, same_node_mtls = false): splice. */
-	int (*fn)(struct worker *, struct end *, struct end *, struct pipe *,
-	    const char **) = c->net.tls == NULL ? relay_pump_splice : relay_pump;
 
 	if (dirs & DIR_DOWN) {
 		c->net.want_in = c->app.want_out = 0;
-		if (fn(w, &c->net, &c->app, &c->down, &why) != 0) {
+		if (relay_pump(w, &c->net, &c->app, &c->down, &why) !=
+		    PUMP_OK) {
 			relay_conn_close(c, 1, "%s", why);
 			return;
 		}
 	}
 	/* Reading may have queued records of GnuTLS's own (a key update
 	 * answer) that only the upward pump sends. */
-	if ((dirs & DIR_UP) || c->net.wlen > 0) {
+	if ((dirs & DIR_UP) || c->net.x->pending(&c->net)) {
 		c->app.want_in = c->net.want_out = 0;
-		if (fn(w, &c->app, &c->net, &c->up, &why) != 0) {
+		if (relay_pump(w, &c->app, &c->net, &c->up, &why) != PUMP_OK) {
 			relay_conn_close(c, 1, "%s", why);
 			return;
 		}
@@ -221,8 +190,6 @@ relay_conn_relay(struct conn *c, int dirs)
 		relay_conn_close(c, 0, "both sides finished");
 		return;
 	}
-	if (c->kind == CONN_OUT && c->net.tls != NULL)
-		tls_ticket_save(&c->peer, c->net.tls);
 	relay_obs_round(c);
 	end_interest(w, &c->app);
 	end_interest(w, &c->net);
@@ -236,13 +203,6 @@ relay_conn_relay(struct conn *c, int dirs)
 }
 
 /* Connection steps ---------------------------------------------------- */
-
-static int
-watch_end(struct conn *c, struct end *e, int fd, uint32_t ev)
-{
-	e->c = c;
-	return loop_add(c->w->loop, &e->w, fd, ev, relay_conn_event, e);
-}
 
 int
 relay_allows(struct relay *r, const char *src, const char *dst,
@@ -269,8 +229,7 @@ static void
 start_relay(struct conn *c)
 {
 	c->st = ST_RELAY;
-	if (c->net.tls != NULL)
-		relay_tls_buffered(&c->net);
+	c->net.x->start(&c->net);
 	c->deadline = c->r->h->conf.idle_timeout_s > 0 ?
 	    util_now_ms_mono() + c->r->h->conf.idle_timeout_s * 1000 : 0;
 	log_debug("conn %llu %s => %s relaying", (unsigned long long)c->id,
@@ -367,13 +326,15 @@ inbound_dial(struct conn *c, const char *last)
 		return -1;
 	}
 	fd = dial_published(c, addr, port, why, sizeof(why));
-	if (fd < 0 || watch_end(c, &c->app, fd, EPOLLOUT) != 0) {
-		if (fd >= 0)
-			close(fd);
-		return inbound_retry(c, why);
+	if (fd >= 0 && relay_end_sock(c, &c->app, fd, EPOLLOUT) != 0) {
+		snprintf(why, sizeof(why), "epoll: %s", strerror(errno));
+		close(fd);
+		fd = -1;
 	}
+	if (fd < 0)
+		return inbound_retry(c, why);
 	/* Only the dialling end may wake us until the service answers. */
-	loop_mod(c->w->loop, &c->net.w, 0);
+	c->net.x->watch(c->w, &c->net, 0);
 	c->st = ST_DIAL;
 	c->deadline = util_now_ms_mono() + r->h->conf.connect_timeout_ms;
 	relay_obs_dial(c);
@@ -390,7 +351,6 @@ inbound_retry(struct conn *c, const char *why)
 	snprintf(last, sizeof(last), "%s (instance %s)", why,
 	    c->tries > 0 ? c->tried[c->tries - 1] : "?");
 	end_close(c->w, &c->app, 1);
-	c->app.w.fd = -1;
 	helperd_lock(c->r->h);
 	if (c->app_port > 0 && c->r->inbound_by_port[c->app_port] == c)
 		c->r->inbound_by_port[c->app_port] = NULL;
@@ -437,45 +397,32 @@ handshake_done(struct conn *c)
 static void
 conn_handshake(struct conn *c)
 {
-	int rc = gnutls_handshake(c->net.tls);
+	const char *err = "?";
 
-	if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) {
-		loop_mod(c->w->loop, &c->net.w,
-		    gnutls_record_get_direction(c->net.tls) ? EPOLLOUT :
-		    EPOLLIN);
+	switch (c->net.x->handshake(c->w, &c->net, &err)) {
+	case XIO_OK:
+		relay_obs_handshake_done(c);
+		handshake_done(c);
 		return;
-	}
-	if (rc == 0 && tls_handshake_done(&c->peer, c->net.tls) != 0)
-		rc = GNUTLS_E_CERTIFICATE_ERROR;
-	if (rc < 0) {
-		if (c->kind == CONN_IN)
-			log_warn("mesh handshake from %s:%d refused: %s%s%s",
-			    c->peer_addr, c->peer_port, gnutls_strerror(rc),
-			    c->peer.why[0] ? ": " : "", c->peer.why);
-		relay_conn_close(c, 1, "TLS handshake failed: %s%s%s",
-		    gnutls_strerror(rc), c->peer.why[0] ? ": " : "",
-		    c->peer.why);
+	case XIO_AGAIN:
 		return;
+	default:
+		break;
 	}
-	relay_obs_handshake_done(c);
-	handshake_done(c);
+	if (c->kind == CONN_IN)
+		log_warn("mesh handshake from %s:%d refused: %s%s%s",
+		    c->peer_addr, c->peer_port, err,
+		    c->peer.why[0] ? ": " : "", c->peer.why);
+	relay_conn_close(c, 1, "TLS handshake failed: %s%s%s", err,
+	    c->peer.why[0] ? ": " : "", c->peer.why);
 }
 
 static void
 conn_dialled(struct conn *c, struct end *e)
 {
 	int err = 0;
-	socklen_t len = sizeof(err);
 
-	struct pollfd pfd = { .fd = e->w.fd, .events = POLLOUT };
-
-	/* SO_ERROR is 0 while a connect is still in progress too: only a
-	 * writable (or failed) socket has an answer. */
-	if (poll(&pfd, 1, 0) == 0)
-		return;
-	if (getsockopt(e->w.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-		err = errno;
-	if (err == EINPROGRESS || err == EALREADY)
+	if (e->x->connected(e, &err) == XIO_AGAIN)
 		return;
 	if (err != 0 && c->kind == CONN_OUT) {
 		char why[128];
@@ -493,10 +440,10 @@ conn_dialled(struct conn *c, struct end *e)
 		(void)inbound_retry(c, why);
 		return;
 	}
-	if (c->kind == CONN_IN || c->net.tls == NULL) {
+	if (c->kind == CONN_IN || c->net.x->handshake == NULL) {
 		/* Inbound: the local service answered. Outbound plain
 		 * (same node, same_node_mtls = false): the service did. */
-		loop_mod(c->w->loop, &c->app.w, EPOLLIN);
+		c->app.x->watch(c->w, &c->app, EPOLLIN);
 		start_relay(c);
 		return;
 	}
@@ -527,36 +474,12 @@ conn_step(struct conn *c, int dirs)
 	}
 }
 
-/* The two halves of a same-node pair run on one thread: what one just
- * wrote to the socketpair is already in the other's receive queue, so
- * let the other read it now rather than after another epoll_wait. A few
- * turns at most (a handshake goes back and forth). */
-static void
-pair_kick(struct conn *c)
-{
-	for (int turn = 0; turn < 4; turn++) {
-		struct conn *p = c->pair;
-		uint64_t sent;
-
-		if (p == NULL || c->closed)
-			return;
-		sent = p->net.sent;
-		conn_step(p, DIR_DOWN);
-		/* Relaying and nothing sent back: the turn ends here. */
-		if (p->closed || (p->st == ST_RELAY && p->net.sent == sent))
-			return;
-		c = p;
-	}
-}
-
 void
 relay_conn_event(void *arg, uint32_t events)
 {
 	struct end *e = arg;
 	struct conn *c = e->c;
 	int dirs = DIR_BOTH;
-	enum conn_state st;
-	uint64_t sent;
 
 	if (c->closed)
 		return;
@@ -576,15 +499,12 @@ relay_conn_event(void *arg, uint32_t events)
 			dirs |= app ? DIR_UP : DIR_DOWN;
 		if (events & EPOLLOUT)
 			dirs |= app ? DIR_DOWN : DIR_UP;
-		/* A TLS write that waits may wait for a read (end_interest). */
-		if (!app && e->tls != NULL && e->want_out)
+		/* A TLS write that waits may wait for a read (its
+		 * transport's interest). */
+		if (!app && e->x->write_waits_read && e->want_out)
 			dirs |= DIR_UP;
 	}
-	sent = c->net.sent;
-	st = c->st;
 	conn_step(c, dirs);
-	if (c->pair != NULL && (st != ST_RELAY || c->net.sent != sent))
-		pair_kick(c);
 }
 
 /* Worker: an outbound socket and its registration (pd, ours now). */
@@ -607,7 +527,7 @@ relay_outbound_start(struct worker *w, int fd, const struct sockaddr_storage *ss
 	c->obs.has_uid = 1;
 	util_strlcpy(c->obs.unit, pd->unit, sizeof(c->obs.unit));
 	free(pd);
-	if (watch_end(c, &c->app, fd, 0) != 0) {
+	if (relay_end_sock(c, &c->app, fd, 0) != 0) {
 		close(fd);
 		relay_conn_close(c, 1, "epoll: %s", strerror(errno));
 		return;
@@ -615,27 +535,86 @@ relay_outbound_start(struct worker *w, int fd, const struct sockaddr_storage *ss
 	outbound_dial(c, NULL);
 }
 
-/* The inbound half of a same-node pair, on c's worker: the other end of
- * a socketpair whose first end c dials. Its peer is c's application. fd,
- * or -1 with why. */
+/* Inbound: a new connection from addr:port (colocated: the inbound half
+ * of a same-node pair). */
+static struct conn *
+inbound_new(struct worker *w, const char *addr, int port, int colocated)
+{
+	struct conn *c = conn_new(w, CONN_IN);
+
+	if (c == NULL)
+		return NULL;
+	c->colocated = colocated;
+	c->peer.same_process = colocated;
+	util_strlcpy(c->peer_addr, addr, sizeof(c->peer_addr));
+	c->peer_port = port;
+	return c;
+}
+
+/* Inbound: c's TLS end is open; the client's hello is next. */
+static void
+inbound_shake(struct conn *c)
+{
+	c->st = ST_HANDSHAKE;
+	c->deadline = util_now_ms_mono() + c->r->h->conf.handshake_timeout_ms;
+	relay_obs_handshake(c);
+}
+
+/* Same node with mTLS: the inbound half of the pair, on c's worker, its
+ * TLS server end joined to c's TLS client end through memory (no socket
+ * between them: the pair holds the app's and the service's fds only).
+ * c->peer is set. 0, or -1 with why (c->net not opened). */
 static int
 local_pair(struct conn *c, char *why, size_t whylen)
 {
-	int sv[2];
+	struct mlink *ml = relay_mem_new();
+	struct conn *in;
+	int rc = -1;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
-	    sv) != 0) {
-		snprintf(why, whylen, "socketpair: %s", strerror(errno));
+	if (ml == NULL) {
+		snprintf(why, whylen, "out of memory");
 		return -1;
 	}
-	c->pair = relay_inbound_start(c->w, sv[1], c->peer_addr, c->peer_port, 1);
-	if (c->pair == NULL) {          /* it closed sv[1] and said why */
-		close(sv[0]);
+	in = inbound_new(c->w, c->peer_addr, c->peer_port, 1);
+	if (in == NULL)
 		snprintf(why, whylen, "cannot start the inbound half");
+	else if (relay_end_mem_tls(in, &in->net, ml, 1, 1, EPOLLIN) != 0 ||
+	    relay_end_mem_tls(c, &c->net, ml, 0, 0, EPOLLOUT) != 0) {
+		snprintf(why, whylen, "TLS session setup failed");
+		relay_conn_close(in, 1, "%s", why);
+	} else {
+		inbound_shake(in);
+		c->pair = in;
+		in->pair = c;
+		rc = 0;
+	}
+	relay_mem_unref(c->w, ml);
+	return rc;
+}
+
+/* The mesh side of c over a socket to host:port: a mesh port (tls: as
+ * the mTLS client c->peer says), or a local service (published for its
+ * shim's ACCEPT). 0, or -1 with why (an end opened is closed by the
+ * retry). */
+static int
+dial_net(struct conn *c, int tls, const char *host, int port, char *why,
+    size_t whylen)
+{
+	int fd = tls ? relay_dial(host, port, why, whylen) :
+	    dial_published(c, host, port, why, whylen);
+
+	if (fd < 0)
+		return -1;
+	if (relay_end_sock(c, &c->net, fd, EPOLLOUT) != 0) {
+		snprintf(why, whylen, "epoll: %s", strerror(errno));
+		close(fd);
 		return -1;
 	}
-	c->pair->pair = c;
-	return sv[0];
+	if (tls && relay_end_tls(&c->net, 0) != 0) {
+		snprintf(why, whylen, "TLS session setup failed");
+		return -1;
+	}
+	return 0;
 }
 
 /* What a try of instance in is remembered by: its node, whose helperd
@@ -700,7 +679,7 @@ outbound_dial(struct conn *c, const char *last)
 	char why[256], host[CONF_ADDR_MAX], key[128];
 	struct ca_leaf *leaf = NULL;
 	size_t n, k = 0;
-	int nfd, port, local, tls;
+	int port, local, tls;
 
 	/* Choose under the lock and copy out what the dial needs: the
 	 * catalog may change under us once it is released. */
@@ -756,36 +735,18 @@ outbound_dial(struct conn *c, const char *last)
 	}
 	if (!tls)
 		relay_obs_check(c, 1, NULL);
-	/* Same node with mTLS: both TLS ends run here, over a socketpair,
-	 * and both halves start on this worker (see conn_relay). */
-	if (tls && local)
-		nfd = local_pair(c, why, sizeof(why));
-	else if (tls)
-		nfd = relay_dial(host, port, why, sizeof(why));
-	else
-		nfd = dial_published(c, host, port, why, sizeof(why));
-	if (nfd < 0 || watch_end(c, &c->net, nfd, EPOLLOUT) != 0) {
-		if (nfd >= 0)
-			close(nfd);
-		if (leaf != NULL) {
-			helperd_lock(h);
-			ca_leaf_unref(leaf);
-			helperd_unlock(h);
-		}
-		return relay_outbound_retry(c, why) ? 0 : -1;
-	}
 	if (tls) {
 		util_strlcpy(c->peer.local_service, c->src,
 		    sizeof(c->peer.local_service));
 		util_strlcpy(c->peer.expect, c->dst, sizeof(c->peer.expect));
-		c->peer.leaf = leaf;
+		c->peer.leaf = leaf;    /* released with a failed try */
 		c->peer.same_process = local;
-		c->net.tls = tls_client_new(nfd, &c->peer);
-		if (c->net.tls == NULL) {
-			relay_conn_close(c, 1, "TLS session setup failed");
-			return -1;
-		}
 	}
+	/* Same node with mTLS: both TLS ends run here, joined in memory,
+	 * and both halves start on this worker (see relay_conn_relay). */
+	if ((tls && local ? local_pair(c, why, sizeof(why)) :
+	    dial_net(c, tls, host, port, why, sizeof(why))) != 0)
+		return relay_outbound_retry(c, why) ? 0 : -1;
 	c->st = ST_DIAL;
 	c->deadline = util_now_ms_mono() + h->conf.connect_timeout_ms;
 	relay_obs_dial(c);
@@ -803,7 +764,6 @@ relay_outbound_retry(struct conn *c, const char *why)
 	snprintf(last, sizeof(last), "%s (node %s)", why,
 	    c->tries > 0 ? c->tried[c->tries - 1] : "?");
 	end_close(c->w, &c->net, 1);
-	c->net.w.fd = -1;
 	/* The inbound half of a same-node try goes with it. */
 	if (c->pair != NULL)
 		relay_conn_close(c->pair, 1, "outbound half gave up: %s", why);
@@ -823,32 +783,23 @@ relay_outbound_retry(struct conn *c, const char *why)
 
 /* Inbound: a connection on the mesh port. */
 struct conn *
-relay_inbound_start(struct worker *w, int fd, const char *addr, int port,
-    int colocated)
+relay_inbound_start(struct worker *w, int fd, const char *addr, int port)
 {
-	struct relay *r = w->r;
-	struct conn *c = conn_new(w, CONN_IN);
+	struct conn *c = inbound_new(w, addr, port, 0);
 
 	if (c == NULL) {
 		close(fd);
 		return NULL;
 	}
-	c->colocated = colocated;
-	c->peer.same_process = colocated;
-	util_strlcpy(c->peer_addr, addr, sizeof(c->peer_addr));
-	c->peer_port = port;
-	if (watch_end(c, &c->net, fd, EPOLLIN) != 0) {
+	if (relay_end_sock(c, &c->net, fd, EPOLLIN) != 0) {
 		close(fd);
 		relay_conn_close(c, 1, "epoll: %s", strerror(errno));
 		return NULL;
 	}
-	c->net.tls = tls_server_new(fd, &c->peer);
-	if (c->net.tls == NULL) {
+	if (relay_end_tls(&c->net, 1) != 0) {
 		relay_conn_close(c, 1, "TLS session setup failed");
 		return NULL;
 	}
-	c->st = ST_HANDSHAKE;
-	c->deadline = util_now_ms_mono() + r->h->conf.handshake_timeout_ms;
-	relay_obs_handshake(c);
+	inbound_shake(c);
 	return c;
 }

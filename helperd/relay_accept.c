@@ -263,7 +263,7 @@ inbound_accepted(void *arg, int fd, const struct sockaddr_storage *ss)
 	int port;
 
 	relay_addr_string(ss, addr, sizeof(addr), &port);
-	relay_inbound_start(arg, fd, addr, port, 0);
+	relay_inbound_start(arg, fd, addr, port);
 }
 
 /* The mesh port is readable: accept on this worker. */

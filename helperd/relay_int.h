@@ -1,8 +1,9 @@
 /* relay_int: what the relay's files share: relay.c (a connection's
  * steps), relay_worker.c (threads, moving), relay_accept.c (listeners,
- * registrations), relay_sock.c (sockets) and relay_io.c (moving bytes:
- * pooled buffers and pipes, TLS through our own buffers, plain I/O,
- * splice). Not used outside the relay. */
+ * registrations), relay_sock.c (sockets), relay_io.c (pooled buffers and
+ * pipes, the pump), relay_xprt.c (the transports: plain socket, TLS over
+ * a socket, TLS over memory) and relay_mem.c (the in-memory link between
+ * the two TLS ends of a same-node pair). Not used outside the relay. */
 #ifndef MESH_RELAY_INT_H
 #define MESH_RELAY_INT_H
 
@@ -100,19 +101,83 @@ struct conn_obs {
  * connect_timeout. */
 enum conn_state { ST_DIAL, ST_HANDSHAKE, ST_RELAY, ST_LEAF };
 
-/* One end of a relayed connection: a socket, with TLS or not. */
+struct end;
+struct pipe;
+struct worker;
+struct mlink;
+
+/* What a transport operation did. */
+enum xio {
+	XIO_OK = 0,     /* done: bytes read, or all handed over */
+	XIO_AGAIN,      /* would block (want_in / want_out say which way) */
+	XIO_EOF,        /* read: the end of the stream */
+	XIO_ERR,        /* failed: the connection must be reset */
+};
+
+/* A transport: how one end of a connection moves bytes, as Redis'
+ * ConnectionType or HAProxy's xprt_ops. The relay calls only these and
+ * never asks which transport an end has (relay_xprt.c: plain socket, TLS
+ * over a socket, TLS over memory). Every operation is set. */
+struct xprt {
+	const char *name;
+	/* Has the dial of this end finished? XIO_OK, XIO_AGAIN (not yet), or
+	 * XIO_ERR with *err (an errno). */
+	enum xio (*connected)(struct end *e, int *err);
+	/* Go on with the handshake: XIO_OK done, XIO_AGAIN (waiting, watch
+	 * set), XIO_ERR with *err. NULL: the transport has none. */
+	enum xio (*handshake)(struct worker *w, struct end *e,
+	    const char **err);
+	/* The relay starts on this end. */
+	void (*start)(struct end *e);
+	/* Read into p->buf from p->len on: XIO_OK (p->len grew), XIO_EOF,
+	 * XIO_AGAIN, XIO_ERR. */
+	enum xio (*read)(struct worker *w, struct end *e, struct pipe *p);
+	/* Write p (p->off, p->len) and whatever the transport holds:
+	 * XIO_OK all handed over, XIO_AGAIN, XIO_ERR. */
+	enum xio (*write)(struct worker *w, struct end *e, struct pipe *p);
+	/* Shut down writing towards e (TLS: close_notify first). */
+	enum xio (*shutdown)(struct worker *w, struct end *e);
+	/* Output the transport still holds (a write is due even with
+	 * nothing new to send). */
+	int (*pending)(const struct end *e);
+	/* Nothing to read without waiting for an event. */
+	int (*drained)(const struct end *e);
+	/* Wait for ev (EPOLLIN, EPOLLOUT; 0: for hang-ups only). */
+	void (*watch)(struct worker *w, struct end *e, uint32_t ev);
+	/* Wait for what want_in / want_out say; neither: for nothing. */
+	void (*interest)(struct worker *w, struct end *e);
+	/* Bytes through a kernel pipe, never in user space: from e into
+	 * kp (at most max), from kp (len bytes) to e. *n bytes moved.
+	 * NULL when the transport cannot (TLS, memory). */
+	enum xio (*rcv_pipe)(struct end *e, int kp[2], size_t max, size_t *n);
+	enum xio (*snd_pipe)(struct end *e, int kp[2], size_t len, size_t *n);
+	/* Moving between workers: leave w's loop (*fd, *ev: what attach
+	 * needs), join w's loop. attach: 0/-1 (then close still works). */
+	void (*detach)(struct worker *w, struct end *e, int *fd, uint32_t *ev);
+	int (*attach)(struct worker *w, struct end *e, int fd, uint32_t ev);
+	/* Close this end (abortive: the peer sees a reset). */
+	void (*close)(struct worker *w, struct end *e, int abortive);
+	int write_waits_read;   /* a write may wait for a read (TLS) */
+	const char *read_failed; /* what a failed read means, for the log */
+};
+
+/* One end of a relayed connection: a socket (plain or TLS) or, for the
+ * TLS ends of a same-node pair, one side of an in-memory link. */
 struct end {
-	struct loop_watch w;
+	struct loop_watch w;    /* socket: its watch. memory: fd -1, events
+	                           what the end waits for */
 	struct conn *c;         /* the connection this end belongs to */
-	gnutls_session_t tls;
+	const struct xprt *x;   /* NULL until opened and once closed */
+	gnutls_session_t tls;   /* TLS transports: the session */
+	struct mlink *ml;       /* memory: the link, and our side of it */
+	int side;
 	int eof_in;             /* no more data will come from this end */
 	int shut_out;           /* we shut down writing towards this end */
 	int want_in, want_out;  /* interest computed by the last pump */
-	int bye_queued;         /* TLS close_notify is in wbuf or sent */
+	int bye_queued;         /* TLS close_notify is queued or sent */
 	int short_read;         /* the last read got less than asked: the
 	                           socket is drained, epoll will say more */
-	uint64_t sent;          /* TLS: bytes sent from wbuf so far */
-	char *rbuf, *wbuf;      /* TLS: received / to-send ciphertext */
+	char *rbuf, *wbuf;      /* TLS socket: received / to-send ciphertext */
 	size_t roff, rlen, woff, wlen;
 };
 
@@ -147,11 +212,13 @@ struct conn {
 	int64_t deadline;       /* monotonic ms; 0 = none */
 	int closed;
 	int colocated;          /* inbound half of a same-node pair, started
-	                           on the worker of its outbound half */
+	                           on the worker of its outbound half; the
+	                           two net ends are an in-memory link */
 	struct conn *pair;      /* the other half while both are on this
 	                           worker (same node), else NULL */
 	int bulky;              /* relay rounds that moved a lot */
-	int move_fd[2];         /* app, net while moving between workers */
+	int move_fd[2];         /* app, net while moving between workers
+	                           (-1: none, or a memory end) */
 	uint32_t move_ev[2];
 	int tries;              /* instances dialled so far */
 	char tried[RELAY_DIAL_TRIES][128]; /* ... which: out: node (node/id
@@ -205,12 +272,15 @@ struct parked {
 };
 
 /* Work handed to a worker: a connection moving over from another
- * worker (c), or an outbound socket (fd) with its registration (pd). */
+ * worker (c), an outbound socket (fd) with its registration (pd), or
+ * news for one side of an in-memory link (ml). */
 struct job {
 	struct conn *c;
 	struct pending *pd;     /* with fd: its registration */
 	int fd;
 	struct sockaddr_storage ss;
+	struct mlink *ml;       /* or: side of ml has news (relay_mem.c) */
+	int side;
 };
 
 /* One event loop on its own thread: owns its connections, buffers and
@@ -311,10 +381,10 @@ void relay_conn_event(void *arg, uint32_t events);
 /* May src reach dst now? 1, or 0 with why. Takes h->lock. */
 int relay_allows(struct relay *r, const char *src, const char *dst,
     char *why, size_t whylen);
-/* Inbound: a mesh connection on fd from addr:port; colocated: the other
- * end of a same-node socketpair. The connection, or NULL (fd closed). */
+/* Inbound: a mesh connection on fd from addr:port. The connection, or
+ * NULL (fd closed). */
 struct conn *relay_inbound_start(struct worker *w, int fd, const char *addr,
-    int port, int colocated);
+    int port);
 /* Outbound: an app socket with its registration (pd, taken over). */
 void relay_outbound_start(struct worker *w, int fd,
     const struct sockaddr_storage *ss, struct pending *pd);
@@ -393,17 +463,79 @@ void relay_obs_fini(struct relay *r);
 /* A RELAY_BUF buffer from the pool (or malloc), back to the pool. */
 char *relay_buf_get(struct worker *w);
 void relay_buf_put(struct worker *w, char *b);
+/* An empty kernel pipe from the pool (or a new one). 0/-1. */
+int relay_kpipe_get(struct worker *w, int kp[2]);
 /* Give a kernel pipe back: pooled when empty, closed otherwise. */
 void relay_kpipe_put(struct worker *w, int kp[2], int empty);
-/* Switch a TLS end, once its handshake is done, to our buffers. */
-void relay_tls_buffered(struct end *e);
-/* Move bytes from one end to the other until something would block:
- * read/write (TLS or plain), or splice for two plain sockets. Sets the
- * ends' want_in/want_out. 0, or -1 when the connection must be reset
- * (*why says why). */
-int relay_pump(struct worker *w, struct end *from, struct end *to,
-    struct pipe *p, const char **why);
-int relay_pump_splice(struct worker *w, struct end *from, struct end *to,
-    struct pipe *p, const char **why);
+
+/* What a pump did. */
+enum relay_pump {
+	PUMP_OK = 0,    /* moved what it could; want_in / want_out of the
+	                   ends say what each waits for */
+	PUMP_RESET,     /* the connection must be reset (*why says why) */
+};
+/* Move bytes from one end to the other until something would block,
+ * through the ends' transports: a kernel pipe when both can splice,
+ * else through p's pooled buffer. Sets the ends' want_in/want_out. */
+enum relay_pump relay_pump(struct worker *w, struct end *from,
+    struct end *to, struct pipe *p, const char **why);
+
+/* relay_xprt.c: the transports ----------------------------------------- */
+
+/* Room a TLS end needs to hand over one more full record. */
+#define TLS_RECORD_ROOM (TLS_RECORD_MAX + 256)
+
+/* Open e as a plain socket end of c on fd, waiting for ev. 0, or -1
+ * with errno (fd left open). */
+int relay_end_sock(struct conn *c, struct end *e, int fd, uint32_t ev);
+/* Make the plain socket end e a TLS end (server or client for
+ * e->c->peer). 0/-1 (e stays plain). */
+int relay_end_tls(struct end *e, int server);
+/* Open e as side of ml, a TLS end (server or client for e->c->peer)
+ * waiting for ev. 0/-1 (e not opened). */
+int relay_end_mem_tls(struct conn *c, struct end *e, struct mlink *ml,
+    int side, int server, uint32_t ev);
+
+/* relay_mem.c: an in-memory link between two ends of this process ----- */
+
+/* The two TLS ends of a same-node pair talk through one: a bounded
+ * buffer per direction (chunks from the pool, none held while empty),
+ * flow control by room, and each side told when the other wrote, read,
+ * shut down or closed: on its own worker after the current callback, on
+ * another worker through its queue. Either side may move between
+ * workers. */
+
+/* A new link, with one reference (the caller's). NULL: no memory. */
+struct mlink *relay_mem_new(void);
+/* Drop a reference; the last frees the link. */
+void relay_mem_unref(struct worker *w, struct mlink *ml);
+/* e (of a connection on w) becomes side of ml (a reference). */
+void relay_mem_attach(struct mlink *ml, int side, struct end *e,
+    struct worker *w);
+/* e's worker: w, or NULL while e moves between workers. */
+void relay_mem_owner(struct end *e, struct worker *w);
+/* Write to the other side: bytes taken, or -1 with errno (EAGAIN: full,
+ * EPIPE: the other side is gone). */
+ssize_t relay_mem_push(struct end *e, const void *data, size_t len);
+/* Read what the other side wrote: bytes, 0 at its end (shut down or
+ * closed), or -1 with errno (EAGAIN: nothing yet, ECONNRESET: reset). */
+ssize_t relay_mem_pull(struct end *e, void *data, size_t len);
+/* Bytes waiting to be read by e. */
+size_t relay_mem_avail(const struct end *e);
+/* Would a pull by e say something (bytes, end of stream, an error)? */
+int relay_mem_readable(const struct end *e);
+/* Room for e to write, or -1 when the other side is gone. */
+ssize_t relay_mem_room(struct end *e);
+/* e writes no more (after its last bytes, the other side reads 0). */
+void relay_mem_shut(struct end *e);
+/* Wake e's connection (relay_conn_event) when it can read (in) or write
+ * (out); always when the other side closes. */
+void relay_mem_wait(struct end *e, int in, int out);
+/* e is closed (abortive: the other side's reads fail). */
+void relay_mem_close(struct worker *w, struct end *e, int abortive);
+/* Worker: news for side of ml came through the queue (job). */
+void relay_mem_job(struct worker *w, struct mlink *ml, int side);
+/* A stopping worker drops such a job. */
+void relay_mem_job_drop(struct worker *w, struct mlink *ml, int side);
 
 #endif

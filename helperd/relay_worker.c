@@ -24,11 +24,10 @@
 static void
 end_detach(struct worker *w, struct end *e, int *fd, uint32_t *ev)
 {
-	*fd = e->w.fd;
-	*ev = e->w.events;
-	/* fd -1 from here on: events of this round still queued for it
-	 * are skipped (loop_run_once). */
-	loop_del(w->loop, &e->w);
+	*fd = -1;
+	*ev = 0;
+	if (e->x != NULL)
+		e->x->detach(w, e, fd, ev);
 }
 
 /* After this round (no event of c may still run here), hand c over. */
@@ -71,13 +70,9 @@ relay_worker_adopt(struct worker *w, struct conn *c)
 
 	relay_conn_link(w, c);
 	for (int i = 0; i < 2; i++) {
-		if (c->move_fd[i] < 0)
-			continue;
-		if (loop_add(w->loop, &ends[i]->w, c->move_fd[i],
-		    c->move_ev[i], relay_conn_event, ends[i]) != 0) {
-			ends[i]->w.fd = c->move_fd[i];  /* closed below */
-			failed = 1;
-		}
+		if (ends[i]->x != NULL && ends[i]->x->attach(w, ends[i],
+		    c->move_fd[i], c->move_ev[i]) != 0)
+			failed = 1;     /* the end is closed below */
 		c->move_fd[i] = -1;
 	}
 	if (failed) {
@@ -193,6 +188,8 @@ worker_wake(void *arg, uint32_t events)
 	for (size_t i = 0; i < n; i++) {
 		if (q[i].c != NULL)
 			relay_worker_adopt(w, q[i].c);
+		else if (q[i].ml != NULL)
+			relay_mem_job(w, q[i].ml, q[i].side);
 		else
 			relay_outbound_start(w, q[i].fd, &q[i].ss, q[i].pd);
 	}
@@ -311,6 +308,10 @@ worker_main(void *arg)
 	for (size_t i = 0; i < w->qn; i++) {
 		struct conn *c = w->q[i].c;
 
+		if (c == NULL && w->q[i].ml != NULL) {
+			relay_mem_job_drop(w, w->q[i].ml, w->q[i].side);
+			continue;
+		}
 		if (c == NULL) {
 			free(w->q[i].pd);
 			close(w->q[i].fd);
