@@ -206,13 +206,14 @@ write_conf() {
 	} > "$T/$n/mesh.conf"
 }
 
-# start_helperd NAME: starts helperd -c $T/NAME/mesh.conf, waits for its
-# ports.json, sets HTTP_ADDR, MESH_PORT, MESH_SOCKET, HELPERD_PID.
+# start_helperd NAME: starts helperd -c $T/NAME/mesh.conf (and
+# $HELPERD_ARGS), waits for its ports.json, sets HTTP_ADDR, MESH_PORT,
+# MESH_SOCKET, HELPERD_PID.
 start_helperd() {
 	n=$1
 	rm -f "$T/$n/data/ports.json"
 	"$HELPERD" -c "$T/$n/mesh.conf" -log-level "${LOGLEVEL:-info}" \
-	    >>"$T/$n/helperd.log" 2>&1 &
+	    ${HELPERD_ARGS:-} >>"$T/$n/helperd.log" 2>&1 &
 	HELPERD_PID=$!
 	track_helperd "$HELPERD_PID" "$T/$n/helperd.log"
 	for _ in $(seq 1 200); do
