@@ -64,6 +64,7 @@ struct ca {
 	unsigned next_root;     /* n of the next root; never reused */
 	int64_t index;          /* CreateIndex/ModifyIndex counter */
 	gnutls_x509_trust_list_t tl;
+	uint64_t gen;           /* bumped by every new trust list */
 	struct ca_leaf **leaves; /* current leaf per service (one ref each) */
 	size_t n_leaves;
 	int client;             /* no root key: leaves come from a server */
@@ -149,8 +150,10 @@ root_derive(struct ca_root *r)
 	return 0;
 }
 
+/* A trust list of ca's roots into *out. 0/-1 with err. */
 static int
-rebuild_trust(struct ca *ca, char *err, size_t errlen)
+trust_build(const struct ca *ca, gnutls_x509_trust_list_t *out, char *err,
+    size_t errlen)
 {
 	gnutls_x509_trust_list_t tl;
 	int ret;
@@ -170,10 +173,40 @@ rebuild_trust(struct ca *ca, char *err, size_t errlen)
 			    gnutls_strerror(ret) : "not added");
 		}
 	}
+	*out = tl;
+	return 0;
+}
+
+static int
+rebuild_trust(struct ca *ca, char *err, size_t errlen)
+{
+	gnutls_x509_trust_list_t tl;
+
+	if (trust_build(ca, &tl, err, errlen) != 0)
+		return -1;
 	if (ca->tl != NULL)
 		gnutls_x509_trust_list_deinit(ca->tl, 1);
 	ca->tl = tl;
+	ca->gen++;
 	return 0;
+}
+
+int
+ca_trust_copy(const struct ca *ca, gnutls_x509_trust_list_t *out)
+{
+	char err[256];
+
+	if (trust_build(ca, out, err, sizeof(err)) != 0) {
+		log_err("CA: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+uint64_t
+ca_generation(const struct ca *ca)
+{
+	return ca->gen;
 }
 
 /* ---- meta.json ---- */
@@ -782,14 +815,16 @@ struct ca_leaf *
 ca_leaf_ref(struct ca_leaf *leaf)
 {
 	if (leaf != NULL)
-		leaf->refs++;
+		atomic_fetch_add_explicit(&leaf->refs, 1,
+		    memory_order_relaxed);
 	return leaf;
 }
 
 void
 ca_leaf_unref(struct ca_leaf *leaf)
 {
-	if (leaf == NULL || --leaf->refs > 0)
+	if (leaf == NULL || atomic_fetch_sub_explicit(&leaf->refs, 1,
+	    memory_order_acq_rel) > 1)
 		return;
 	if (leaf->cred != NULL)
 		gnutls_certificate_free_credentials(leaf->cred);
@@ -1167,9 +1202,21 @@ ca_verify_session(struct ca *ca, gnutls_session_t session,
     const char *expected_service, char *service, size_t servicelen,
     char *spiffe, size_t spiffelen, char *why, size_t whylen)
 {
+	return ca_verify_peer(ca->tl, ca->td, session, expected_service,
+	    service, servicelen, spiffe, spiffelen, why, whylen);
+}
+
+int
+ca_verify_peer(gnutls_x509_trust_list_t tl, const char *td,
+    gnutls_session_t session, const char *expected_service, char *service,
+    size_t servicelen, char *spiffe, size_t spiffelen, char *why,
+    size_t whylen)
+{
 	const gnutls_datum_t *chain;
 	unsigned n = 0;
 
+	if (tl == NULL)
+		return errf(why, whylen, "no trusted roots yet");
 	if (gnutls_certificate_type_get2(session, GNUTLS_CTYPE_PEERS) !=
 	    GNUTLS_CRT_X509)
 		return errf(why, whylen, "peer certificate is not X.509");
@@ -1178,7 +1225,7 @@ ca_verify_session(struct ca *ca, gnutls_session_t session,
 		return errf(why, whylen, "peer sent no certificate");
 	/* The client side names the service it dialled; the server side
 	 * accepts any mesh service. */
-	return cert_verify_chain(ca->tl, ca->td, chain, n, time(NULL),
+	return cert_verify_chain(tl, td, chain, n, time(NULL),
 	    expected_service != NULL ? CERT_PEER_IS_SERVER :
 	    CERT_PEER_IS_CLIENT, expected_service, service, servicelen,
 	    spiffe, spiffelen, why, whylen);

@@ -21,6 +21,7 @@
 #define MESH_CA_H
 
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
@@ -40,7 +41,7 @@ struct ca_leaf {
 	int64_t renew_at;          /* random point in [60 %, 90 %] of life */
 	char root_id[128];         /* ID of the root that signed it */
 	gnutls_certificate_credentials_t cred; /* key + chain, ready for TLS */
-	int refs;
+	atomic_int refs;           /* any thread may take or drop one */
 };
 
 /* Open the CA kept in dir, creating root and trust domain on first start
@@ -82,6 +83,12 @@ void ca_leaf_unref(struct ca_leaf *leaf);
 int ca_verify_session(struct ca *ca, gnutls_session_t session,
     const char *expected_service, char *service, size_t servicelen,
     char *spiffe, size_t spiffelen, char *why, size_t whylen);
+/* The same against the roots tl of trust domain td (a copy of a CA's,
+ * ca_trust_copy, that other threads read while the CA changes). */
+int ca_verify_peer(gnutls_x509_trust_list_t tl, const char *td,
+    gnutls_session_t session, const char *expected_service, char *service,
+    size_t servicelen, char *spiffe, size_t spiffelen, char *why,
+    size_t whylen);
 
 /* Rotate: a new root; its certificate cross-signed by the old root is
  * served as an intermediate; leaves are re-issued under the new root by
@@ -98,6 +105,11 @@ int64_t ca_prune_due(const struct ca *ca);
 /* The trusted roots (all roots not yet pruned), for cert_verify_chain.
  * Owned by ca; valid until the next ca_rotate/ca_prune/ca_free. */
 gnutls_x509_trust_list_t ca_trust_list(const struct ca *ca);
+/* A new trust list of the same roots, owned by the caller
+ * (gnutls_x509_trust_list_deinit(tl, 1)). 0/-1. */
+int ca_trust_copy(const struct ca *ca, gnutls_x509_trust_list_t *out);
+/* Changes whenever the trusted roots or the trust domain do. */
+uint64_t ca_generation(const struct ca *ca);
 
 /* JSON for GET /v1/agent/connect/ca/roots (Consul field names). Roots[]
  * SerialNumber is the low 63 bits of the 16-byte serial (Consul has a

@@ -17,6 +17,7 @@ struct catalog {
 	size_t n_remote;
 	struct catalog_health_ops health;
 	int have_health;
+	uint64_t gen;                   /* bumped by every change */
 };
 
 /* An instance on another node, as registered in the cluster store. */
@@ -58,6 +59,7 @@ catalog_set_health(struct catalog *c, const struct catalog_health_ops *ops)
 	if (ops != NULL)
 		c->health = *ops;
 	c->have_health = ops != NULL;
+	c->gen++;
 }
 
 int
@@ -89,6 +91,17 @@ catalog_set_node(struct catalog *c, const char *address, int mesh_port)
 {
 	util_strlcpy(c->address, address, sizeof(c->address));
 	c->mesh_port = mesh_port;
+	c->gen++;
+}
+
+uint64_t
+catalog_generation(const struct catalog *c)
+{
+	uint64_t g = c->gen;
+
+	if (c->have_health && c->health.generation != NULL)
+		g += c->health.generation(c->health.arg);
+	return g;
 }
 
 int
@@ -120,6 +133,7 @@ catalog_set_local(struct catalog *c, const struct conf_service *cfg,
 	free(c->local);
 	c->local = v;
 	c->n_local = n;
+	c->gen++;
 	return 0;
 }
 
@@ -341,6 +355,7 @@ catalog_remote_put(struct catalog *c, const char *key, const char *value,
 		c->n_remote++;
 	}
 	c->remote[i] = r;
+	c->gen++;
 	return 0;
 }
 
@@ -362,6 +377,7 @@ catalog_remote_del(struct catalog *c, const char *key)
 		memmove(&c->remote[i], &c->remote[i + 1],
 		    (c->n_remote - i - 1) * sizeof(*c->remote));
 		c->n_remote--;
+		c->gen++;
 		return 1;
 	}
 	return 0;
@@ -373,6 +389,7 @@ catalog_remote_clear(struct catalog *c)
 	free(c->remote);
 	c->remote = NULL;
 	c->n_remote = 0;
+	c->gen++;
 }
 
 size_t
@@ -385,6 +402,12 @@ const struct conf_service *
 catalog_remote_at(const struct catalog *c, size_t i)
 {
 	return i < c->n_remote ? &c->remote[i].svc : NULL;
+}
+
+const char *
+catalog_remote_name_at(const struct catalog *c, size_t i)
+{
+	return i < c->n_remote ? c->remote[i].svc.name : NULL;
 }
 
 json_t *

@@ -7,6 +7,7 @@
 #define MESH_CATALOG_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <jansson.h>
 
 #include "conf/conf.h"
@@ -45,6 +46,9 @@ struct catalog_health_ops {
 	const struct conf_service *(*previous)(void *arg,
 	    const struct conf_service *s, const char **output);
 	json_t *(*checks_json)(void *arg, const struct conf_service *s);
+	/* Changes whenever status or previous may answer differently
+	 * (optional). */
+	uint64_t (*generation)(void *arg);
 	void *arg;
 };
 
@@ -105,6 +109,11 @@ size_t catalog_remote_count(const struct catalog *c);
 /* The i-th remote instance's service (name, port...), i < count. */
 const struct conf_service *catalog_remote_at(const struct catalog *c,
     size_t i);
+/* The service name of the i-th remote instance (i < remote count). */
+const char *catalog_remote_name_at(const struct catalog *c, size_t i);
+/* Changes with every change of what catalog_instances and catalog_local
+ * answer (local or remote instances, this node's address, health). */
+uint64_t catalog_generation(const struct catalog *c);
 /* The `user` another node restricts service name to ("" when none), or
  * NULL when no other node has it. */
 const char *catalog_remote_user(const struct catalog *c, const char *name);

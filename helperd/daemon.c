@@ -43,51 +43,139 @@ path_in(char *buf, size_t len, const struct helperd *h, const char *name)
 	snprintf(buf, len, "%s/%s", h->conf.data_dir, name);
 }
 
-/* The lock -------------------------------------------------------------- */
+/* The workers' policy snapshot ------------------------------------------ */
 
-static __thread int lock_depth;     /* levels this thread holds */
-
-void
-helperd_lock(struct helperd *h)
+/* The leaves as policy_ident_build takes them. */
+static struct policy_part *
+ident_build(struct helperd *h)
 {
-	pthread_mutex_lock(&h->lock);
-	lock_depth++;
+	const char **names = calloc(h->n_leaves + 1, sizeof(*names));
+	struct ca_leaf **leaves = calloc(h->n_leaves + 1, sizeof(*leaves));
+	struct policy_part *pt = NULL;
+
+	if (names != NULL && leaves != NULL) {
+		for (size_t i = 0; i < h->n_leaves; i++) {
+			names[i] = h->leaves[i].service;
+			leaves[i] = h->leaves[i].leaf;
+		}
+		/* One trust generation per CA object and its roots, and
+		 * per set of leaves: the TLS verify cache is keyed on it. */
+		pt = policy_ident_build(h->ca, names, leaves, h->n_leaves,
+		    h->pol_gen + 1);
+	}
+	free(names);
+	free(leaves);
+	return pt;
+}
+
+/* Rebuild the part *slot with build if its key changed; 1 if it did (and
+ * the new part is in *slot), 0 if not, -1 if building failed (the old
+ * part stays, retried next time). */
+static int
+part_refresh(struct policy_part **slot, int *valid, int changed,
+    struct policy_part *(*build)(struct helperd *), struct helperd *h,
+    const char *what)
+{
+	struct policy_part *pt;
+
+	if (*valid && !changed)
+		return 0;
+	if ((pt = build(h)) == NULL) {
+		log_err("policy: cannot build the %s for the relay workers "
+		    "(out of memory): they keep the previous one", what);
+		*valid = 0;
+		return -1;
+	}
+	policy_part_put(*slot);
+	*slot = pt;
+	*valid = 1;
+	return 1;
+}
+
+static struct policy_part *
+intents_build(struct helperd *h)
+{
+	return policy_intents_build(h->intents);
+}
+
+static struct policy_part *
+dial_build(struct helperd *h)
+{
+	return policy_dial_build(h->catalog);
 }
 
 void
-helperd_unlock(struct helperd *h)
+helperd_policy_refresh(struct helperd *h)
 {
-	lock_depth--;
-	pthread_mutex_unlock(&h->lock);
-}
+	uint64_t ii, ic, cg, ag;
+	const struct ca *ca = h->ca;
+	struct policy *p;
+	int ch = 0, rc;
 
-int
-helperd_unlock_all(struct helperd *h)
-{
-	int n = lock_depth;
-
-	while (lock_depth > 0)
-		helperd_unlock(h);
-	return n;
-}
-
-void
-helperd_relock(struct helperd *h, int levels)
-{
-	while (levels-- > 0)
-		helperd_lock(h);
+	if (!h->policy_ready || h->intents == NULL || h->catalog == NULL ||
+	    ca == NULL)
+		return;
+	helperd_assert_loop(h);
+	ii = intent_db_index(h->intents);
+	ic = h->intents_changes;
+	cg = catalog_generation(h->catalog);
+	ag = ca_generation(ca);
+	rc = part_refresh(&h->pol_intents, &h->pol_seen.valid[0],
+	    ii != h->pol_seen.intents_index ||
+	    ic != h->pol_seen.intents_changes, intents_build, h,
+	    "intentions");
+	if (rc == 1) {
+		h->pol_seen.intents_index = ii;
+		h->pol_seen.intents_changes = ic;
+	}
+	ch |= rc == 1;
+	rc = part_refresh(&h->pol_dial, &h->pol_seen.valid[1],
+	    cg != h->pol_seen.catalog, dial_build, h, "catalog");
+	if (rc == 1)
+		h->pol_seen.catalog = cg;
+	ch |= rc == 1;
+	rc = part_refresh(&h->pol_ident, &h->pol_seen.valid[2],
+	    ca != h->pol_seen.ca_ptr || ag != h->pol_seen.ca ||
+	    h->leaf_gen != h->pol_seen.leaves, ident_build, h,
+	    "trust and leaves");
+	if (rc == 1) {
+		h->pol_seen.ca_ptr = ca;
+		h->pol_seen.ca = ag;
+		h->pol_seen.leaves = h->leaf_gen;
+	}
+	ch |= rc == 1;
+	if (h->pol_seen.default_allow != h->conf.default_allow + 1)
+		ch = 1;
+	if (!ch)
+		return;
+	p = policy_new(h->pol_gen + 1, h->conf.default_allow,
+	    policy_part_ref(h->pol_intents), policy_part_ref(h->pol_dial),
+	    policy_part_ref(h->pol_ident));
+	if (p == NULL) {
+		log_err("policy: out of memory: the relay workers keep the "
+		    "previous snapshot");
+		h->pol_seen.default_allow = 0;  /* retried next time */
+		return;
+	}
+	h->pol_gen++;
+	h->pol_seen.default_allow = h->conf.default_allow + 1;
+	policy_publish(&h->policy, p);
+	log_debug("policy: snapshot %llu published",
+	    (unsigned long long)h->pol_gen);
 }
 
 static void
-loop_lock(void *arg)
+policy_refresh_cb(void *arg)
 {
-	helperd_lock(arg);
+	helperd_policy_refresh(arg);
 }
 
+/* The end of every main loop round (loop_set_lock): what it changed, to
+ * the relay workers. */
 static void
-loop_unlock(void *arg)
+policy_round_end(void *arg)
 {
-	helperd_unlock(arg);
+	helperd_policy_refresh(arg);
 }
 
 /* Write j (consumed) to data_dir/name atomically. 0/-1 with err. */
@@ -127,25 +215,15 @@ leaf_slot(struct helperd *h, const char *service)
 }
 
 struct ca_leaf *
-helperd_leaf_peek(struct helperd *h, const char *service)
-{
-	struct leaf_slot *slot;
-
-	assert(lock_depth > 0);         /* holding h->lock (helperd.h) */
-	slot = leaf_slot(h, service);
-
-	return slot != NULL ? slot->leaf : NULL;
-}
-
-struct ca_leaf *
 helperd_leaf(struct helperd *h, const char *service, char *err,
     size_t errlen)
 {
 	struct leaf_slot *slot, *v;
 	struct ca_leaf *leaf;
 
-	/* Main loop only: it may generate a key (helperd.h). */
-	assert(loop_is_mine(h->loop));
+	/* Main loop only: it may generate a key (helperd.h); never on a
+	 * relay worker. */
+	helperd_assert_loop(h);
 	if ((slot = leaf_slot(h, service)) != NULL)
 		return slot->leaf;
 	leaf = ca_leaf_get(h->ca, h->conf.datacenter, service,
@@ -166,6 +244,7 @@ helperd_leaf(struct helperd *h, const char *service, char *err,
 	slot = &h->leaves[h->n_leaves++];
 	util_strlcpy(slot->service, service, sizeof(slot->service));
 	slot->leaf = leaf;
+	h->leaf_gen++;
 	log_info("leaf for %s: serial %s, valid until %lld, renew at %lld",
 	    service, leaf->serial, (long long)leaf->not_after,
 	    (long long)leaf->renew_at);
@@ -192,6 +271,7 @@ leaf_renew(struct helperd *h, struct leaf_slot *slot, const char *why)
 	    (long long)leaf->not_after);
 	ca_leaf_unref(slot->leaf);
 	slot->leaf = leaf;
+	h->leaf_gen++;
 	tls_tickets_reset();
 	leaves_arm(h);
 	return 0;
@@ -201,6 +281,9 @@ void
 helperd_leaf_installed(struct helperd *h, struct ca_leaf *leaf)
 {
 	struct leaf_slot *slot = leaf_slot(h, leaf->service), *v;
+
+	helperd_assert_loop(h);
+	h->leaf_gen++;
 
 	if (slot != NULL) {
 		log_info("leaf for %s renewed: serial %s -> %s, valid until "
@@ -319,6 +402,7 @@ helperd_ca_replace(struct helperd *h, struct ca *ca, const char *why)
 
 	h->ca = ca;
 	ca_free(old);
+	h->leaf_gen++;
 	tls_tickets_reset();
 	log_info("CA: %s: active root is now %s", why,
 	    ca_active_root_id(h->ca));
@@ -332,7 +416,13 @@ helperd_ca_replace(struct helperd *h, struct ca *ca, const char *why)
 void
 helperd_intentions_changed(struct helperd *h, const char *why)
 {
-	size_t n = relay_recheck(h->relay, why);
+	size_t n;
+
+	helperd_assert_loop(h);
+	/* The workers re-check against a snapshot holding the change
+	 * (relay_recheck publishes it first). */
+	h->intents_changes++;
+	n = relay_recheck(h->relay, why);
 
 	if (n > 0)
 		log_warn("%s: closed %zu connection(s) that are now denied",
@@ -620,7 +710,7 @@ helperd_reload(struct helperd *h, char *err, size_t errlen)
 void
 helperd_stats_log(struct helperd *h)
 {
-	assert(lock_depth > 0);         /* holding the lock (helperd.h) */
+	helperd_assert_loop(h);
 	log_info("stats: uptime %llds, %zu local service(s), %zu relayed "
 	    "connection(s), %zu direct connection(s), %zu intention(s), "
 	    "%zu leaf certificate(s)",
@@ -697,17 +787,12 @@ write_ports(struct helperd *h, char *err, size_t errlen)
 	return write_json(h, "ports.json", j, 0644, err, errlen);
 }
 
-/* The node lock (recursive: the main loop holds it through a round and
- * the modules it calls may take it again). */
+/* The workers' policy snapshot, published by this (the loop) thread. */
 static void
-lock_init(struct helperd *h)
+policy_init(struct helperd *h)
 {
-	pthread_mutexattr_t ma;
-
-	pthread_mutexattr_init(&ma);
-	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
-	pthread_mutex_init(&h->lock, &ma);
-	pthread_mutexattr_destroy(&ma);
+	policy_cell_init(&h->policy, policy_refresh_cb, h);
+	h->policy_ready = 1;
 }
 
 /* The log settings and the access log's writer. 0/-1 with err. */
@@ -743,7 +828,8 @@ start_data_dir(struct helperd *h, char *err, size_t errlen)
 	return 0;
 }
 
-/* GnuTLS and the main loop (its events handled holding the lock). */
+/* GnuTLS and the main loop (each round ends publishing what it changed
+ * to the relay workers: helperd_policy_refresh). */
 static int
 start_loop(struct helperd *h, char *err, size_t errlen)
 {
@@ -754,7 +840,7 @@ start_loop(struct helperd *h, char *err, size_t errlen)
 		return -1;
 	}
 	loop_timer_init(&h->leaf_timer, leaves_due, h);
-	loop_set_lock(h->loop, loop_lock, loop_unlock, h);
+	loop_set_lock(h->loop, NULL, policy_round_end, h);
 	return 0;
 }
 
@@ -860,7 +946,7 @@ start_api(struct helperd *h, char *err, size_t errlen)
 int
 helperd_start(struct helperd *h, char *err, size_t errlen)
 {
-	lock_init(h);
+	policy_init(h);
 	if (start_observe(h, err, errlen) != 0 ||
 	    start_data_dir(h, err, errlen) != 0 ||
 	    start_loop(h, err, errlen) != 0 ||
@@ -882,6 +968,7 @@ helperd_start(struct helperd *h, char *err, size_t errlen)
 	    h->conf.same_node_mtls ? "" : ", same-node without TLS");
 	h->started_ms = util_now_ms_mono();
 	leaves_arm(h);
+	helperd_policy_refresh(h);
 	return 0;
 fail:
 	/* One teardown, in the reverse order of the steps above; it skips
@@ -906,6 +993,16 @@ helperd_stop(struct helperd *h)
 	served_free(h->served);
 	h->served = NULL;
 	relay_free(h->relay);
+	h->relay = NULL;
+	/* The workers are gone: nobody reads the snapshot any more. */
+	if (h->policy_ready) {
+		policy_cell_fini(&h->policy);
+		h->policy_ready = 0;
+	}
+	policy_part_put(h->pol_intents);
+	policy_part_put(h->pol_dial);
+	policy_part_put(h->pol_ident);
+	h->pol_intents = h->pol_dial = h->pol_ident = NULL;
 	/* Every connection has closed: their lines are queued. */
 	accesslog_free(h->alog);
 	h->alog = NULL;

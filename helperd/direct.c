@@ -89,8 +89,8 @@ direct_count(const struct direct *d)
 	return d != NULL ? d->n : 0;
 }
 
-/* The local, passing, non-strict instance of dst and its address, under
- * the lock. 0/-1. */
+/* The local, passing, non-strict instance of dst and its address (loop
+ * thread). 0/-1. */
 static int
 local_instance(struct helperd *h, const char *dst, struct in6_addr *a,
     int *port)
@@ -126,11 +126,10 @@ direct_route(struct direct *d, const char *src, const char *dst,
 
 	if (!direct_on(d) || d->n >= DIRECT_MAX)
 		return 0;
-	helperd_lock(h);
+	helperd_assert_loop(h);
 	/* A denied pair takes the relay, whose CONNECT refuses and logs. */
 	ok = local_instance(h, dst, &a, port) == 0 &&
 	    intent_check(h->intents, src, dst, h->conf.default_allow, NULL);
-	helperd_unlock(h);
 	if (ok)
 		sockdiag_addr_string(&a, addr, addrlen);
 	return ok;
@@ -175,7 +174,7 @@ direct_track(struct direct *d, const char *src, uid_t uid,
 		return EPROTO;
 	}
 	id_string(id, tuple, sizeof(tuple));
-	helperd_lock(h);
+	helperd_assert_loop(h);
 	local = local_instance(h, dst, &a, &port) == 0 && port == id->dport &&
 	    memcmp(&a, &id->dst, sizeof(a)) == 0;
 	allowed = intent_check(h->intents, src, dst, h->conf.default_allow,
@@ -234,7 +233,6 @@ direct_track(struct direct *d, const char *src, uid_t uid,
 	    DIRECT_SWEEP_MS) != 0)
 		log_err("direct: cannot arm the sweep: out of memory");
 out:
-	helperd_unlock(h);
 	return rc;
 }
 
@@ -256,7 +254,7 @@ direct_recheck(struct direct *d, const char *why)
 	if (!direct_on(d))
 		return 0;
 	h = d->h;
-	helperd_lock(h);
+	helperd_assert_loop(h);
 	for (i = d->n; i-- > 0;) {
 		struct direct_ent *e = &d->ents[i];
 		const struct intent *m = NULL;
@@ -285,7 +283,6 @@ direct_recheck(struct direct *d, const char *why)
 		}
 		remove_at(d, i);
 	}
-	helperd_unlock(h);
 	if (closed > 0)
 		log_warn("%s: closed %zu direct connection(s) that are now "
 		    "denied", why, closed);
@@ -329,7 +326,7 @@ direct_sweep(void *arg)
 
 	if (!direct_on(d) || d->n == 0)
 		return;
-	helperd_lock(d->h);
+	helperd_assert_loop(d->h);
 	/* Every entry is looked at within about a second, however full. */
 	budget = SOCKDIAG_BATCH + d->n / 8;
 	if (d->cursor >= d->n)
@@ -363,5 +360,4 @@ direct_sweep(void *arg)
 	if (d->n > 0 && loop_timer_add(d->h->loop, &d->sweep,
 	    DIRECT_SWEEP_MS) != 0)
 		log_err("direct: cannot arm the sweep: out of memory");
-	helperd_unlock(d->h);
 }

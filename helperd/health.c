@@ -88,6 +88,8 @@ struct health {
 	struct loop_timer sweep;        /* retire_sweep after the round */
 	gnutls_certificate_credentials_t cred;  /* https: system trust */
 	int cred_ready;
+	uint64_t gen;                   /* bumped when what the catalog
+	                                   dials may change */
 };
 
 static const char *const type_names[] = { "", "tcp", "http", "ttl" };
@@ -211,6 +213,7 @@ check_set(struct hcheck *c, enum catalog_status st, const char *out)
 
 	before = eff_status(hl, c->svc_id, &eo);
 	c->status = st;
+	hl->gen++;
 	util_strlcpy(c->output, out, sizeof(c->output));
 	after = svc_status(hl, c->svc_id, c->prev, &o);
 	if ((int)after != c->logged) {
@@ -956,6 +959,7 @@ retire_sweep(struct health *hl)
 		if (hl->v[j] != NULL)
 			hl->v[k++] = hl->v[j];
 	hl->n = k;
+	hl->gen++;
 	cluster_services_changed(hl->h->cluster);
 }
 
@@ -976,6 +980,7 @@ retire_ready(struct health *hl)
 			    p->def.port);
 			p->retire = 1;
 			hl->retire_pending = 1;
+			hl->gen++;
 		}
 	}
 }
@@ -1067,6 +1072,7 @@ health_sync(struct health *hl)
 	hl->n = nn;
 	hl->sv = nsv;
 	hl->nsv = ns;
+	hl->gen++;
 	if (settle_any)
 		settle(hl);
 	for (size_t i = 0; i < hl->n; i++)
@@ -1264,6 +1270,14 @@ ops_status(void *arg, const struct conf_service *s, const char **output)
 	return svc_status(hl, s->id, is_prev_def(hl, s), output);
 }
 
+static uint64_t
+ops_generation(void *arg)
+{
+	const struct health *hl = arg;
+
+	return hl->gen;
+}
+
 static const struct conf_service *
 ops_previous(void *arg, const struct conf_service *s, const char **output)
 {
@@ -1277,7 +1291,7 @@ health_catalog_ops(struct health *hl)
 {
 	struct catalog_health_ops ops = { .status = ops_status,
 		.previous = ops_previous, .checks_json = ops_checks,
-		.arg = hl };
+		.generation = ops_generation, .arg = hl };
 
 	return ops;
 }

@@ -1,13 +1,17 @@
 /* helperd: the state of one node's daemon, shared by its modules. One
- * thread runs the event loop; every module below is called from it. */
+ * thread runs the event loop; every module below is called from it and
+ * only it changes this state. The relay workers read none of it directly:
+ * they read the policy snapshot (policy.h) the loop thread publishes. */
 #ifndef MESH_HELPERD_H
 #define MESH_HELPERD_H
 
+#include <assert.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "conf/conf.h"
 #include "helperd/loop.h"
+#include "helperd/policy.h"
 
 struct ca;
 struct ca_leaf;
@@ -27,11 +31,21 @@ struct accesslog;
 
 struct helperd {
 	struct conf conf;
-	/* Guards everything below that the relay workers read (catalog,
-	 * intentions, CA, leaves, the relay's registration tables). The main
-	 * thread holds it while it handles events; workers take it briefly.
-	 * Recursive. */
-	pthread_mutex_t lock;
+	/* What the relay workers read: one immutable snapshot of the
+	 * intentions, the instances to dial, the trust and the leaves,
+	 * published by the loop thread after every change (policy.h;
+	 * helperd_policy_refresh). There is no node lock. */
+	struct policy_cell policy;
+	int policy_ready;                   /* policy initialised */
+	struct policy_part *pol_intents, *pol_dial, *pol_ident; /* in it */
+	struct {                            /* what they were built from */
+		uint64_t intents_index, intents_changes, catalog, ca, leaves;
+		const struct ca *ca_ptr;
+		int default_allow, valid[3];
+	} pol_seen;
+	uint64_t pol_gen;
+	uint64_t intents_changes;           /* helperd_intentions_changed */
+	uint64_t leaf_gen;                  /* every change of leaves[] */
 	int workers;                    /* relay threads [number of CPUs] */
 	struct loop *loop;
 	struct ca *ca;
@@ -74,12 +88,14 @@ struct leaf_slot {
 	struct ca_leaf *leaf;
 };
 
-void helperd_lock(struct helperd *h);
-void helperd_unlock(struct helperd *h);
-/* Release every level of h->lock this thread holds and say how many;
- * helperd_relock takes them back (used while joining the workers). */
-int helperd_unlock_all(struct helperd *h);
-void helperd_relock(struct helperd *h, int levels);
+/* The caller is the loop thread (what a comment "main loop only" says). */
+#define helperd_assert_loop(h) \
+	assert((h)->loop == NULL || loop_is_mine((h)->loop))
+
+/* Loop thread: publish a new policy snapshot if the intentions, the
+ * catalog, the default, the CA or the leaves changed since the last one.
+ * Cheap when nothing did (a few counters compared). */
+void helperd_policy_refresh(struct helperd *h);
 
 /* Bring the node up from h->conf: data_dir, CA, intentions, catalog,
  * listeners, control socket, HTTP API, ports.json. 0, or -1 with err
@@ -105,7 +121,7 @@ void helperd_reload_note(struct helperd *h, const struct conf *nc);
 /* Each line of a conf's notices as a warning in the log. */
 void helperd_notices_log(const char *notices);
 
-/* One log line of counters (SIGUSR1, Consul's habit). Holding the lock. */
+/* One log line of counters (SIGUSR1, Consul's habit). Loop thread. */
 void helperd_stats_log(struct helperd *h);
 
 /* For -check: load what helperd_start loads from data_dir (the API
@@ -121,10 +137,6 @@ int helperd_check_state(const struct conf *c, size_t *n_api, char *err,
 struct ca_leaf *helperd_leaf(struct helperd *h, const char *service,
     char *err, size_t errlen);
 
-/* The current leaf of service if there is one, never issuing one (relay
- * workers: they must not generate keys holding h->lock). Holding h->lock;
- * borrowed reference. */
-struct ca_leaf *helperd_leaf_peek(struct helperd *h, const char *service);
 /* Make leaf (a new reference, taken over) the current leaf of its service:
  * a CA client's leaf came back signed from a CA server. */
 void helperd_leaf_installed(struct helperd *h, struct ca_leaf *leaf);

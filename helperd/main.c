@@ -164,8 +164,7 @@ signal_set(sigset_t *set)
 		sigaddset(set, s);
 }
 
-/* One signal read from the signalfd (the loop's round: holding the
- * lock). */
+/* One signal read from the signalfd (the loop thread). */
 static void
 on_signal_read(struct helperd *h, const struct signalfd_siginfo *si)
 {

@@ -27,10 +27,9 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "helperd/ca.h"
-#include "helperd/catalog.h"
 #include "helperd/helperd.h"
-#include "helperd/intent.h"
 #include "helperd/loop.h"
+#include "helperd/policy.h"
 #include "helperd/tls.h"
 #include "helperd/relay_int.h"
 #include "helperd/spiffe.h"
@@ -81,6 +80,47 @@ end_close(struct worker *w, struct end *e, int abortive)
 	e->w.fd = -1;
 }
 
+/* c no longer owns its local port towards the service (ACCEPT). */
+static void
+port_unpublish(struct conn *c)
+{
+	struct relay *r = c->r;
+
+	if (c->app_port <= 0)
+		return;
+	pthread_mutex_lock(&r->port_mu);
+	if (r->inbound_by_port[c->app_port] == c)
+		r->inbound_by_port[c->app_port] = NULL;
+	pthread_mutex_unlock(&r->port_mu);
+}
+
+/* Worker policy ---------------------------------------------------------- */
+
+static void
+policy_put_cb(void *arg)
+{
+	policy_put(arg);
+}
+
+const struct policy *
+relay_policy(struct worker *w)
+{
+	struct policy_cell *pc = &w->r->h->policy;
+	uint64_t gen = policy_cell_gen(pc);
+	const struct policy *old = w->pol;
+
+	if (old != NULL && gen == w->pol_seen)
+		return old;
+	/* The old one may be borrowed by this round's callers: dropped
+	 * after the round. If that cannot be queued, keep it for now. */
+	if (old != NULL && loop_defer(w->loop, policy_put_cb,
+	    (void *)old) != 0)
+		return old;
+	w->pol = policy_get(pc, (unsigned)w->id);
+	w->pol_seen = gen;
+	return w->pol;
+}
+
 /* The one exit of every connection. abortive: reset both sockets (the
  * application sees ECONNRESET rather than a clean end of stream). */
 void
@@ -115,11 +155,8 @@ relay_conn_close(struct conn *c, int abortive, const char *fmt, ...)
 	c->up.buf = c->down.buf = NULL;
 	relay_kpipe_put(w, c->up.kp, c->up.len == 0);
 	relay_kpipe_put(w, c->down.kp, c->down.len == 0);
-	helperd_lock(r->h);
 	tls_peer_release(&c->peer);
-	if (c->app_port > 0 && r->inbound_by_port[c->app_port] == c)
-		r->inbound_by_port[c->app_port] = NULL;
-	helperd_unlock(r->h);
+	port_unpublish(c);
 	relay_conn_unlink(w, c);
 	atomic_fetch_sub(&r->n_conns, 1);
 	loop_defer(w->loop, conn_free, c);
@@ -205,24 +242,10 @@ relay_conn_relay(struct conn *c, int dirs)
 /* Connection steps ---------------------------------------------------- */
 
 int
-relay_allows(struct relay *r, const char *src, const char *dst,
+relay_allows(struct worker *w, const char *src, const char *dst,
     char *why, size_t whylen)
 {
-	const struct intent *m = NULL;
-	int ok;
-
-	helperd_lock(r->h);
-	ok = intent_check(r->h->intents, src, dst, r->h->conf.default_allow,
-	    &m);
-	if (ok)
-		;
-	else if (m != NULL)
-		snprintf(why, whylen, "denied by intention %s (%s => %s, deny)",
-		    m->id, m->src, m->dst);
-	else
-		snprintf(why, whylen, "denied by default_intention = deny");
-	helperd_unlock(r->h);
-	return ok;
+	return policy_allows(relay_policy(w), src, dst, why, whylen);
 }
 
 static void
@@ -239,10 +262,10 @@ start_relay(struct conn *c)
 }
 
 /* Dial a local service for c and publish the local port, so that a shim
- * in the service can ask whose connection it is (ACCEPT). One locked
- * step: that shim asks (on the main thread, which holds the lock) as
- * soon as its accept() returns, which on loopback can be before
- * connect() has even returned here. */
+ * in the service can ask whose connection it is (ACCEPT). One step under
+ * port_mu: that shim asks (on the main thread, relay_inbound_lookup, under
+ * port_mu too) as soon as its accept() returns, which on loopback can be
+ * before connect() has even returned here. */
 static int
 dial_published(struct conn *c, const char *addr, int port, char *why,
     size_t whylen)
@@ -252,7 +275,7 @@ dial_published(struct conn *c, const char *addr, int port, char *why,
 	socklen_t len = sizeof(ss), plen = sizeof(ps);
 	int fd;
 
-	helperd_lock(r->h);
+	pthread_mutex_lock(&r->port_mu);
 	fd = relay_dial(addr, port, why, whylen);
 	/* Non-blocking: the peer may not be connected yet, but its address
 	 * is set (getpeername says ENOTCONN only in SYN_SENT: then the
@@ -266,15 +289,16 @@ dial_published(struct conn *c, const char *addr, int port, char *why,
 		if (c->app_port > 0 && c->app_port < RELAY_PORTS)
 			r->inbound_by_port[c->app_port] = c;
 	}
-	helperd_unlock(r->h);
+	pthread_mutex_unlock(&r->port_mu);
 	return fd;
 }
 
 static int inbound_retry(struct conn *c, const char *why);
 
-/* Round robin over the instances to dial (under h->lock): connection ids
- * alternate between the halves of same-node pairs, a poor spreader. */
-static size_t spread_in, spread_out, spread_win;
+/* Round robin over the instances to dial, shared by the workers:
+ * connection ids alternate between the halves of same-node pairs, a poor
+ * spreader. spread_win moves the window of remote instances. */
+static atomic_size_t spread_in, spread_out, spread_win;
 
 static int
 was_tried(const struct conn *c, const char *key)
@@ -293,30 +317,28 @@ static int
 inbound_dial(struct conn *c, const char *last)
 {
 	struct relay *r = c->r;
-	struct catalog_instance all[16];
-	size_t pick[16], n, k = 0;
-	char why[256], addr[CONF_ADDR_MAX], id[CONF_NAME_MAX];
+	const struct policy *pol = relay_policy(c->w);
+	const struct policy_inst *all = NULL;
+	size_t pick[POLICY_INST_MAX], n, k = 0;
+	char why[256], addr[CONF_ADDR_MAX];
 	int fd, port = 0;
 
-	helperd_lock(r->h);
 	for (int pass = 0; pass < 2 && k == 0; pass++) {
-		n = pass == 0 ? catalog_instances(r->h->catalog, c->dst, all,
-		    UTIL_ARRAY_LEN(all)) : catalog_instances_all(r->h->catalog,
-		    c->dst, all, UTIL_ARRAY_LEN(all));
+		n = policy_instances(pol, c->dst, pass, &all);
 		for (size_t i = 0; i < n; i++)
-			if (all[i].local && all[i].svc->port > 0 &&
-			    !was_tried(c, all[i].svc->id))
+			if (all[i].local && all[i].svc_port > 0 &&
+			    !was_tried(c, all[i].id))
 				pick[k++] = i;
 	}
 	if (k > 0 && c->tries < RELAY_DIAL_TRIES) {
-		const struct conf_service *svc = all[pick[spread_in++ % k]].svc;
+		const struct policy_inst *in = &all[pick[atomic_fetch_add(
+		    &spread_in, 1) % k]];
 
-		util_strlcpy(addr, svc->address, sizeof(addr));
-		util_strlcpy(id, svc->id, sizeof(id));
-		port = svc->port;
-		util_strlcpy(c->tried[c->tries++], id, sizeof(c->tried[0]));
+		util_strlcpy(addr, in->svc_address, sizeof(addr));
+		port = in->svc_port;
+		util_strlcpy(c->tried[c->tries++], in->id,
+		    sizeof(c->tried[0]));
 	}
-	helperd_unlock(r->h);
 	if (port == 0) {
 		if (last != NULL)
 			relay_conn_close(c, 1, "local service %s: %s", c->dst,
@@ -351,11 +373,8 @@ inbound_retry(struct conn *c, const char *why)
 	snprintf(last, sizeof(last), "%s (instance %s)", why,
 	    c->tries > 0 ? c->tried[c->tries - 1] : "?");
 	end_close(c->w, &c->app, 1);
-	helperd_lock(c->r->h);
-	if (c->app_port > 0 && c->r->inbound_by_port[c->app_port] == c)
-		c->r->inbound_by_port[c->app_port] = NULL;
+	port_unpublish(c);
 	c->app_port = 0;
-	helperd_unlock(c->r->h);
 	if (c->tries < RELAY_DIAL_TRIES)
 		log_info("conn %llu %s => %s: local %s: trying another "
 		    "instance", (unsigned long long)c->id, c->src, c->dst,
@@ -383,7 +402,7 @@ handshake_done(struct conn *c)
 	}
 	util_strlcpy(c->src, c->peer.peer_service, sizeof(c->src));
 	util_strlcpy(c->dst, c->peer.local_service, sizeof(c->dst));
-	if (!relay_allows(c->r, c->src, c->dst, why, sizeof(why))) {
+	if (!relay_allows(c->w, c->src, c->dst, why, sizeof(why))) {
 		relay_obs_check(c, 0, why);
 		log_warn("denied %s (%s:%d) => %s: %s", c->peer.peer_spiffe,
 		    c->peer_addr, c->peer_port, c->dst, why);
@@ -399,8 +418,12 @@ conn_handshake(struct conn *c)
 {
 	const char *err = "?";
 
+	/* The TLS callbacks of this step read this round's snapshot. */
+	c->peer.pol = relay_policy(c->w);
+
 	switch (c->net.x->handshake(c->w, &c->net, &err)) {
 	case XIO_OK:
+		c->peer.pol = NULL;
 		relay_obs_handshake_done(c);
 		handshake_done(c);
 		return;
@@ -409,6 +432,7 @@ conn_handshake(struct conn *c)
 	default:
 		break;
 	}
+	c->peer.pol = NULL;
 	if (c->kind == CONN_IN)
 		log_warn("mesh handshake from %s:%d refused: %s%s%s",
 		    c->peer_addr, c->peer_port, err,
@@ -621,11 +645,11 @@ dial_net(struct conn *c, int tls, const char *host, int port, char *why,
  * chooses among its own instances (and fails over); a plain same-node
  * try dials the instance itself: node/id. */
 static void
-dial_key(const struct helperd *h, const struct catalog_instance *in,
+dial_key(const struct helperd *h, const struct policy_inst *in,
     char *key, size_t len)
 {
 	if (in->local && !h->conf.same_node_mtls)
-		snprintf(key, len, "%.63s/%.63s", in->node, in->svc->id);
+		snprintf(key, len, "%.63s/%.63s", in->node, in->id);
 	else
 		snprintf(key, len, "%s", in->node);
 }
@@ -675,26 +699,40 @@ outbound_dial(struct conn *c, const char *last)
 {
 	struct relay *r = c->r;
 	struct helperd *h = r->h;
-	struct catalog_instance all[16], in[16];
+	const struct policy *pol = relay_policy(c->w);
+	const struct policy_inst *all, *win[POLICY_INST_MAX];
+	const struct policy_inst *in[POLICY_INST_MAX];
 	char why[256], host[CONF_ADDR_MAX], key[128];
 	struct ca_leaf *leaf = NULL;
 	size_t n, k = 0;
 	int port, local, tls;
 
-	/* Choose under the lock and copy out what the dial needs: the
-	 * catalog may change under us once it is released. */
-	helperd_lock(h);
-	/* A window of 16 that moves on with every connection: a service
-	 * on more nodes gets its connections spread over all of them. */
-	n = catalog_instances_spread(h->catalog, c->dst, ++spread_win, all,
-	    UTIL_ARRAY_LEN(all));
+	/* The snapshot does not change under us: choose from it and copy
+	 * out what the dial needs (it is dropped after this round). A window
+	 * of POLICY_INST_MAX that moves on with every connection: a service
+	 * on more nodes gets its connections spread over all of them; local
+	 * instances still come first. */
+	n = policy_instances(pol, c->dst, 0, &all);
+	{
+		size_t nloc = 0, nrem, off, w = 0;
+
+		while (nloc < n && all[nloc].local)
+			nloc++;
+		nrem = n - nloc;
+		off = nrem > 0 ? (atomic_fetch_add(&spread_win, 1) + 1) %
+		    nrem : 0;
+		for (size_t i = 0; i < nloc && w < POLICY_INST_MAX; i++)
+			win[w++] = &all[i];
+		for (size_t i = 0; i < nrem && w < POLICY_INST_MAX; i++)
+			win[w++] = &all[nloc + (off + i) % nrem];
+		n = w;
+	}
 	for (size_t i = 0; i < n; i++) {
-		dial_key(h, &all[i], key, sizeof(key));
+		dial_key(h, win[i], key, sizeof(key));
 		if (!was_tried(c, key))
-			in[k++] = all[i];
+			in[k++] = win[i];
 	}
 	if (k == 0 || c->tries >= RELAY_DIAL_TRIES) {
-		helperd_unlock(h);
 		if (last != NULL)
 			relay_conn_close(c, 1, "%s", last);
 		else
@@ -706,29 +744,27 @@ outbound_dial(struct conn *c, const char *last)
 	{
 		size_t nl = 0;
 
-		while (nl < k && in[nl].local)
+		while (nl < k && in[nl]->local)
 			nl++;
 		/* Remote ones: the window already moved on (above). */
-		n = nl > 0 ? spread_out++ % nl : 0;
+		n = nl > 0 ? atomic_fetch_add(&spread_out, 1) % nl : 0;
 	}
-	dial_key(h, &in[n], c->tried[c->tries++], sizeof(c->tried[0]));
-	local = in[n].local;
+	dial_key(h, in[n], c->tried[c->tries++], sizeof(c->tried[0]));
+	local = in[n]->local;
 	tls = !local || h->conf.same_node_mtls;
-	util_strlcpy(host, tls ? in[n].address : in[n].svc->address,
+	util_strlcpy(host, tls ? in[n]->address : in[n]->svc_address,
 	    sizeof(host));
-	port = tls ? in[n].mesh_port : in[n].svc->port;
-	/* Never issue a key (or wait for a CA server) here: a worker holding
-	 * the lock would stall the node. Without a leaf, wait for one. */
-	if (tls && (leaf = helperd_leaf_peek(h, c->src)) == NULL) {
+	port = tls ? in[n]->mesh_port : in[n]->svc_port;
+	/* Never issue a key (or wait for a CA server) on a worker: without
+	 * a leaf, the main loop is asked for one and the connection waits. */
+	if (tls && (leaf = policy_leaf(pol, c->src)) == NULL) {
 		c->tries--;
-		helperd_unlock(h);
 		return leaf_wait(c);
 	}
 	if (leaf != NULL)
 		ca_leaf_ref(leaf);
-	helperd_unlock(h);
 
-	if (!tls && !relay_allows(r, c->src, c->dst, why, sizeof(why))) {
+	if (!tls && !relay_allows(c->w, c->src, c->dst, why, sizeof(why))) {
 		relay_obs_check(c, 0, why);
 		relay_conn_close(c, 1, "%s", why);
 		return -1;
@@ -741,6 +777,7 @@ outbound_dial(struct conn *c, const char *last)
 		util_strlcpy(c->peer.expect, c->dst, sizeof(c->peer.expect));
 		c->peer.leaf = leaf;    /* released with a failed try */
 		c->peer.same_process = local;
+		c->peer.pol = pol;
 	}
 	/* Same node with mTLS: both TLS ends run here, joined in memory,
 	 * and both halves start on this worker (see relay_conn_relay). */
@@ -767,14 +804,11 @@ relay_outbound_retry(struct conn *c, const char *why)
 	/* The inbound half of a same-node try goes with it. */
 	if (c->pair != NULL)
 		relay_conn_close(c->pair, 1, "outbound half gave up: %s", why);
-	helperd_lock(c->r->h);
 	tls_peer_release(&c->peer);
 	/* A plain same-node try published its local port (ACCEPT): that
 	 * port is no longer ours. */
-	if (c->app_port > 0 && c->r->inbound_by_port[c->app_port] == c)
-		c->r->inbound_by_port[c->app_port] = NULL;
+	port_unpublish(c);
 	c->app_port = 0;
-	helperd_unlock(c->r->h);
 	if (c->tries < RELAY_DIAL_TRIES)
 		log_info("conn %llu %s => %s: %s: trying another instance",
 		    (unsigned long long)c->id, c->src, c->dst, last);
@@ -796,6 +830,7 @@ relay_inbound_start(struct worker *w, int fd, const char *addr, int port)
 		relay_conn_close(c, 1, "epoll: %s", strerror(errno));
 		return NULL;
 	}
+	c->peer.pol = relay_policy(w);
 	if (relay_end_tls(&c->net, 1) != 0) {
 		relay_conn_close(c, 1, "TLS session setup failed");
 		return NULL;

@@ -47,7 +47,7 @@ int relay_pending_add(struct relay *r, int local_port, const char *src,
  * a program without the shim) whose source service helperd already
  * knows: relayed from src to dst exactly as an app socket the shim sent
  * (mTLS or same-node, intentions, live cuts). ss: the program's address.
- * Takes fd. Main thread, holding h->lock. 0, or -1 (fd reset). */
+ * Takes fd. Main thread. 0, or -1 (fd reset). */
 int relay_outbound_hand(struct relay *r, int fd,
     const struct sockaddr_storage *ss, const char *src, const char *dst,
     uid_t uid);

@@ -123,8 +123,8 @@ owner_ok(struct relay *r, int fd, const struct sockaddr_storage *ss,
 	return 0;
 }
 
-/* Hold an outbound socket until its registration arrives (caller holds
- * h->lock). 0, or -1 if it cannot be held (then it is reset). */
+/* Hold an outbound socket until its registration arrives (loop
+ * thread). 0, or -1 if it cannot be held (then it is reset). */
 static int
 park(struct relay *r, int fd, const struct sockaddr_storage *ss, int port)
 {
@@ -160,6 +160,9 @@ outbound_post(struct relay *r, int fd, const struct sockaddr_storage *ss,
 		free(pd);
 		return;
 	}
+	/* The worker reads what this thread did so far. */
+	helperd_assert_loop(r->h);
+	policy_sync(&r->h->policy);
 	if (relay_worker_post(r->workers[r->next_worker], &j) != 0) {
 		free(pd);
 		relay_reset_fd(fd);
@@ -275,13 +278,11 @@ acceptor_event(void *arg, uint32_t events)
 	long max;
 
 	(void)events;
-	helperd_lock(r->h);
-	max = r->h->conf.max_conns;
-	helperd_unlock(r->h);
+	max = r->h->conf.max_conns;         /* set at start, never changed */
 	accept_some(r, a->lfd, &a->eg, max, inbound_accepted, a->wk);
 }
 
-/* Main thread (holding h->lock): the outbound port is readable. */
+/* Main thread: the outbound port is readable. */
 static void
 listener_event(void *arg, uint32_t events)
 {
@@ -442,16 +443,37 @@ relay_inbound_lookup(struct relay *r, const struct sockdiag_id *svc,
     int *src_port)
 {
 	struct sockdiag_info info;
+	struct sockdiag_id id;
 	struct conn *c;
+	enum conn_kind kind;
+	char src[sizeof(c->src)], peer_spiffe[sizeof(c->peer.peer_spiffe)];
+	char peer_addr[sizeof(c->peer_addr)];
+	int peer_port;
 
-	if (svc->dport == 0 || (c = r->inbound_by_port[svc->dport]) == NULL)
+	helperd_assert_loop(r->h);
+	if (svc->dport == 0)
 		return -1;
+	/* The connection's worker may close it meanwhile: copy out what we
+	 * need under port_mu (it unpublishes the port under port_mu before
+	 * the connection is freed). */
+	pthread_mutex_lock(&r->port_mu);
+	if ((c = r->inbound_by_port[svc->dport]) == NULL) {
+		pthread_mutex_unlock(&r->port_mu);
+		return -1;
+	}
+	id = c->app_id;
+	kind = c->kind;
+	util_strlcpy(src, c->src, sizeof(src));
+	util_strlcpy(peer_spiffe, c->peer.peer_spiffe, sizeof(peer_spiffe));
+	util_strlcpy(peer_addr, c->peer_addr, sizeof(peer_addr));
+	peer_port = c->peer_port;
+	pthread_mutex_unlock(&r->port_mu);
 	/* The accepted socket's peer must be our socket, all four parts:
 	 * a connection to the service from another loopback address that
 	 * reuses our port is not ours. */
-	if (c->app_id.sport != svc->dport || c->app_id.dport != svc->sport ||
-	    memcmp(&c->app_id.src, &svc->dst, sizeof(svc->dst)) != 0 ||
-	    memcmp(&c->app_id.dst, &svc->src, sizeof(svc->src)) != 0)
+	if (id.sport != svc->dport || id.dport != svc->sport ||
+	    memcmp(&id.src, &svc->dst, sizeof(svc->dst)) != 0 ||
+	    memcmp(&id.dst, &svc->src, sizeof(svc->src)) != 0)
 		return -1;
 	/* And the socket the shim accepted (its cookie) must be the other
 	 * end of ours in this network namespace: a 4-tuple is unique only
@@ -462,14 +484,14 @@ relay_inbound_lookup(struct relay *r, const struct sockdiag_id *svc,
 		return -1;
 	/* Same node without TLS: the source is the app helperd accepted
 	 * for c->src (its identity from its control connection). */
-	if (c->kind == CONN_OUT) {
+	if (kind == CONN_OUT) {
 		if (spiffe_format(spiffe, spiffelen, ca_trust_domain(r->h->ca),
-		    r->h->conf.datacenter, c->src) != 0)
+		    r->h->conf.datacenter, src) != 0)
 			return -1;
 	} else
-		util_strlcpy(spiffe, c->peer.peer_spiffe, spiffelen);
-	util_strlcpy(addr, c->peer_addr, addrlen);
-	*src_port = c->peer_port;
+		util_strlcpy(spiffe, peer_spiffe, spiffelen);
+	util_strlcpy(addr, peer_addr, addrlen);
+	*src_port = peer_port;
 	return 0;
 }
 
@@ -480,7 +502,7 @@ relay_expire_arm(struct relay *r, int64_t when)
 		log_err("relay: cannot arm the expiry timer: out of memory");
 }
 
-/* The expiry timer (main loop, holding h->lock): parked sockets and
+/* The expiry timer (main loop): parked sockets and
  * registrations past their time; then armed for the next one. */
 void
 relay_expire(void *arg)

@@ -18,6 +18,7 @@
 
 #include "helperd/emfile.h"
 #include "helperd/loop.h"
+#include "helperd/policy.h"
 #include "helperd/relay.h"
 #include "helperd/sockdiag.h"
 #include "helperd/tls.h"
@@ -284,11 +285,14 @@ struct job {
 };
 
 /* One event loop on its own thread: owns its connections, buffers and
- * pipes. Everything it reads of helperd's shared state (catalog,
- * intentions, CA, leaves) it reads holding h->lock. */
+ * pipes. What it reads of helperd's state (catalog, intentions, trust,
+ * leaves) it reads from its policy snapshot (relay_policy), never under
+ * a lock. */
 struct worker {
 	struct relay *r;
-	int id;
+	int id;                         /* also its policy reader slot */
+	const struct policy *pol;       /* a reference; relay_policy */
+	uint64_t pol_seen;              /* the cell's generation of pol */
 	pthread_t thread;
 	struct loop *loop;
 	struct loop_watch wake;         /* eventfd: jobs, recheck, stop */
@@ -310,8 +314,9 @@ struct worker {
 	struct obs_worker obs;          /* this worker's counters */
 };
 
-/* What the workers share with each other and with helperd's main thread
- * (under h->lock: pending, expiry, inbound_by_port, parked). */
+/* What the workers share with each other and with helperd's main thread.
+ * Main thread only: pending, expiry, parked, park_fifo, leaf_w; under
+ * port_mu: inbound_by_port; under leaf_mu: leaf_want. */
 struct relay {
 	struct helperd *h;
 	struct listener mesh4, out4, out6;
@@ -325,6 +330,7 @@ struct relay {
 	 * tick looks only at the head. */
 	struct { int port; int64_t expires; } expiry[RELAY_PORTS];
 	size_t exp_head, exp_len;
+	pthread_mutex_t port_mu;        /* inbound_by_port */
 	struct conn *inbound_by_port[RELAY_PORTS];
 	/* Outbound sockets that arrived before their CONNECT (the shim
 	 * connects first and registers right after): held, not yet placed,
@@ -343,8 +349,9 @@ struct relay {
 	size_t obs_n;
 	/* Refusals at registration (main thread, relay_obs_refused). */
 	struct obs_worker obs_main;
-	/* Services whose leaf a waiting connection needs (under h->lock),
+	/* Services whose leaf a waiting connection needs (under leaf_mu),
 	 * and the main loop's eventfd that hears about them. */
+	pthread_mutex_t leaf_mu;
 	char leaf_want[RELAY_LEAF_WANTS][64];
 	size_t n_leaf_want;
 	struct loop_watch leaf_w;
@@ -378,9 +385,13 @@ void relay_conn_close(struct conn *c, int abortive, const char *fmt, ...)
 void relay_conn_relay(struct conn *c, int dirs);
 /* The loop callback of both ends of every connection. */
 void relay_conn_event(void *arg, uint32_t events);
-/* May src reach dst now? 1, or 0 with why. Takes h->lock. */
-int relay_allows(struct relay *r, const char *src, const char *dst,
+/* May src reach dst now (w's policy)? 1, or 0 with why. */
+int relay_allows(struct worker *w, const char *src, const char *dst,
     char *why, size_t whylen);
+/* Worker w: its current policy snapshot, borrowed until the end of w's
+ * loop round (a newer one replaces it; the old reference is dropped in
+ * loop_defer). Never NULL-checked by callers: NULL answers "nothing". */
+const struct policy *relay_policy(struct worker *w);
 /* Inbound: a mesh connection on fd from addr:port. The connection, or
  * NULL (fd closed). */
 struct conn *relay_inbound_start(struct worker *w, int fd, const char *addr,
@@ -396,9 +407,9 @@ void relay_leaf_redial(struct worker *w);
 
 /* relay_leaf.c: the main loop's side of waiting for a leaf ------------- */
 
-/* Any thread holding h->lock: have the main loop get a leaf for service
- * (helperd_leaf: issued here, or asked of a CA server). -1 if too many
- * services are waiting already. */
+/* A worker: have the main loop get a leaf for service (helperd_leaf:
+ * issued there, or asked of a CA server). -1 if too many services are
+ * waiting already. Takes leaf_mu only. */
 int relay_leaf_want(struct relay *r, const char *service);
 /* relay_new/relay_free: the main loop's eventfd for relay_leaf_want. */
 int relay_leaf_init(struct relay *r);

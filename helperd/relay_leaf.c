@@ -2,8 +2,8 @@
  *
  * The first connection of a service with no leaf yet (an ad-hoc name, or
  * a CA client's service whose CSR is out) must not fail, and a relay
- * worker must not generate a key or wait for a CA server while it holds
- * h->lock. So the worker parks the connection (ST_LEAF, deadline
+ * worker must never generate a key or wait for a CA server. So the worker
+ * parks the connection (ST_LEAF, deadline
  * connect_timeout), names the service here, and the main loop gets the
  * leaf (helperd_leaf: issued on a CA server, a CSR on a CA client). When
  * a leaf is in place, relay_leaf_ready wakes every worker and each one
@@ -28,25 +28,25 @@ relay_leaf_want(struct relay *r, const char *service)
 	uint64_t one = 1;
 	size_t i;
 
-	helperd_lock(r->h);
+	pthread_mutex_lock(&r->leaf_mu);
 	for (i = 0; i < r->n_leaf_want; i++)
 		if (strcmp(r->leaf_want[i], service) == 0)
 			break;
 	if (i == r->n_leaf_want) {
 		if (r->n_leaf_want == RELAY_LEAF_WANTS) {
-			helperd_unlock(r->h);
+			pthread_mutex_unlock(&r->leaf_mu);
 			return -1;
 		}
 		util_strlcpy(r->leaf_want[r->n_leaf_want++], service,
 		    sizeof(r->leaf_want[0]));
 	}
-	helperd_unlock(r->h);
+	pthread_mutex_unlock(&r->leaf_mu);
 	if (write(r->leaf_w.fd, &one, sizeof(one)) != sizeof(one))
 		log_warn("relay: leaf wake-up failed: %m");
 	return 0;
 }
 
-/* Main loop, holding h->lock (loop_set_lock). */
+/* Main loop: get the leaves the workers asked for. */
 static void
 on_leaf_want(void *arg, uint32_t events)
 {
@@ -59,9 +59,12 @@ on_leaf_want(void *arg, uint32_t events)
 	(void)events;
 	if (read(r->leaf_w.fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		log_warn("relay: leaf eventfd: %m");
+	helperd_assert_loop(r->h);
+	pthread_mutex_lock(&r->leaf_mu);
 	n = r->n_leaf_want;
 	memcpy(want, r->leaf_want, n * sizeof(want[0]));
 	r->n_leaf_want = 0;
+	pthread_mutex_unlock(&r->leaf_mu);
 	for (size_t i = 0; i < n; i++) {
 		if (helperd_leaf(r->h, want[i], err, sizeof(err)) != NULL)
 			got = 1;
@@ -82,6 +85,9 @@ relay_leaf_ready(struct relay *r)
 
 	if (r == NULL)
 		return;
+	/* The workers dial again with a snapshot that has the leaf. */
+	helperd_assert_loop(r->h);
+	policy_sync(&r->h->policy);
 	for (size_t i = 0; i < r->n_workers; i++) {
 		struct worker *w = r->workers[i];
 

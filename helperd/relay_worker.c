@@ -81,7 +81,7 @@ relay_worker_adopt(struct worker *w, struct conn *c)
 	}
 	/* An intention change while it was in transit reached neither
 	 * worker's list: check once more. */
-	if (!relay_allows(c->r, c->src, c->dst, why, sizeof(why))) {
+	if (!relay_allows(w, c->src, c->dst, why, sizeof(why))) {
 		relay_conn_close(c, 1, "%s", why);
 		return;
 	}
@@ -143,7 +143,7 @@ worker_recheck(struct worker *w, const char *why)
 		next = c->next;
 		if (c->closed || c->src[0] == '\0' || c->dst[0] == '\0')
 			continue;
-		if (relay_allows(w->r, c->src, c->dst, reason,
+		if (relay_allows(w, c->src, c->dst, reason,
 		    sizeof(reason))) {
 			relay_obs_check(c, 1, NULL);
 			continue;
@@ -253,9 +253,8 @@ worker_tick(struct worker *w, int64_t now)
 
 /* The worker's timer, every WORKER_TICK_MS while it holds connections.
  * Deadlines are judged as of the last wait: what had arrived by then was
- * handled. A round that waited for the lock (a reload) or for a CPU (a
- * loaded machine) must not time out a dial whose answer came meanwhile;
- * the next round sees it. */
+ * handled. A round that waited for a CPU (a loaded machine) must not
+ * time out a dial whose answer came meanwhile; the next round sees it. */
 #define WORKER_TICK_MS 100
 
 static void
@@ -346,6 +345,7 @@ worker_free(struct worker *w)
 		close(w->wake.fd);
 	}
 	loop_free(w->loop);
+	policy_put(w->pol);
 	pthread_mutex_destroy(&w->qlock);
 	free(w);
 }
@@ -398,6 +398,8 @@ relay_new(struct relay **out, struct helperd *h, int workers)
 	if (r == NULL)
 		return -1;
 	r->h = h;
+	pthread_mutex_init(&r->port_mu, NULL);
+	pthread_mutex_init(&r->leaf_mu, NULL);
 	if (sockdiag_open(&r->sd) != 0) {
 		/* Fail closed: without it no app connection can be proven
 		 * to be the one its registration names. */
@@ -431,23 +433,20 @@ relay_new(struct relay **out, struct helperd *h, int workers)
 	return 0;
 }
 
-/* Called by the main thread holding h->lock: the workers need it to
- * finish, so it is released while they stop. All stop before any is
- * freed (a worker may hand a connection to another until it stops). */
+/* Main thread. All workers stop before any is freed (a worker may hand a
+ * connection to another until it stops). */
 void
 relay_free(struct relay *r)
 {
-	int locked;
-
 	if (r == NULL)
 		return;
+	helperd_assert_loop(r->h);
 	loop_del(r->h->loop, &r->out4.w);
 	loop_del(r->h->loop, &r->out6.w);
 	loop_timer_del(r->h->loop, &r->exp_timer);
 	relay_leaf_fini(r);
 	emfile_fini(&r->out4.eg);
 	emfile_fini(&r->out6.eg);
-	locked = helperd_unlock_all(r->h);
 	for (size_t i = 0; i < r->n_workers; i++) {
 		struct worker *w = r->workers[i];
 
@@ -460,7 +459,6 @@ relay_free(struct relay *r)
 		pthread_join(r->workers[i]->thread, NULL);
 	for (size_t i = 0; i < r->n_workers; i++)
 		worker_free(r->workers[i]);
-	helperd_relock(r->h, locked);
 	if (r->mesh4.fd >= 0)
 		close(r->mesh4.fd);
 	if (r->out4.fd >= 0)
@@ -476,13 +474,18 @@ relay_free(struct relay *r)
 	}
 	sockdiag_close(r->sd);
 	relay_obs_fini(r);
+	pthread_mutex_destroy(&r->port_mu);
+	pthread_mutex_destroy(&r->leaf_mu);
 	free(r);
 }
 
 size_t
 relay_recheck(struct relay *r, const char *why)
 {
-	/* Each worker re-checks its own connections, at once. */
+	/* Each worker re-checks its own connections, at once, against a
+	 * snapshot that holds the change. */
+	helperd_assert_loop(r->h);
+	policy_sync(&r->h->policy);
 	for (size_t i = 0; i < r->n_workers; i++) {
 		struct worker *w = r->workers[i];
 

@@ -419,7 +419,7 @@ served_conn(struct lsn *l, int fd, const struct sockaddr_storage *peer)
 	relay_outbound_hand(h->relay, fd, peer, src, l->svc, o.uid);
 }
 
-/* Main thread, holding h->lock: a listener is readable. */
+/* Main thread: a listener is readable. */
 static void
 lsn_event(void *arg, uint32_t events)
 {

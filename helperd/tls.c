@@ -1,5 +1,6 @@
 #include "helperd/tls.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -10,8 +11,8 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "helperd/ca.h"
-#include "helperd/catalog.h"
 #include "helperd/helperd.h"
+#include "helperd/policy.h"
 
 /* TLS 1.3 only; AES-128-GCM first (cheapest with AES-NI), then the rest
  * of the AEADs; P-256 and X25519 key exchange; ECDSA P-256 signatures. */
@@ -29,7 +30,11 @@
 
 static gnutls_priority_t tls_prio, tls_prio_local;
 static int verify_cb(gnutls_session_t session);
-static int verify_locked(gnutls_session_t session, struct tls_peer *p);
+
+/* The ticket key, the ticket cache and the verified-leaf cache are this
+ * file's own state, shared by the workers: tls_mu guards them, held only
+ * to copy in or out (never across a handshake or a verification). */
+static pthread_mutex_t tls_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* Session resumption. The server encrypts tickets with one key per
  * process, replaced whenever a leaf or the root changes (old tickets then
@@ -44,10 +49,12 @@ static struct tls_ticket {
 static size_t tls_cache_next;
 
 /* Peer leaves already verified (by SHA-256 of the DER), per trust
- * generation: emptied with the tickets on every leaf or root change. */
+ * generation (policy_trust_gen: an entry verified against other roots is
+ * never used); also emptied with the tickets. */
 #define TLS_VERIFIED_MAX 256
 static struct tls_verified {
 	unsigned char digest[32];
+	uint64_t gen;
 	int valid, server;
 	int64_t not_after;
 	char service[64];
@@ -92,14 +99,17 @@ void
 tls_tickets_reset(void)
 {
 	gnutls_datum_t k;
+	int rc = gnutls_session_ticket_key_generate(&k);
 
+	pthread_mutex_lock(&tls_mu);
 	cache_clear();
 	memset(tls_verified, 0, sizeof(tls_verified));
-	if (gnutls_session_ticket_key_generate(&k) == 0) {
+	if (rc == 0) {
 		gnutls_memset(tls_ticket_key.data, 0, tls_ticket_key.size);
 		gnutls_free(tls_ticket_key.data);
 		tls_ticket_key = k;
 	}
+	pthread_mutex_unlock(&tls_mu);
 }
 
 static void
@@ -120,13 +130,13 @@ tls_ticket_save(struct tls_peer *p, gnutls_session_t s)
 	p->ticket_saved = 1;
 	if (gnutls_session_get_data2(s, &d) < 0)
 		return;
-	helperd_lock(p->h);
+	pthread_mutex_lock(&tls_mu);
 	t = &tls_cache[tls_cache_next];
 	tls_cache_next = (tls_cache_next + 1) % TLS_CACHE_MAX;
 	gnutls_free(t->data.data);
 	t->data = d;
 	pair_key(t->pair, sizeof(t->pair), p);
-	helperd_unlock(p->h);
+	pthread_mutex_unlock(&tls_mu);
 }
 
 /* Take a ticket for the pair of p (once), or 0 if none. */
@@ -134,22 +144,28 @@ static int
 ticket_take(const struct tls_peer *p, gnutls_session_t s)
 {
 	char pair[130];
+	gnutls_datum_t d = { NULL, 0 };
+	int rc;
 
 	pair_key(pair, sizeof(pair), p);
+	pthread_mutex_lock(&tls_mu);
 	for (size_t i = 0; i < TLS_CACHE_MAX; i++) {
 		struct tls_ticket *t = &tls_cache[i];
-		int rc;
 
 		if (t->data.data == NULL || strcmp(t->pair, pair) != 0)
 			continue;
-		rc = gnutls_session_set_data(s, t->data.data, t->data.size);
-		gnutls_free(t->data.data);
+		d = t->data;
 		t->data.data = NULL;
 		t->data.size = 0;
 		t->pair[0] = '\0';
-		return rc == 0;
+		break;
 	}
-	return 0;
+	pthread_mutex_unlock(&tls_mu);
+	if (d.data == NULL)
+		return 0;
+	rc = gnutls_session_set_data(s, d.data, d.size);
+	gnutls_free(d.data);
+	return rc == 0;
 }
 
 int
@@ -172,7 +188,9 @@ tls_global_deinit(void)
 	if (tls_prio_local != NULL)
 		gnutls_priority_deinit(tls_prio_local);
 	tls_prio = tls_prio_local = NULL;
+	pthread_mutex_lock(&tls_mu);
 	cache_clear();
+	pthread_mutex_unlock(&tls_mu);
 	if (tls_ticket_key.data != NULL) {
 		gnutls_memset(tls_ticket_key.data, 0, tls_ticket_key.size);
 		gnutls_free(tls_ticket_key.data);
@@ -213,27 +231,20 @@ tls_sni_service(const char *sni, const char *dc, const char *td,
 	return conf_valid_name(service) ? 0 : -1;
 }
 
+/* Verify the peer's chain and SPIFFE ID against the roots of the
+ * connection's policy snapshot (p->pol, set by the relay for the step
+ * that runs the handshake). */
 static int
 verify_cb(gnutls_session_t session)
 {
 	struct tls_peer *p = gnutls_session_get_ptr(session);
-	int rc;
-
-	/* The CA, its trust list and the verified-leaf cache are shared. */
-	helperd_lock(p->h);
-	rc = verify_locked(session, p);
-	helperd_unlock(p->h);
-	return rc;
-}
-
-static int
-verify_locked(gnutls_session_t session, struct tls_peer *p)
-{
 	const gnutls_datum_t *chain;
 	unsigned n = 0;
-	struct tls_verified *v;
+	struct tls_verified *v, hit;
 	unsigned char digest[32];
 	int64_t now = (int64_t)time(NULL);
+	uint64_t gen = policy_trust_gen(p->pol);
+	int found = 0;
 
 	/* The same peer leaf comes back on every connection of a pair:
 	 * its chain is verified once per trust generation, then recognised
@@ -242,68 +253,67 @@ verify_locked(gnutls_session_t session, struct tls_peer *p)
 	chain = gnutls_certificate_get_peers(session, &n);
 	if (chain != NULL && n > 0 && gnutls_hash_fast(GNUTLS_DIG_SHA256,
 	    chain[0].data, chain[0].size, digest) == 0) {
+		pthread_mutex_lock(&tls_mu);
 		v = &tls_verified[digest[0] % TLS_VERIFIED_MAX];
-		if (v->valid && memcmp(v->digest, digest, 32) == 0 &&
+		if (v->valid && v->gen == gen &&
+		    memcmp(v->digest, digest, 32) == 0 &&
 		    v->server == p->server && now < v->not_after &&
 		    (p->server || strcmp(v->service, p->expect) == 0)) {
-			util_strlcpy(p->peer_service, v->service,
+			hit = *v;
+			found = 1;
+		}
+		pthread_mutex_unlock(&tls_mu);
+		if (found) {
+			util_strlcpy(p->peer_service, hit.service,
 			    sizeof(p->peer_service));
-			util_strlcpy(p->peer_spiffe, v->spiffe,
+			util_strlcpy(p->peer_spiffe, hit.spiffe,
 			    sizeof(p->peer_spiffe));
 			return 0;
 		}
 	} else {
 		chain = NULL;
 	}
-	if (ca_verify_session(p->h->ca, session, p->server ? NULL : p->expect,
-	    p->peer_service, sizeof(p->peer_service), p->peer_spiffe,
-	    sizeof(p->peer_spiffe), p->why, sizeof(p->why)) != 0)
+	if (ca_verify_peer(policy_trust(p->pol), policy_trust_domain(p->pol),
+	    session, p->server ? NULL : p->expect, p->peer_service,
+	    sizeof(p->peer_service), p->peer_spiffe, sizeof(p->peer_spiffe),
+	    p->why, sizeof(p->why)) != 0)
 		return GNUTLS_E_CERTIFICATE_ERROR;
 	if (chain != NULL) {
 		gnutls_x509_crt_t crt;
 
-		v = &tls_verified[digest[0] % TLS_VERIFIED_MAX];
-		v->valid = 0;
+		memset(&hit, 0, sizeof(hit));
 		if (gnutls_x509_crt_init(&crt) == 0) {
 			if (gnutls_x509_crt_import(crt, &chain[0],
 			    GNUTLS_X509_FMT_DER) == 0) {
-				memcpy(v->digest, digest, 32);
-				v->server = p->server;
-				v->not_after = (int64_t)
+				memcpy(hit.digest, digest, 32);
+				hit.gen = gen;
+				hit.server = p->server;
+				hit.not_after = (int64_t)
 				    gnutls_x509_crt_get_expiration_time(crt);
-				util_strlcpy(v->service, p->peer_service,
-				    sizeof(v->service));
-				util_strlcpy(v->spiffe, p->peer_spiffe,
-				    sizeof(v->spiffe));
-				v->valid = 1;
+				util_strlcpy(hit.service, p->peer_service,
+				    sizeof(hit.service));
+				util_strlcpy(hit.spiffe, p->peer_spiffe,
+				    sizeof(hit.spiffe));
+				hit.valid = 1;
 			}
 			gnutls_x509_crt_deinit(crt);
+		}
+		if (hit.valid) {
+			pthread_mutex_lock(&tls_mu);
+			tls_verified[digest[0] % TLS_VERIFIED_MAX] = hit;
+			pthread_mutex_unlock(&tls_mu);
 		}
 	}
 	return 0;
 }
 
-/* Server: choose the destination service's leaf from the SNI name. */
-static int client_hello_locked(gnutls_session_t session);
-
+/* Server: choose the destination service's leaf from the SNI name, in
+ * the connection's policy snapshot. */
 static int
 client_hello_cb(gnutls_session_t session)
 {
 	struct tls_peer *p = gnutls_session_get_ptr(session);
-	int rc;
-
-	helperd_lock(p->h);
-	rc = client_hello_locked(session);
-	helperd_unlock(p->h);
-	return rc;
-}
-
-static int
-client_hello_locked(gnutls_session_t session)
-{
-	struct tls_peer *p = gnutls_session_get_ptr(session);
 	struct helperd *h = p->h;
-	const struct conf_service *svc;
 	char sni[256];
 	size_t len = sizeof(sni) - 1;
 	unsigned type;
@@ -314,21 +324,22 @@ client_hello_locked(gnutls_session_t session)
 		return GNUTLS_E_UNRECOGNIZED_NAME;
 	}
 	sni[len] = '\0';
-	if (tls_sni_service(sni, h->conf.datacenter, ca_trust_domain(h->ca),
-	    p->local_service, sizeof(p->local_service)) != 0) {
+	if (tls_sni_service(sni, h->conf.datacenter,
+	    policy_trust_domain(p->pol), p->local_service,
+	    sizeof(p->local_service)) != 0) {
 		snprintf(p->why, sizeof(p->why), "SNI %.200s is not a service "
 		    "of this mesh and datacenter", sni);
 		return GNUTLS_E_UNRECOGNIZED_NAME;
 	}
-	svc = catalog_local(h->catalog, p->local_service);
-	if (svc == NULL || !svc->connect || svc->port == 0) {
+	if (!policy_local_served(p->pol, p->local_service)) {
 		snprintf(p->why, sizeof(p->why), "service %s is not a "
 		    "connect-enabled service of this node", p->local_service);
 		return GNUTLS_E_UNRECOGNIZED_NAME;
 	}
 	/* A relay worker: never issue a key here (the main loop gets every
 	 * local service's leaf when the service appears). */
-	p->leaf = helperd_leaf_peek(h, p->local_service);
+	ca_leaf_unref(p->leaf);
+	p->leaf = policy_leaf(p->pol, p->local_service);
 	if (p->leaf == NULL) {
 		snprintf(p->why, sizeof(p->why), "no certificate for %.63s "
 		    "yet", p->local_service);
@@ -368,11 +379,11 @@ tls_server_new(int fd, struct tls_peer *peer)
 		return NULL;
 	peer->server = 1;
 	gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
-	/* Workers call this; the main thread replaces the key under the
-	 * lock (tls_tickets_reset). */
-	helperd_lock(peer->h);
+	/* GnuTLS copies the key; the main thread replaces it
+	 * (tls_tickets_reset). */
+	pthread_mutex_lock(&tls_mu);
 	rc = gnutls_session_ticket_enable_server(s, &tls_ticket_key);
-	helperd_unlock(peer->h);
+	pthread_mutex_unlock(&tls_mu);
 	if (rc < 0) {
 		gnutls_deinit(s);
 		return NULL;
@@ -389,7 +400,7 @@ tls_client_new(int fd, struct tls_peer *peer)
 	char sni[256];
 
 	if (tls_sni_name(sni, sizeof(sni), peer->expect, h->conf.datacenter,
-	    ca_trust_domain(h->ca)) != 0)
+	    policy_trust_domain(peer->pol)) != 0)
 		return NULL;
 	s = session_new(fd, peer, GNUTLS_CLIENT);
 	if (s == NULL)
@@ -401,9 +412,7 @@ tls_client_new(int fd, struct tls_peer *peer)
 		gnutls_deinit(s);
 		return NULL;
 	}
-	helperd_lock(h);
 	ticket_take(peer, s);
-	helperd_unlock(h);
 	return s;
 }
 
@@ -413,4 +422,5 @@ tls_peer_release(struct tls_peer *peer)
 	if (peer->leaf != NULL)
 		ca_leaf_unref(peer->leaf);
 	peer->leaf = NULL;
+	peer->pol = NULL;
 }

@@ -1,6 +1,6 @@
 /* tls: GnuTLS sessions for the mesh port: TLS 1.3 only, AES-128-GCM first,
- * both sides verified with ca_verify_session from a callback during the
- * handshake. The server picks the destination service (and so its leaf)
+ * both sides verified (ca_verify_peer, against the roots of the relay's
+ * policy snapshot) from a callback during the handshake. The server picks the destination service (and so its leaf)
  * from the SNI name <service>.default.<dc>.internal.<trust-domain>. */
 #ifndef MESH_TLS_H
 #define MESH_TLS_H
@@ -10,6 +10,7 @@
 
 struct helperd;
 struct ca_leaf;
+struct policy;
 
 /* What a session knows about its two ends; embedded in a connection and
  * attached to the session with gnutls_session_set_ptr. */
@@ -21,6 +22,10 @@ struct tls_peer {
 	char peer_service[64];      /* verified peer service */
 	char peer_spiffe[256];
 	struct ca_leaf *leaf;       /* reference held while the session lives */
+	const struct policy *pol;   /* the snapshot the TLS callbacks read:
+	                               set by the caller before
+	                               tls_*_new and each handshake step,
+	                               borrowed for that step only */
 	char why[256];              /* reason of a failed handshake */
 	int resumed;                /* the handshake resumed a session */
 	int ticket_saved;           /* client: this session's ticket kept */
