@@ -281,20 +281,40 @@ def graph(text, defs, verbose):
 
 def node_lock(text):
     print(f"\n== Node lock: functions that call {LOCK} (helperd.h)")
-    total = 0
+    total, loop_locked = 0, False
     for path, t in sorted(text.items()):
         if not path.startswith("helperd/"):
             continue
         sites = []
         for name, _, _, _, body in functions(t):
             n = len(re.findall(r"\b" + LOCK + r"\s*\(", body))
+            if name == "loop_lock" and n:
+                loop_locked = True
             if n and name not in ("helperd_relock", "loop_lock"):
                 sites.append(name + (f" x{n}" if n > 1 else ""))
         if sites:
             print(f"  {path.split('/', 1)[1]:15} " + " ".join(sites))
             total += len(sites)
-    print(f"  {total} functions, plus loop_lock (daemon.c): the main loop holds "
-          f"it through every round")
+    if loop_locked:
+        print(f"  {total} functions, plus loop_lock (daemon.c): the main loop "
+              f"holds it through every round")
+    else:
+        print(f"  {total} functions; the main loop holds no node lock")
+    # The relay's own short locks (a worker never waits for the loop).
+    print("  other mutexes taken in the relay and tls.c (not the node lock):")
+    for path, t in sorted(text.items()):
+        base = path.split("/", 1)[-1]
+        if not (base.startswith("relay") or base == "tls.c") or \
+                not path.startswith("helperd/"):
+            continue
+        sites = []
+        for name, _, _, _, body in functions(t):
+            locks = sorted(set(re.findall(
+                r"pthread_mutex_lock\s*\(\s*&\s*([\w>.-]+)\s*\)", body)))
+            if locks:
+                sites.append(f"{name}({', '.join(l.split('>')[-1] for l in locks)})")
+        if sites:
+            print(f"    {base:15} " + " ".join(sites))
 
 
 def check_doc(doc, root, files, text):
