@@ -30,7 +30,7 @@ struct tls_peer {
 	int resumed;                /* the handshake resumed a session */
 	int ticket_saved;           /* client: this session's ticket kept */
 	int same_process;           /* both ends are this helperd (same-node
-	                               pair over a socketpair) */
+	                               pair, joined in memory) */
 };
 
 int tls_global_init(char *err, size_t errlen);
