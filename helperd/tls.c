@@ -23,9 +23,9 @@
 
 /* The two ends of a same-node pair are both this process, talking over a
  * link in memory (relay_mem.c): nobody can record that leg without
- * reading helperd's memory, where the ticket key lives anyway. A resumed session there
- * uses psk_ke (no ECDHE: forward secrecy buys nothing on that leg);
- * every session that crosses a network keeps psk_dhe_ke. */
+ * reading helperd's memory, where the ticket key lives anyway. A resumed
+ * session there uses psk_ke (no ECDHE: forward secrecy buys nothing on
+ * that leg); every session that crosses a network keeps psk_dhe_ke. */
 #define TLS_PRIORITY_LOCAL TLS_PRIORITY ":+PSK"
 
 static gnutls_priority_t tls_prio, tls_prio_local;
