@@ -19,8 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "helperd/accesslog.h"
-#include "helperd/owner.h"
+#include "helperd/obs/accesslog.h"
+#include "helperd/local/owner.h"
 
 static int64_t
 thread_ns(void)

@@ -53,7 +53,7 @@ struct conf_upstream {
  * tls_skip_verify, tls_server_name (SNI and the name verified). A
  * service without checks and with a port gets a TCP check of
  * address:port every check_interval; one with port 0 gets none (always
- * passing). helperd/health.c runs them. */
+ * passing). helperd/local/health.c runs them. */
 enum conf_check_type { CONF_CHECK_TCP = 1, CONF_CHECK_HTTP = 2,
 	CONF_CHECK_TTL = 3 };
 

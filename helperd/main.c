@@ -18,10 +18,10 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "helperd/helperd.h"
-#include "helperd/http.h"
-#include "helperd/metrics.h"
-#include "helperd/loop.h"
+#include "helperd/node/helperd.h"
+#include "helperd/api/http.h"
+#include "helperd/obs/metrics.h"
+#include "helperd/evloop/loop.h"
 
 static void
 usage(FILE *f)

@@ -9,7 +9,8 @@ the longest functions (lines, and a rough branch count: if for while case
 && || ?), then for helperd/ alone: the include graph, the call graph
 between files (a function defined in A, called or named in B), its cycles
 (strongly connected components of more than one file), which files call
-back into a module that creates them, and where the node lock is taken.
+back into a module that creates them, which includes and calls point up
+helperd's layers (one folder each), and where the node lock is taken.
 -v lists the functions behind every call edge. --check-doc: every
 `name()` in the document is a function defined in those folders, every
 other backticked C name is a word of their code (or a test's name), every
@@ -155,17 +156,19 @@ def sccs(nodes, edges):
 
 
 def load(root):
-    """{"dir/x.c": text} for the five source folders under root."""
+    """{"dir/x.c": text} for the five source folders under root (and the
+    folders below them: helperd/ has one per layer)."""
     files = {}
     for d in DIRS:
-        try:
-            names = sorted(os.listdir(os.path.join(root, d)))
-        except OSError as e:
-            sys.exit(f"arch_report: {root}: not a meshshim tree ({e.strerror}: {d}/)")
-        for f in names:
-            if f.endswith((".c", ".h")):
-                with open(os.path.join(root, d, f), errors="replace") as fp:
-                    files[d + "/" + f] = fp.read()
+        if not os.path.isdir(os.path.join(root, d)):
+            sys.exit(f"arch_report: {root}: not a meshshim tree (no {d}/)")
+        for at, subdirs, names in os.walk(os.path.join(root, d)):
+            subdirs.sort()
+            for f in sorted(names):
+                if f.endswith((".c", ".h")):
+                    rel = os.path.relpath(os.path.join(at, f), root)
+                    with open(os.path.join(at, f), errors="replace") as fp:
+                        files[rel] = fp.read()
     return files
 
 
@@ -198,15 +201,46 @@ def sizes(files, text, top):
 
 def includes(files):
     hd = {f.split("/", 1)[1]: t for f, t in files.items() if f.startswith("helperd/")}
-    inc = {f: sorted(set(re.findall(r'^\s*#\s*include\s+"helperd/([\w.]+)"', t,
+    inc = {f: sorted(set(re.findall(r'^\s*#\s*include\s+"helperd/([\w./]+)"', t,
                                     re.M)) - {f}) for f, t in hd.items()}
     print("\n== Include graph (helperd/*.c -> helperd headers)")
     for f in sorted(inc):
         if f.endswith(".c"):
-            print(f"  {f:15} {len(inc[f]):2}: " + " ".join(h[:-2] for h in inc[f]))
+            print(f"  {f:24} {len(inc[f]):2}: " + " ".join(h[:-2] for h in inc[f]))
     hdr = {f: set(v) for f, v in inc.items() if f.endswith(".h")}
     hcyc = sccs(hdr, hdr)
     print(f"  header cycles: {len(hcyc)}" + "".join(f"  [{' '.join(c)}]" for c in hcyc))
+    return inc
+
+
+# helperd's layers, top first: a file may include or call its own layer's
+# files and those of the layers below it, never above (docs/ARCHITECTURE.md).
+LAYERS = ["node", "api", "cluster", "local", "relay", "identity",
+          ("evloop", "obs"), "model"]
+
+
+def rank(f):
+    """helperd file (node/daemon.c) -> its layer's rank; main.c: -1."""
+    top = f.split("/", 1)[0] if "/" in f else ""
+    for i, layer in enumerate(LAYERS):
+        if top == layer or isinstance(layer, tuple) and top in layer:
+            return i
+    return -1
+
+
+def layers(inc, calls):
+    """Every include or call that points up the layers."""
+    print("\n== Layers (" + " -> ".join(l if isinstance(l, str) else "/".join(l)
+                                       for l in LAYERS) + "): edges pointing up")
+    up = []
+    for f, hs in sorted(inc.items()):
+        up += [f"  {f} includes {h}" for h in hs if rank(h) < rank(f)]
+    for f, row in sorted(calls.items()):
+        up += [f"  {f} calls {g}: {' '.join(sorted(n))}"
+               for g, n in sorted(row.items()) if rank(g) < rank(f)]
+    print("\n".join(up) if up else "  none")
+    print(f"  {len(up)} edges point up")
+    return len(up)
 
 
 def module(f, stems):
@@ -234,7 +268,7 @@ def graph(text, defs, verbose):
             print(f"  {f}" + "".join(f"\n      -> {g}: {' '.join(sorted(n))}"
                                      for g, n in sorted(row.items())))
         else:
-            print(f"  {f:15} -> " + " ".join(f"{g[:-2]}({len(n)})"
+            print(f"  {f:24} -> " + " ".join(f"{g[:-2]}({len(n)})"
                                              for g, n in sorted(row.items())))
     cyc = sccs(set(calls) | set(defs.values()), calls)
     print(f"\n== Cycles (strongly connected components of > 1 file): {len(cyc)}")
@@ -254,7 +288,7 @@ def graph(text, defs, verbose):
           + "".join(f"\n  {len(c)} modules: {' '.join(c)}" for c in mcyc))
     print("\n== Creation (module -> modules it makes, by a *_new/_open/_start)")
     for m in sorted(creates):
-        print(f"  {m:10} -> " + " ".join(f"{g}({c})" for g, c in sorted(creates[m].items())))
+        print(f"  {m:16} -> " + " ".join(f"{g}({c})" for g, c in sorted(creates[m].items())))
 
     def ancestors(m, seen):
         """Every module that made m, directly or not -> its child on the way."""
@@ -274,9 +308,10 @@ def graph(text, defs, verbose):
             while path[-1] != mod[f]:
                 path.append(anc[path[-1]])
             via = "" if len(path) == 2 else f" ({' -> '.join(path)})"
-            print(f"  {f:15} -> {g}{via}: {' '.join(sorted(names))}")
+            print(f"  {f:24} -> {g}{via}: {' '.join(sorted(names))}")
             back.add(f)
     print(f"  {len(back)} files call back into a creator")
+    return calls
 
 
 def node_lock(text):
@@ -372,8 +407,9 @@ def main():
     now = datetime.datetime.now(datetime.timezone.utc)
     print(f"arch_report {now:%Y-%m-%d %H:%M} UTC, commit {rev or '?'}")
     defs = sizes(files, text, a.n)
-    includes(files)
-    graph(text, defs, a.v)
+    inc = includes(files)
+    calls = graph(text, defs, a.v)
+    layers(inc, calls)
     node_lock(text)
     return 0
 

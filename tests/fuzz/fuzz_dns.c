@@ -3,7 +3,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "helperd/dns.h"
+#include "helperd/local/dns.h"
 
 static int
 lookup(void *arg, const char *svc, uint32_t *addr, int *port)

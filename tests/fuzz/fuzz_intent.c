@@ -4,7 +4,7 @@
 
 #include <jansson.h>
 
-#include "helperd/intent.h"
+#include "helperd/model/intent.h"
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)

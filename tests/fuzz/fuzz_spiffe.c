@@ -4,7 +4,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "helperd/spiffe.h"
+#include "helperd/model/spiffe.h"
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)

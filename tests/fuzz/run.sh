@@ -34,7 +34,7 @@ common="$top/common/util.c $top/common/log.c"
 # Every file of conf/ and of the intentions (model, JSON, store): a split
 # of either must not leave the fuzz build behind.
 conf=$(echo "$top"/conf/*.c)
-intent=$(echo "$top"/helperd/intent.c "$top"/helperd/intent_*.c)
+intent=$(echo "$top"/helperd/model/intent.c "$top"/helperd/model/intent_*.c)
 build() { # build NAME SOURCES...: a target that does not build fails
 	n=$1; shift
 	# shellcheck disable=SC2086
@@ -61,7 +61,7 @@ run() { # run NAME
 build fuzz_consul $conf && seed fuzz_consul "$top"/tests/fixtures/conf/good/*.json "$top"/tests/fixtures/conf/bad/*.json "$top"/examples/getting-started/*.json && run fuzz_consul
 build fuzz_conf $conf && seed fuzz_conf "$top"/tests/fixtures/conf/good/*.conf "$top"/tests/fixtures/conf/bad/*.conf && run fuzz_conf
 build fuzz_intent $intent $conf && run fuzz_intent
-build fuzz_spiffe "$top/helperd/spiffe.c" && run fuzz_spiffe
+build fuzz_spiffe "$top/helperd/model/spiffe.c" && run fuzz_spiffe
 # DNS queries: seeded with real ones (A, SRV, AAAA, outside the zone).
 mkdir -p "$T/corpus-fuzz_dns"
 python3 - "$T/corpus-fuzz_dns" <<'PY'
@@ -76,7 +76,7 @@ for i, (n, t) in enumerate([("socat.service.mesh", 1), ("socat.connect.consul", 
                             ("web.service.consul", 28), ("example.com", 1), ("nope.service.mesh", 1)]):
     q(n, t, i)
 PY
-build fuzz_dns "$top/helperd/dns.c" "$top/helperd/loop.c" $(pkg-config --libs ldns) && run fuzz_dns
+build fuzz_dns "$top/helperd/local/dns.c" "$top/helperd/evloop/loop.c" $(pkg-config --libs ldns) && run fuzz_dns
 echo "$pass passed, $failn failed"
 [ "$pass" -gt 0 ] || { echo "FAIL - no target ran"; rc=1; }
 exit $rc

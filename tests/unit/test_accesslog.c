@@ -11,7 +11,7 @@
 
 #include <jansson.h>
 
-#include "helperd/accesslog.h"
+#include "helperd/obs/accesslog.h"
 
 static struct accesslog_entry
 entry(uint64_t id)

@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "helperd/acl.h"
-#include "helperd/catalog.h"
+#include "helperd/identity/acl.h"
+#include "helperd/model/catalog.h"
 
 static struct acl_rules *
 rules(const char *text)

@@ -18,9 +18,9 @@
 #include <jansson.h>
 
 #include "common/util.h"
-#include "helperd/ca.h"
-#include "helperd/cert.h"
-#include "helperd/spiffe.h"
+#include "helperd/identity/ca.h"
+#include "helperd/model/cert.h"
+#include "helperd/model/spiffe.h"
 
 #define TD   "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d.mesh"
 #define ID(svc) "spiffe://" TD "/ns/default/dc/dc1/svc/" svc

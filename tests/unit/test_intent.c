@@ -1,4 +1,4 @@
-/* Unit tests of helperd/intent.c: precedence, ties, defaults, validation,
+/* Unit tests of helperd/model/intent.c: precedence, ties, defaults, validation,
  * the store's errors, persistence and rollback. */
 #include <criterion/criterion.h>
 
@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
-#include "helperd/intent.h"
+#include "helperd/model/intent.h"
 
 /* ---- helpers ---- */
 

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
-#include "helperd/loop.h"
+#include "helperd/evloop/loop.h"
 
 #define MAXLOG 8192
 

@@ -1,4 +1,4 @@
-/* Unit tests of helperd/policy.c: the snapshot answers what the live
+/* Unit tests of helperd/relay/policy.c: the snapshot answers what the live
  * state answers (intentions against intent_check, instances against
  * catalog_instances, leaves and trust against the CA), keeps its leaves
  * alive after the CA let go of them, and concurrent readers of
@@ -15,10 +15,10 @@
 #include <unistd.h>
 
 #include "common/util.h"
-#include "helperd/ca.h"
-#include "helperd/catalog.h"
-#include "helperd/intent.h"
-#include "helperd/policy.h"
+#include "helperd/identity/ca.h"
+#include "helperd/model/catalog.h"
+#include "helperd/model/intent.h"
+#include "helperd/relay/policy.h"
 
 static struct intent_db *
 db_mem(void)

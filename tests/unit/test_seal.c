@@ -12,9 +12,9 @@
 #include <jansson.h>
 
 #include "common/util.h"
-#include "helperd/ca.h"
-#include "helperd/ca_share.h"
-#include "helperd/seal.h"
+#include "helperd/identity/ca.h"
+#include "helperd/cluster/ca_share.h"
+#include "helperd/cluster/seal.h"
 
 #define PASS "0123456789abcdef0123456789abcdef"
 #define AAD  "/meshshim/ca/keys"

@@ -1,4 +1,4 @@
-/* Unit tests of helperd/snap.c: one writer publishing many generations,
+/* Unit tests of helperd/evloop/snap.c: one writer publishing many generations,
  * readers taking and dropping references concurrently. Each reader checks
  * that an object it holds is whole (every word of its payload is its
  * generation, and it was not freed) and that generations never go back;
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "helperd/snap.h"
+#include "helperd/evloop/snap.h"
 
 #define PAYLOAD 64
 

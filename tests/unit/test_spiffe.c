@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "helperd/spiffe.h"
+#include "helperd/model/spiffe.h"
 
 #define TD "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d.mesh"
 

@@ -1,0 +1,441 @@
+#include "helperd/api/http.h"
+
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "helperd/identity/acl.h"
+#include "helperd/model/catalog.h"
+#include "helperd/local/direct.h"
+#include "helperd/local/dns.h"
+#include "helperd/local/health.h"
+#include "helperd/api/http_block.h"
+#include "helperd/node/helperd.h"
+#include "helperd/evloop/loop.h"
+#include "helperd/relay/relay.h"
+
+const char *
+http_query(const struct http_req *req, const char *key)
+{
+	return MHD_lookup_connection_value(req->mhd_conn,
+	    MHD_GET_ARGUMENT_KIND, key);
+}
+
+void
+http_reply_json(struct http_resp *resp, unsigned status, json_t *j)
+{
+	char *s = j != NULL ? json_dumps(j, JSON_INDENT(2) |
+	    JSON_ENCODE_ANY) : NULL;
+
+	json_decref(j);
+	if (s == NULL) {
+		http_reply_text(resp, 500, "cannot encode JSON");
+		return;
+	}
+	free(resp->body);
+	resp->status = status;
+	resp->len = strlen(s);
+	resp->body = s;
+	resp->ctype = "application/json";
+}
+
+void
+http_reply_text(struct http_resp *resp, unsigned status, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n > sizeof(buf) - 2)
+		n = (int)sizeof(buf) - 2;
+	buf[n++] = '\n';
+	buf[n] = '\0';
+	free(resp->body);
+	resp->status = status;
+	resp->body = strdup(buf);
+	resp->len = resp->body != NULL ? (size_t)n : 0;
+	resp->ctype = "text/plain; charset=utf-8";
+}
+
+json_t *
+http_body_json(const struct http_req *req, struct http_resp *resp)
+{
+	json_error_t e;
+	json_t *j;
+
+	if (req->body_len == 0) {
+		http_reply_text(resp, 400, "Request body is empty; expected "
+		    "a JSON object");
+		return NULL;
+	}
+	j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);
+	if (j == NULL) {
+		http_reply_text(resp, 400, "Request decode failed: malformed "
+		    "JSON: %s at line %d column %d", e.text, e.line, e.column);
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		http_reply_text(resp, 400, "Request decode failed: expected "
+		    "a JSON object");
+		return NULL;
+	}
+	return j;
+}
+
+static int
+method_is(const struct http_req *req, struct http_resp *resp,
+    const char *allowed)
+{
+	char m[16];
+	const char *p = allowed;
+
+	/* allowed: "GET" or "PUT|POST" */
+	while (*p != '\0') {
+		size_t n = strcspn(p, "|");
+		if (n < sizeof(m)) {
+			memcpy(m, p, n);
+			m[n] = '\0';
+			if (strcmp(m, req->method) == 0)
+				return 1;
+		}
+		p += n;
+		if (*p == '|')
+			p++;
+	}
+	http_reply_text(resp, 405, "Method %s not allowed on %s (allowed: %s)",
+	    req->method, req->path, allowed);
+	return 0;
+}
+
+/* A boolean query flag as Consul reads it: "?passing", "?passing=true"
+ * and "?passing=1" are set; absent or "false"/"0" are not. */
+static int
+query_flag(const struct http_req *req, const char *key)
+{
+	const char *v = NULL;
+	size_t vl = 0;
+
+	if (MHD_lookup_connection_value_n(req->mhd_conn, MHD_GET_ARGUMENT_KIND,
+	    key, strlen(key), &v, &vl) != MHD_YES)
+		return 0;
+	return v == NULL || vl == 0 || (strcmp(v, "false") != 0 &&
+	    strcmp(v, "0") != 0);
+}
+
+/* A local service by ID (API registrations and the configuration). */
+static const struct conf_service *
+service_by_id(struct helperd *h, const char *id)
+{
+	for (size_t i = 0; i < catalog_local_count(h->catalog); i++) {
+		const struct conf_service *s = catalog_local_at(h->catalog, i);
+
+		if (strcmp(s->id, id) == 0)
+			return s;
+	}
+	return NULL;
+}
+
+/* A TTL check is updated by its service's writers ("service:<id>" and
+ * "service:<id>:<n>" are the IDs helperd gives) or operator:write. */
+static int
+check_allowed(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp, const char *verb_id)
+{
+	const char *id = strchr(verb_id, '/');
+	const struct conf_service *s = NULL;
+	char sid[CONF_NAME_MAX];
+
+	if (acl_operator_write(h->acl, req->caller))
+		return 1;
+	if (id != NULL && strncmp(id + 1, "service:", 8) == 0) {
+		util_strlcpy(sid, id + 9, sizeof(sid));
+		sid[strcspn(sid, ":")] = '\0';
+		s = service_by_id(h, sid);
+	}
+	if (s != NULL)
+		return http_allowed(req, resp, acl_service_write(h->acl,
+		    req->caller, s->name, s), "service:write", s->name);
+	return http_allowed(req, resp, 0, "operator:write", NULL);
+}
+
+/* Registering (or replacing) services needs service:write on each name,
+ * and on the name an existing ID had. A uid that has write only as the
+ * `user` of a service keeps that `user` in the new definition. */
+static int
+register_allowed(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp, const struct conf_service *svcs, size_t n)
+{
+	const struct acl_caller *c = req->caller;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct conf_service *old = catalog_local(h->catalog,
+		    svcs[i].name), *byid = service_by_id(h, svcs[i].id);
+
+		if (acl_is_management(h->acl, c))
+			return 1;
+		if (!http_allowed(req, resp, acl_service_write(h->acl, c,
+		    svcs[i].name, old), "service:write", svcs[i].name))
+			return 0;
+		if (byid != NULL && !http_allowed(req, resp,
+		    acl_service_write(h->acl, c, byid->name, byid),
+		    "service:write", byid->name))
+			return 0;
+		if (old != NULL && old->user[0] != '\0' && c->uid == old->uid &&
+		    (svcs[i].user[0] == '\0' || svcs[i].uid != c->uid) &&
+		    !acl_service_write(h->acl, &(struct acl_caller){
+		    .token = c->token, .uid = ACL_NOUID }, svcs[i].name, NULL)) {
+			http_reply_text(resp, 403, "Permission denied: uid %ld "
+			    "acts for %s as its user; the new definition must "
+			    "keep \"user\": \"%s\"", (long)c->uid,
+			    svcs[i].name, old->user);
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* PUT /v1/agent/check/{pass,warn,fail}/<id>[?note=...]: a TTL check. */
+static void
+agent_check_update(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp, const char *rest)
+{
+	static const struct { const char *verb; enum catalog_status st; }
+	    verbs[] = { { "pass/", CATALOG_PASSING },
+	    { "warn/", CATALOG_WARNING }, { "fail/", CATALOG_CRITICAL } };
+	char why[256];
+	int status;
+
+	if (!check_allowed(h, req, resp, rest))
+		return;
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(verbs); i++) {
+		size_t vl = strlen(verbs[i].verb);
+
+		if (strncmp(rest, verbs[i].verb, vl) != 0)
+			continue;
+		if (health_ttl_update(h->health, rest + vl, verbs[i].st,
+		    http_query(req, "note"), &status, why, sizeof(why)) != 0)
+			http_reply_text(resp, (unsigned)status, "%s", why);
+		else
+			http_reply_text(resp, 200, "%s", "");
+		return;
+	}
+	http_reply_text(resp, 404, "Unknown path: %s", req->path);
+}
+
+/* /v1/agent/service/register: a Consul service definition. */
+static void
+agent_register(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp)
+{
+	struct conf_service *svcs = NULL;
+	size_t n = 0;
+	char err[CONF_ERR_MAX];
+
+	if (req->body_len == 0) {
+		http_reply_text(resp, 400, "Request body is empty; expected "
+		    "a service definition");
+		return;
+	}
+	if (conf_parse_service_json(req->body, req->body_len, "request",
+	    &svcs, &n, err, sizeof(err)) != 0) {
+		http_reply_text(resp, 400, "Invalid service definition: %s",
+		    err);
+		return;
+	}
+	if (n == 0) {
+		http_reply_text(resp, 400, "Invalid service definition: no "
+		    "service in it");
+		conf_services_free(svcs, n);
+		return;
+	}
+	if (!register_allowed(h, req, resp, svcs, n)) {
+		conf_services_free(svcs, n);
+		return;
+	}
+	if (helperd_service_register(h, svcs, n, err, sizeof(err)) != 0) {
+		http_reply_text(resp, 400, "%s", err);
+		conf_services_free(svcs, n);
+		return;
+	}
+	http_reply_text(resp, 200, "%s", "");
+}
+
+/* The control socket as an absolute path (meshctl connect proxy finds
+ * helperd by it): a relative "socket" is relative to helperd's working
+ * directory, which it never changes. */
+static const char *
+ctl_socket_abs(const struct helperd *h, char *buf, size_t len)
+{
+	char cwd[PATH_MAX];
+
+	if (h->conf.socket[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
+		return h->conf.socket;
+	snprintf(buf, len, "%s/%s", cwd, h->conf.socket);
+	return buf;
+}
+
+static int
+route_agent_catalog(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp)
+{
+	const char *p = req->path;
+	char err[CONF_ERR_MAX];
+
+	if (strcmp(p, "/v1/agent/services") == 0) {
+		if (method_is(req, resp, "GET"))
+			http_reply_json(resp, 200,
+			    catalog_agent_services_json(h->catalog));
+	} else if (strcmp(p, "/v1/agent/reload") == 0) {
+		if (!method_is(req, resp, "PUT|POST") ||
+		    !http_allowed(req, resp, acl_operator_write(h->acl,
+		    req->caller), "operator:write", NULL))
+			return 1;
+		if (helperd_reload(h, err, sizeof(err)) != 0)
+			http_reply_text(resp, 500, "Reload failed, the running "
+			    "configuration is kept: %s", err);
+		else    /* what it did not apply, if anything */
+			http_reply_text(resp, 200, "%s", h->reload_note);
+	} else if (strcmp(p, "/v1/agent/service/register") == 0) {
+		if (method_is(req, resp, "PUT|POST"))
+			agent_register(h, req, resp);
+	} else if (strncmp(p, "/v1/agent/service/deregister/", 29) == 0) {
+		const struct conf_service *s = service_by_id(h, p + 29);
+
+		if (!method_is(req, resp, "PUT|POST"))
+			return 1;
+		if (s != NULL && !http_allowed(req, resp, acl_service_write(
+		    h->acl, req->caller, s->name, s), "service:write", s->name))
+			return 1;
+		if (s == NULL && !http_allowed(req, resp, acl_is_management(
+		    h->acl, req->caller), "service:write", p + 29))
+			return 1;
+		if (helperd_service_deregister(h, p + 29, err,
+		    sizeof(err)) != 0)
+			http_reply_text(resp, 404, "%s", err);
+		else
+			http_reply_text(resp, 200, "%s", "");
+	} else if (strcmp(p, "/v1/agent/self") == 0) {
+		char ctlsock[PATH_MAX + 128];
+
+		if (method_is(req, resp, "GET"))
+			http_reply_json(resp, 200, json_pack(
+			    "{s:{s:s, s:s, s:s, s:i, s:s, s:s, s:b, s:s}, s:{s:I, s:I, "
+			    "s:I, s:I, s:I}}",
+			    "Config", "NodeName", h->conf.node, "Datacenter",
+			    h->conf.datacenter, "Version", "meshshim "
+			    MESHSHIM_VERSION,
+			    "MeshPort", h->mesh_port_bound, "HTTPSocket",
+			    h->http_sock, "ControlSocket", ctl_socket_abs(h,
+			    ctlsock, sizeof(ctlsock)),
+			    "ACLsEnabled", acl_enabled(h->acl),
+			    "DefaultIntention", h->conf.default_allow ?
+			    "allow" : "deny",
+			    "Stats",
+			    "Connections", (json_int_t)relay_count(h->relay),
+			    "DirectConnections",
+			    (json_int_t)direct_count(h->direct),
+			    "DNSAnswered", (json_int_t)dns_answered(h->dns),
+			    "DNSDropped", (json_int_t)dns_dropped(h->dns),
+			    "RefusedAllCritical",
+			    (json_int_t)h->refused_all_critical));
+	} else if (strcmp(p, "/v1/catalog/services") == 0) {
+		if (method_is(req, resp, "GET"))
+			http_reply_json(resp, 200,
+			    catalog_services_json(h->catalog));
+	} else if (strcmp(p, "/v1/catalog/nodes") == 0) {
+		if (method_is(req, resp, "GET"))
+			http_reply_json(resp, 200,
+			    catalog_nodes_json(h->catalog));
+	} else if (strncmp(p, "/v1/catalog/service/", 20) == 0) {
+		if (method_is(req, resp, "GET"))
+			http_reply_json(resp, 200,
+			    catalog_service_json(h->catalog, p + 20));
+	} else if (strncmp(p, "/v1/health/connect/", 19) == 0) {
+		if (method_is(req, resp, "GET"))
+			http_reply_json(resp, 200, catalog_health_json(
+			    h->catalog, p + 19, query_flag(req, "passing")));
+	} else if (strncmp(p, "/v1/health/service/", 19) == 0) {
+		if (method_is(req, resp, "GET"))
+			http_reply_json(resp, 200, catalog_health_json(
+			    h->catalog, p + 19, query_flag(req, "passing")));
+	} else if (strcmp(p, "/v1/agent/checks") == 0) {
+		if (method_is(req, resp, "GET"))
+			http_reply_json(resp, 200,
+			    health_agent_checks_json(h->health));
+	} else if (strncmp(p, "/v1/agent/check/", 16) == 0) {
+		if (method_is(req, resp, "PUT"))
+			agent_check_update(h, req, resp, p + 16);
+	} else if (strcmp(p, "/v1/status/leader") == 0) {
+		if (method_is(req, resp, "GET"))
+			http_reply_json(resp, 200, json_string(
+			    h->http_bound));
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
+int
+http_allowed(const struct http_req *req, struct http_resp *resp, int ok,
+    const char *perm, const char *what)
+{
+	char why[512];
+
+	if (ok)
+		return 1;
+	acl_denied(req->caller, perm, what, why, sizeof(why));
+	http_reply_text(resp, 403, "%s", why);
+	return 0;
+}
+
+int
+http_intent_allowed(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp, const char *dest)
+{
+	return http_allowed(req, resp, acl_intention_write(h->acl,
+	    req->caller, dest), "intentions:write", dest);
+}
+
+void
+http_dispatch(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp)
+{
+	const struct acl_caller *c = req->caller;
+
+	if (http_ui_route(req, resp))
+		return;
+	/* An unknown token is refused everywhere, as Consul does; from
+	 * another host even the reads need a token. */
+	if (acl_enabled(h->acl) && (c->bad_token || (!c->local &&
+	    c->token == NULL))) {
+		http_reply_text(resp, 403, "%s", c->bad_token ?
+		    "ACL not found" : "Permission denied: a token is required "
+		    "from a non-loopback address (X-Consul-Token)");
+		return;
+	}
+	if (route_agent_catalog(h, req, resp) ||
+	    http_intent_route(h, req, resp) || http_ca_route(h, req, resp) ||
+	    http_acl_route(h, req, resp) || http_agent_route(h, req, resp))
+		return;
+	http_reply_text(resp, 404, "Unknown path: %s", req->path);
+}
+

@@ -1,0 +1,511 @@
+/* http_intent: Consul's intention endpoints and the agent's authorize.
+ *
+ *   GET|POST        /v1/connect/intentions          (?replace=true on POST)
+ *   GET|PUT|DELETE  /v1/connect/intentions/:id
+ *   GET|PUT|DELETE  /v1/connect/intentions/exact?source=&destination=
+ *   GET             /v1/connect/intentions/check?source=&destination=
+ *   GET             /v1/connect/intentions/match?by=&name=
+ *   POST            /v1/agent/connect/authorize
+ *
+ * Every change is saved by intent.c before it is applied, then reported to
+ * helperd_intentions_changed(); every rejected request changes nothing. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "conf/conf.h"
+#include "helperd/identity/ca.h"
+#include "helperd/node/helperd.h"
+#include "helperd/api/http.h"
+#include "helperd/model/intent.h"
+#include "helperd/model/spiffe.h"
+
+#define PFX "/v1/connect/intentions"
+#define WHY_MAX 512
+
+static int
+method_is(const struct http_req *req, const char *m)
+{
+	return strcmp(req->method, m) == 0;
+}
+
+static int
+not_allowed(const struct http_req *req, struct http_resp *resp,
+    const char *allow)
+{
+	http_reply_text(resp, 405, "method %s not allowed on %s (Allow: %s)",
+	    req->method, req->path, allow);
+	return 1;
+}
+
+static unsigned
+err_status(enum intent_err c)
+{
+	switch (c) {
+	case INTENT_EINVAL:
+		return 400;
+	case INTENT_ENOENT:
+		return 404;
+	case INTENT_EEXIST:
+		return 409;
+	case INTENT_ENOSPC:
+		return 400;
+	case INTENT_EUNKNOWN:
+		return 504;     /* the store did not answer: may be applied */
+	case INTENT_EIO:
+		break;
+	}
+	return 500;
+}
+
+static void
+changed(struct helperd *h, const char *what, const struct intent *in)
+{
+	char s[INTENT_STR_MAX], why[INTENT_STR_MAX + 64];
+
+	intent_string(in, s, sizeof(s));
+	snprintf(why, sizeof(why), "intention %s: %s", what, s);
+	log_info("%s (ID %s, via the HTTP API)", why, in->id);
+	helperd_intentions_changed(h, why);
+}
+
+/* A required name parameter (service name or "*"); replies 400 and
+ * returns NULL when missing or invalid. */
+static const char *
+name_param(const struct http_req *req, struct http_resp *resp,
+    const char *key)
+{
+	const char *v = http_query(req, key);
+
+	if (v == NULL || v[0] == '\0') {
+		http_reply_text(resp, 400, "required query parameter '%s' not "
+		    "set", key);
+		return NULL;
+	}
+	if (!intent_valid_name(v)) {
+		http_reply_text(resp, 400, "%s \"%.80s\": not a valid service "
+		    "name (1-63 chars of [A-Za-z0-9_-], starting with a letter "
+		    "or digit) or \"*\"", key, v);
+		return NULL;
+	}
+	return v;
+}
+
+/* 200 with j (consumed), or 500 when building j failed. */
+static void
+reply_json(struct http_resp *resp, json_t *j)
+{
+	if (j == NULL)
+		http_reply_text(resp, 500, "out of memory");
+	else
+		http_reply_json(resp, 200, j);
+}
+
+static void
+reply_intent(struct http_resp *resp, const struct intent *in)
+{
+	reply_json(resp, intent_to_json(in));
+}
+
+/* Parse the body as an intention; replies 400 and returns -1 on error. */
+static int
+body_intent(const struct http_req *req, struct http_resp *resp,
+    struct intent *in)
+{
+	char why[WHY_MAX];
+	json_t *j = http_body_json(req, resp);
+	int rc;
+
+	if (j == NULL)
+		return -1;
+	rc = intent_from_json(j, in, why, sizeof(why));
+	json_decref(j);
+	if (rc != 0) {
+		http_reply_text(resp, 400, "invalid intention: %s", why);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+list(struct helperd *h, struct http_resp *resp)
+{
+	json_t *arr = json_array();
+	size_t n = intent_count(h->intents);
+
+	for (size_t i = 0; arr != NULL && i < n; i++) {
+		if (json_array_append_new(arr,
+		    intent_to_json(intent_at(h->intents, i))) != 0) {
+			json_decref(arr);
+			arr = NULL;
+		}
+	}
+	if (arr == NULL) {
+		http_reply_text(resp, 500, "out of memory");
+		return;
+	}
+	http_reply_json(resp, 200, arr);
+}
+
+static void
+create(struct helperd *h, const struct http_req *req, struct http_resp *resp)
+{
+	const char *r = http_query(req, "replace");
+	char id[37], why[WHY_MAX];
+	enum intent_err code;
+	struct intent in;
+	int replace = 0, existed;
+
+	if (r != NULL) {
+		if (strcmp(r, "true") == 0 || strcmp(r, "1") == 0 ||
+		    r[0] == '\0') {
+			replace = 1;
+		} else if (strcmp(r, "false") != 0 && strcmp(r, "0") != 0) {
+			http_reply_text(resp, 400, "replace must be true or "
+			    "false");
+			return;
+		}
+	}
+	if (body_intent(req, resp, &in) != 0)
+		return;
+	if (!http_intent_allowed(h, req, resp, in.dst)) {
+		intent_clear(&in);
+		return;
+	}
+	existed = intent_find_exact(h->intents, in.src, in.dst) != NULL;
+	if (intent_create(h->intents, &in, replace, id, &code, why,
+	    sizeof(why)) != 0) {
+		http_reply_text(resp, err_status(code), "%s", why);
+	} else {
+		util_strlcpy(in.id, id, sizeof(in.id));
+		changed(h, existed ? "replaced" : "created", &in);
+		reply_json(resp, json_pack("{s:s}", "ID", id));
+	}
+	intent_clear(&in);
+}
+
+static int
+route_by_id(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp, const char *id)
+{
+	const struct intent *cur;
+	char why[WHY_MAX];
+	enum intent_err code;
+	struct intent in;
+
+	if (!method_is(req, "GET") && !method_is(req, "PUT") &&
+	    !method_is(req, "DELETE"))
+		return not_allowed(req, resp, "GET, PUT, DELETE");
+	if (!intent_valid_id(id)) {
+		http_reply_text(resp, 400, "invalid intention ID \"%.40s\": "
+		    "expected a UUID", id);
+		return 1;
+	}
+	if ((cur = intent_get(h->intents, id)) == NULL) {
+		http_reply_text(resp, 404, "intention not found: %s", id);
+		return 1;
+	}
+	if (method_is(req, "GET")) {
+		reply_intent(resp, cur);
+	} else if (method_is(req, "PUT")) {
+		if (!http_intent_allowed(h, req, resp, cur->dst) ||
+		    body_intent(req, resp, &in) != 0)
+			return 1;
+		if (!http_intent_allowed(h, req, resp, in.dst)) {
+			intent_clear(&in);
+			return 1;
+		}
+		if (intent_update(h->intents, id, &in, &code, why,
+		    sizeof(why)) != 0) {
+			http_reply_text(resp, err_status(code), "%s", why);
+		} else {
+			util_strlcpy(in.id, id, sizeof(in.id));
+			changed(h, "updated", &in);
+			reply_json(resp, json_true());
+		}
+		intent_clear(&in);
+	} else {
+		if (!http_intent_allowed(h, req, resp, cur->dst))
+			return 1;
+		in = *cur;   /* for the message: cur dies with the delete */
+		in.meta = NULL;
+		if (intent_delete(h->intents, id, &code, why,
+		    sizeof(why)) != 0) {
+			http_reply_text(resp, err_status(code), "%s", why);
+		} else {
+			changed(h, "deleted", &in);
+			reply_json(resp, json_true());
+		}
+	}
+	return 1;
+}
+
+/* PUT .../exact: Consul 1.9's upsert by name; the body's names, when
+ * present, must agree with the query. */
+static void
+exact_put(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp, const char *src, const char *dst)
+{
+	static const char *const keys[] = { "SourceName", "DestinationName" };
+	const char *want[] = { src, dst };
+	char why[WHY_MAX];
+	enum intent_err code;
+	struct intent in;
+	json_t *j;
+	int rc, existed;
+
+	if ((j = http_body_json(req, resp)) == NULL)
+		return;
+	if (!json_is_object(j)) {
+		json_decref(j);
+		http_reply_text(resp, 400, "invalid intention: intention must "
+		    "be a JSON object");
+		return;
+	}
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(keys); i++) {
+		json_t *v = json_object_get(j, keys[i]);
+
+		if (v == NULL || json_is_null(v)) {
+			json_object_set_new(j, keys[i], json_string(want[i]));
+		} else if (!json_is_string(v) ||
+		    strcmp(json_string_value(v), want[i]) != 0) {
+			json_decref(j);
+			http_reply_text(resp, 400, "invalid intention: %s does "
+			    "not match the query parameter", keys[i]);
+			return;
+		}
+	}
+	rc = intent_from_json(j, &in, why, sizeof(why));
+	json_decref(j);
+	if (rc != 0) {
+		http_reply_text(resp, 400, "invalid intention: %s", why);
+		return;
+	}
+	existed = intent_find_exact(h->intents, in.src, in.dst) != NULL;
+	if (intent_create(h->intents, &in, 1, in.id, &code, why,
+	    sizeof(why)) != 0) {
+		http_reply_text(resp, err_status(code), "%s", why);
+	} else {
+		changed(h, existed ? "replaced" : "created", &in);
+		reply_json(resp, json_true());
+	}
+	intent_clear(&in);
+}
+
+static int
+route_exact(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp)
+{
+	const struct intent *cur;
+	const char *src, *dst;
+	char why[WHY_MAX];
+	enum intent_err code;
+	struct intent in;
+
+	if (!method_is(req, "GET") && !method_is(req, "PUT") &&
+	    !method_is(req, "DELETE"))
+		return not_allowed(req, resp, "GET, PUT, DELETE");
+	if ((src = name_param(req, resp, "source")) == NULL ||
+	    (dst = name_param(req, resp, "destination")) == NULL)
+		return 1;
+	if (!method_is(req, "GET") && !http_intent_allowed(h, req, resp, dst))
+		return 1;
+	if (method_is(req, "PUT")) {
+		exact_put(h, req, resp, src, dst);
+		return 1;
+	}
+	if ((cur = intent_find_exact(h->intents, src, dst)) == NULL) {
+		http_reply_text(resp, 404, "intention not found: %s => %s",
+		    src, dst);
+		return 1;
+	}
+	if (method_is(req, "GET")) {
+		reply_intent(resp, cur);
+		return 1;
+	}
+	in = *cur;
+	in.meta = NULL;
+	if (intent_delete(h->intents, in.id, &code, why, sizeof(why)) != 0) {
+		http_reply_text(resp, err_status(code), "%s", why);
+	} else {
+		changed(h, "deleted", &in);
+		reply_json(resp, json_true());
+	}
+	return 1;
+}
+
+static int
+route_check(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp)
+{
+	const char *src, *dst;
+	int ok;
+
+	if (!method_is(req, "GET"))
+		return not_allowed(req, resp, "GET");
+	if ((src = name_param(req, resp, "source")) == NULL ||
+	    (dst = name_param(req, resp, "destination")) == NULL)
+		return 1;
+	ok = intent_check(h->intents, src, dst, h->conf.default_allow, NULL);
+	reply_json(resp, json_pack("{s:b}", "Allowed", ok));
+	return 1;
+}
+
+static int
+route_match(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp)
+{
+	const struct intent **m = NULL;
+	const char *by, *name;
+	json_t *arr, *root;
+	size_t n;
+	int by_source;
+
+	if (!method_is(req, "GET"))
+		return not_allowed(req, resp, "GET");
+	by = http_query(req, "by");
+	if (by == NULL || by[0] == '\0') {
+		http_reply_text(resp, 400, "required query parameter 'by' not "
+		    "set");
+		return 1;
+	}
+	if (strcmp(by, "source") == 0) {
+		by_source = 1;
+	} else if (strcmp(by, "destination") == 0) {
+		by_source = 0;
+	} else {
+		http_reply_text(resp, 400, "'by' must be 'source' or "
+		    "'destination'");
+		return 1;
+	}
+	if ((name = name_param(req, resp, "name")) == NULL)
+		return 1;
+	n = intent_match(h->intents, by_source, name, NULL, 0);
+	if (n > 0 && (m = calloc(n, sizeof(*m))) == NULL)
+		goto oom;
+	n = intent_match(h->intents, by_source, name, m, n);
+	arr = json_array();
+	for (size_t i = 0; arr != NULL && i < n; i++) {
+		if (json_array_append_new(arr, intent_to_json(m[i])) != 0) {
+			json_decref(arr);
+			arr = NULL;
+		}
+	}
+	free(m);
+	if (arr == NULL || (root = json_object()) == NULL ||
+	    json_object_set_new(root, name, arr) != 0) {
+		json_decref(arr);
+		goto oom;
+	}
+	http_reply_json(resp, 200, root);
+	return 1;
+oom:
+	http_reply_text(resp, 500, "out of memory");
+	return 1;
+}
+
+static void
+authorized(struct http_resp *resp, int ok, const char *reason)
+{
+	reply_json(resp, json_pack("{s:b, s:s}", "Authorized", ok, "Reason",
+	    reason));
+}
+
+static int
+route_authorize(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp)
+{
+	const struct intent *m;
+	struct spiffe_id sid;
+	const char *target, *uri, *td;
+	char reason[WHY_MAX], s[INTENT_STR_MAX];
+	json_t *j, *t, *u;
+	int ok;
+
+	if (!method_is(req, "POST"))
+		return not_allowed(req, resp, "POST");
+	if ((j = http_body_json(req, resp)) == NULL)
+		return 1;
+	t = json_object_get(j, "Target");
+	u = json_object_get(j, "ClientCertURI");
+	if (!json_is_object(j)) {
+		http_reply_text(resp, 400, "request must be a JSON object");
+	} else if (t == NULL || json_is_null(t) ||
+	    (json_is_string(t) && json_string_length(t) == 0)) {
+		http_reply_text(resp, 400, "Target service must be specified");
+	} else if (!json_is_string(t)) {
+		http_reply_text(resp, 400, "Target must be a string");
+	} else if (!conf_valid_name(json_string_value(t))) {
+		http_reply_text(resp, 400, "Target \"%.80s\": not a valid "
+		    "service name", json_string_value(t));
+	} else if (u == NULL || json_is_null(u)) {
+		http_reply_text(resp, 400, "ClientCertURI must be specified");
+	} else if (!json_is_string(u) ||
+	    spiffe_parse(json_string_value(u), &sid) != 0) {
+		http_reply_text(resp, 400, "ClientCertURI not a valid Connect "
+		    "identifier");
+	} else if (h->ca == NULL || (td = ca_trust_domain(h->ca)) == NULL) {
+		http_reply_text(resp, 503, "the mesh CA is not ready");
+	} else {
+		target = json_string_value(t);
+		uri = json_string_value(u);
+		if (strcmp(sid.trust_domain, td) != 0) {
+			snprintf(reason, sizeof(reason), "ClientCertURI %.256s "
+			    "is outside this mesh's trust domain %s", uri, td);
+			authorized(resp, 0, reason);
+		} else if (strcmp(sid.ns, "default") != 0) {
+			snprintf(reason, sizeof(reason), "ClientCertURI "
+			    "namespace %s is not supported", sid.ns);
+			authorized(resp, 0, reason);
+		} else {
+			ok = intent_check(h->intents, sid.service, target,
+			    h->conf.default_allow, &m);
+			if (m != NULL) {
+				intent_string(m, s, sizeof(s));
+				snprintf(reason, sizeof(reason),
+				    "Matched intention: %s", s);
+			} else {
+				snprintf(reason, sizeof(reason), "Default "
+				    "behavior configured by default_intention "
+				    "(%s)", ok ? "allow" : "deny");
+			}
+			authorized(resp, ok, reason);
+		}
+	}
+	json_decref(j);
+	return 1;
+}
+
+int
+http_intent_route(struct helperd *h, const struct http_req *req,
+    struct http_resp *resp)
+{
+	const char *rest;
+
+	if (strcmp(req->path, "/v1/agent/connect/authorize") == 0)
+		return route_authorize(h, req, resp);
+	if (strncmp(req->path, PFX, strlen(PFX)) != 0)
+		return 0;
+	rest = req->path + strlen(PFX);
+	if (rest[0] == '\0' || strcmp(rest, "/") == 0) {
+		if (method_is(req, "GET"))
+			list(h, resp);
+		else if (method_is(req, "POST"))
+			create(h, req, resp);
+		else
+			not_allowed(req, resp, "GET, POST");
+		return 1;
+	}
+	if (rest[0] != '/')
+		return 0;
+	rest++;
+	if (strcmp(rest, "exact") == 0)
+		return route_exact(h, req, resp);
+	if (strcmp(rest, "check") == 0)
+		return route_check(h, req, resp);
+	if (strcmp(rest, "match") == 0)
+		return route_match(h, req, resp);
+	return route_by_id(h, req, resp, rest);
+}

@@ -1,0 +1,840 @@
+/* relay: one relayed connection, from its first socket to its close: the
+ * steps (dial, handshake, relay), the pumping of a relay round, and the
+ * teardown. Workers, moving and listeners: relay_worker.c, relay_accept.c;
+ * sockets: relay_sock.c; bytes: relay_io.c, through each end's transport
+ * (relay_xprt.c; the same-node link: relay_mem.c). */
+#include "helperd/relay/relay.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gnutls/gnutls.h>
+
+#include "common/ctlproto.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "helperd/identity/ca.h"
+#include "helperd/node/helperd.h"
+#include "helperd/evloop/loop.h"
+#include "helperd/relay/policy.h"
+#include "helperd/relay/tls.h"
+#include "helperd/relay/relay_int.h"
+#include "helperd/model/spiffe.h"
+
+static void conn_step(struct conn *c, int dirs);
+static int outbound_dial(struct conn *c, const char *last);
+
+/* Teardown ----------------------------------------------------------- */
+
+static void
+conn_free(void *arg)
+{
+	free(arg);
+}
+
+void
+relay_conn_unlink(struct worker *w, struct conn *c)
+{
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+	w->n_conns--;
+}
+
+void
+relay_conn_link(struct worker *w, struct conn *c)
+{
+	c->w = w;
+	c->prev = NULL;
+	c->next = w->conns;
+	if (w->conns != NULL)
+		w->conns->prev = c;
+	w->conns = c;
+	w->n_conns++;
+}
+
+static void
+end_close(struct worker *w, struct end *e, int abortive)
+{
+	if (e->x == NULL)
+		return;
+	e->x->close(w, e, abortive);
+	e->x = NULL;
+	e->w.fd = -1;
+}
+
+/* c no longer owns its local port towards the service (ACCEPT). */
+static void
+port_unpublish(struct conn *c)
+{
+	struct relay *r = c->r;
+
+	if (c->app_port <= 0)
+		return;
+	pthread_mutex_lock(&r->port_mu);
+	if (r->inbound_by_port[c->app_port] == c)
+		r->inbound_by_port[c->app_port] = NULL;
+	pthread_mutex_unlock(&r->port_mu);
+}
+
+/* Worker policy ---------------------------------------------------------- */
+
+static void
+policy_put_cb(void *arg)
+{
+	policy_put(arg);
+}
+
+const struct policy *
+relay_policy(struct worker *w)
+{
+	struct policy_cell *pc = &w->r->h->policy;
+	uint64_t gen = policy_cell_gen(pc);
+	const struct policy *old = w->pol;
+
+	if (old != NULL && gen == w->pol_seen)
+		return old;
+	/* The old one may be borrowed by this round's callers: dropped
+	 * after the round. If that cannot be queued, keep it for now. */
+	if (old != NULL && loop_defer(w->loop, policy_put_cb,
+	    (void *)old) != 0)
+		return old;
+	w->pol = policy_get(pc, (unsigned)w->id);
+	w->pol_seen = gen;
+	return w->pol;
+}
+
+/* The one exit of every connection. abortive: reset both sockets (the
+ * application sees ECONNRESET rather than a clean end of stream). */
+void
+relay_conn_close(struct conn *c, int abortive, const char *fmt, ...)
+{
+	struct relay *r = c->r;
+	struct worker *w = c->w;
+	char reason[512];
+	va_list ap;
+
+	if (c->closed)
+		return;
+	c->closed = 1;
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	relay_obs_close(c, abortive, reason);
+	if (c->pair != NULL)
+		c->pair->pair = NULL;
+	c->pair = NULL;
+	if (abortive)
+		log_info("conn %llu %s %s => %s closed: %s",
+		    (unsigned long long)c->id, c->kind == CONN_OUT ? "out" : "in",
+		    c->src[0] ? c->src : "?", c->dst[0] ? c->dst : "?", reason);
+	else
+		log_debug("conn %llu %s => %s done: %s",
+		    (unsigned long long)c->id, c->src, c->dst, reason);
+	end_close(w, &c->app, abortive);
+	end_close(w, &c->net, abortive);
+	relay_buf_put(w, c->up.buf);
+	relay_buf_put(w, c->down.buf);
+	c->up.buf = c->down.buf = NULL;
+	relay_kpipe_put(w, c->up.kp, c->up.len == 0);
+	relay_kpipe_put(w, c->down.kp, c->down.len == 0);
+	tls_peer_release(&c->peer);
+	port_unpublish(c);
+	relay_conn_unlink(w, c);
+	atomic_fetch_sub(&r->n_conns, 1);
+	loop_defer(w->loop, conn_free, c);
+}
+
+static struct conn *
+conn_new(struct worker *w, enum conn_kind kind)
+{
+	struct relay *r = w->r;
+	struct conn *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return NULL;
+	c->r = r;
+	c->w = w;
+	c->id = atomic_fetch_add(&r->next_id, 1) + 1;
+	c->kind = kind;
+	c->app.w.fd = -1;
+	c->net.w.fd = -1;
+	c->up.kp[0] = c->up.kp[1] = c->down.kp[0] = c->down.kp[1] = -1;
+	c->move_fd[0] = c->move_fd[1] = -1;
+	c->peer.h = r->h;
+	relay_obs_new(c);
+	relay_conn_link(w, c);
+	atomic_fetch_add(&r->n_conns, 1);
+	return c;
+}
+
+/* Wait for what the last pump found each end waiting for (neither: for
+ * nothing; the pump reads and writes it directly when the other end
+ * moves). */
+static void
+end_interest(struct worker *w, struct end *e)
+{
+	if (e->x != NULL)
+		e->x->interest(w, e);
+}
+
+/* Pump the directions in dirs (an event on one end concerns one of them:
+ * the other is not read only to hear EAGAIN), then set what each end
+ * waits for. */
+void
+relay_conn_relay(struct conn *c, int dirs)
+{
+	struct worker *w = c->w;
+	const char *why = NULL;
+	uint64_t before = c->up.moved + c->down.moved;
+
+	if (dirs & DIR_DOWN) {
+		c->net.want_in = c->app.want_out = 0;
+		if (relay_pump(w, &c->net, &c->app, &c->down, &why) !=
+		    PUMP_OK) {
+			relay_conn_close(c, 1, "%s", why);
+			return;
+		}
+	}
+	/* Reading may have queued records of GnuTLS's own (a key update
+	 * answer) that only the upward pump sends. */
+	if ((dirs & DIR_UP) || c->net.x->pending(&c->net)) {
+		c->app.want_in = c->net.want_out = 0;
+		if (relay_pump(w, &c->app, &c->net, &c->up, &why) != PUMP_OK) {
+			relay_conn_close(c, 1, "%s", why);
+			return;
+		}
+	}
+	if (c->app.eof_in && c->net.eof_in && c->app.shut_out &&
+	    c->net.shut_out && c->up.len == 0 && c->down.len == 0) {
+		relay_conn_close(c, 0, "both sides finished");
+		return;
+	}
+	relay_obs_round(c);
+	end_interest(w, &c->app);
+	end_interest(w, &c->net);
+	/* A same-node pair starts on one worker: a small request and its
+	 * answer then cross no thread. Once it carries bulk, its inbound
+	 * half moves to another worker so that both TLS ends run at once. */
+	if (c->colocated && w->r->n_workers > 1 &&
+	    c->up.moved + c->down.moved - before >= RELAY_BULK_BYTES &&
+	    ++c->bulky == RELAY_BULK_ROUNDS)
+		relay_conn_move(c);
+}
+
+/* Connection steps ---------------------------------------------------- */
+
+int
+relay_allows(struct worker *w, const char *src, const char *dst,
+    char *why, size_t whylen)
+{
+	return policy_allows(relay_policy(w), src, dst, why, whylen);
+}
+
+static void
+start_relay(struct conn *c)
+{
+	c->st = ST_RELAY;
+	c->net.x->start(&c->net);
+	c->deadline = c->r->h->conf.idle_timeout_s > 0 ?
+	    util_now_ms_mono() + c->r->h->conf.idle_timeout_s * 1000 : 0;
+	log_debug("conn %llu %s => %s relaying", (unsigned long long)c->id,
+	    c->src, c->dst);
+	relay_obs_open(c);
+	relay_conn_relay(c, DIR_BOTH);
+}
+
+/* Dial a local service for c and publish the local port, so that a shim
+ * in the service can ask whose connection it is (ACCEPT). One step under
+ * port_mu: that shim asks (on the main thread, relay_inbound_lookup, under
+ * port_mu too) as soon as its accept() returns, which on loopback can be
+ * before connect() has even returned here. */
+static int
+dial_published(struct conn *c, const char *addr, int port, char *why,
+    size_t whylen)
+{
+	struct relay *r = c->r;
+	struct sockaddr_storage ss, ps;
+	socklen_t len = sizeof(ss), plen = sizeof(ps);
+	int fd;
+
+	pthread_mutex_lock(&r->port_mu);
+	fd = relay_dial(addr, port, why, whylen);
+	/* Non-blocking: the peer may not be connected yet, but its address
+	 * is set (getpeername says ENOTCONN only in SYN_SENT: then the
+	 * address we dialled is the one). */
+	if (fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+	    relay_sa_id(&ss, &c->app_id.src, &c->app_id.sport) == 0 &&
+	    (getpeername(fd, (struct sockaddr *)&ps, &plen) == 0 ||
+	    relay_resolve_dialled(addr, port, &ps) == 0) &&
+	    relay_sa_id(&ps, &c->app_id.dst, &c->app_id.dport) == 0) {
+		c->app_port = c->app_id.sport;
+		if (c->app_port > 0 && c->app_port < RELAY_PORTS)
+			r->inbound_by_port[c->app_port] = c;
+	}
+	pthread_mutex_unlock(&r->port_mu);
+	return fd;
+}
+
+static int inbound_retry(struct conn *c, const char *why);
+
+/* Round robin over the instances to dial, shared by the workers:
+ * connection ids alternate between the halves of same-node pairs, a poor
+ * spreader. spread_win moves the window of remote instances. */
+static atomic_size_t spread_in, spread_out, spread_win;
+
+static int
+was_tried(const struct conn *c, const char *key)
+{
+	for (int t = 0; t < c->tries; t++)
+		if (strcmp(c->tried[t], key) == 0)
+			return 1;
+	return 0;
+}
+
+/* Inbound: handshake done and authorised; dial a local instance of
+ * c->dst not tried yet: a passing one (round robin), else any
+ * (the source's helperd judged it passing). last: why the previous try
+ * failed. 0, or -1 (closed). */
+static int
+inbound_dial(struct conn *c, const char *last)
+{
+	struct relay *r = c->r;
+	const struct policy *pol = relay_policy(c->w);
+	const struct policy_inst *all = NULL;
+	size_t pick[POLICY_INST_MAX], n, k = 0;
+	char why[256], addr[CONF_ADDR_MAX];
+	int fd, port = 0;
+
+	for (int pass = 0; pass < 2 && k == 0; pass++) {
+		n = policy_instances(pol, c->dst, pass, &all);
+		for (size_t i = 0; i < n; i++)
+			if (all[i].local && all[i].svc_port > 0 &&
+			    !was_tried(c, all[i].id))
+				pick[k++] = i;
+	}
+	if (k > 0 && c->tries < RELAY_DIAL_TRIES) {
+		const struct policy_inst *in = &all[pick[atomic_fetch_add(
+		    &spread_in, 1) % k]];
+
+		util_strlcpy(addr, in->svc_address, sizeof(addr));
+		port = in->svc_port;
+		util_strlcpy(c->tried[c->tries++], in->id,
+		    sizeof(c->tried[0]));
+	}
+	if (port == 0) {
+		if (last != NULL)
+			relay_conn_close(c, 1, "local service %s: %s", c->dst,
+			    last);
+		else
+			relay_conn_close(c, 1, "service %s is gone", c->dst);
+		return -1;
+	}
+	fd = dial_published(c, addr, port, why, sizeof(why));
+	if (fd >= 0 && relay_end_sock(c, &c->app, fd, EPOLLOUT) != 0) {
+		snprintf(why, sizeof(why), "epoll: %s", strerror(errno));
+		close(fd);
+		fd = -1;
+	}
+	if (fd < 0)
+		return inbound_retry(c, why);
+	/* Only the dialling end may wake us until the service answers. */
+	c->net.x->watch(c->w, &c->net, 0);
+	c->st = ST_DIAL;
+	c->deadline = util_now_ms_mono() + r->h->conf.connect_timeout_ms;
+	relay_obs_dial(c);
+	return 0;
+}
+
+/* Inbound: the dial of local instance tried last failed (why): try
+ * another instance of the service, if there is one. 0, or -1 (closed). */
+static int
+inbound_retry(struct conn *c, const char *why)
+{
+	char last[300];
+
+	snprintf(last, sizeof(last), "%s (instance %s)", why,
+	    c->tries > 0 ? c->tried[c->tries - 1] : "?");
+	end_close(c->w, &c->app, 1);
+	port_unpublish(c);
+	c->app_port = 0;
+	if (c->tries < RELAY_DIAL_TRIES)
+		log_info("conn %llu %s => %s: local %s: trying another "
+		    "instance", (unsigned long long)c->id, c->src, c->dst,
+		    last);
+	return inbound_dial(c, last);
+}
+
+static void
+handshake_done(struct conn *c)
+{
+	char why[256];
+
+	if (c->kind == CONN_OUT) {
+		if (log_enabled(LOG_LVL_DEBUG)) {
+			char *desc = gnutls_session_get_desc(c->net.tls);
+
+			log_debug("conn %llu mTLS to %s established (%s%s)",
+			    (unsigned long long)c->id, c->peer.peer_spiffe,
+			    desc != NULL ? desc : "?",
+			    c->peer.resumed ? ", resumed" : "");
+			gnutls_free(desc);
+		}
+		start_relay(c);
+		return;
+	}
+	util_strlcpy(c->src, c->peer.peer_service, sizeof(c->src));
+	util_strlcpy(c->dst, c->peer.local_service, sizeof(c->dst));
+	if (!relay_allows(c->w, c->src, c->dst, why, sizeof(why))) {
+		relay_obs_check(c, 0, why);
+		log_warn("denied %s (%s:%d) => %s: %s", c->peer.peer_spiffe,
+		    c->peer_addr, c->peer_port, c->dst, why);
+		relay_conn_close(c, 1, "%s", why);
+		return;
+	}
+	relay_obs_check(c, 1, NULL);
+	(void)inbound_dial(c, NULL);
+}
+
+static void
+conn_handshake(struct conn *c)
+{
+	const char *err = "?";
+
+	/* The TLS callbacks of this step read this round's snapshot. */
+	c->peer.pol = relay_policy(c->w);
+
+	switch (c->net.x->handshake(c->w, &c->net, &err)) {
+	case XIO_OK:
+		c->peer.pol = NULL;
+		relay_obs_handshake_done(c);
+		handshake_done(c);
+		return;
+	case XIO_AGAIN:
+		return;
+	default:
+		break;
+	}
+	c->peer.pol = NULL;
+	if (c->kind == CONN_IN)
+		log_warn("mesh handshake from %s:%d refused: %s%s%s",
+		    c->peer_addr, c->peer_port, err,
+		    c->peer.why[0] ? ": " : "", c->peer.why);
+	relay_conn_close(c, 1, "TLS handshake failed: %s%s%s", err,
+	    c->peer.why[0] ? ": " : "", c->peer.why);
+}
+
+static void
+conn_dialled(struct conn *c, struct end *e)
+{
+	int err = 0;
+
+	if (e->x->connected(e, &err) == XIO_AGAIN)
+		return;
+	if (err != 0 && c->kind == CONN_OUT) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "connect to mesh peer failed: %s",
+		    strerror(err));
+		relay_outbound_retry(c, why);
+		return;
+	}
+	if (err != 0) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "connect to local service failed: "
+		    "%s", strerror(err));
+		(void)inbound_retry(c, why);
+		return;
+	}
+	if (c->kind == CONN_IN || c->net.x->handshake == NULL) {
+		/* Inbound: the local service answered. Outbound plain
+		 * (same node, same_node_mtls = false): the service did. */
+		c->app.x->watch(c->w, &c->app, EPOLLIN);
+		start_relay(c);
+		return;
+	}
+	c->st = ST_HANDSHAKE;
+	c->deadline = util_now_ms_mono() + c->r->h->conf.handshake_timeout_ms;
+	relay_obs_handshake(c);
+	conn_handshake(c);
+}
+
+static void
+conn_step(struct conn *c, int dirs)
+{
+	switch (c->st) {
+	case ST_DIAL:
+		conn_dialled(c, c->kind == CONN_OUT ? &c->net : &c->app);
+		break;
+	case ST_HANDSHAKE:
+		conn_handshake(c);
+		break;
+	case ST_LEAF:
+		break;          /* relay_leaf_redial moves it on */
+	case ST_RELAY:
+		if (c->r->h->conf.idle_timeout_s > 0)
+			c->deadline = util_now_ms_mono() +
+			    c->r->h->conf.idle_timeout_s * 1000;
+		relay_conn_relay(c, dirs);
+		break;
+	}
+}
+
+void
+relay_conn_event(void *arg, uint32_t events)
+{
+	struct end *e = arg;
+	struct conn *c = e->c;
+	int dirs = DIR_BOTH;
+
+	if (c->closed)
+		return;
+	/* The end that is not yet part of the relay (the app while we dial
+	 * and shake hands) reports only hang-ups: the peer went away. */
+	if (c->st != ST_RELAY && e->w.events == 0 &&
+	    (events & (EPOLLHUP | EPOLLERR))) {
+		relay_conn_close(c, 1, "%s went away before the relay started",
+		    e == &c->app ? "application" : "peer");
+		return;
+	}
+	if (c->st == ST_RELAY && !(events & (EPOLLHUP | EPOLLERR))) {
+		int app = e == &c->app;
+
+		dirs = 0;
+		if (events & EPOLLIN)
+			dirs |= app ? DIR_UP : DIR_DOWN;
+		if (events & EPOLLOUT)
+			dirs |= app ? DIR_DOWN : DIR_UP;
+		/* A TLS write that waits may wait for a read (its
+		 * transport's interest). */
+		if (!app && e->x->write_waits_read && e->want_out)
+			dirs |= DIR_UP;
+	}
+	conn_step(c, dirs);
+}
+
+/* Worker: an outbound socket and its registration (pd, ours now). */
+void
+relay_outbound_start(struct worker *w, int fd, const struct sockaddr_storage *ss,
+    struct pending *pd)
+{
+	struct conn *c;
+
+	if ((c = conn_new(w, CONN_OUT)) == NULL) {
+		free(pd);
+		close(fd);
+		return;
+	}
+	util_strlcpy(c->src, pd->src, sizeof(c->src));
+	util_strlcpy(c->dst, pd->dst, sizeof(c->dst));
+	relay_addr_string(ss, c->peer_addr, sizeof(c->peer_addr), &c->peer_port);
+	c->obs.pid = pd->pid;
+	c->obs.uid = pd->uid;
+	c->obs.has_uid = 1;
+	util_strlcpy(c->obs.unit, pd->unit, sizeof(c->obs.unit));
+	free(pd);
+	if (relay_end_sock(c, &c->app, fd, 0) != 0) {
+		close(fd);
+		relay_conn_close(c, 1, "epoll: %s", strerror(errno));
+		return;
+	}
+	outbound_dial(c, NULL);
+}
+
+/* Inbound: a new connection from addr:port (colocated: the inbound half
+ * of a same-node pair). */
+static struct conn *
+inbound_new(struct worker *w, const char *addr, int port, int colocated)
+{
+	struct conn *c = conn_new(w, CONN_IN);
+
+	if (c == NULL)
+		return NULL;
+	c->colocated = colocated;
+	c->peer.same_process = colocated;
+	util_strlcpy(c->peer_addr, addr, sizeof(c->peer_addr));
+	c->peer_port = port;
+	return c;
+}
+
+/* Inbound: c's TLS end is open; the client's hello is next. */
+static void
+inbound_shake(struct conn *c)
+{
+	c->st = ST_HANDSHAKE;
+	c->deadline = util_now_ms_mono() + c->r->h->conf.handshake_timeout_ms;
+	relay_obs_handshake(c);
+}
+
+/* Same node with mTLS: the inbound half of the pair, on c's worker, its
+ * TLS server end joined to c's TLS client end through memory (no socket
+ * between them: the pair holds the app's and the service's fds only).
+ * c->peer is set. 0, or -1 with why (c->net not opened). */
+static int
+local_pair(struct conn *c, char *why, size_t whylen)
+{
+	struct mlink *ml = relay_mem_new();
+	struct conn *in;
+	int rc = -1;
+
+	if (ml == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	in = inbound_new(c->w, c->peer_addr, c->peer_port, 1);
+	if (in == NULL)
+		snprintf(why, whylen, "cannot start the inbound half");
+	else if (relay_end_mem_tls(in, &in->net, ml, 1, 1, EPOLLIN) != 0 ||
+	    relay_end_mem_tls(c, &c->net, ml, 0, 0, EPOLLOUT) != 0) {
+		snprintf(why, whylen, "TLS session setup failed");
+		relay_conn_close(in, 1, "%s", why);
+	} else {
+		inbound_shake(in);
+		c->pair = in;
+		in->pair = c;
+		rc = 0;
+	}
+	relay_mem_unref(c->w, ml);
+	return rc;
+}
+
+/* The mesh side of c over a socket to host:port: a mesh port (tls: as
+ * the mTLS client c->peer says), or a local service (published for its
+ * shim's ACCEPT). 0, or -1 with why (an end opened is closed by the
+ * retry). */
+static int
+dial_net(struct conn *c, int tls, const char *host, int port, char *why,
+    size_t whylen)
+{
+	int fd = tls ? relay_dial(host, port, why, whylen) :
+	    dial_published(c, host, port, why, whylen);
+
+	if (fd < 0)
+		return -1;
+	if (relay_end_sock(c, &c->net, fd, EPOLLOUT) != 0) {
+		snprintf(why, whylen, "epoll: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (tls && relay_end_tls(&c->net, 0) != 0) {
+		snprintf(why, whylen, "TLS session setup failed");
+		return -1;
+	}
+	return 0;
+}
+
+/* What a try of instance in is remembered by: its node, whose helperd
+ * chooses among its own instances (and fails over); a plain same-node
+ * try dials the instance itself: node/id. */
+static void
+dial_key(const struct helperd *h, const struct policy_inst *in,
+    char *key, size_t len)
+{
+	if (in->local && !h->conf.same_node_mtls)
+		snprintf(key, len, "%.63s/%.63s", in->node, in->id);
+	else
+		snprintf(key, len, "%s", in->node);
+}
+
+/* c needs a leaf for c->src that is not there yet: park it (ST_LEAF, only
+ * the app's hang-up wakes it) until relay_leaf_ready, at most
+ * connect_timeout from the first wait, and have the main loop get one.
+ * 0, or -1 (closed). */
+static int
+leaf_wait(struct conn *c)
+{
+	struct relay *r = c->r;
+
+	if (c->st != ST_LEAF) {
+		c->st = ST_LEAF;
+		c->deadline = util_now_ms_mono() +
+		    r->h->conf.connect_timeout_ms;
+		log_info("conn %llu %s => %s: waiting for a certificate for %s "
+		    "(at most %ld ms)", (unsigned long long)c->id, c->src,
+		    c->dst, c->src, r->h->conf.connect_timeout_ms);
+	}
+	if (relay_leaf_want(r, c->src) != 0) {
+		relay_conn_close(c, 1, "no certificate for %s: too many "
+		    "services wait for one", c->src);
+		return -1;
+	}
+	return 0;
+}
+
+void
+relay_leaf_redial(struct worker *w)
+{
+	struct conn *c, *next;
+
+	for (c = w->conns; c != NULL; c = next) {
+		next = c->next;
+		if (!c->closed && c->st == ST_LEAF)
+			(void)outbound_dial(c, NULL);
+	}
+}
+
+/* Choose an instance of c->dst not tried yet (a local one first, round
+ * robin) and start dialling it. last: why the previous
+ * try failed, for the message when none is left. 0, or -1 (closed). */
+static int
+outbound_dial(struct conn *c, const char *last)
+{
+	struct relay *r = c->r;
+	struct helperd *h = r->h;
+	const struct policy *pol = relay_policy(c->w);
+	const struct policy_inst *all, *win[POLICY_INST_MAX];
+	const struct policy_inst *in[POLICY_INST_MAX];
+	char why[256], host[CONF_ADDR_MAX], key[128];
+	struct ca_leaf *leaf = NULL;
+	size_t n, k = 0;
+	int port, local, tls;
+
+	/* The snapshot does not change under us: choose from it and copy
+	 * out what the dial needs (it is dropped after this round). A window
+	 * of POLICY_INST_MAX that moves on with every connection: a service
+	 * on more nodes gets its connections spread over all of them; local
+	 * instances still come first. */
+	n = policy_instances(pol, c->dst, 0, &all);
+	{
+		size_t nloc = 0, nrem, off, w = 0;
+
+		while (nloc < n && all[nloc].local)
+			nloc++;
+		nrem = n - nloc;
+		off = nrem > 0 ? (atomic_fetch_add(&spread_win, 1) + 1) %
+		    nrem : 0;
+		for (size_t i = 0; i < nloc && w < POLICY_INST_MAX; i++)
+			win[w++] = &all[i];
+		for (size_t i = 0; i < nrem && w < POLICY_INST_MAX; i++)
+			win[w++] = &all[nloc + (off + i) % nrem];
+		n = w;
+	}
+	for (size_t i = 0; i < n; i++) {
+		dial_key(h, win[i], key, sizeof(key));
+		if (!was_tried(c, key))
+			in[k++] = win[i];
+	}
+	if (k == 0 || c->tries >= RELAY_DIAL_TRIES) {
+		if (last != NULL)
+			relay_conn_close(c, 1, "%s", last);
+		else
+			relay_conn_close(c, 1, "no instance of %s", c->dst);
+		return -1;
+	}
+	/* The local instances if there are any (they come first), else
+	 * the remote ones; spread connections over them. */
+	{
+		size_t nl = 0;
+
+		while (nl < k && in[nl]->local)
+			nl++;
+		/* Remote ones: the window already moved on (above). */
+		n = nl > 0 ? atomic_fetch_add(&spread_out, 1) % nl : 0;
+	}
+	dial_key(h, in[n], c->tried[c->tries++], sizeof(c->tried[0]));
+	local = in[n]->local;
+	tls = !local || h->conf.same_node_mtls;
+	util_strlcpy(host, tls ? in[n]->address : in[n]->svc_address,
+	    sizeof(host));
+	port = tls ? in[n]->mesh_port : in[n]->svc_port;
+	/* Never issue a key (or wait for a CA server) on a worker: without
+	 * a leaf, the main loop is asked for one and the connection waits. */
+	if (tls && (leaf = policy_leaf(pol, c->src)) == NULL) {
+		c->tries--;
+		return leaf_wait(c);
+	}
+	if (leaf != NULL)
+		ca_leaf_ref(leaf);
+
+	if (!tls && !relay_allows(c->w, c->src, c->dst, why, sizeof(why))) {
+		relay_obs_check(c, 0, why);
+		relay_conn_close(c, 1, "%s", why);
+		return -1;
+	}
+	if (!tls)
+		relay_obs_check(c, 1, NULL);
+	if (tls) {
+		util_strlcpy(c->peer.local_service, c->src,
+		    sizeof(c->peer.local_service));
+		util_strlcpy(c->peer.expect, c->dst, sizeof(c->peer.expect));
+		c->peer.leaf = leaf;    /* released with a failed try */
+		c->peer.same_process = local;
+		c->peer.pol = pol;
+	}
+	/* Same node with mTLS: both TLS ends run here, joined in memory,
+	 * and both halves start on this worker (see relay_conn_relay). */
+	if ((tls && local ? local_pair(c, why, sizeof(why)) :
+	    dial_net(c, tls, host, port, why, sizeof(why))) != 0)
+		return relay_outbound_retry(c, why) ? 0 : -1;
+	c->st = ST_DIAL;
+	c->deadline = util_now_ms_mono() + h->conf.connect_timeout_ms;
+	relay_obs_dial(c);
+	return 0;
+}
+
+/* Outbound dial of an instance failed (why): try another one, up to
+ * RELAY_DIAL_TRIES in all, before the application sees an error. 1 if a
+ * new dial is under way, 0 when the connection was closed. */
+int
+relay_outbound_retry(struct conn *c, const char *why)
+{
+	char last[300];
+
+	snprintf(last, sizeof(last), "%s (node %s)", why,
+	    c->tries > 0 ? c->tried[c->tries - 1] : "?");
+	end_close(c->w, &c->net, 1);
+	/* The inbound half of a same-node try goes with it. */
+	if (c->pair != NULL)
+		relay_conn_close(c->pair, 1, "outbound half gave up: %s", why);
+	tls_peer_release(&c->peer);
+	/* A plain same-node try published its local port (ACCEPT): that
+	 * port is no longer ours. */
+	port_unpublish(c);
+	c->app_port = 0;
+	if (c->tries < RELAY_DIAL_TRIES)
+		log_info("conn %llu %s => %s: %s: trying another instance",
+		    (unsigned long long)c->id, c->src, c->dst, last);
+	return outbound_dial(c, last) == 0;
+}
+
+/* Inbound: a connection on the mesh port. */
+struct conn *
+relay_inbound_start(struct worker *w, int fd, const char *addr, int port)
+{
+	struct conn *c = inbound_new(w, addr, port, 0);
+
+	if (c == NULL) {
+		close(fd);
+		return NULL;
+	}
+	if (relay_end_sock(c, &c->net, fd, EPOLLIN) != 0) {
+		close(fd);
+		relay_conn_close(c, 1, "epoll: %s", strerror(errno));
+		return NULL;
+	}
+	c->peer.pol = relay_policy(w);
+	if (relay_end_tls(&c->net, 1) != 0) {
+		relay_conn_close(c, 1, "TLS session setup failed");
+		return NULL;
+	}
+	inbound_shake(c);
+	return c;
+}

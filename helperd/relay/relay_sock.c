@@ -1,0 +1,160 @@
+/* Sockets of the relay: addresses, non-blocking dials and listeners. */
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "helperd/node/helperd.h"
+#include "helperd/evloop/loop.h"
+#include "helperd/relay/relay_int.h"
+
+void
+relay_sock_tune(int fd)
+{
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static int
+parse_addr(const char *host, int port, struct sockaddr_storage *ss,
+    socklen_t *len)
+{
+	struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
+	    .ai_socktype = SOCK_STREAM };
+	struct addrinfo *ai;
+	char p[8];
+
+	snprintf(p, sizeof(p), "%d", port);
+	if (getaddrinfo(host, p, &hints, &ai) != 0)
+		return -1;
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	*len = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	return 0;
+}
+
+int
+relay_resolve_dialled(const char *host, int port, struct sockaddr_storage *ss)
+{
+	socklen_t len;
+
+	return parse_addr(host, port, ss, &len);
+}
+
+void
+relay_addr_string(const struct sockaddr_storage *ss, char *buf, size_t len,
+    int *port)
+{
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)ss;
+		inet_ntop(AF_INET6, &s6->sin6_addr, buf, (socklen_t)len);
+		*port = ntohs(s6->sin6_port);
+	} else {
+		const struct sockaddr_in *s4 = (const void *)ss;
+		inet_ntop(AF_INET, &s4->sin_addr, buf, (socklen_t)len);
+		*port = ntohs(s4->sin_port);
+	}
+}
+
+int
+relay_is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const void *)ss;
+		return (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)ss;
+		if (IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr))
+			return 1;
+		return IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) &&
+		    s6->sin6_addr.s6_addr[12] == 127;
+	}
+	return 0;
+}
+
+/* Start a non-blocking connect to host:port. fd or -1 with why. */
+int
+relay_dial(const char *host, int port, char *why, size_t whylen)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd;
+
+	if (parse_addr(host, port, &ss, &len) != 0) {
+		snprintf(why, whylen, "bad address %s:%d", host, port);
+		return -1;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd < 0) {
+		snprintf(why, whylen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	relay_sock_tune(fd);
+	if (connect(fd, (struct sockaddr *)&ss, len) != 0 &&
+	    errno != EINPROGRESS) {
+		snprintf(why, whylen, "connect %s:%d: %s", host, port,
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* A listening TCP socket on host:port (0: any); the port in *bound. */
+int
+relay_listen_socket(const char *host, int port, int *bound, char *err,
+    size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, one = 1;
+	char a[INET6_ADDRSTRLEN];
+
+	if (parse_addr(host, port, &ss, &len) != 0) {
+		snprintf(err, errlen, "bad listen address %s", host);
+		return -1;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	len = sizeof(ss);
+	if (bind(fd, (struct sockaddr *)&ss, len) != 0 ||
+	    listen(fd, RELAY_BACKLOG) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
+		snprintf(err, errlen, "listen on %s:%d: %s", host, port,
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	relay_addr_string(&ss, a, sizeof(a), bound);
+	return fd;
+}
+
+/* Reset a socket (the application sees ECONNRESET). */
+void
+relay_reset_fd(int fd)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}

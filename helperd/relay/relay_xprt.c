@@ -1,0 +1,729 @@
+/* relay_xprt: the transports an end of a relayed connection can have
+ * (struct xprt, relay_int.h): a plain socket, TLS over a socket, and TLS
+ * over one side of an in-memory link (relay_mem.c: the two TLS ends of a
+ * same-node pair, no socket between them). */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gnutls/gnutls.h>
+
+#include "helperd/relay/relay_int.h"
+
+/* Sockets: what plain and TLS ends share ------------------------------ */
+
+static enum xio
+sock_connected(struct end *e, int *err)
+{
+	struct pollfd pfd = { .fd = e->w.fd, .events = POLLOUT };
+	socklen_t len = sizeof(*err);
+
+	/* SO_ERROR is 0 while a connect is still in progress too: only a
+	 * writable (or failed) socket has an answer. */
+	if (poll(&pfd, 1, 0) == 0)
+		return XIO_AGAIN;
+	*err = 0;
+	if (getsockopt(e->w.fd, SOL_SOCKET, SO_ERROR, err, &len) != 0)
+		*err = errno;
+	if (*err == EINPROGRESS || *err == EALREADY)
+		return XIO_AGAIN;
+	return *err != 0 ? XIO_ERR : XIO_OK;
+}
+
+static void
+sock_watch(struct worker *w, struct end *e, uint32_t ev)
+{
+	loop_mod(w->loop, &e->w, ev);
+}
+
+static void
+sock_interest(struct worker *w, struct end *e)
+{
+	uint32_t ev = (e->want_in ? EPOLLIN : 0) | (e->want_out ? EPOLLOUT : 0);
+
+	/* Nothing to wait for on this end (its other direction is done, this
+	 * one waits for the other end): out of epoll, or a socket shut down
+	 * both ways reports EPOLLHUP in every round, a busy loop for as long
+	 * as a slow reader takes. The pump reads and writes it directly when
+	 * the other end moves. */
+	if (ev == 0)
+		loop_park(w->loop, &e->w);
+	else
+		loop_mod(w->loop, &e->w, ev);
+}
+
+static void
+sock_detach(struct worker *w, struct end *e, int *fd, uint32_t *ev)
+{
+	*fd = e->w.fd;
+	*ev = e->w.events;
+	/* fd -1 from here on: events of this round still queued for it
+	 * are skipped (loop_run_once). */
+	loop_del(w->loop, &e->w);
+}
+
+static int
+sock_attach(struct worker *w, struct end *e, int fd, uint32_t ev)
+{
+	if (loop_add(w->loop, &e->w, fd, ev, relay_conn_event, e) != 0) {
+		e->w.fd = fd;           /* closed with the end */
+		return -1;
+	}
+	return 0;
+}
+
+static void
+sock_close(struct worker *w, struct end *e, int abortive)
+{
+	int fd = e->w.fd;
+
+	loop_del(w->loop, &e->w);
+	if (e->tls != NULL) {
+		gnutls_deinit(e->tls);
+		e->tls = NULL;
+	}
+	relay_buf_put(w, e->rbuf);
+	relay_buf_put(w, e->wbuf);
+	e->rbuf = e->wbuf = NULL;
+	if (fd < 0)
+		return;
+	if (abortive) {
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	close(fd);
+}
+
+static int
+none_pending(const struct end *e)
+{
+	(void)e;
+	return 0;
+}
+
+static void
+none_start(struct end *e)
+{
+	(void)e;
+}
+
+/* Plain socket --------------------------------------------------------- */
+
+static enum xio
+plain_read(struct worker *w, struct end *e, struct pipe *p)
+{
+	size_t room = RELAY_BUF - p->len;
+	ssize_t n;
+
+	(void)w;
+	do
+		n = read(e->w.fd, p->buf + p->len, room);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EAGAIN ? XIO_AGAIN : XIO_ERR;
+	if (n == 0)
+		return XIO_EOF;
+	p->len += (size_t)n;
+	e->short_read = (size_t)n < room;
+	return XIO_OK;
+}
+
+static enum xio
+plain_write(struct worker *w, struct end *e, struct pipe *p)
+{
+	(void)w;
+	while (p->len > 0) {
+		ssize_t n = send(e->w.fd, p->buf + p->off, p->len,
+		    MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return XIO_AGAIN;
+		if (n <= 0)
+			return XIO_ERR;
+		p->off += (size_t)n;
+		p->len -= (size_t)n;
+	}
+	return XIO_OK;
+}
+
+static enum xio
+plain_shutdown(struct worker *w, struct end *e)
+{
+	(void)w;
+	shutdown(e->w.fd, SHUT_WR);
+	e->shut_out = 1;
+	return XIO_OK;
+}
+
+static int
+plain_drained(const struct end *e)
+{
+	return e->short_read;
+}
+
+static enum xio
+plain_rcv_pipe(struct end *e, int kp[2], size_t max, size_t *n)
+{
+	ssize_t k;
+
+	do
+		k = splice(e->w.fd, NULL, kp[1], NULL, max,
+		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	while (k < 0 && errno == EINTR);
+	if (k < 0)
+		return errno == EAGAIN ? XIO_AGAIN : XIO_ERR;
+	*n = (size_t)k;
+	return k == 0 ? XIO_EOF : XIO_OK;
+}
+
+static enum xio
+plain_snd_pipe(struct end *e, int kp[2], size_t len, size_t *n)
+{
+	ssize_t k;
+
+	do
+		k = splice(kp[0], NULL, e->w.fd, NULL, len,
+		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	while (k < 0 && errno == EINTR);
+	if (k < 0 && errno == EAGAIN)
+		return XIO_AGAIN;
+	if (k <= 0)
+		return XIO_ERR;
+	*n = (size_t)k;
+	return XIO_OK;
+}
+
+static const struct xprt xprt_plain = {
+	.name = "plain",
+	.connected = sock_connected,
+	.handshake = NULL,
+	.start = none_start,
+	.read = plain_read,
+	.write = plain_write,
+	.shutdown = plain_shutdown,
+	.pending = none_pending,
+	.drained = plain_drained,
+	.watch = sock_watch,
+	.interest = sock_interest,
+	.rcv_pipe = plain_rcv_pipe,
+	.snd_pipe = plain_snd_pipe,
+	.detach = sock_detach,
+	.attach = sock_attach,
+	.close = sock_close,
+	.write_waits_read = 0,
+	.read_failed = "read failed (peer reset)",
+};
+
+/* TLS, whatever carries it ---------------------------------------------- */
+
+static enum xio
+tls_handshake(struct worker *w, struct end *e, const char **err)
+{
+	int rc = gnutls_handshake(e->tls);
+
+	if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) {
+		e->x->watch(w, e, gnutls_record_get_direction(e->tls) ?
+		    EPOLLOUT : EPOLLIN);
+		return XIO_AGAIN;
+	}
+	if (rc == 0 && tls_handshake_done(&e->c->peer, e->tls) != 0)
+		rc = GNUTLS_E_CERTIFICATE_ERROR;
+	if (rc < 0) {
+		*err = gnutls_strerror(rc);
+		return XIO_ERR;
+	}
+	return XIO_OK;
+}
+
+/* Read into p from a TLS end: records until the buffer cannot take a
+ * full one or nothing is left. queued: ciphertext waits in the carrier
+ * (our buffer, the link). */
+static enum xio
+tls_read_records(struct end *e, struct pipe *p,
+    int (*queued)(struct end *e))
+{
+	size_t before = p->len;
+	enum xio rc = XIO_OK;
+	int spins = 0;
+
+	while (RELAY_BUF - p->len >= TLS_RECORD_MAX) {
+		ssize_t n;
+
+		/* Nothing buffered and the carrier was drained: stop here
+		 * rather than pay a read that would only say EAGAIN. */
+		if (p->len > before && e->x->drained(e))
+			break;
+		n = gnutls_record_recv(e->tls, p->buf + p->len,
+		    RELAY_BUF - p->len);
+		if (n > 0) {
+			p->len += (size_t)n;
+			continue;
+		}
+		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+			/* GnuTLS also says AGAIN after handling a record
+			 * that carried no data (a NewSessionTicket, a key
+			 * update): records may still wait, and no event will
+			 * come for them. */
+			if ((queued(e) ||
+			    gnutls_record_check_pending(e->tls) > 0) &&
+			    ++spins < 64)
+				continue;
+			rc = XIO_AGAIN;
+		} else if (n == 0)
+			rc = XIO_EOF;
+		else
+			rc = XIO_ERR;
+		break;
+	}
+	/* Client: keep the session ticket once the server has sent it. */
+	if (!e->c->peer.server)
+		tls_ticket_save(&e->c->peer, e->tls);
+	return p->len > before ? XIO_OK : rc;
+}
+
+/* TLS over a socket ------------------------------------------------------
+ * Once a session relays, GnuTLS reads from and writes to our buffers
+ * instead of the socket: one recv() brings several records, several
+ * records leave in one send(). Buffers come from the pool and go back as
+ * soon as they are empty, so an idle connection holds none. */
+
+static ssize_t
+tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
+{
+	struct end *e = ptr;
+	struct worker *w = e->c->w;
+	size_t n;
+
+	if (e->rlen == 0) {
+		ssize_t got;
+
+		if (e->rbuf == NULL && (e->rbuf = relay_buf_get(w)) == NULL) {
+			gnutls_transport_set_errno(e->tls, ENOMEM);
+			return -1;
+		}
+		do
+			got = recv(e->w.fd, e->rbuf, RELAY_BUF, 0);
+		while (got < 0 && errno == EINTR);
+		if (got <= 0) {
+			int err = errno;
+
+			relay_buf_put(w, e->rbuf);
+			e->rbuf = NULL;
+			if (got == 0)
+				return 0;
+			gnutls_transport_set_errno(e->tls, err);
+			return -1;
+		}
+		e->roff = 0;
+		e->rlen = (size_t)got;
+		e->short_read = (size_t)got < RELAY_BUF;
+	}
+	n = len < e->rlen ? len : e->rlen;
+	memcpy(data, e->rbuf + e->roff, n);
+	e->roff += n;
+	e->rlen -= n;
+	if (e->rlen == 0) {
+		relay_buf_put(w, e->rbuf);
+		e->rbuf = NULL;
+	}
+	return (ssize_t)n;
+}
+
+static ssize_t
+tls_push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
+{
+	struct end *e = ptr;
+	struct worker *w = e->c->w;
+
+	if (e->wbuf == NULL && (e->wbuf = relay_buf_get(w)) == NULL) {
+		gnutls_transport_set_errno(e->tls, ENOMEM);
+		return -1;
+	}
+	if (len > RELAY_BUF - e->wlen) {
+		/* Never happens: records are only sent with room for one. */
+		gnutls_transport_set_errno(e->tls, EAGAIN);
+		return -1;
+	}
+	if (e->woff + e->wlen + len > RELAY_BUF) {
+		/* A partial send left a head: move the rest to the front. */
+		memmove(e->wbuf, e->wbuf + e->woff, e->wlen);
+		e->woff = 0;
+	}
+	memcpy(e->wbuf + e->woff + e->wlen, data, len);
+	e->wlen += len;
+	return (ssize_t)len;
+}
+
+/* Switch a TLS end, once its handshake is done, to our buffers. */
+static void
+tls_start(struct end *e)
+{
+	gnutls_transport_set_ptr(e->tls, e);
+	gnutls_transport_set_pull_function(e->tls, tls_pull);
+	gnutls_transport_set_push_function(e->tls, tls_push);
+}
+
+/* Send the encrypted bytes waiting in e->wbuf. */
+static enum xio
+tls_flush(struct worker *w, struct end *e)
+{
+	while (e->wlen > 0) {
+		ssize_t n = send(e->w.fd, e->wbuf + e->woff, e->wlen,
+		    MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return XIO_AGAIN;
+		if (n <= 0)
+			return XIO_ERR;
+		e->woff += (size_t)n;
+		e->wlen -= (size_t)n;
+	}
+	e->woff = 0;
+	relay_buf_put(w, e->wbuf);
+	e->wbuf = NULL;
+	return XIO_OK;
+}
+
+/* No ciphertext left in rbuf, no plaintext left in GnuTLS, and the last
+ * recv() was short. */
+static int
+tls_drained(const struct end *e)
+{
+	return e->short_read && e->rlen == 0 &&
+	    gnutls_record_check_pending(e->tls) == 0;
+}
+
+static int
+tls_queued(struct end *e)
+{
+	return e->rlen > 0;
+}
+
+static enum xio
+tls_read(struct worker *w, struct end *e, struct pipe *p)
+{
+	(void)w;
+	return tls_read_records(e, p, tls_queued);
+}
+
+/* Write p to a TLS end: encrypt records into wbuf while it has room, then
+ * send them with one send(). */
+static enum xio
+tls_write(struct worker *w, struct end *e, struct pipe *p)
+{
+	for (;;) {
+		enum xio rc;
+
+		while (p->len > 0 && RELAY_BUF - e->wlen >= TLS_RECORD_ROOM) {
+			size_t chunk = p->len < TLS_RECORD_MAX ? p->len :
+			    TLS_RECORD_MAX;
+			ssize_t n = gnutls_record_send(e->tls, p->buf + p->off,
+			    chunk);
+
+			if (n <= 0)
+				return XIO_ERR;
+			p->off += (size_t)n;
+			p->len -= (size_t)n;
+		}
+		rc = tls_flush(w, e);
+		if (rc != XIO_OK)
+			return rc;
+		if (p->len == 0)
+			return XIO_OK;
+	}
+}
+
+/* close_notify, then TCP FIN. */
+static enum xio
+tls_shutdown(struct worker *w, struct end *e)
+{
+	enum xio rc;
+
+	if (!e->bye_queued) {
+		if (gnutls_bye(e->tls, GNUTLS_SHUT_WR) < 0)
+			return XIO_ERR;
+		e->bye_queued = 1;
+	}
+	rc = tls_flush(w, e);
+	if (rc != XIO_OK)
+		return rc;
+	shutdown(e->w.fd, SHUT_WR);
+	e->shut_out = 1;
+	return XIO_OK;
+}
+
+static int
+tls_pending(const struct end *e)
+{
+	return e->wlen > 0;
+}
+
+/* A TLS operation that would block tells which way. */
+static void
+tls_direction(struct end *e)
+{
+	if (e->want_out && gnutls_record_get_direction(e->tls) == 0)
+		e->want_in = 1;
+}
+
+static void
+tls_interest(struct worker *w, struct end *e)
+{
+	tls_direction(e);
+	sock_interest(w, e);
+}
+
+static const struct xprt xprt_tls = {
+	.name = "tls",
+	.connected = sock_connected,
+	.handshake = tls_handshake,
+	.start = tls_start,
+	.read = tls_read,
+	.write = tls_write,
+	.shutdown = tls_shutdown,
+	.pending = tls_pending,
+	.drained = tls_drained,
+	.watch = sock_watch,
+	.interest = tls_interest,
+	.rcv_pipe = NULL,
+	.snd_pipe = NULL,
+	.detach = sock_detach,
+	.attach = sock_attach,
+	.close = sock_close,
+	.write_waits_read = 1,
+	.read_failed = "TLS read failed or peer closed without close_notify",
+};
+
+/* TLS over memory ---------------------------------------------------------
+ * GnuTLS pushes its records straight into the link and pulls the other
+ * side's from it: one copy each way, no syscall, no socket. */
+
+static ssize_t
+mem_push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
+{
+	struct end *e = ptr;
+	ssize_t n = relay_mem_push(e, data, len);
+
+	if (n < 0)
+		gnutls_transport_set_errno(e->tls, errno);
+	return n;
+}
+
+static ssize_t
+mem_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
+{
+	struct end *e = ptr;
+	ssize_t n = relay_mem_pull(e, data, len);
+
+	if (n < 0)
+		gnutls_transport_set_errno(e->tls, errno);
+	return n;
+}
+
+/* Never waits: 1 when a pull has something to say, else EAGAIN. */
+static int
+mem_pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
+{
+	struct end *e = ptr;
+
+	(void)ms;
+	if (relay_mem_readable(e))
+		return 1;
+	gnutls_transport_set_errno(e->tls, EAGAIN);
+	return -1;
+}
+
+static enum xio
+mem_connected(struct end *e, int *err)
+{
+	(void)e;
+	*err = 0;
+	return XIO_OK;
+}
+
+static int
+mem_queued(struct end *e)
+{
+	return relay_mem_avail(e) > 0;
+}
+
+static int
+mem_drained(const struct end *e)
+{
+	return relay_mem_avail(e) == 0 &&
+	    gnutls_record_check_pending(e->tls) == 0;
+}
+
+static enum xio
+mem_read(struct worker *w, struct end *e, struct pipe *p)
+{
+	(void)w;
+	return tls_read_records(e, p, mem_queued);
+}
+
+/* Records into the link while it has room for a full one. */
+static enum xio
+mem_write(struct worker *w, struct end *e, struct pipe *p)
+{
+	(void)w;
+	while (p->len > 0) {
+		ssize_t room = relay_mem_room(e), n;
+		size_t chunk = p->len < TLS_RECORD_MAX ? p->len :
+		    TLS_RECORD_MAX;
+
+		if (room < 0)
+			return XIO_ERR;
+		if ((size_t)room < TLS_RECORD_ROOM)
+			return XIO_AGAIN;
+		n = gnutls_record_send(e->tls, p->buf + p->off, chunk);
+		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+			return XIO_AGAIN;
+		if (n <= 0)
+			return XIO_ERR;
+		p->off += (size_t)n;
+		p->len -= (size_t)n;
+	}
+	return XIO_OK;
+}
+
+/* close_notify, then the link's end of stream. */
+static enum xio
+mem_shutdown(struct worker *w, struct end *e)
+{
+	(void)w;
+	if (!e->bye_queued) {
+		ssize_t room = relay_mem_room(e);
+		int rc;
+
+		if (room < 0)
+			return XIO_ERR;
+		if ((size_t)room < TLS_RECORD_ROOM)
+			return XIO_AGAIN;
+		rc = gnutls_bye(e->tls, GNUTLS_SHUT_WR);
+		if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED)
+			return XIO_AGAIN;
+		if (rc < 0)
+			return XIO_ERR;
+		e->bye_queued = 1;
+	}
+	relay_mem_shut(e);
+	e->shut_out = 1;
+	return XIO_OK;
+}
+
+static void
+mem_watch(struct worker *w, struct end *e, uint32_t ev)
+{
+	(void)w;
+	relay_mem_wait(e, (ev & EPOLLIN) != 0, (ev & EPOLLOUT) != 0);
+}
+
+static void
+mem_interest(struct worker *w, struct end *e)
+{
+	(void)w;
+	tls_direction(e);
+	relay_mem_wait(e, e->want_in, e->want_out);
+}
+
+static void
+mem_detach(struct worker *w, struct end *e, int *fd, uint32_t *ev)
+{
+	(void)w;
+	*fd = -1;
+	*ev = 0;
+	relay_mem_owner(e, NULL);
+}
+
+static int
+mem_attach(struct worker *w, struct end *e, int fd, uint32_t ev)
+{
+	(void)fd;
+	(void)ev;
+	relay_mem_owner(e, w);
+	return 0;
+}
+
+static void
+mem_close(struct worker *w, struct end *e, int abortive)
+{
+	if (e->tls != NULL) {
+		gnutls_deinit(e->tls);
+		e->tls = NULL;
+	}
+	relay_mem_close(w, e, abortive);
+}
+
+static const struct xprt xprt_mem_tls = {
+	.name = "tls-memory",
+	.connected = mem_connected,
+	.handshake = tls_handshake,
+	.start = none_start,
+	.read = mem_read,
+	.write = mem_write,
+	.shutdown = mem_shutdown,
+	.pending = none_pending,
+	.drained = mem_drained,
+	.watch = mem_watch,
+	.interest = mem_interest,
+	.rcv_pipe = NULL,
+	.snd_pipe = NULL,
+	.detach = mem_detach,
+	.attach = mem_attach,
+	.close = mem_close,
+	.write_waits_read = 1,
+	.read_failed = "TLS read failed or peer closed without close_notify",
+};
+
+/* Opening ends ------------------------------------------------------------ */
+
+int
+relay_end_sock(struct conn *c, struct end *e, int fd, uint32_t ev)
+{
+	e->c = c;
+	if (loop_add(c->w->loop, &e->w, fd, ev, relay_conn_event, e) != 0)
+		return -1;
+	e->x = &xprt_plain;
+	return 0;
+}
+
+int
+relay_end_tls(struct end *e, int server)
+{
+	struct tls_peer *peer = &e->c->peer;
+
+	e->tls = server ? tls_server_new(e->w.fd, peer) :
+	    tls_client_new(e->w.fd, peer);
+	if (e->tls == NULL)
+		return -1;
+	e->x = &xprt_tls;
+	return 0;
+}
+
+int
+relay_end_mem_tls(struct conn *c, struct end *e, struct mlink *ml, int side,
+    int server, uint32_t ev)
+{
+	e->c = c;
+	e->w.fd = -1;
+	e->tls = server ? tls_server_new(-1, &c->peer) :
+	    tls_client_new(-1, &c->peer);
+	if (e->tls == NULL)
+		return -1;
+	gnutls_transport_set_ptr(e->tls, e);
+	gnutls_transport_set_push_function(e->tls, mem_push);
+	gnutls_transport_set_pull_function(e->tls, mem_pull);
+	gnutls_transport_set_pull_timeout_function(e->tls, mem_pull_timeout);
+	relay_mem_attach(ml, side, e, c->w);
+	e->x = &xprt_mem_tls;
+	e->x->watch(c->w, e, ev);
+	return 0;
+}
