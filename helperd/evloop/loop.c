@@ -20,9 +20,8 @@ struct deferred {
 
 struct loop {
 	int epfd;
-	void (*lock)(void *);
-	void (*unlock)(void *);
-	void *lock_arg;
+	void (*round_end)(void *);          /* loop_set_round_end */
+	void *round_end_arg;
 	struct deferred *defer;
 	size_t n_defer, cap_defer;
 	int64_t woke_ms;        /* when the last epoll_wait returned */
@@ -239,12 +238,10 @@ loop_free(struct loop *l)
 }
 
 void
-loop_set_lock(struct loop *l, void (*lock)(void *), void (*unlock)(void *),
-    void *arg)
+loop_set_round_end(struct loop *l, void (*fn)(void *), void *arg)
 {
-	l->lock = lock;
-	l->unlock = unlock;
-	l->lock_arg = arg;
+	l->round_end = fn;
+	l->round_end_arg = arg;
 }
 
 int
@@ -358,8 +355,6 @@ loop_run_once(struct loop *l, int timeout_ms)
 			return -1;
 		}
 	}
-	if (l->lock != NULL)
-		l->lock(l->lock_arg);
 	for (int i = 0; i < n; i++) {
 		struct loop_watch *w = evs[i].data.ptr;
 
@@ -374,7 +369,7 @@ loop_run_once(struct loop *l, int timeout_ms)
 	for (size_t i = 0; i < l->n_defer; i++)
 		l->defer[i].fn(l->defer[i].arg);
 	l->n_defer = 0;
-	if (l->unlock != NULL)
-		l->unlock(l->lock_arg);
+	if (l->round_end != NULL)
+		l->round_end(l->round_end_arg);
 	return 0;
 }

@@ -93,10 +93,10 @@ int loop_is_mine(const struct loop *l);
  * events of this round may still point to). 0/-1. */
 int loop_defer(struct loop *l, void (*fn)(void *), void *arg);
 
-/* Have loop_run_once call lock(arg) after waiting and unlock(arg) before
- * returning: the events of a round are handled holding the lock. */
-void loop_set_lock(struct loop *l, void (*lock)(void *),
-    void (*unlock)(void *), void *arg);
+/* Have loop_run_once call fn(arg) at the end of every round, after its
+ * events, due timers and deferred functions (helperd publishes what the
+ * round changed there). NULL: nothing. */
+void loop_set_round_end(struct loop *l, void (*fn)(void *), void *arg);
 
 /* Wait for events at most timeout_ms (-1: no limit) and until the
  * earliest timer is due; dispatch the events, then the timers that are due,

@@ -170,7 +170,7 @@ policy_refresh_cb(void *arg)
 	helperd_policy_refresh(arg);
 }
 
-/* The end of every main loop round (loop_set_lock): what it changed, to
+/* The end of every main loop round (loop_set_round_end): what it changed, to
  * the relay workers. */
 static void
 policy_round_end(void *arg)
@@ -840,7 +840,7 @@ start_loop(struct helperd *h, char *err, size_t errlen)
 		return -1;
 	}
 	loop_timer_init(&h->leaf_timer, leaves_due, h);
-	loop_set_lock(h->loop, NULL, policy_round_end, h);
+	loop_set_round_end(h->loop, policy_round_end, h);
 	return 0;
 }
 

@@ -275,3 +275,51 @@ Test(loop_timer, event_then_timer_same_round)
 	close(p[1]);
 	loop_free(r.l);
 }
+
+/* loop_set_round_end: its function runs once at the end of every round,
+ * after the round's timers and deferred functions (helperd publishes the
+ * policy there: what a timer or a deferred function changed must be in
+ * it). */
+static void
+log_id(struct rec *r, int id)
+{
+	cr_assert_lt(r->n, MAXLOG);
+	r->log[r->n++] = id;
+}
+
+static void
+on_defer(void *arg)
+{
+	log_id(arg, 100);
+}
+
+static void
+on_round_end(void *arg)
+{
+	log_id(arg, 200);
+}
+
+Test(loop_round_end, after_timers_and_deferred)
+{
+	struct rec r = { 0 };
+	struct tm m;
+
+	cr_assert_eq(loop_new(&r.l), 0);
+	loop_set_round_end(r.l, on_round_end, &r);
+	tm_init(&m, &r, 1);
+	cr_assert_eq(loop_timer_add(r.l, &m.t, 0), 0);
+	cr_assert_eq(loop_defer(r.l, on_defer, &r), 0);
+	cr_assert_eq(loop_run_once(r.l, 1000), 0);
+	cr_assert_eq(r.n, 3, "%d calls in the first round", r.n);
+	cr_assert_eq(r.log[0], 1);
+	cr_assert_eq(r.log[1], 100);
+	cr_assert_eq(r.log[2], 200, "the round's end ran before its work");
+	/* An empty round ends too; a removed hook is not called. */
+	cr_assert_eq(loop_run_once(r.l, 0), 0);
+	cr_assert_eq(r.n, 4);
+	cr_assert_eq(r.log[3], 200);
+	loop_set_round_end(r.l, NULL, NULL);
+	cr_assert_eq(loop_run_once(r.l, 0), 0);
+	cr_assert_eq(r.n, 4);
+	loop_free(r.l);
+}
