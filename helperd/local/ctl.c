@@ -17,7 +17,6 @@
 #include "helperd/model/catalog.h"
 #include "helperd/local/direct.h"
 #include "helperd/evloop/emfile.h"
-#include "helperd/node/helperd.h"
 #include "helperd/model/intent.h"
 #include "helperd/evloop/loop.h"
 #include "helperd/local/owner.h"
@@ -42,7 +41,7 @@ struct ctl_client {
 };
 
 struct ctl_server {
-	struct helperd *h;
+	struct ctl_env env;        /* set at ctl_start */
 	struct loop_watch w;
 	int fd;                    /* listening (w.fd is -1 while paused) */
 	struct emfile eg;          /* out of fds on accept */
@@ -69,7 +68,7 @@ client_close(struct ctl_client *c)
 	c->closing = 1;
 	if (c->w.fd >= 0) {
 		int fd = c->w.fd;
-		loop_del(s->h->loop, &c->w);
+		loop_del(s->env.loop, &c->w);
 		close(fd);
 	}
 	if (c->prev != NULL)
@@ -79,7 +78,7 @@ client_close(struct ctl_client *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	s->n_clients--;
-	loop_defer(s->h->loop, client_free, c);
+	loop_defer(s->env.loop, client_free, c);
 }
 
 static void
@@ -91,7 +90,7 @@ client_flush(struct ctl_client *c)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN) {
-			loop_mod(c->s->h->loop, &c->w, EPOLLIN | EPOLLOUT);
+			loop_mod(c->s->env.loop, &c->w, EPOLLIN | EPOLLOUT);
 			return;
 		}
 		if (n <= 0) {
@@ -102,7 +101,7 @@ client_flush(struct ctl_client *c)
 		c->out_len -= (size_t)n;
 	}
 	c->out_off = 0;
-	loop_mod(c->s->h->loop, &c->w, EPOLLIN);
+	loop_mod(c->s->env.loop, &c->w, EPOLLIN);
 }
 
 static void reply(struct ctl_client *c, const char *fmt, ...)
@@ -136,13 +135,13 @@ reply(struct ctl_client *c, const char *fmt, ...)
 static void
 hello_ok(struct ctl_client *c, const struct conf_service *svc)
 {
-	struct helperd *h = c->s->h;
+	const struct ctl_env *e = &c->s->env;
 	char line[CTL_REPLY_MAX];
 	size_t off;
 
 	off = (size_t)snprintf(line, sizeof(line), "OK port=%d dns=%s%s",
-	    h->outbound_port, h->conf.dns_domain,
-	    direct_on(h->direct) ? " direct=1" : "");
+	    e->outbound_port, e->conf->dns_domain,
+	    direct_on(e->direct) ? " direct=1" : "");
 	if (svc != NULL)
 		off += (size_t)snprintf(line + off, sizeof(line) - off,
 		    " inbound=%s svc_port=%d",
@@ -163,7 +162,7 @@ hello_ok(struct ctl_client *c, const struct conf_service *svc)
 static void
 do_hello(struct ctl_client *c, char *args)
 {
-	struct helperd *h = c->s->h;
+	const struct ctl_env *e = &c->s->env;
 	const char *arg = strtok_r(NULL, " ", &args);
 	const char *token = arg != NULL ? strtok_r(NULL, " ", &args) : NULL;
 	const struct conf_service *svc;
@@ -173,9 +172,9 @@ do_hello(struct ctl_client *c, char *args)
 		reply(c, "ERR EINVAL invalid service name");
 		return;
 	}
-	svc = catalog_local(h->catalog, arg);
-	if (acl_claim(h->acl, c->uid, token, arg, svc, catalog_remote_user(
-	    h->catalog, arg), why, sizeof(why)) != 0) {
+	svc = catalog_local(e->catalog, arg);
+	if (acl_claim(e->acl, c->uid, token, arg, svc, catalog_remote_user(
+	    e->catalog, arg), why, sizeof(why)) != 0) {
 		log_warn("control: pid %ld: %s", (long)c->pid, why);
 		reply(c, "ERR EACCES %s", why);
 		return;
@@ -206,7 +205,7 @@ ctl_unit(struct ctl_client *c)
 static void
 refuse_later(struct ctl_client *c, int port, uint64_t cookie)
 {
-	relay_pending_add(c->s->h->relay, port, c->service, "", c->uid,
+	relay_pending_add(c->s->env.relay, port, c->service, "", c->uid,
 	    cookie, c->pid, "");
 }
 
@@ -261,7 +260,7 @@ refused_log(const char *src, const char *dst, size_t n, const char *output)
 static void
 do_connect(struct ctl_client *c, char *args)
 {
-	struct helperd *h = c->s->h;
+	const struct ctl_env *e = &c->s->env;
 	struct catalog_instance in[1];
 	const struct intent *m = NULL;
 	char *dst = strtok_r(args, " ", &args);
@@ -282,10 +281,10 @@ do_connect(struct ctl_client *c, char *args)
 		    "[<socket-cookie>]");
 		return;
 	}
-	if (catalog_instances(h->catalog, dst, in, 1) == 0) {
+	if (catalog_instances(e->catalog, dst, in, 1) == 0) {
 		/* None registered, or none passing its health checks. */
 		struct catalog_instance all[64];
-		size_t n = catalog_instances_all(h->catalog, dst, all,
+		size_t n = catalog_instances_all(e->catalog, dst, all,
 		    UTIL_ARRAY_LEN(all));
 
 		refuse_later(c, (int)port, cookie);
@@ -297,7 +296,7 @@ do_connect(struct ctl_client *c, char *args)
 		}
 		/* Every instance is failing its checks: refused, not
 		 * dialled (README, Health checks: why no panic mode). */
-		h->refused_all_critical++;
+		(*e->refused_all_critical)++;
 		refused_log(c->service, dst, n, all[0].output);
 		reply(c, "ERR EHOSTUNREACH no healthy instance of %s: all %zu "
 		    "instance(s) failing their checks (%.120s)", dst, n,
@@ -306,7 +305,7 @@ do_connect(struct ctl_client *c, char *args)
 	}
 	/* The source side fails fast on its cached intentions; the
 	 * destination's helperd checks again and stays the authority. */
-	if (!intent_check(h->intents, c->service, dst, h->conf.default_allow,
+	if (!intent_check(e->intents, c->service, dst, e->conf->default_allow,
 	    &m)) {
 		char why[256];
 
@@ -318,14 +317,14 @@ do_connect(struct ctl_client *c, char *args)
 			    "default_intention = deny");
 		log_warn("denied %s (pid %ld uid %ld) => %s: %s", c->service,
 		    (long)c->pid, (long)c->uid, dst, why);
-		relay_obs_refused(h->relay, c->service, dst, c->pid, c->uid,
+		relay_obs_refused(e->relay, c->service, dst, c->pid, c->uid,
 		    ctl_unit(c), why);
 		refuse_later(c, (int)port, cookie);
 		reply(c, "ERR ECONNREFUSED %s => %s denied by %s", c->service,
 		    dst, m != NULL ? "intention" : "default_intention");
 		return;
 	}
-	if (relay_pending_add(h->relay, (int)port, c->service, dst,
+	if (relay_pending_add(e->relay, (int)port, c->service, dst,
 	    c->uid, cookie, c->pid, ctl_unit(c)) != 0) {
 		reply(c, "ERR ENOMEM cannot register");
 		return;
@@ -338,7 +337,7 @@ do_connect(struct ctl_client *c, char *args)
 static void
 do_direct(struct ctl_client *c, char *args)
 {
-	struct helperd *h = c->s->h;
+	const struct ctl_env *e = &c->s->env;
 	char *dst = strtok_r(args, " ", &args);
 	char addr[64];
 	int port;
@@ -352,7 +351,7 @@ do_direct(struct ctl_client *c, char *args)
 		reply(c, "ERR EINVAL usage: DIRECT <service>");
 		return;
 	}
-	if (direct_route(h->direct, c->service, dst, addr, sizeof(addr),
+	if (direct_route(e->direct, c->service, dst, addr, sizeof(addr),
 	    &port))
 		reply(c, "OK direct %s %d", addr, port);
 	else
@@ -377,7 +376,7 @@ errno_name(int e)
 static void
 do_track(struct ctl_client *c, char *args)
 {
-	struct helperd *h = c->s->h;
+	const struct ctl_env *e = &c->s->env;
 	struct sockdiag_id id;
 	char *f[6], err[256];
 	long lport, sport;
@@ -402,7 +401,7 @@ do_track(struct ctl_client *c, char *args)
 	}
 	id.sport = (uint16_t)lport;
 	id.dport = (uint16_t)sport;
-	rc = direct_track(h->direct, c->service, c->uid, f[0], &id, err,
+	rc = direct_track(e->direct, c->service, c->uid, f[0], &id, err,
 	    sizeof(err));
 	if (rc == 0)
 		reply(c, "OK");
@@ -435,7 +434,7 @@ do_accept(struct ctl_client *c, char *args)
 	}
 	id.sport = (uint16_t)local;
 	id.dport = (uint16_t)peer;
-	if (relay_inbound_lookup(c->s->h->relay, &id, spiffe, sizeof(spiffe),
+	if (relay_inbound_lookup(c->s->env.relay, &id, spiffe, sizeof(spiffe),
 	    addr, sizeof(addr), &sport) == 0)
 		reply(c, "OK mesh %s %s %d", spiffe, addr, sport);
 	else
@@ -544,7 +543,7 @@ server_event(void *arg, uint32_t events)
 		c->s = s;
 		c->uid = cred.uid;
 		c->pid = cred.pid;
-		if (loop_add(s->h->loop, &c->w, fd, EPOLLIN, client_event,
+		if (loop_add(s->env.loop, &c->w, fd, EPOLLIN, client_event,
 		    c) != 0) {
 			close(fd);
 			free(c);
@@ -559,8 +558,8 @@ server_event(void *arg, uint32_t events)
 }
 
 int
-ctl_start(struct ctl_server **out, struct helperd *h, const char *path,
-    char *err, size_t errlen)
+ctl_start(struct ctl_server **out, const struct ctl_env *env,
+    const char *path, char *err, size_t errlen)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	struct ctl_server *s;
@@ -609,14 +608,14 @@ ctl_start(struct ctl_server **out, struct helperd *h, const char *path,
 		close(fd);
 		return -1;
 	}
-	s->h = h;
+	s->env = *env;
 	s->fd = fd;
 	util_strlcpy(s->path, path, sizeof(s->path));
-	if (loop_add(h->loop, &s->w, fd, EPOLLIN, server_event, s) != 0 ||
-	    emfile_init(&s->eg, h->loop, &s->w, fd, EPOLLIN, server_event, s,
-	    "control socket") != 0) {
+	if (loop_add(s->env.loop, &s->w, fd, EPOLLIN, server_event, s) != 0 ||
+	    emfile_init(&s->eg, s->env.loop, &s->w, fd, EPOLLIN, server_event,
+	    s, "control socket") != 0) {
 		snprintf(err, errlen, "epoll: %s", strerror(errno));
-		loop_del(h->loop, &s->w);
+		loop_del(s->env.loop, &s->w);
 		emfile_fini(&s->eg);
 		close(fd);
 		free(s);
@@ -633,7 +632,7 @@ ctl_stop(struct ctl_server *s)
 		return;
 	while (s->clients != NULL)
 		client_close(s->clients);
-	loop_del(s->h->loop, &s->w);
+	loop_del(s->env.loop, &s->w);
 	emfile_fini(&s->eg);
 	close(s->fd);
 	unlink(s->path);

@@ -1,5 +1,6 @@
 #include "helperd/local/direct.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -8,8 +9,8 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "conf/conf.h"
 #include "helperd/model/catalog.h"
-#include "helperd/node/helperd.h"
 #include "helperd/model/intent.h"
 #include "helperd/evloop/loop.h"
 
@@ -20,7 +21,7 @@ struct direct_ent {
 };
 
 struct direct {
-	struct helperd *h;
+	struct direct_env env;          /* set at direct_new */
 	struct sockdiag *sd;            /* NULL: direct connections are off */
 	struct direct_ent *ents;        /* DIRECT_MAX, dense: [0, n) used */
 	size_t n;
@@ -33,17 +34,17 @@ struct direct {
 static void direct_sweep(void *arg);
 
 int
-direct_new(struct direct **out, struct helperd *h)
+direct_new(struct direct **out, const struct direct_env *env)
 {
 	struct direct *d = calloc(1, sizeof(*d));
 	char why[256];
 
 	if (d == NULL)
 		return -1;
-	d->h = h;
+	d->env = *env;
 	loop_timer_init(&d->sweep, direct_sweep, d);
 	*out = d;
-	if (h->conf.same_node_mtls)
+	if (env->conf->same_node_mtls)
 		return 0;
 	if (sockdiag_open(&d->sd) != 0) {
 		snprintf(why, sizeof(why), "sock_diag netlink socket: %s",
@@ -71,7 +72,7 @@ direct_free(struct direct *d)
 {
 	if (d == NULL)
 		return;
-	loop_timer_del(d->h->loop, &d->sweep);
+	loop_timer_del(d->env.loop, &d->sweep);
 	sockdiag_close(d->sd);
 	free(d->ents);
 	free(d);
@@ -92,13 +93,13 @@ direct_count(const struct direct *d)
 /* The local, passing, non-strict instance of dst and its address (loop
  * thread). 0/-1. */
 static int
-local_instance(struct helperd *h, const char *dst, struct in6_addr *a,
-    int *port)
+local_instance(const struct direct_env *env, const char *dst,
+    struct in6_addr *a, int *port)
 {
 	static unsigned rr;             /* spreads over local instances */
 	struct catalog_instance in[16];
 	const struct conf_service *svc;
-	size_t n = catalog_instances(h->catalog, dst, in, UTIL_ARRAY_LEN(in));
+	size_t n = catalog_instances(env->catalog, dst, in, UTIL_ARRAY_LEN(in));
 	size_t nl = 0;
 
 	while (nl < n && in[nl].local)  /* local ones come first */
@@ -120,16 +121,17 @@ int
 direct_route(struct direct *d, const char *src, const char *dst,
     char *addr, size_t addrlen, int *port)
 {
-	struct helperd *h = d->h;
+	const struct direct_env *env = &d->env;
 	struct in6_addr a;
 	int ok;
 
 	if (!direct_on(d) || d->n >= DIRECT_MAX)
 		return 0;
-	helperd_assert_loop(h);
+	assert(loop_is_mine(env->loop));
 	/* A denied pair takes the relay, whose CONNECT refuses and logs. */
-	ok = local_instance(h, dst, &a, port) == 0 &&
-	    intent_check(h->intents, src, dst, h->conf.default_allow, NULL);
+	ok = local_instance(env, dst, &a, port) == 0 &&
+	    intent_check(env->intents, src, dst, env->conf->default_allow,
+	    NULL);
 	if (ok)
 		sockdiag_addr_string(&a, addr, addrlen);
 	return ok;
@@ -160,7 +162,7 @@ direct_track(struct direct *d, const char *src, uid_t uid,
     const char *dst, const struct sockdiag_id *id, char *err,
     size_t errlen)
 {
-	struct helperd *h = d->h;
+	const struct direct_env *env = &d->env;
 	const struct intent *m = NULL;
 	struct sockdiag_info info;
 	struct sockdiag_id q = *id;
@@ -174,11 +176,11 @@ direct_track(struct direct *d, const char *src, uid_t uid,
 		return EPROTO;
 	}
 	id_string(id, tuple, sizeof(tuple));
-	helperd_assert_loop(h);
-	local = local_instance(h, dst, &a, &port) == 0 && port == id->dport &&
+	assert(loop_is_mine(env->loop));
+	local = local_instance(env, dst, &a, &port) == 0 && port == id->dport &&
 	    memcmp(&a, &id->dst, sizeof(a)) == 0;
-	allowed = intent_check(h->intents, src, dst, h->conf.default_allow,
-	    &m);
+	allowed = intent_check(env->intents, src, dst,
+	    env->conf->default_allow, &m);
 	if (!local) {
 		snprintf(err, errlen, "%s is not a direct local instance of "
 		    "%s", tuple, dst);
@@ -229,7 +231,7 @@ direct_track(struct direct *d, const char *src, uid_t uid,
 	util_strlcpy(e->src, src, sizeof(e->src));
 	util_strlcpy(e->dst, dst, sizeof(e->dst));
 	log_debug("direct connection %s => %s (%s) tracked", src, dst, tuple);
-	if (!loop_timer_armed(&d->sweep) && loop_timer_add(h->loop, &d->sweep,
+	if (!loop_timer_armed(&d->sweep) && loop_timer_add(env->loop, &d->sweep,
 	    DIRECT_SWEEP_MS) != 0)
 		log_err("direct: cannot arm the sweep: out of memory");
 out:
@@ -248,20 +250,20 @@ remove_at(struct direct *d, size_t i)
 size_t
 direct_recheck(struct direct *d, const char *why)
 {
-	struct helperd *h;
+	const struct direct_env *env;
 	size_t closed = 0, i;
 
 	if (!direct_on(d))
 		return 0;
-	h = d->h;
-	helperd_assert_loop(h);
+	env = &d->env;
+	assert(loop_is_mine(env->loop));
 	for (i = d->n; i-- > 0;) {
 		struct direct_ent *e = &d->ents[i];
 		const struct intent *m = NULL;
 		char tuple[160];
 
-		if (intent_check(h->intents, e->src, e->dst,
-		    h->conf.default_allow, &m))
+		if (intent_check(env->intents, e->src, e->dst,
+		    env->conf->default_allow, &m))
 			continue;
 		id_string(&e->id, tuple, sizeof(tuple));
 		if (destroy(d, &e->id) == 0) {
@@ -326,7 +328,7 @@ direct_sweep(void *arg)
 
 	if (!direct_on(d) || d->n == 0)
 		return;
-	helperd_assert_loop(d->h);
+	assert(loop_is_mine(d->env.loop));
 	/* Every entry is looked at within about a second, however full. */
 	budget = SOCKDIAG_BATCH + d->n / 8;
 	if (d->cursor >= d->n)
@@ -357,7 +359,7 @@ direct_sweep(void *arg)
 	if (dropped > 0)
 		log_debug("direct: dropped %zu closed connection(s), %zu "
 		    "tracked", dropped, d->n);
-	if (d->n > 0 && loop_timer_add(d->h->loop, &d->sweep,
+	if (d->n > 0 && loop_timer_add(d->env.loop, &d->sweep,
 	    DIRECT_SWEEP_MS) != 0)
 		log_err("direct: cannot arm the sweep: out of memory");
 }

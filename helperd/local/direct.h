@@ -23,12 +23,29 @@
 
 #define DIRECT_MAX 16384        /* tracked connections */
 
-struct helperd;
+struct conf;
+struct loop;
+struct catalog;
+struct intent_db;
 struct direct;
 
-/* With h->conf.same_node_mtls = false, probe whether sockets can be
+/* What direct needs from the node, set at direct_new (copied). Each
+ * handle outlives the module (the node frees direct before them). Used
+ * on the loop thread only. */
+struct direct_env {
+	const struct conf *conf;        /* the node's running config: its
+	                                   default_allow is read at each
+	                                   call (a reload changes it in place,
+	                                   on the loop thread);
+	                                   same_node_mtls at direct_new */
+	struct loop *loop;              /* the sweep timer */
+	struct catalog *catalog;        /* local instances of a destination */
+	const struct intent_db *intents; /* is the pair allowed */
+};
+
+/* With env->conf->same_node_mtls = false, probe whether sockets can be
  * destroyed and log the choice. 0, or -1 out of memory. */
-int direct_new(struct direct **out, struct helperd *h);
+int direct_new(struct direct **out, const struct direct_env *env);
 void direct_free(struct direct *d);
 
 /* 1 when the shim may be offered direct connections. */

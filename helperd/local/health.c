@@ -20,8 +20,6 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "helperd/cluster/cluster.h"
-#include "helperd/node/helperd.h"
 #include "helperd/evloop/loop.h"
 #include "helperd/local/resolve.h"
 
@@ -79,7 +77,7 @@ struct hsvc {
 };
 
 struct health {
-	struct helperd *h;
+	struct health_env env;          /* set at health_new */
 	struct hcheck **v;
 	size_t n;
 	struct hsvc **sv;               /* current and previous definitions */
@@ -101,6 +99,15 @@ static void check_connect(struct hcheck *c, const struct sockaddr_storage *ss,
     socklen_t sl);
 
 /* Results ---------------------------------------------------------------- */
+
+/* What the node publishes may have changed (an instance's status as it is
+ * dialled, a previous definition retired): tell it. */
+static void
+services_changed(struct health *hl)
+{
+	if (hl->env.ops != NULL && hl->env.ops->services_changed != NULL)
+		hl->env.ops->services_changed(hl->env.cookie);
+}
 
 /* The worst status of the checks of instance id's current (prev 0) or
  * previous (prev 1) definition, and its output. No checks: passing. */
@@ -173,7 +180,7 @@ eff_status(const struct health *hl, const char *id, const char **output)
 static size_t
 name_passing(const struct health *hl, const char *name)
 {
-	struct catalog *cat = hl->h->catalog;
+	struct catalog *cat = hl->env.catalog;
 	size_t n = 0;
 	const char *out;
 
@@ -237,7 +244,7 @@ check_set(struct hcheck *c, enum catalog_status st, const char *out)
 		p->retire = 1;
 		hl->retire_pending = 1;
 		/* Swept after this round: the caller may be walking hl->v. */
-		if (loop_timer_add(hl->h->loop, &hl->sweep, 0) != 0)
+		if (loop_timer_add(hl->env.loop, &hl->sweep, 0) != 0)
 			log_err("health: out of memory: the previous "
 			    "definition of %s is retired later", c->svc_id);
 	}
@@ -247,7 +254,7 @@ check_set(struct hcheck *c, enum catalog_status st, const char *out)
 		    "connections to %s are refused until one does (%s)",
 		    c->svc_name, c->svc_name, o);
 	if (eff_status(hl, c->svc_id, &eo) != before)
-		cluster_services_changed(hl->h->cluster);
+		services_changed(hl);
 }
 
 /* A check run's result: the status changes only after need_pass
@@ -320,7 +327,7 @@ static void
 run_release(struct hcheck *c)
 {
 	if (c->w.fd >= 0)
-		loop_del(c->hl->h->loop, &c->w);
+		loop_del(c->hl->env.loop, &c->w);
 	if (c->tls != NULL)
 		gnutls_deinit(c->tls);
 	c->tls = NULL;
@@ -441,7 +448,7 @@ check_connect(struct hcheck *c, const struct sockaddr_storage *ss,
 		return;
 	}
 	c->phase = PH_CONNECT;
-	if (loop_add(c->hl->h->loop, &c->w, c->fd, EPOLLOUT, check_event,
+	if (loop_add(c->hl->env.loop, &c->w, c->fd, EPOLLOUT, check_event,
 	    c) != 0) {
 		if (local_errno(errno))
 			check_no_verdict(c, "epoll", errno);
@@ -537,7 +544,7 @@ http_verdict(struct hcheck *c)
 static void
 tls_wait(struct hcheck *c)
 {
-	if (loop_mod(c->hl->h->loop, &c->w,
+	if (loop_mod(c->hl->env.loop, &c->w,
 	    gnutls_record_get_direction(c->tls) ? EPOLLOUT : EPOLLIN) != 0)
 		check_done(c, CATALOG_CRITICAL, "epoll: %s", strerror(errno));
 }
@@ -639,7 +646,7 @@ check_event(void *arg, uint32_t events)
 				k = send(c->fd, c->req + c->sent,
 				    c->req_len - c->sent, MSG_NOSIGNAL);
 				if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
-					if (loop_mod(c->hl->h->loop, &c->w,
+					if (loop_mod(c->hl->env.loop, &c->w,
 					    EPOLLOUT) != 0)
 						check_done(c, CATALOG_CRITICAL,
 						    "epoll: %s", strerror(errno));
@@ -655,7 +662,7 @@ check_event(void *arg, uint32_t events)
 			c->sent += (size_t)k;
 		}
 		c->phase = PH_READ;
-		if (loop_mod(c->hl->h->loop, &c->w, EPOLLIN) != 0) {
+		if (loop_mod(c->hl->env.loop, &c->w, EPOLLIN) != 0) {
 			check_done(c, CATALOG_CRITICAL, "epoll: %s",
 			    strerror(errno));
 			return;
@@ -719,8 +726,8 @@ check_free(struct health *hl, struct hcheck *c)
 	if (c == NULL)
 		return;
 	run_release(c);
-	loop_timer_del(hl->h->loop, &c->t);
-	if (loop_defer(hl->h->loop, check_free_now, c) != 0)
+	loop_timer_del(hl->env.loop, &c->t);
+	if (loop_defer(hl->env.loop, check_free_now, c) != 0)
 		check_free_now(c);
 }
 
@@ -732,7 +739,7 @@ check_new(struct health *hl, const struct conf_service *s,
 {
 	struct hcheck *c = calloc(1, sizeof(*c));
 	char path[CONF_ADDR_MAX];
-	long ci = hl->h->conf.check_interval_ms;
+	long ci = hl->env.conf->check_interval_ms;
 
 	if (c == NULL)
 		return NULL;
@@ -960,7 +967,7 @@ retire_sweep(struct health *hl)
 			hl->v[k++] = hl->v[j];
 	hl->n = k;
 	hl->gen++;
-	cluster_services_changed(hl->h->cluster);
+	services_changed(hl);
 }
 
 /* Mark the previous definitions whose current one passes. */
@@ -988,7 +995,7 @@ retire_ready(struct health *hl)
 void
 health_sync(struct health *hl)
 {
-	struct catalog *cat = hl->h->catalog;
+	struct catalog *cat = hl->env.catalog;
 	size_t nl = catalog_local_count(cat), nn = 0, cap = hl->n, ns = 0;
 	struct hcheck **nv;
 	struct hsvc **nsv;
@@ -1106,7 +1113,7 @@ overdue_but_ready(struct hcheck *c)
 static void
 check_arm(struct hcheck *c)
 {
-	struct loop *l = c->hl->h->loop;
+	struct loop *l = c->hl->env.loop;
 	int64_t when;
 
 	if (c->def.type == CONF_CHECK_TTL) {
@@ -1176,13 +1183,13 @@ sweep_due(void *arg)
 /* The interface ------------------------------------------------------------ */
 
 int
-health_new(struct health **out, struct helperd *h)
+health_new(struct health **out, const struct health_env *env)
 {
 	struct health *hl = calloc(1, sizeof(*hl));
 
 	if (hl == NULL)
 		return -1;
-	hl->h = h;
+	hl->env = *env;
 	loop_timer_init(&hl->sweep, sweep_due, hl);
 	*out = hl;
 	return 0;
@@ -1195,10 +1202,10 @@ health_free(struct health *hl)
 		return;
 	/* Stopped first (their sockets leave epoll): no later round can
 	 * see them, and the loop may already be gone. */
-	loop_timer_del(hl->h->loop, &hl->sweep);
+	loop_timer_del(hl->env.loop, &hl->sweep);
 	for (size_t i = 0; i < hl->n; i++) {
 		run_release(hl->v[i]);
-		loop_timer_del(hl->h->loop, &hl->v[i]->t);
+		loop_timer_del(hl->env.loop, &hl->v[i]->t);
 		check_free_now(hl->v[i]);
 	}
 	free(hl->v);
@@ -1240,7 +1247,7 @@ check_json(const struct health *hl, const struct hcheck *c)
 		snprintf(to, sizeof(to), "%ldms", c->timeout_ms);
 	}
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[], "
-	    "s:s, s:s, s:s}", "Node", hl->h->conf.node, "CheckID", c->id,
+	    "s:s, s:s, s:s}", "Node", hl->env.conf->node, "CheckID", c->id,
 	    "Name", name, "Status", catalog_status_name(c->status),
 	    "Notes", "", "Output", c->output, "ServiceID", c->svc_id,
 	    "ServiceName", c->svc_name, "ServiceTags",

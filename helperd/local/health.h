@@ -55,10 +55,32 @@
  * instance. */
 #define HEALTH_DEFAULT_FAILURES 3
 
-struct helperd;
+struct conf;
+struct loop;
 struct health;
 
-int health_new(struct health **out, struct helperd *h);
+/* Reports from health to the node; called on the loop thread. */
+struct health_ops {
+	/* A local instance's status as it is dialled changed, or the
+	 * previous definition of a changed one was retired: what the node
+	 * publishes of its services (the cluster's catalog) is stale. */
+	void (*services_changed)(void *cookie);
+};
+
+/* What health needs from the node, set at health_new (copied). Each
+ * handle outlives the module (the node frees health before them). */
+struct health_env {
+	const struct conf *conf;        /* the node's running config: node
+	                                   and check_interval_ms, read when
+	                                   used (loop thread, where a reload
+	                                   changes it in place) */
+	struct loop *loop;              /* the checks' sockets and timers */
+	struct catalog *catalog;        /* the local services to check */
+	const struct health_ops *ops;   /* may be NULL */
+	void *cookie;                   /* passed back to every op */
+};
+
+int health_new(struct health **out, const struct health_env *env);
 void health_free(struct health *hl);
 
 /* Bring the checks in line with the catalog's local services (start,

@@ -18,7 +18,6 @@
 #include "common/util.h"
 #include "helperd/model/catalog.h"
 #include "helperd/evloop/emfile.h"
-#include "helperd/node/helperd.h"
 #include "helperd/model/intent.h"
 #include "helperd/evloop/loop.h"
 #include "helperd/local/owner.h"
@@ -56,7 +55,7 @@ struct lsn {
  * a reload, a registration, or remote services coming and going
  * (cluster.c), not on a timer. */
 struct served {
-	struct helperd *h;
+	struct served_env env;   /* set at served_new */
 	uint32_t net, size;     /* block; size 0: served_addrs = "" */
 	struct slot *slots;
 	size_t n_slots;
@@ -127,14 +126,14 @@ save(struct served *s)
 		addr_string(s->net + s->slots[i].host, a, sizeof(a));
 		json_object_set_new(m, s->slots[i].name, json_string(a));
 	}
-	j = json_pack("{s:s, s:o}", "served_addrs", s->h->conf.served_addrs,
+	j = json_pack("{s:s, s:o}", "served_addrs", s->env.conf->served_addrs,
 	    "services", m);
 	txt = j != NULL ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) :
 	    NULL;
 	json_decref(j);
 	if (txt == NULL)
 		return -1;
-	snprintf(path, sizeof(path), "%s/%s", s->h->conf.data_dir,
+	snprintf(path, sizeof(path), "%s/%s", s->env.conf->data_dir,
 	    SERVED_FILE);
 	rc = util_write_atomic(path, txt, strlen(txt), 0644);
 	if (rc != 0)
@@ -200,7 +199,7 @@ load(struct served *s)
 	json_t *j, *m, *v;
 	const char *k, *blk;
 
-	snprintf(path, sizeof(path), "%s/%s", s->h->conf.data_dir,
+	snprintf(path, sizeof(path), "%s/%s", s->env.conf->data_dir,
 	    SERVED_FILE);
 	if (stat(path, &st) != 0)
 		return;
@@ -215,9 +214,9 @@ load(struct served *s)
 		return;
 	}
 	blk = json_string_value(json_object_get(j, "served_addrs"));
-	if (blk == NULL || strcmp(blk, s->h->conf.served_addrs) != 0) {
+	if (blk == NULL || strcmp(blk, s->env.conf->served_addrs) != 0) {
 		log_info("served: served_addrs is now %s (was %s): addresses "
-		    "are assigned again", s->h->conf.served_addrs,
+		    "are assigned again", s->env.conf->served_addrs,
 		    blk != NULL ? blk : "unknown");
 		json_decref(j);
 		return;
@@ -258,7 +257,7 @@ know(struct served *s, const char *name)
 	if ((host = host_for(s, name)) == 0) {
 		if (!s->full_logged)
 			log_err("served: served_addrs %s is full: %s gets no "
-			    "address", s->h->conf.served_addrs, name);
+			    "address", s->env.conf->served_addrs, name);
 		s->full_logged = 1;
 		return 0;
 	}
@@ -312,9 +311,9 @@ who(struct served *s, const struct owner *o, const char *dst, int *tie)
 	int best_score = 0;
 
 	*tie = 0;
-	for (size_t i = 0; i < catalog_local_count(s->h->catalog); i++) {
+	for (size_t i = 0; i < catalog_local_count(s->env.catalog); i++) {
 		const struct conf_service *c =
-		    catalog_local_at(s->h->catalog, i);
+		    catalog_local_at(s->env.catalog, i);
 		int score = 0;
 
 		if (c->user[0] == '\0' && c->unit[0] == '\0')
@@ -345,8 +344,8 @@ who(struct served *s, const struct owner *o, const char *dst, int *tie)
 static int
 units_used(struct served *s)
 {
-	for (size_t i = 0; i < catalog_local_count(s->h->catalog); i++)
-		if (catalog_local_at(s->h->catalog, i)->unit[0] != '\0')
+	for (size_t i = 0; i < catalog_local_count(s->env.catalog); i++)
+		if (catalog_local_at(s->env.catalog, i)->unit[0] != '\0')
 			return 1;
 	return 0;
 }
@@ -364,7 +363,7 @@ static void
 served_conn(struct lsn *l, int fd, const struct sockaddr_storage *peer)
 {
 	struct served *s = l->s;
-	struct helperd *h = s->h;
+	const struct served_env *e = &s->env;
 	struct sockaddr_storage local;
 	socklen_t sl = sizeof(local);
 	const struct conf_service *svc;
@@ -389,7 +388,7 @@ served_conn(struct lsn *l, int fd, const struct sockaddr_storage *peer)
 		util_strlcpy(src, svc->name, sizeof(src));
 	else {
 		process(s, &o);
-		if (tie || !h->conf.default_allow) {
+		if (tie || !e->conf->default_allow) {
 			log_warn("served %s: refused pid %ld (%s) uid %ld unit "
 			    "%s: %s", where, (long)o.pid, o.comm[0] ? o.comm :
 			    "?", (long)o.uid, o.unit[0] ? o.unit : "-",
@@ -403,7 +402,7 @@ served_conn(struct lsn *l, int fd, const struct sockaddr_storage *peer)
 	}
 	/* Fail fast on this node's intentions, as the shim's CONNECT does;
 	 * the destination's helperd checks again and stays the authority. */
-	if (!intent_check(h->intents, src, l->svc, h->conf.default_allow,
+	if (!intent_check(e->intents, src, l->svc, e->conf->default_allow,
 	    &m)) {
 		process(s, &o);
 		log_warn("denied %s (pid %ld %s uid %ld unit %s) => %s at "
@@ -416,7 +415,7 @@ served_conn(struct lsn *l, int fd, const struct sockaddr_storage *peer)
 	log_debug("served %s: pid %ld (%s) uid %ld unit %s is %s", where,
 	    (long)o.pid, o.comm[0] ? o.comm : "?", (long)o.uid,
 	    o.unit[0] ? o.unit : "-", src);
-	relay_outbound_hand(h->relay, fd, peer, src, l->svc, o.uid);
+	relay_outbound_hand(e->relay, fd, peer, src, l->svc, o.uid);
 }
 
 /* Main thread: a listener is readable. */
@@ -485,10 +484,10 @@ lsn_open(struct served *s, struct lsn *l)
 		l->retry_at = util_now_ms_mono() + SERVED_RETRY_MS;
 		return -1;
 	}
-	if (loop_add(s->h->loop, &l->w, l->fd, EPOLLIN, lsn_event, l) != 0 ||
-	    emfile_init(&l->eg, s->h->loop, &l->w, l->fd, EPOLLIN, lsn_event,
+	if (loop_add(s->env.loop, &l->w, l->fd, EPOLLIN, lsn_event, l) != 0 ||
+	    emfile_init(&l->eg, s->env.loop, &l->w, l->fd, EPOLLIN, lsn_event,
 	    l, "served address") != 0) {
-		loop_del(s->h->loop, &l->w);
+		loop_del(s->env.loop, &l->w);
 		emfile_fini(&l->eg);
 		close(l->fd);
 		l->fd = -1;
@@ -509,7 +508,7 @@ static void
 lsn_close(struct served *s, struct lsn *l)
 {
 	if (l->fd >= 0) {
-		loop_del(s->h->loop, &l->w);
+		loop_del(s->env.loop, &l->w);
 		emfile_fini(&l->eg);
 		close(l->fd);
 	}
@@ -564,8 +563,8 @@ want(struct served *s, const char *svc, int port)
 static int
 local_port_used(struct served *s, int port)
 {
-	for (size_t i = 0; i < catalog_local_count(s->h->catalog); i++)
-		if (catalog_local_at(s->h->catalog, i)->port == port)
+	for (size_t i = 0; i < catalog_local_count(s->env.catalog); i++)
+		if (catalog_local_at(s->env.catalog, i)->port == port)
 			return 1;
 	return 0;
 }
@@ -591,7 +590,7 @@ remote_ports(struct catalog *cat)
 void
 served_sync(struct served *s)
 {
-	struct catalog *cat = s->h->catalog;
+	struct catalog *cat = s->env.catalog;
 	json_t *ports;
 	const char *k;
 	json_t *v;
@@ -684,8 +683,8 @@ served_arm(struct served *s)
 			next = l->retry_at;
 	}
 	if (next == 0)
-		loop_timer_del(s->h->loop, &s->timer);
-	else if (loop_timer_at(s->h->loop, &s->timer, next) != 0)
+		loop_timer_del(s->env.loop, &s->timer);
+	else if (loop_timer_at(s->env.loop, &s->timer, next) != 0)
 		log_err("served: cannot arm its timer: out of memory");
 }
 
@@ -705,7 +704,8 @@ served_due(void *arg)
 }
 
 int
-served_new(struct served **out, struct helperd *h, char *err, size_t errlen)
+served_new(struct served **out, const struct served_env *env, char *err,
+    size_t errlen)
 {
 	struct served *s = calloc(1, sizeof(*s));
 	int prefix;
@@ -714,13 +714,13 @@ served_new(struct served **out, struct helperd *h, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	s->h = h;
+	s->env = *env;
 	loop_timer_init(&s->timer, served_due, s);
-	if (h->conf.served_addrs[0] != '\0') {
-		if (conf_parse_loopback_block(h->conf.served_addrs, &s->net,
+	if (env->conf->served_addrs[0] != '\0') {
+		if (conf_parse_loopback_block(env->conf->served_addrs, &s->net,
 		    &prefix) != 0) {
 			snprintf(err, errlen, "served_addrs \"%s\" is not a "
-			    "loopback block", h->conf.served_addrs);
+			    "loopback block", env->conf->served_addrs);
 			free(s);
 			return -1;
 		}
@@ -753,7 +753,7 @@ served_free(struct served *s)
 {
 	if (s == NULL)
 		return;
-	loop_timer_del(s->h->loop, &s->timer);
+	loop_timer_del(s->env.loop, &s->timer);
 	for (size_t i = 0; i < s->n_lsn; i++)
 		lsn_close(s, s->lsn[i]);
 	free(s->lsn);

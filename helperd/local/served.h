@@ -21,20 +21,39 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct helperd;
+struct conf;
+struct loop;
+struct catalog;
+struct intent_db;
+struct relay;
 struct served;
+
+/* What served needs from the node, set at served_new (copied). Each
+ * handle outlives the module (the node frees served before them). Used
+ * on the loop thread only. */
+struct served_env {
+	const struct conf *conf;        /* the node's running config:
+	                                   served_addrs, data_dir (fixed
+	                                   while it runs); default_allow read
+	                                   at each connection (a reload
+	                                   changes it in place, loop thread) */
+	struct loop *loop;              /* listeners, the retry timer */
+	struct catalog *catalog;        /* the services to give addresses */
+	const struct intent_db *intents; /* is a connection's pair allowed */
+	struct relay *relay;            /* takes each accepted connection */
+};
 
 /* Load data_dir/served.json (a broken file is logged and replaced).
  * Nothing listens before served_sync. 0/-1 with err. */
-int served_new(struct served **out, struct helperd *h, char *err,
-    size_t errlen);
+int served_new(struct served **out, const struct served_env *env,
+    char *err, size_t errlen);
 void served_free(struct served *s);
 
 /* The catalog changed (a reload, a registration, remote services coming
  * or going: cluster.c calls it): give new services an address, open and
- * close listeners. O(services + instances), hash lookups. Main thread,
- * holding h->lock. Arms its own timer only to retry a listener that could
- * not bind (every 10 s). */
+ * close listeners. O(services + instances), hash lookups. Loop thread.
+ * Arms its own timer only to retry a listener that could not bind (every
+ * 10 s). */
 void served_sync(struct served *s);
 
 /* The address (host order) of service name (any case) and the port an

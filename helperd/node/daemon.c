@@ -868,21 +868,57 @@ start_state(struct helperd *h, char *err, size_t errlen)
 	return api_services_load(h, err, errlen);
 }
 
+/* health's op: what the cluster publishes of this node's services is
+ * stale (h->cluster read now: NULL while embedded or not started yet). */
+static void
+health_services_changed(void *cookie)
+{
+	struct helperd *h = cookie;
+
+	cluster_services_changed(h->cluster);
+}
+
+/* The env of health, from what h holds now (its catalog made). The
+ * config is h->conf itself: a reload changes it in place, on the loop
+ * thread that health runs on. */
+static const struct health_env *
+health_env_of(struct helperd *h, struct health_env *e)
+{
+	static const struct health_ops ops = {
+		.services_changed = health_services_changed,
+	};
+
+	*e = (struct health_env){ .conf = &h->conf, .loop = h->loop,
+		.catalog = h->catalog, .ops = &ops, .cookie = h };
+	return e;
+}
+
+/* The env of direct, from what h holds now (its catalog made). */
+static const struct direct_env *
+direct_env_of(struct helperd *h, struct direct_env *e)
+{
+	*e = (struct direct_env){ .conf = &h->conf, .loop = h->loop,
+		.catalog = h->catalog, .intents = h->intents };
+	return e;
+}
+
 /* Catalog, health, relay (its workers and listeners), direct; then the
  * local services into the catalog. 0/-1 with err. */
 static int
 start_data_path(struct helperd *h, char *err, size_t errlen)
 {
 	struct catalog_health_ops ops;
+	struct health_env henv;
+	struct direct_env denv;
 
 	if (h->workers < 1) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		h->workers = n < 1 ? 1 : n > 16 ? 16 : (int)n;
 	}
 	if (catalog_new(&h->catalog, h->conf.node, h->conf.datacenter) != 0 ||
-	    health_new(&h->health, h) != 0 ||
+	    health_new(&h->health, health_env_of(h, &henv)) != 0 ||
 	    relay_new(&h->relay, h, h->workers) != 0 ||
-	    direct_new(&h->direct, h) != 0) {
+	    direct_new(&h->direct, direct_env_of(h, &denv)) != 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -908,9 +944,12 @@ start_data_path(struct helperd *h, char *err, size_t errlen)
 static int
 start_served(struct helperd *h, char *err, size_t errlen)
 {
+	struct served_env senv = { .conf = &h->conf, .loop = h->loop,
+		.catalog = h->catalog, .intents = h->intents,
+		.relay = h->relay };
 	char derr[256];
 
-	if (served_new(&h->served, h, err, errlen) != 0)
+	if (served_new(&h->served, &senv, err, errlen) != 0)
 		return -1;
 	served_sync(h->served);
 	if (h->conf.dns_addr[0] == '\0')
@@ -926,13 +965,30 @@ start_served(struct helperd *h, char *err, size_t errlen)
 	return 0;
 }
 
+/* The env of the control socket, from what h holds now (ACLs open, the
+ * outbound port bound: it never changes). The node keeps the counter of
+ * refusals (/v1/agent/self reads it); ctl increments it. */
+static const struct ctl_env *
+ctl_env_of(struct helperd *h, struct ctl_env *e)
+{
+	*e = (struct ctl_env){ .conf = &h->conf, .loop = h->loop,
+		.catalog = h->catalog, .intents = h->intents, .acl = h->acl,
+		.relay = h->relay, .direct = h->direct,
+		.outbound_port = h->outbound_port,
+		.refused_all_critical = &h->refused_all_critical };
+	return e;
+}
+
 /* ACLs, the control socket, the HTTP API, the cluster (store = etcd).
  * 0/-1 with err. */
 static int
 start_api(struct helperd *h, char *err, size_t errlen)
 {
+	struct ctl_env cenv;
+
 	if (acl_start(h, err, errlen) != 0 ||
-	    ctl_start(&h->ctl, h, h->conf.socket, err, errlen) != 0 ||
+	    ctl_start(&h->ctl, ctl_env_of(h, &cenv), h->conf.socket, err,
+	    errlen) != 0 ||
 	    http_start(&h->http, h, h->conf.http_addr, h->http_sock,
 	    h->conf.limits.http_max_conns_per_client, h->http_bound,
 	    sizeof(h->http_bound), err, errlen) != 0)
