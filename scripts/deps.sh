@@ -14,11 +14,12 @@ scdoc"
 # metrics test checks the exposition format with it); chromium,
 # chromium-driver and python3-selenium for the web UI test (a real
 # headless browser); man-db: systemd-analyze verify runs `man` for the
-# units' Documentation= (install_units).
+# units' Documentation= (install_units); etcd-server: the cluster unit
+# test starts a real etcd.
 test="$build libcriterion-dev socat netcat-openbsd curl python3 openssl \
 gnutls-bin tcpdump strace iproute2 procps psmisc nginx-light wrk iperf3 systemd clang \
 libclang-rt-dev dnsutils golang-go busybox-static util-linux zsh prometheus \
-chromium chromium-driver python3-selenium man-db"
+chromium chromium-driver python3-selenium man-db etcd-server"
 demo="$build socat netcat-openbsd curl"
 bench="$test stunnel4 haproxy iperf3 sockperf wrk gnuplot-nox linux-perf \
 valgrind"

@@ -2,7 +2,8 @@
  * intention writer (see cluster.h; the lease, the watch and the other
  * writes are cluster_sync.c, the CA part cluster_ca.c).
  *
- * Threads: the loop thread owns struct helperd; the threads of
+ * Threads: the loop thread owns what env hands over (catalog, intentions,
+ * CA); the threads of
  * cluster_sync.c and the writer each own an etcd client. They share only
  * what is under mu: the desired registrations (loop -> worker), one
  * pending intention write (loop -> writer, the loop waits for its
@@ -39,7 +40,6 @@
 #include "helperd/model/catalog.h"
 #include "helperd/cluster/cluster_int.h"
 #include "helperd/local/health.h"
-#include "helperd/node/helperd.h"
 #include "helperd/model/intent.h"
 #include "helperd/evloop/loop.h"
 #include "helperd/local/served.h"
@@ -268,14 +268,14 @@ apply_intentions(struct cluster *c, const struct ev *e, int *changed)
 
 	if (e->kind == EV_PUT && e->rev <= c->intent_rev)
 		return;                 /* our own write, already applied */
-	if (intent_db_replace(c->h->intents, doc, len, c->key_intentions, err,
+	if (intent_db_replace(c->env.intents, doc, len, c->key_intentions, err,
 	    sizeof(err)) != 0) {
 		log_err("cluster: ignoring bad intentions from etcd: %s", err);
 		return;
 	}
 	c->intent_rev = e->value != NULL ? e->rev : 0;
 	log_info("cluster: intentions updated from etcd (%zu, revision "
-	    "%" PRId64 ")", intent_count(c->h->intents), e->rev);
+	    "%" PRId64 ")", intent_count(c->env.intents), e->rev);
 	*changed = 1;
 }
 
@@ -299,7 +299,7 @@ remote_load(struct cluster *c)
 
 		if (strncmp(k, c->key_services, strlen(c->key_services)) == 0 &&
 		    val != NULL && !own_instance(c, k) &&
-		    catalog_remote_put(c->h->catalog, k, val, strlen(val), why,
+		    catalog_remote_put(c->env.catalog, k, val, strlen(val), why,
 		    sizeof(why)) == 0)
 			n++;
 	}
@@ -317,7 +317,7 @@ apply(struct cluster *c, struct ev *e, int *intents_changed)
 
 	switch (e->kind) {
 	case EV_RESET:
-		catalog_remote_clear(c->h->catalog);
+		catalog_remote_clear(c->env.catalog);
 		cluster_ca_reset(c);
 		c->served_dirty = 1;
 		/* No intentions key in a snapshot: none in the cluster. */
@@ -326,7 +326,7 @@ apply(struct cluster *c, struct ev *e, int *intents_changed)
 		log_err("cluster: ETCD UNREACHABLE (%s): running on the last "
 		    "known catalog (%zu remote instances), intentions and "
 		    "certificates; open connections are not affected",
-		    e->value, catalog_remote_count(c->h->catalog));
+		    e->value, catalog_remote_count(c->env.catalog));
 		return;
 	case EV_UP:
 		log_warn("cluster: etcd reachable again (%s): caught up",
@@ -358,22 +358,22 @@ apply(struct cluster *c, struct ev *e, int *intents_changed)
 		    !own_instance(c, e->key)) {
 			/* served cares about the names and their ports, not
 			 * about a status change. */
-			int port = catalog_remote_port(c->h->catalog, e->key);
+			int port = catalog_remote_port(c->env.catalog, e->key);
 
 			if (e->kind == EV_DEL) {
-				if (catalog_remote_del(c->h->catalog,
+				if (catalog_remote_del(c->env.catalog,
 				    e->key)) {
 					log_info("cluster: instance %s left",
 					    e->key + pl);
 					c->served_dirty = 1;
 				}
-			} else if (catalog_remote_put(c->h->catalog, e->key,
+			} else if (catalog_remote_put(c->env.catalog, e->key,
 			    e->value, e->vlen, why, sizeof(why)) != 0) {
 				log_warn("cluster: ignoring %s: %s", e->key,
 				    why);
 			} else {
 				log_debug("cluster: instance %s", e->key + pl);
-				if (catalog_remote_port(c->h->catalog,
+				if (catalog_remote_port(c->env.catalog,
 				    e->key) != port)
 					c->served_dirty = 1;
 			}
@@ -411,7 +411,7 @@ on_eventfd(void *arg, uint32_t events)
 		apply(c, e, &changed);
 		cluster_ev_free(e);
 	}
-	if (reset && !saw_intents && intent_count(c->h->intents) > 0) {
+	if (reset && !saw_intents && intent_count(c->env.intents) > 0) {
 		/* etcd has no intentions (a new cluster): it is the truth. */
 		struct ev none = { .kind = EV_DEL };
 		apply_intentions(c, &none, &changed);
@@ -419,15 +419,16 @@ on_eventfd(void *arg, uint32_t events)
 	if (reset && !c->synced_once) {
 		c->synced_once = 1;
 		log_info("cluster: in sync with etcd: %zu remote instance(s), "
-		    "%zu intention(s)", catalog_remote_count(c->h->catalog),
-		    intent_count(c->h->intents));
+		    "%zu intention(s)", catalog_remote_count(c->env.catalog),
+		    intent_count(c->env.intents));
 	}
 	/* Remote services came or went: their served addresses. */
-	if (c->served_dirty && c->h->served != NULL)
-		served_sync(c->h->served);
+	if (c->served_dirty && c->env.served != NULL)
+		served_sync(c->env.served);
 	c->served_dirty = 0;
-	if (changed)
-		helperd_intentions_changed(c->h, "intentions changed in etcd");
+	if (changed && c->env.ops->intentions_changed != NULL)
+		c->env.ops->intentions_changed(c->env.cookie,
+		    "intentions changed in etcd");
 }
 
 /* intent_save_fn: hand the document to the worker, wait for etcd. */
@@ -489,12 +490,14 @@ save_intentions(void *arg, const char *doc, char *why, size_t whylen)
 static json_t *
 want_build(struct cluster *c)
 {
-	struct helperd *h = c->h;
+	const struct cluster_env *env = &c->env;
 	json_t *o = json_object();
 	char key[CONF_PATH_MAX + 160];
 
-	for (size_t i = 0; i < catalog_local_count(h->catalog); i++) {
-		const struct conf_service *s = catalog_local_at(h->catalog, i);
+	cluster_assert_loop(c);
+	for (size_t i = 0; i < catalog_local_count(env->catalog); i++) {
+		const struct conf_service *s = catalog_local_at(env->catalog,
+		    i);
 		const char *output = "";
 		enum catalog_status st;
 		json_t *v;
@@ -502,10 +505,11 @@ want_build(struct cluster *c)
 
 		if (s->port <= 0)
 			continue;
-		st = health_status(h->health, s, &output);
+		st = health_status(env->health, s, &output);
 		v = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:i, s:s, s:s}",
-		    "Node", h->conf.node, "Address", h->conf.advertise_addr,
-		    "MeshPort", h->mesh_port_bound, "Service", s->name,
+		    "Node", env->conf->node, "Address",
+		    env->conf->advertise_addr, "MeshPort",
+		    env->mesh_port_bound, "Service", s->name,
 		    "ID", s->id, "ServiceAddress", s->address, "Port",
 		    s->port, "Status", catalog_status_name(st), "Output",
 		    output);
@@ -516,7 +520,7 @@ want_build(struct cluster *c)
 		if (txt == NULL)
 			continue;
 		snprintf(key, sizeof(key), "%s%s/%s", c->key_services, s->name,
-		    h->conf.node);
+		    env->conf->node);
 		json_object_set_new(o, key, json_string(txt));
 		free(txt);
 	}
@@ -553,11 +557,14 @@ cluster_degraded(const struct cluster *c)
 }
 
 int
-cluster_start(struct cluster **out, struct helperd *h, char *err,
-    size_t errlen)
+cluster_start(struct cluster **out, const struct cluster_env *env,
+    char *err, size_t errlen)
 {
+	static const struct cluster_ops no_ops;
 	struct cluster *c = calloc(1, sizeof(*c));
-	const char *p = h->conf.store.prefix;
+	const struct conf *conf = env->conf;
+	const char *p = conf->store.prefix;
+	struct ca *ca = *env->ca;
 	json_t *roots;
 	size_t pl = strlen(p);
 	sigset_t all, old;
@@ -568,7 +575,9 @@ cluster_start(struct cluster **out, struct helperd *h, char *err,
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	c->h = h;
+	c->env = *env;
+	if (c->env.ops == NULL)
+		c->env.ops = &no_ops;
 	c->efd = -1;
 	c->w.fd = -1;
 	pthread_mutex_init(&c->mu, NULL);
@@ -576,9 +585,9 @@ cluster_start(struct cluster **out, struct helperd *h, char *err,
 	pthread_cond_init(&c->wcv, NULL);
 	pthread_cond_init(&c->ocv, NULL);
 	pthread_cond_init(&c->kcv, NULL);
-	util_strlcpy(c->node, h->conf.node, sizeof(c->node));
+	util_strlcpy(c->node, conf->node, sizeof(c->node));
 	snprintf(c->remote_path, sizeof(c->remote_path),
-	    "%s/cluster-catalog.json", h->conf.data_dir);
+	    "%s/cluster-catalog.json", conf->data_dir);
 	while (pl > 1 && p[pl - 1] == '/')
 		pl--;
 	snprintf(c->key_root, sizeof(c->key_root), "%.*s/", (int)pl, p);
@@ -592,40 +601,40 @@ cluster_start(struct cluster **out, struct helperd *h, char *err,
 	    p);
 	snprintf(c->key_leader, sizeof(c->key_leader), "%.*s/ca/leader",
 	    (int)pl, p);
-	c->ca_server = !ca_is_client(h->ca);
-	cluster_ca_keys_key(&h->conf, c->key_keys, sizeof(c->key_keys));
+	c->ca_server = !ca_is_client(ca);
+	cluster_ca_keys_key(conf, c->key_keys, sizeof(c->key_keys));
 	if ((c->csr_pending = json_object()) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto err;
 	}
-	c->ttl = h->conf.store.lease_ttl > 0 ? h->conf.store.lease_ttl : 10;
+	c->ttl = conf->store.lease_ttl > 0 ? conf->store.lease_ttl : 10;
 	remote_load(c);
 	c->registered = json_object();
 	c->want = want_build(c);
-	roots = ca_is_client(h->ca) ? NULL : ca_roots_json(h->ca);
+	roots = ca_is_client(ca) ? NULL : ca_roots_json(ca);
 	c->ca_doc = roots != NULL ? json_dumps(roots, JSON_COMPACT) : NULL;
 	json_decref(roots);
 	if (c->registered == NULL || c->want == NULL ||
-	    (c->ca_doc == NULL && !ca_is_client(h->ca))) {
+	    (c->ca_doc == NULL && !ca_is_client(ca))) {
 		snprintf(err, errlen, "out of memory");
 		goto err;
 	}
-	if (c->ca_server && h->conf.ca.secret[0] != '\0') {
+	if (c->ca_server && conf->ca.secret[0] != '\0') {
 		char dir[CONF_PATH_MAX + 8];
 
-		snprintf(dir, sizeof(dir), "%s/ca", h->conf.data_dir);
-		if ((c->keys_doc = cluster_ca_keys_box(&h->conf, dir, err,
+		snprintf(dir, sizeof(dir), "%s/ca", conf->data_dir);
+		if ((c->keys_doc = cluster_ca_keys_box(conf, dir, err,
 		    errlen)) == NULL)
 			goto err;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);  /* before any thread */
-	if (etcd_new(&c->etcd, &h->conf.store, err, errlen) != 0 ||
-	    etcd_new(&c->wetcd, &h->conf.store, err, errlen) != 0 ||
-	    etcd_new(&c->ketcd, &h->conf.store, err, errlen) != 0 ||
-	    etcd_new(&c->vetcd, &h->conf.store, err, errlen) != 0)
+	if (etcd_new(&c->etcd, &conf->store, err, errlen) != 0 ||
+	    etcd_new(&c->wetcd, &conf->store, err, errlen) != 0 ||
+	    etcd_new(&c->ketcd, &conf->store, err, errlen) != 0 ||
+	    etcd_new(&c->vetcd, &conf->store, err, errlen) != 0)
 		goto err;
 	if ((c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
-	    loop_add(h->loop, &c->w, c->efd, EPOLLIN, on_eventfd, c) != 0) {
+	    loop_add(env->loop, &c->w, c->efd, EPOLLIN, on_eventfd, c) != 0) {
 		snprintf(err, errlen, "eventfd: %s", strerror(errno));
 		goto err;
 	}
@@ -644,9 +653,9 @@ cluster_start(struct cluster **out, struct helperd *h, char *err,
 		snprintf(err, errlen, "cannot start the etcd threads");
 		goto err;
 	}
-	intent_db_set_saver(h->intents, save_intentions, c);
+	intent_db_set_saver(env->intents, save_intentions, c);
 	log_info("cluster: etcd store at %s (prefix %s, lease TTL %ld s)",
-	    h->conf.store.endpoints[0], h->conf.store.prefix, c->ttl);
+	    conf->store.endpoints[0], conf->store.prefix, c->ttl);
 	*out = c;
 	return 0;
 err:
@@ -668,11 +677,11 @@ cluster_stop(struct cluster *c)
 		pthread_mutex_unlock(&c->mu);
 		pthread_join(c->wthr, NULL);
 		c->wstarted = 0;
-		intent_db_set_saver(c->h->intents, NULL, NULL);
+		intent_db_set_saver(c->env.intents, NULL, NULL);
 	}
 	cluster_sync_stop(c);
 	if (c->w.fd >= 0)
-		loop_del(c->h->loop, &c->w);
+		loop_del(c->env.loop, &c->w);
 	if (c->efd >= 0)
 		close(c->efd);
 	while ((e = c->q_head) != NULL) {

@@ -34,14 +34,67 @@
 #include <stddef.h>
 
 struct conf;
-struct helperd;
+struct ca;
+struct ca_leaf;
+struct catalog;
 struct cluster;
+struct health;
+struct intent_db;
+struct loop;
+struct served;
 
-/* Start the worker for h (after the catalog, intentions and CA are open and
- * the mesh port is bound). Does not wait for etcd: a node whose etcd is
- * down starts degraded. 0, or -1 with err. */
-int cluster_start(struct cluster **out, struct helperd *h, char *err,
-    size_t errlen);
+/* What the cluster reports to the node that created it. Called on the
+ * loop thread only (from the eventfd callback), never from an etcd
+ * thread. */
+struct cluster_ops {
+	/* The intentions changed in etcd (another node's write, or a
+	 * listing after etcd was back): cut what is now denied. */
+	void (*intentions_changed)(void *cookie, const char *why);
+	/* A CA server took a newer (rotated) CA from etcd: ca (taken over)
+	 * becomes the node's CA, the field env.ca points to; re-issue the
+	 * leaves. */
+	void (*ca_replace)(void *cookie, struct ca *ca, const char *why);
+	/* CA client: a CA server signed leaf (a new reference, taken over)
+	 * for one of this node's requests: make it its service's leaf. */
+	void (*leaf_installed)(void *cookie, struct ca_leaf *leaf);
+	/* CA client: new roots: get (or ask for) a leaf for every local
+	 * service. */
+	void (*leaves_warm)(void *cookie);
+	/* Call fn for every leaf the node holds now (service, leaf); fn
+	 * may call cluster_leaf_request. */
+	void (*leaves_each)(void *cookie, void (*fn)(void *arg,
+	    const char *service, const struct ca_leaf *leaf), void *arg);
+};
+
+/* What the cluster needs from the node, set once at cluster_start. The
+ * handles stay the node's; the cluster only uses them on the loop thread
+ * (its etcd threads work on copies taken at start: node name, keys,
+ * lease TTL, store endpoints). */
+struct cluster_env {
+	/* The running config. A reload replaces some of its fields, on the
+	 * loop thread; the cluster reads it on the loop thread only, at the
+	 * time it needs a value (as it did reading h->conf). */
+	const struct conf *conf;
+	struct loop *loop;
+	struct catalog *catalog;            /* remote instances go in */
+	struct intent_db *intents;          /* replaced from etcd; its saver
+	                                       is the cluster's */
+	struct health *health;              /* status of local instances */
+	struct served *served;              /* NULL: no served addresses */
+	/* The node's CA field, not a copy: a rotation taken from etcd
+	 * replaces the CA (ops->ca_replace stores the new one there), so the
+	 * cluster reads *ca each time. */
+	struct ca *const *ca;
+	int mesh_port_bound;                /* advertised with instances */
+	const struct cluster_ops *ops;
+	void *cookie;                       /* passed back to every op */
+};
+
+/* Start the threads (after the catalog, intentions and CA are open and
+ * the mesh port is bound); env is copied. Does not wait for etcd: a node
+ * whose etcd is down starts degraded. 0, or -1 with err. */
+int cluster_start(struct cluster **out, const struct cluster_env *env,
+    char *err, size_t errlen);
 /* Revoke the lease (this node's instances leave at once), stop the
  * worker. NULL is a no-op. */
 void cluster_stop(struct cluster *c);
@@ -49,7 +102,7 @@ void cluster_stop(struct cluster *c);
 void cluster_services_changed(struct cluster *c);
 /* CA client: ask the CA servers to sign a new key for service (no-op if
  * asked less than 15 s ago, or if this node is a CA server, or c NULL).
- * The answer comes back through the watch: helperd_leaf_installed. */
+ * The answer comes back through the watch: ops->leaf_installed. */
 void cluster_leaf_request(struct cluster *c, const char *service);
 /* CA server with ca.secret, before its CA opens: if etcd holds the
  * cluster's root keys (P/ca/keys, sealed with ca.secret), write them into

@@ -1,7 +1,8 @@
 /* cluster_ca: the CA across a cluster (see cluster.h for the keys).
  * CA servers publish the roots and sign CSRs; CA clients take the roots
  * and send CSRs, authenticated by an HMAC keyed with join_token; a leaf
- * key never leaves its node. Loop thread only. */
+ * key never leaves its node. Loop thread only. What it changes in the
+ * node (the CA, the leaves) goes through env.ops. */
 #include "helperd/cluster/cluster.h"
 
 #include <stdio.h>
@@ -20,7 +21,6 @@
 #include "helperd/cluster/ca_share.h"
 #include "helperd/cluster/cluster_int.h"
 #include "helperd/cluster/seal.h"
-#include "helperd/node/helperd.h"
 #include "helperd/relay/tls.h"
 
 /* HMAC-SHA256 of a CSR request with the join token, hex (65 bytes). */
@@ -66,20 +66,21 @@ leafreq_drop(struct cluster *c, struct leafreq *r)
 void
 cluster_leaf_request(struct cluster *c, const char *service)
 {
-	struct helperd *h;
+	const struct conf *conf;
 	struct leafreq *r, *v;
 	char err[256], mac[65], key[CONF_PATH_MAX + 160], *csr, *kpem, *txt;
 	int64_t now = util_now_ms_mono();
 	json_t *j;
 
-	if (c == NULL || !ca_is_client(c->h->ca))
+	if (c == NULL || !ca_is_client(CLUSTER_CA(c)))
 		return;
-	h = c->h;
+	cluster_assert_loop(c);
+	conf = c->env.conf;
 	r = leafreq_find(c, service);
 	if (r != NULL && now - r->asked_ms < CSR_RETRY_MS)
 		return;
-	if ((csr = ca_csr_new(h->ca, h->conf.datacenter, service, &kpem, err,
-	    sizeof(err))) == NULL) {
+	if ((csr = ca_csr_new(CLUSTER_CA(c), conf->datacenter, service, &kpem,
+	    err, sizeof(err))) == NULL) {
 		log_debug("cluster: no CSR for %s yet: %s", service, err);
 		return;
 	}
@@ -100,17 +101,17 @@ cluster_leaf_request(struct cluster *c, const char *service)
 	}
 	r->key_pem = kpem;
 	r->asked_ms = now;
-	csr_mac(h->conf.join_token, h->conf.node, service, h->conf.datacenter,
-	    csr, mac);
-	j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "Node", h->conf.node,
-	    "Service", service, "Datacenter", h->conf.datacenter, "CSR", csr,
+	csr_mac(conf->join_token, conf->node, service, conf->datacenter, csr,
+	    mac);
+	j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "Node", conf->node,
+	    "Service", service, "Datacenter", conf->datacenter, "CSR", csr,
 	    "MAC", mac);
 	txt = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	free(csr);
 	if (txt == NULL)
 		return;
-	snprintf(key, sizeof(key), "%s%s/%s", c->key_csr, h->conf.node,
+	snprintf(key, sizeof(key), "%s%s/%s", c->key_csr, conf->node,
 	    service);
 	cluster_op_queue(c, key, txt, 1);
 	free(txt);
@@ -125,7 +126,7 @@ static void csr_sign(struct cluster *c, const char *key, const char *value);
 static int
 leader_is_me(const struct cluster *c)
 {
-	return c->ca_server && strcmp(c->ca_leader, c->h->conf.node) == 0;
+	return c->ca_server && strcmp(c->ca_leader, c->env.conf->node) == 0;
 }
 
 /* CA server: a CSR from a client node appeared. The CA leader signs it;
@@ -199,7 +200,8 @@ cluster_ca_apply_leader(struct cluster *c, const struct ev *e)
 static void
 csr_sign(struct cluster *c, const char *ekey, const char *value)
 {
-	struct helperd *h = c->h;
+	const struct conf *conf = c->env.conf;
+	struct ca *ca = CLUSTER_CA(c);
 	json_t *j = json_loads(value, 0, NULL);
 	const char *node = json_string_value(json_object_get(j, "Node"));
 	const char *svc = json_string_value(json_object_get(j, "Service"));
@@ -210,7 +212,7 @@ csr_sign(struct cluster *c, const char *ekey, const char *value)
 	json_t *out;
 	unsigned diff = 0;
 
-	if (ca_is_client(h->ca) || j == NULL)
+	if (ca_is_client(ca) || j == NULL)
 		goto out;
 	if (node == NULL || svc == NULL || dc == NULL || csr == NULL ||
 	    mac == NULL || !conf_valid_name(node) || !conf_valid_name(svc)) {
@@ -223,8 +225,8 @@ csr_sign(struct cluster *c, const char *ekey, const char *value)
 		    node, svc);
 		goto out;
 	}
-	if (h->conf.join_token[0] != '\0') {
-		csr_mac(h->conf.join_token, node, svc, dc, csr, want);
+	if (conf->join_token[0] != '\0') {
+		csr_mac(conf->join_token, node, svc, dc, csr, want);
 		if (strlen(mac) != 64 || want[0] == '\0')
 			diff = 1;
 		for (size_t i = 0; i < 64 && !diff; i++)
@@ -239,14 +241,14 @@ csr_sign(struct cluster *c, const char *ekey, const char *value)
 		    "CSRs of anyone who can write to etcd");
 		c->warned_token = 1;
 	}
-	if ((pem = ca_sign_csr(h->ca, dc, svc, h->conf.ca.leaf_ttl, csr, err,
+	if ((pem = ca_sign_csr(ca, dc, svc, conf->ca.leaf_ttl, csr, err,
 	    sizeof(err))) == NULL) {
 		log_warn("cluster: CSR from node %s for %s: %s", node, svc,
 		    err);
 		goto out;
 	}
 	out = json_pack("{s:s, s:s, s:s}", "Service", svc, "CertPEM", pem,
-	    "SignedBy", h->conf.node);
+	    "SignedBy", conf->node);
 	free(pem);
 	txt = out != NULL ? json_dumps(out, JSON_COMPACT) : NULL;
 	json_decref(out);
@@ -265,15 +267,15 @@ out:
 void
 cluster_ca_apply_leaf(struct cluster *c, const struct ev *e)
 {
-	struct helperd *h = c->h;
-	size_t pl = strlen(c->key_leaf), nl = strlen(h->conf.node);
+	const struct conf *conf = c->env.conf;
+	size_t pl = strlen(c->key_leaf), nl = strlen(conf->node);
 	json_t *j;
 	const char *svc, *pem;
 	struct leafreq *r;
 	struct ca_leaf *leaf;
 	char err[256], key[CONF_PATH_MAX + 160];
 
-	if (!ca_is_client(h->ca) || strncmp(e->key + pl, h->conf.node,
+	if (!ca_is_client(CLUSTER_CA(c)) || strncmp(e->key + pl, conf->node,
 	    nl) != 0 || e->key[pl + nl] != '/')
 		return;
 	if ((r = leafreq_find(c, e->key + pl + nl + 1)) == NULL)
@@ -287,20 +289,33 @@ cluster_ca_apply_leaf(struct cluster *c, const struct ev *e)
 		json_decref(j);
 		return;
 	}
-	leaf = ca_leaf_install(h->ca, svc, r->key_pem, pem, err, sizeof(err));
+	leaf = ca_leaf_install(CLUSTER_CA(c), svc, r->key_pem, pem, err,
+	    sizeof(err));
 	json_decref(j);
 	if (leaf == NULL) {
 		log_warn("cluster: certificate for %s refused: %s", svc, err);
 		return;
 	}
-	snprintf(key, sizeof(key), "%s%s/%s", c->key_csr, h->conf.node,
+	snprintf(key, sizeof(key), "%s%s/%s", c->key_csr, conf->node,
 	    r->service);
 	cluster_op_queue(c, key, NULL, 0);
 	cluster_op_queue(c, e->key, NULL, 0);
 	leafreq_drop(c, r);
-	helperd_leaf_installed(h, leaf);
+	if (c->env.ops->leaf_installed != NULL)
+		c->env.ops->leaf_installed(c->env.cookie, leaf);
+	else
+		ca_leaf_unref(leaf);
 }
 
+/* leaves_each: a leaf not of the active root gets a new one asked for. */
+static void
+leaf_stale(void *arg, const char *service, const struct ca_leaf *leaf)
+{
+	struct cluster *c = arg;
+
+	if (strcmp(leaf->root_id, ca_active_root_id(CLUSTER_CA(c))) != 0)
+		cluster_leaf_request(c, service);
+}
 
 void
 cluster_ca_apply_roots(struct cluster *c, const struct ev *e)
@@ -309,36 +324,34 @@ cluster_ca_apply_roots(struct cluster *c, const struct ev *e)
 	const char *td = json_string_value(json_object_get(j, "TrustDomain"));
 	char err[256];
 
-	if (ca_is_client(c->h->ca)) {
+	struct ca *ca = CLUSTER_CA(c);
+
+	if (ca_is_client(ca)) {
 		json_decref(j);
 		if (e->rev == c->roots_rev)
 			return;         /* the same roots, listed again */
-		if (ca_set_roots(c->h->ca, e->value, 1, err,
-		    sizeof(err)) != 0) {
+		if (ca_set_roots(ca, e->value, 1, err, sizeof(err)) != 0) {
 			log_err("cluster: CA roots from etcd: %s", err);
 			return;
 		}
 		c->roots_rev = e->rev;
 		tls_tickets_reset();    /* a new trust generation */
 		log_info("cluster: CA roots from etcd: trust domain %s, active "
-		    "root %s", ca_trust_domain(c->h->ca),
-		    ca_active_root_id(c->h->ca));
-		helperd_leaves_warm(c->h);
+		    "root %s", ca_trust_domain(ca), ca_active_root_id(ca));
+		if (c->env.ops->leaves_warm != NULL)
+			c->env.ops->leaves_warm(c->env.cookie);
 		/* Rotated: leaves of the old root stay valid (it is still
 		 * trusted); ask for ones of the new root. */
-		for (size_t i = 0; i < c->h->n_leaves; i++)
-			if (strcmp(c->h->leaves[i].leaf->root_id,
-			    ca_active_root_id(c->h->ca)) != 0)
-				cluster_leaf_request(c,
-				    c->h->leaves[i].service);
+		if (c->env.ops->leaves_each != NULL)
+			c->env.ops->leaves_each(c->env.cookie, leaf_stale, c);
 		return;
 	}
 
-	if (td != NULL && strcmp(td, ca_trust_domain(c->h->ca)) != 0)
+	if (td != NULL && strcmp(td, ca_trust_domain(ca)) != 0)
 		log_err("cluster: THIS NODE'S CA IS NOT THE CLUSTER'S: trust "
 		    "domain %s here, %s in etcd; mTLS with other nodes will "
 		    "fail (give this node the cluster's CA directory)",
-		    ca_trust_domain(c->h->ca), td);
+		    ca_trust_domain(ca), td);
 	json_decref(j);
 }
 
@@ -484,7 +497,7 @@ cluster_ca_rotate_check(struct cluster *c, char *err, size_t errlen)
 		    c != NULL ? c->ca_leader : "");
 		return -1;
 	}
-	if (c->h->conf.ca.secret[0] == '\0') {
+	if (c->env.conf->ca.secret[0] == '\0') {
 		snprintf(err, errlen, "CA root rotation with store = etcd needs "
 		    "ca.secret on the CA servers (the others must get the new "
 		    "root key through etcd)");
@@ -507,24 +520,25 @@ cluster_ca_rotate_check(struct cluster *c, char *err, size_t errlen)
 void
 cluster_ca_publish(struct cluster *c)
 {
-	struct helperd *h = c->h;
+	const struct conf *conf = c->env.conf;
 	char dir[CONF_PATH_MAX + 8], err[256], key[CONF_PATH_MAX + 16];
 	char *box, *roots;
 	json_t *j;
 
-	snprintf(dir, sizeof(dir), "%s/ca", h->conf.data_dir);
+	cluster_assert_loop(c);
+	snprintf(dir, sizeof(dir), "%s/ca", conf->data_dir);
 	/* The keys first: a CA server that sees the new roots can sign
 	 * with the new key by the time a client asks. */
-	if ((box = cluster_ca_keys_box(&h->conf, dir, err, sizeof(err))) ==
+	if ((box = cluster_ca_keys_box(conf, dir, err, sizeof(err))) ==
 	    NULL) {
 		log_err("cluster: the rotated root keys are not published: %s",
 		    err);
 	} else {
-		cluster_ca_keys_key(&h->conf, key, sizeof(key));
+		cluster_ca_keys_key(conf, key, sizeof(key));
 		cluster_op_queue(c, key, box, 0);
 		free(box);
 	}
-	j = ca_roots_json(h->ca);
+	j = ca_roots_json(CLUSTER_CA(c));
 	roots = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (roots == NULL) {
@@ -543,17 +557,17 @@ cluster_ca_publish(struct cluster *c)
 void
 cluster_ca_apply_keys(struct cluster *c, const struct ev *e)
 {
-	struct helperd *h = c->h;
+	const struct conf *conf = c->env.conf;
 	char dir[CONF_PATH_MAX + 8], err[256], td[128], ltd[128];
 	char key[CONF_PATH_MAX + 16], *doc;
 	long next = 0, lnext = 0;
 	struct ca *ca;
 
-	if (!c->ca_server || h->conf.ca.secret[0] == '\0' || e->value == NULL)
+	if (!c->ca_server || conf->ca.secret[0] == '\0' || e->value == NULL)
 		return;
-	snprintf(dir, sizeof(dir), "%s/ca", h->conf.data_dir);
-	cluster_ca_keys_key(&h->conf, key, sizeof(key));
-	if ((doc = seal_open(h->conf.ca.secret, KEYS_PURPOSE, key, e->value,
+	snprintf(dir, sizeof(dir), "%s/ca", conf->data_dir);
+	cluster_ca_keys_key(conf, key, sizeof(key));
+	if ((doc = seal_open(conf->ca.secret, KEYS_PURPOSE, key, e->value,
 	    NULL, err, sizeof(err))) == NULL) {
 		log_err("cluster: the cluster's CA keys at %s: %s", key, err);
 		return;
@@ -565,11 +579,15 @@ cluster_ca_apply_keys(struct cluster *c, const struct ev *e)
 		return;
 	}
 	if (ca_share_import(dir, doc, err, sizeof(err)) != 0 ||
-	    ca_open(&ca, dir, h->conf.ca.root_ttl, err, sizeof(err)) != 0) {
+	    ca_open(&ca, dir, conf->ca.root_ttl, err, sizeof(err)) != 0) {
 		log_err("cluster: taking the rotated CA: %s", err);
 		wipe(doc);
 		return;
 	}
 	wipe(doc);
-	helperd_ca_replace(h, ca, "took the rotated CA from etcd");
+	if (c->env.ops->ca_replace != NULL)
+		c->env.ops->ca_replace(c->env.cookie, ca,
+		    "took the rotated CA from etcd");
+	else
+		ca_free(ca);
 }

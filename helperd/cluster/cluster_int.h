@@ -4,15 +4,15 @@
 #ifndef MESH_CLUSTER_INT_H
 #define MESH_CLUSTER_INT_H
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <jansson.h>
 
 #include "conf/conf.h"
 #include "helperd/evloop/loop.h"
+#include "helperd/cluster/cluster.h"
 #include "helperd/cluster/store_etcd.h"
-
-struct helperd;
 
 #define RETRY_MS        1000   /* writer: ask etcd again (unsure write) */
 #define BACKOFF_MIN_MS  250    /* first retry after a failed etcd call */
@@ -86,7 +86,7 @@ struct unsure_write {
  *   writer   intention writes (cluster.c). */
 struct cluster {
 	/* Loop thread only. */
-	struct helperd *h;
+	struct cluster_env env;  /* what the node gave; ops never NULL */
 	struct loop_watch w;
 	int64_t intent_rev;     /* mod_revision the local intentions are at */
 	/* Set at start, read-only after: every thread. */
@@ -170,6 +170,11 @@ struct cluster {
 };
 
 
+
+/* The node's current CA (a rotation taken from etcd replaces it). */
+#define CLUSTER_CA(c) (*(c)->env.ca)
+/* The caller is the loop thread (what "loop thread only" says). */
+#define cluster_assert_loop(c) assert(loop_is_mine((c)->env.loop))
 
 /* cluster_sync.c: start the keeper, watcher and worker (0/-1); stop
  * and join them (the keeper revokes the lease); wake the worker. */

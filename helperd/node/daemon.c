@@ -979,6 +979,65 @@ ctl_env_of(struct helperd *h, struct ctl_env *e)
 	return e;
 }
 
+/* The cluster's reports (cluster_ops), on the loop thread. */
+static void
+on_cluster_intentions(void *cookie, const char *why)
+{
+	helperd_intentions_changed(cookie, why);
+}
+
+static void
+on_cluster_ca_replace(void *cookie, struct ca *ca, const char *why)
+{
+	helperd_ca_replace(cookie, ca, why);
+}
+
+static void
+on_cluster_leaf_installed(void *cookie, struct ca_leaf *leaf)
+{
+	helperd_leaf_installed(cookie, leaf);
+}
+
+static void
+on_cluster_leaves_warm(void *cookie)
+{
+	helperd_leaves_warm(cookie);
+}
+
+static void
+on_cluster_leaves_each(void *cookie, void (*fn)(void *arg,
+    const char *service, const struct ca_leaf *leaf), void *arg)
+{
+	struct helperd *h = cookie;
+
+	for (size_t i = 0; i < h->n_leaves; i++)
+		fn(arg, h->leaves[i].service, h->leaves[i].leaf);
+}
+
+/* The cluster (store = etcd): it gets the handles it uses and reports
+ * through cluster_ops. 0/-1 with err. */
+static int
+start_cluster(struct helperd *h, char *err, size_t errlen)
+{
+	static const struct cluster_ops ops = {
+		.intentions_changed = on_cluster_intentions,
+		.ca_replace = on_cluster_ca_replace,
+		.leaf_installed = on_cluster_leaf_installed,
+		.leaves_warm = on_cluster_leaves_warm,
+		.leaves_each = on_cluster_leaves_each,
+	};
+	/* ca: a pointer to h->ca, which helperd_ca_replace replaces. */
+	struct cluster_env env = {
+		.conf = &h->conf, .loop = h->loop, .catalog = h->catalog,
+		.intents = h->intents, .health = h->health,
+		.served = h->served, .ca = &h->ca,
+		.mesh_port_bound = h->mesh_port_bound, .ops = &ops,
+		.cookie = h,
+	};
+
+	return cluster_start(&h->cluster, &env, err, errlen);
+}
+
 /* ACLs, the control socket, the HTTP API, the cluster (store = etcd).
  * 0/-1 with err. */
 static int
@@ -994,7 +1053,7 @@ start_api(struct helperd *h, char *err, size_t errlen)
 	    sizeof(h->http_bound), err, errlen) != 0)
 		return -1;
 	if (h->conf.store.backend == CONF_STORE_ETCD &&
-	    cluster_start(&h->cluster, h, err, errlen) != 0)
+	    start_cluster(h, err, errlen) != 0)
 		return -1;
 	return 0;
 }
