@@ -43,7 +43,22 @@ struct http_resp {
 	void *stream_arg;
 	/* Extra headers: static "Name", "value", ..., NULL (or NULL). */
 	const char *const *headers;
+	struct http_later *later;  /* set by http_reply_later */
 };
+
+/* An answer that comes later (an intention write etcd has not answered
+ * yet): the route calls http_reply_later(resp, l) with an l of its own
+ * and returns; the request is suspended (the server answers others
+ * meanwhile) until the route calls http_later_answer(l, answer) on the
+ * loop thread: answer's body is taken over, or, answer NULL, the route
+ * is called anew with the same request. l's fields are the server's. */
+struct http_later {
+	void *srv;                 /* struct http_server * */
+	void *ctx;                 /* the request; NULL: gone */
+	void *mc;                  /* struct MHD_Connection * */
+};
+void http_reply_later(struct http_resp *resp, struct http_later *l);
+void http_later_answer(struct http_later *l, struct http_resp *answer);
 
 /* Query string argument, or NULL. */
 const char *http_query(const struct http_req *req, const char *key);

@@ -8,7 +8,11 @@
  *   POST            /v1/agent/connect/authorize
  *
  * Every change is saved by intent.c before it is applied, then reported to
- * helperd_intentions_changed(); every rejected request changes nothing. */
+ * helperd_intentions_changed(); every rejected request changes nothing.
+ * With etcd the save is asynchronous (INTENT_EPENDING): the request is
+ * suspended, the loop serves others, and it is answered when etcd has
+ * (intent_db_wait); a change asked while one is being written waits for
+ * it, then runs. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +58,7 @@ err_status(enum intent_err c)
 		return 400;
 	case INTENT_EUNKNOWN:
 		return 504;     /* the store did not answer: may be applied */
+	case INTENT_EPENDING:   /* never replied: see write_result */
 	case INTENT_EIO:
 		break;
 	}
@@ -69,6 +74,105 @@ changed(struct helperd *h, const char *what, const struct intent *in)
 	snprintf(why, sizeof(why), "intention %s: %s", what, s);
 	log_info("%s (ID %s, via the HTTP API)", why, in->id);
 	helperd_intentions_changed(h, why);
+}
+
+static void reply_json(struct http_resp *resp, json_t *j);
+
+/* A change the store is writing: the request waits for it. */
+struct write_wait {
+	struct http_later later;
+	struct helperd *h;
+	char what[16];              /* "created", "updated", ... */
+	struct intent in;           /* for the log line (meta NULL) */
+	json_t *ok;                 /* the body when applied */
+};
+
+static void
+write_settled(void *cookie, int rc, enum intent_err code, const char *why)
+{
+	struct write_wait *w = cookie;
+	struct http_resp resp = { 0 };
+
+	if (rc == 0) {
+		changed(w->h, w->what, &w->in);
+		http_reply_json(&resp, 200, w->ok);
+	} else {
+		json_decref(w->ok);
+		http_reply_text(&resp, err_status(code), "%s", why);
+	}
+	http_later_answer(&w->later, &resp);
+	free(w);
+}
+
+/* Another change is being written: run this request again after it. */
+static void
+write_rerun(void *cookie, int rc, enum intent_err code, const char *why)
+{
+	struct http_later *l = cookie;
+
+	(void)rc;
+	(void)code;
+	(void)why;
+	http_later_answer(l, NULL);
+	free(l);
+}
+
+/* 1 when the request waits (for the change being written, then runs
+ * again): the route returns at once. */
+static int
+write_wait_turn(struct helperd *h, struct http_resp *resp)
+{
+	struct http_later *l;
+
+	if (!intent_db_busy(h->intents))
+		return 0;
+	if ((l = malloc(sizeof(*l))) == NULL ||
+	    intent_db_wait(h->intents, write_rerun, l) != 0) {
+		free(l);
+		http_reply_text(resp, 503, "an intention change is being "
+		    "written; try again");
+		return 1;
+	}
+	http_reply_later(resp, l);
+	return 1;
+}
+
+/* The result of a change: rc/code/why as intent_create & co. returned;
+ * ok (consumed) is the body when it is applied, what and in for the log.
+ * A pending change is answered when the store has. */
+static void
+write_result(struct helperd *h, struct http_resp *resp, int rc,
+    enum intent_err code, const char *why, const char *what,
+    const struct intent *in, json_t *ok)
+{
+	struct write_wait *w;
+
+	if (rc == 0) {
+		changed(h, what, in);
+		reply_json(resp, ok);
+		return;
+	}
+	if (code != INTENT_EPENDING) {
+		json_decref(ok);
+		http_reply_text(resp, err_status(code), "%s", why);
+		return;
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL || ok == NULL ||
+	    intent_db_wait(h->intents, write_settled, w) != 0) {
+		/* Cannot wait: the write goes on without us. */
+		free(w);
+		json_decref(ok);
+		http_reply_text(resp, 504, "out of memory while the change "
+		    "was being written: it may have been applied; list the "
+		    "intentions before trying again");
+		return;
+	}
+	w->h = h;
+	util_strlcpy(w->what, what, sizeof(w->what));
+	w->in = *in;
+	w->in.meta = NULL;
+	w->ok = ok;
+	http_reply_later(resp, &w->later);
 }
 
 /* A required name parameter (service name or "*"); replies 400 and
@@ -156,7 +260,7 @@ create(struct helperd *h, const struct http_req *req, struct http_resp *resp)
 	char id[37], why[WHY_MAX];
 	enum intent_err code;
 	struct intent in;
-	int replace = 0, existed;
+	int replace = 0, existed, rc;
 
 	if (r != NULL) {
 		if (strcmp(r, "true") == 0 || strcmp(r, "1") == 0 ||
@@ -174,15 +278,17 @@ create(struct helperd *h, const struct http_req *req, struct http_resp *resp)
 		intent_clear(&in);
 		return;
 	}
-	existed = intent_find_exact(h->intents, in.src, in.dst) != NULL;
-	if (intent_create(h->intents, &in, replace, id, &code, why,
-	    sizeof(why)) != 0) {
-		http_reply_text(resp, err_status(code), "%s", why);
-	} else {
-		util_strlcpy(in.id, id, sizeof(in.id));
-		changed(h, existed ? "replaced" : "created", &in);
-		reply_json(resp, json_pack("{s:s}", "ID", id));
+	if (write_wait_turn(h, resp)) {
+		intent_clear(&in);
+		return;
 	}
+	existed = intent_find_exact(h->intents, in.src, in.dst) != NULL;
+	rc = intent_create(h->intents, &in, replace, id, &code, why,
+	    sizeof(why));
+	util_strlcpy(in.id, id, sizeof(in.id));
+	write_result(h, resp, rc, code, why, existed ? "replaced" : "created",
+	    &in, rc == 0 || code == INTENT_EPENDING ?
+	    json_pack("{s:s}", "ID", id) : NULL);
 	intent_clear(&in);
 }
 
@@ -194,10 +300,13 @@ route_by_id(struct helperd *h, const struct http_req *req,
 	char why[WHY_MAX];
 	enum intent_err code;
 	struct intent in;
+	int rc;
 
 	if (!method_is(req, "GET") && !method_is(req, "PUT") &&
 	    !method_is(req, "DELETE"))
 		return not_allowed(req, resp, "GET, PUT, DELETE");
+	if (!method_is(req, "GET") && write_wait_turn(h, resp))
+		return 1;
 	if (!intent_valid_id(id)) {
 		http_reply_text(resp, 400, "invalid intention ID \"%.40s\": "
 		    "expected a UUID", id);
@@ -217,27 +326,20 @@ route_by_id(struct helperd *h, const struct http_req *req,
 			intent_clear(&in);
 			return 1;
 		}
-		if (intent_update(h->intents, id, &in, &code, why,
-		    sizeof(why)) != 0) {
-			http_reply_text(resp, err_status(code), "%s", why);
-		} else {
-			util_strlcpy(in.id, id, sizeof(in.id));
-			changed(h, "updated", &in);
-			reply_json(resp, json_true());
-		}
+		rc = intent_update(h->intents, id, &in, &code, why,
+		    sizeof(why));
+		util_strlcpy(in.id, id, sizeof(in.id));
+		write_result(h, resp, rc, code, why, "updated", &in,
+		    json_true());
 		intent_clear(&in);
 	} else {
 		if (!http_intent_allowed(h, req, resp, cur->dst))
 			return 1;
 		in = *cur;   /* for the message: cur dies with the delete */
 		in.meta = NULL;
-		if (intent_delete(h->intents, id, &code, why,
-		    sizeof(why)) != 0) {
-			http_reply_text(resp, err_status(code), "%s", why);
-		} else {
-			changed(h, "deleted", &in);
-			reply_json(resp, json_true());
-		}
+		rc = intent_delete(h->intents, id, &code, why, sizeof(why));
+		write_result(h, resp, rc, code, why, "deleted", &in,
+		    json_true());
 	}
 	return 1;
 }
@@ -284,13 +386,10 @@ exact_put(struct helperd *h, const struct http_req *req,
 		return;
 	}
 	existed = intent_find_exact(h->intents, in.src, in.dst) != NULL;
-	if (intent_create(h->intents, &in, 1, in.id, &code, why,
-	    sizeof(why)) != 0) {
-		http_reply_text(resp, err_status(code), "%s", why);
-	} else {
-		changed(h, existed ? "replaced" : "created", &in);
-		reply_json(resp, json_true());
-	}
+	rc = intent_create(h->intents, &in, 1, in.id, &code, why,
+	    sizeof(why));
+	write_result(h, resp, rc, code, why, existed ? "replaced" : "created",
+	    &in, json_true());
 	intent_clear(&in);
 }
 
@@ -303,6 +402,7 @@ route_exact(struct helperd *h, const struct http_req *req,
 	char why[WHY_MAX];
 	enum intent_err code;
 	struct intent in;
+	int rc;
 
 	if (!method_is(req, "GET") && !method_is(req, "PUT") &&
 	    !method_is(req, "DELETE"))
@@ -311,6 +411,8 @@ route_exact(struct helperd *h, const struct http_req *req,
 	    (dst = name_param(req, resp, "destination")) == NULL)
 		return 1;
 	if (!method_is(req, "GET") && !http_intent_allowed(h, req, resp, dst))
+		return 1;
+	if (!method_is(req, "GET") && write_wait_turn(h, resp))
 		return 1;
 	if (method_is(req, "PUT")) {
 		exact_put(h, req, resp, src, dst);
@@ -327,12 +429,8 @@ route_exact(struct helperd *h, const struct http_req *req,
 	}
 	in = *cur;
 	in.meta = NULL;
-	if (intent_delete(h->intents, in.id, &code, why, sizeof(why)) != 0) {
-		http_reply_text(resp, err_status(code), "%s", why);
-	} else {
-		changed(h, "deleted", &in);
-		reply_json(resp, json_true());
-	}
+	rc = intent_delete(h->intents, in.id, &code, why, sizeof(why));
+	write_result(h, resp, rc, code, why, "deleted", &in, json_true());
 	return 1;
 }
 

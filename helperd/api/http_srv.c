@@ -61,6 +61,7 @@ struct http_server {
 	unsigned long refused;      /* since the last line */
 	struct http_block *blk;     /* blocking queries */
 	struct http_ctx *held;      /* requests suspended until a change */
+	struct http_ctx *laters;    /* requests whose answer comes later */
 	int stopping;               /* hold nothing more */
 	struct loop_timer timer;    /* http_due: see http_arm */
 };
@@ -89,6 +90,11 @@ struct http_ctx {
 	int suspended;              /* in the server's held list */
 	char client[64];            /* whose hold it is (http_conn.client) */
 	struct http_ctx *hprev, *hnext;
+	/* An answer that comes later (http_reply_later). */
+	struct http_later *later;   /* suspended for it; in s->laters */
+	struct http_resp answer;    /* it came: queued on resume */
+	int answered;
+	struct http_ctx *lprev, *lnext;
 };
 
 /* ---- connections ---------------------------------------------------------- */
@@ -445,6 +451,68 @@ held_resume_all(struct http_server *s)
 	}
 }
 
+/* ---- answers that come later (http.h) ---------------------------------- */
+
+void
+http_reply_later(struct http_resp *resp, struct http_later *l)
+{
+	*l = (struct http_later){ 0 };
+	resp->later = l;
+}
+
+static void
+later_unlink(struct http_server *s, struct http_ctx *ctx)
+{
+	if (ctx->later == NULL)
+		return;
+	if (ctx->lprev != NULL)
+		ctx->lprev->lnext = ctx->lnext;
+	else
+		s->laters = ctx->lnext;
+	if (ctx->lnext != NULL)
+		ctx->lnext->lprev = ctx->lprev;
+	ctx->lprev = ctx->lnext = NULL;
+	ctx->later->ctx = NULL;
+	ctx->later = NULL;
+}
+
+/* on_request: the route left the answer for later: suspend. */
+static void
+later_hold(struct http_server *s, struct http_ctx *ctx,
+    struct MHD_Connection *mc, struct http_later *l)
+{
+	l->srv = s;
+	l->ctx = ctx;
+	l->mc = mc;
+	ctx->later = l;
+	ctx->lprev = NULL;
+	ctx->lnext = s->laters;
+	if (s->laters != NULL)
+		s->laters->lprev = ctx;
+	s->laters = ctx;
+	MHD_suspend_connection(mc);
+}
+
+void
+http_later_answer(struct http_later *l, struct http_resp *answer)
+{
+	struct http_server *s = l->srv;
+	struct http_ctx *ctx = l->ctx;
+
+	if (ctx == NULL) {              /* the request is gone */
+		if (answer != NULL)
+			free(answer->body);
+		return;
+	}
+	later_unlink(s, ctx);
+	if (answer != NULL) {
+		ctx->answer = *answer;
+		ctx->answered = 1;
+	}
+	MHD_resume_connection(l->mc);
+	http_arm_at(s, util_now_ms_mono());     /* MHD_run takes it back */
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *mc, const char *url,
     const char *method, const char *version, const char *upload,
@@ -520,6 +588,12 @@ on_request(void *cls, struct MHD_Connection *mc, const char *url,
 		    HTTP_BODY_MAX);
 		return queue(mc, method, url, &resp, 0);
 	}
+	if (ctx->answered) {            /* back with its later answer */
+		resp = ctx->answer;
+		ctx->answered = 0;
+		ctx->answer = (struct http_resp){ 0 };
+		return queue(mc, method, url, &resp, 0);
+	}
 	caller_of(s, mc, c, &who);
 	req.method = method;
 	req.path = url;
@@ -528,6 +602,10 @@ on_request(void *cls, struct MHD_Connection *mc, const char *url,
 	req.mhd_conn = mc;
 	req.caller = &who;
 	http_dispatch(s->h, &req, &resp);
+	if (resp.later != NULL) {       /* http_later_answer resumes it */
+		later_hold(s, ctx, mc, resp.later);
+		return MHD_YES;
+	}
 	if (resp.stream_read != NULL)   /* a monitor: woken when lines come */
 		http_arm_at(s, util_now_ms_mono() + HTTP_POLL_MS);
 	if (resp.body != NULL && resp.stream_read == NULL &&
@@ -552,6 +630,8 @@ on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 	}
 	if (ctx != NULL) {
 		held_unlink(l->s, ctx);
+		later_unlink(l->s, ctx);
+		free(ctx->answer.body);
 		if (ctx->held)
 			http_block_release(l->s->blk, ctx->client);
 		free(ctx->body);
@@ -805,6 +885,13 @@ http_stop(struct http_server *s)
 	/* MHD stops only with no connection suspended. */
 	s->stopping = 1;
 	held_resume_all(s);
+	while (s->laters != NULL) {     /* their answer will not come */
+		struct http_resp r = { 0 };
+
+		http_reply_text(&r, 503, "helperd is stopping: the outcome is "
+		    "not known");
+		http_later_answer(s->laters->later, &r);
+	}
 	http_monitor_stop_all();
 	if (s->tcp.d != NULL)
 		MHD_run(s->tcp.d);

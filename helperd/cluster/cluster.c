@@ -6,17 +6,18 @@
  * CA); the threads of
  * cluster_sync.c and the writer each own an etcd client. They share only
  * what is under mu: the desired registrations (loop -> worker), one
- * pending intention write (loop -> writer, the loop waits for its
- * answer), and the event queue (watcher -> loop, signalled with an
- * eventfd).
+ * pending intention write (loop -> writer; the answer comes back through
+ * the eventfd, the loop never waits for it: the API request is answered
+ * then, through intent_db_saved), and the event queue (watcher -> loop,
+ * signalled with the same eventfd).
  *
  * An intention write etcd does not answer may still be applied: the
  * writer asks again with the same compare-and-swap (same base revision:
  * applied at most once, and a copy still in flight can no longer apply
  * once anything else is written) until etcd says, reading the key in the
  * same transaction when the compare fails; the API was told "outcome
- * unknown" (504) if the loop stopped waiting, and the log says what
- * became of it. */
+ * unknown" (504) if no answer came within SAVE_WAIT_MS, and the log says
+ * what became of it. */
 #include "helperd/cluster/cluster.h"
 
 #include <errno.h>
@@ -45,6 +46,8 @@
 #include "helperd/local/served.h"
 #include "helperd/cluster/store_etcd.h"
 
+static void save_settle(struct cluster *c, int late);
+
 /* Writer ------------------------------------------------------------------ */
 
 /* Give the loop the fate of intention write seq: ok (applied at rev) or
@@ -64,11 +67,16 @@ save_answer(struct cluster *c, uint64_t seq, int ok, int64_t rev,
 		util_strlcpy(s->why, why, sizeof(s->why));
 		s->state = 2;
 		delivered = 1;
-		pthread_cond_broadcast(&c->cv);
 	}
 	pthread_mutex_unlock(&c->mu);
-	if (delivered)
+	if (delivered) {
+		uint64_t one = 1;
+
+		/* The loop settles it (save_settle). */
+		if (write(c->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			log_err("cluster: eventfd: %m");
 		return;
+	}
 	if (ok)
 		log_warn("cluster: the intention change #%" PRIu64 " whose "
 		    "outcome the API could not tell WAS APPLIED (etcd "
@@ -393,6 +401,8 @@ on_eventfd(void *arg, uint32_t events)
 	(void)events;
 	if (read(c->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		log_err("cluster: eventfd: %m");
+	/* Our own write first: the watch's copy of it is then known. */
+	save_settle(c, 0);
 	pthread_mutex_lock(&c->mu);
 	q = c->q_head;
 	c->q_head = c->q_tail = NULL;
@@ -431,59 +441,110 @@ on_eventfd(void *arg, uint32_t events)
 		    "intentions changed in etcd");
 }
 
-/* intent_save_fn: hand the document to the worker, wait for etcd. */
+/* The intention write the loop handed to the writer, settled on the loop:
+ * answered (state 2), or, at its deadline (late) or when the cluster
+ * stops, no answer yet. Applies an applied document here and tells the
+ * intent store (intent_db_saved: the API request waiting for it). */
+static void
+save_settle(struct cluster *c, int late)
+{
+	char why[ETCD_ERR_MAX + 320] = "", err[512];
+	char *doc = NULL;
+	int ok = 0, answered, taken, rc;
+	int64_t rev = 0;
+	uint64_t seq;
+
+	cluster_assert_loop(c);
+	pthread_mutex_lock(&c->mu);
+	answered = c->save.state == 2;
+	if (c->save.state == 0 || (!answered && !late)) {
+		pthread_mutex_unlock(&c->mu);
+		return;
+	}
+	seq = c->save.seq;
+	taken = c->save.taken;
+	if (answered) {
+		ok = c->save.ok;
+		rev = c->save.rev;
+		util_strlcpy(why, c->save.why, sizeof(why));
+	}
+	doc = c->save.doc;
+	/* A late answer finds state 0: the writer logs it. */
+	c->save = (struct save_req){ 0 };
+	pthread_mutex_unlock(&c->mu);
+	loop_timer_del(c->env.loop, &c->save_timer);
+
+	if (ok) {
+		/* Ours, unless the watch already brought it (or newer). */
+		if (rev > c->intent_rev) {
+			if (intent_db_replace(c->env.intents, doc, strlen(doc),
+			    c->key_intentions, err, sizeof(err)) != 0)
+				log_err("cluster: intention change #%" PRIu64
+				    " stored in etcd but not applied here: %s",
+				    seq, err);
+			c->intent_rev = rev;
+		}
+		rc = 0;
+	} else if (answered) {
+		log_warn("cluster: intention change not stored: %s", why);
+		rc = -1;
+	} else if (!taken) {
+		/* The writer never sent it: never will. */
+		snprintf(why, sizeof(why), "etcd did not answer within %d s: "
+		    "the change was not made", SAVE_WAIT_MS / 1000);
+		log_warn("cluster: intention change not stored: %s", why);
+		rc = -1;
+	} else {
+		snprintf(why, sizeof(why), "the change was sent to etcd, which "
+		    "did not confirm it within %d s: it may have been applied, "
+		    "now or when etcd answers (helperd keeps asking and logs "
+		    "the outcome of change #%" PRIu64 "); list the intentions "
+		    "before trying again", SAVE_WAIT_MS / 1000, seq);
+		log_warn("cluster: intention change #%" PRIu64 ": outcome "
+		    "unknown so far: %s", seq, why);
+		rc = INTENT_SAVE_UNKNOWN;
+	}
+	free(doc);
+	intent_db_saved(c->env.intents, rc, why);
+}
+
+static void
+save_due(void *arg)
+{
+	save_settle(arg, 1);
+}
+
+/* intent_save_fn: hand the document to the writer and return at once;
+ * the answer (or SAVE_WAIT_MS without one) comes to save_settle. */
 static int
 save_intentions(void *arg, const char *doc, char *why, size_t whylen)
 {
 	struct cluster *c = arg;
-	struct timespec ts;
 	char *copy = strdup(doc);
-	int ok = 0, rc = 0, unsure = 0;
-	uint64_t seq;
+	int busy;
 
+	cluster_assert_loop(c);
 	if (copy == NULL) {
 		snprintf(why, whylen, "out of memory");
 		return -1;
 	}
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += SAVE_WAIT_MS / 1000;
 	pthread_mutex_lock(&c->mu);
-	c->save = (struct save_req){ .seq = ++c->save_seq, .doc = copy,
-	    .base_rev = c->intent_rev, .state = 1 };
-	pthread_cond_broadcast(&c->wcv);
-	pthread_mutex_unlock(&c->mu);
-	pthread_mutex_lock(&c->mu);
-	while (c->save.state != 2 && rc == 0)
-		rc = pthread_cond_timedwait(&c->cv, &c->mu, &ts);
-	seq = c->save.seq;
-	if (c->save.state == 2) {
-		ok = c->save.ok;
-		if (ok)
-			c->intent_rev = c->save.rev;
-		else
-			snprintf(why, whylen, "%s", c->save.why);
-	} else if (!c->save.taken) {
-		/* The worker never sent it (busy re-syncing): never will. */
-		snprintf(why, whylen, "etcd did not answer within %d s: the "
-		    "change was not made", SAVE_WAIT_MS / 1000);
-	} else {
-		unsure = 1;
-		snprintf(why, whylen, "the change was sent to etcd, which did "
-		    "not confirm it within %d s: it may have been applied, now "
-		    "or when etcd answers (helperd keeps asking and logs the "
-		    "outcome of change #%" PRIu64 "); list the intentions "
-		    "before trying again", SAVE_WAIT_MS / 1000, seq);
+	if (!(busy = c->save.state != 0)) {
+		c->save = (struct save_req){ .seq = ++c->save_seq,
+		    .doc = copy, .base_rev = c->intent_rev, .state = 1 };
+		pthread_cond_broadcast(&c->wcv);
 	}
-	/* A late answer finds state 0: the worker logs it. */
-	free(c->save.doc);
-	c->save = (struct save_req){ 0 };
 	pthread_mutex_unlock(&c->mu);
-	if (unsure)
-		log_warn("cluster: intention change #%" PRIu64 ": outcome "
-		    "unknown so far: %s", seq, why);
-	else if (!ok)
-		log_warn("cluster: intention change not stored: %s", why);
-	return ok ? 0 : unsure ? INTENT_SAVE_UNKNOWN : -1;
+	if (busy) {
+		free(copy);
+		snprintf(why, whylen, "an earlier intention change is still "
+		    "being written to etcd; try again");
+		return -1;
+	}
+	if (loop_timer_add(c->env.loop, &c->save_timer, SAVE_WAIT_MS) != 0)
+		log_err("cluster: out of memory: the intention write has no "
+		    "deadline");
+	return INTENT_SAVE_PENDING;
 }
 
 /* Our instances as etcd keys and values. */
@@ -581,8 +642,8 @@ cluster_start(struct cluster **out, const struct cluster_env *env,
 	c->efd = -1;
 	c->w.fd = -1;
 	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->cv, NULL);
 	pthread_cond_init(&c->wcv, NULL);
+	loop_timer_init(&c->save_timer, save_due, c);
 	pthread_cond_init(&c->ocv, NULL);
 	pthread_cond_init(&c->kcv, NULL);
 	util_strlcpy(c->node, conf->node, sizeof(c->node));
@@ -677,6 +738,9 @@ cluster_stop(struct cluster *c)
 		pthread_mutex_unlock(&c->mu);
 		pthread_join(c->wthr, NULL);
 		c->wstarted = 0;
+		/* A write still waiting for etcd: its API request is told
+		 * the outcome is unknown (or, never sent, not made). */
+		save_settle(c, 1);
 		intent_db_set_saver(c->env.intents, NULL, NULL);
 	}
 	cluster_sync_stop(c);
@@ -711,7 +775,6 @@ cluster_stop(struct cluster *c)
 	free(c->keys_doc);
 	free(c->save.doc);
 	free(c->unsure.doc);
-	pthread_cond_destroy(&c->cv);
 	pthread_cond_destroy(&c->wcv);
 	pthread_cond_destroy(&c->ocv);
 	pthread_cond_destroy(&c->kcv);

@@ -17,7 +17,8 @@
 #define RETRY_MS        1000   /* writer: ask etcd again (unsure write) */
 #define BACKOFF_MIN_MS  250    /* first retry after a failed etcd call */
 #define BACKOFF_MAX_MS  5000   /* ... doubling up to this, jittered */
-#define SAVE_WAIT_MS    6000   /* an API write waits this long for etcd */
+#define SAVE_WAIT_MS    6000   /* an API write is answered "unknown" if
+                                  etcd has not answered by then */
 #define CSR_RETRY_MS    15000  /* ask again if no CA server answered */
 #define REMOTE_SAVE_MS  5000   /* cluster-catalog.json: at most this often */
 #define WATCH_CREATE_MS 2500   /* a watch etcd has not confirmed by then
@@ -49,7 +50,8 @@ struct leafreq {
 	int64_t asked_ms;
 };
 
-/* An intention write: the loop fills it and waits; the worker answers. */
+/* An intention write: the loop fills it, the writer answers (and wakes
+ * the loop through the eventfd); the loop never waits for it. */
 struct save_req {
 	uint64_t seq;           /* which request an answer belongs to */
 	char *doc;
@@ -89,6 +91,7 @@ struct cluster {
 	struct cluster_env env;  /* what the node gave; ops never NULL */
 	struct loop_watch w;
 	int64_t intent_rev;     /* mod_revision the local intentions are at */
+	struct loop_timer save_timer;  /* an intention write's SAVE_WAIT_MS */
 	/* Set at start, read-only after: every thread. */
 	char key_root[CONF_PATH_MAX + 16];
 	char key_services[CONF_PATH_MAX + 16];
@@ -116,7 +119,6 @@ struct cluster {
 
 	/* Shared, under mu. */
 	pthread_mutex_t mu;
-	pthread_cond_t cv;      /* the loop waits for an intention write */
 	pthread_cond_t ocv;     /* worker: work to do, or stop */
 	pthread_cond_t kcv;     /* keeper: check the lease now, or stop */
 	int efd;

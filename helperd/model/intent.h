@@ -45,6 +45,8 @@ enum intent_err {
 	INTENT_EIO,          /* could not persist; nothing changed (500) */
 	INTENT_EUNKNOWN,     /* the store did not confirm: it may have been
 	                        applied there, nothing changed here (504) */
+	INTENT_EPENDING,     /* the store is writing it: nothing changed
+	                        yet, the outcome comes to intent_db_wait() */
 };
 
 /* Open the store at path (a JSON file {"Index": n, "Intentions": [...]},
@@ -132,7 +134,24 @@ typedef int (*intent_save_fn)(void *arg, const char *doc, char *why,
 /* What a saver returns when the store was asked but did not answer: the
  * change may be applied there (INTENT_EUNKNOWN). */
 #define INTENT_SAVE_UNKNOWN (-2)
+/* What an asynchronous saver returns when it took the document and will
+ * answer later with intent_db_saved() (INTENT_EPENDING). Until then
+ * every other change is refused (intent_db_busy() says so first). */
+#define INTENT_SAVE_PENDING (-3)
 void intent_db_set_saver(struct intent_db *db, intent_save_fn fn, void *arg);
+/* 1 while a change is being written by an asynchronous saver. */
+int intent_db_busy(const struct intent_db *db);
+/* Call fn(cookie, rc, code, why) once, when the change being written
+ * settles: rc 0 applied, else -1 with code (INTENT_EIO not applied,
+ * INTENT_EUNKNOWN may be applied) and why. 0 registered; -1 (fn never
+ * called) when none is being written, or out of memory. */
+typedef void (*intent_wait_fn)(void *cookie, int rc, enum intent_err code,
+    const char *why);
+int intent_db_wait(struct intent_db *db, intent_wait_fn fn, void *cookie);
+/* The asynchronous saver's answer: 0 (it already put the document in with
+ * intent_db_replace), -1 with why (not applied) or INTENT_SAVE_UNKNOWN
+ * with why. Calls the waiters. */
+void intent_db_saved(struct intent_db *db, int rc, const char *why);
 /* Replace every intention with those of doc (the document form above, len
  * bytes, from the cluster store; origin names it in errors) and write the
  * local copy. 0, or -1 with err and the db unchanged. Invalidates pointers

@@ -30,6 +30,12 @@ struct intent_db {
 	uint64_t index;
 	intent_save_fn saver;       /* cluster store; NULL: the file */
 	void *saver_arg;
+	int pending;                /* the saver is writing a change */
+	struct intent_waiter {
+		intent_wait_fn fn;
+		void *cookie;
+	} *waiters;                 /* told when it settles */
+	size_t n_waiters;
 };
 
 /* ---- the store ---- */
@@ -125,12 +131,27 @@ commit(struct intent_db *db, struct intent **nv, size_t nn, uint64_t nindex,
 		intent_set_why(why, whylen, "out of memory");
 		return intent_fail(code, INTENT_EIO);
 	}
+	if (db->saver != NULL && db->pending) {
+		free(ht);
+		intent_set_why(why, whylen, "an earlier intention change is "
+		    "still being written to the store; try again");
+		return intent_fail(code, INTENT_EIO);
+	}
 	if (db->saver != NULL) {
 		char *s = serialize(nv, nn, nindex);
 
 		int rc = s != NULL ? db->saver(db->saver_arg, s, why,
 		    whylen) : -1;
 
+		if (rc == INTENT_SAVE_PENDING) {
+			/* Applied when the store says so (intent_db_saved). */
+			db->pending = 1;
+			free(s);
+			free(ht);
+			intent_set_why(why, whylen, "being written to the "
+			    "store");
+			return intent_fail(code, INTENT_EPENDING);
+		}
 		if (rc != 0) {
 			if (s == NULL)
 				intent_set_why(why, whylen, "could not save "
@@ -267,11 +288,9 @@ intent_create(struct intent_db *db, const struct intent *in, int replace,
 		char id[sizeof(cur->id)];
 
 		memcpy(id, cur->id, sizeof(id));
-		if (replace_at(db, cur, in, code, why, whylen) != 0)
-			return -1;
-		if (id_out != NULL)
+		if (id_out != NULL)     /* a pending change has it too */
 			memcpy(id_out, id, sizeof(id));
-		return 0;
+		return replace_at(db, cur, in, code, why, whylen);
 	}
 	if (db->n >= db->max) {
 		intent_set_why(why, whylen, "too many intentions: the limit of %zu is "
@@ -296,14 +315,14 @@ intent_create(struct intent_db *db, const struct intent *in, int replace,
 	c->created_at = c->updated_at = (int64_t)time(NULL);
 	c->create_index = c->modify_index = db->index + 1;
 	insert_sorted(nv, db->n, c);
+	if (id_out != NULL)             /* a pending change has it too */
+		memcpy(id_out, c->id, sizeof(c->id));
 	if (commit(db, nv, db->n + 1, db->index + 1, NULL, code, why,
 	    whylen) != 0) {
 		free(nv);
 		intent_free_one(c);
 		return -1;
 	}
-	if (id_out != NULL)
-		memcpy(id_out, c->id, sizeof(c->id));
 	return 0;
 }
 
@@ -654,6 +673,44 @@ intent_db_set_saver(struct intent_db *db, intent_save_fn fn, void *arg)
 }
 
 int
+intent_db_busy(const struct intent_db *db)
+{
+	return db != NULL && db->pending;
+}
+
+int
+intent_db_wait(struct intent_db *db, intent_wait_fn fn, void *cookie)
+{
+	struct intent_waiter *v;
+
+	if (!db->pending)
+		return -1;
+	v = realloc(db->waiters, (db->n_waiters + 1) * sizeof(*v));
+	if (v == NULL)
+		return -1;
+	db->waiters = v;
+	v[db->n_waiters++] = (struct intent_waiter){ fn, cookie };
+	return 0;
+}
+
+void
+intent_db_saved(struct intent_db *db, int rc, const char *why)
+{
+	struct intent_waiter *w = db->waiters;
+	size_t n = db->n_waiters;
+	enum intent_err code = rc == INTENT_SAVE_UNKNOWN ? INTENT_EUNKNOWN :
+	    INTENT_EIO;
+
+	/* Taken first: a waiter may start the next change. */
+	db->pending = 0;
+	db->waiters = NULL;
+	db->n_waiters = 0;
+	for (size_t i = 0; i < n; i++)
+		w[i].fn(w[i].cookie, rc == 0 ? 0 : -1, code, why);
+	free(w);
+}
+
+int
 intent_db_replace(struct intent_db *db, const char *doc, size_t len,
     const char *origin, char *err, size_t errlen)
 {
@@ -700,6 +757,9 @@ intent_db_free(struct intent_db *db)
 {
 	if (db == NULL)
 		return;
+	if (db->n_waiters > 0)
+		intent_db_saved(db, INTENT_SAVE_UNKNOWN, "helperd stopped "
+		    "before the store answered");
 	for (size_t i = 0; i < db->n; i++)
 		intent_free_one(db->v[i]);
 	free(db->v);

@@ -2,7 +2,10 @@
  * against a real etcd this test starts on ports it picked. An intention
  * document written to etcd by another client reaches the intent store
  * through the watch and is reported through ops->intentions_changed, on
- * the loop thread. etcd is needed (scripts/deps.sh test): without it the
+ * the loop thread. An intention write through the store is answered on
+ * the loop thread when etcd has, and with etcd stopped (SIGSTOP) the loop
+ * keeps running and the write's outcome is reported unknown after the
+ * wait. etcd is needed (scripts/deps.sh test): without it the
  * test fails, it is not skipped. */
 #include <criterion/criterion.h>
 
@@ -116,6 +119,40 @@ on_intentions(void *cookie, const char *why)
 	util_strlcpy(s->why, why, sizeof(s->why));
 }
 
+struct waited {
+	struct loop *loop;
+	int called, rc, off_loop;
+	enum intent_err code;
+	char why[512];
+};
+
+static void
+on_settled(void *cookie, int rc, enum intent_err code, const char *why)
+{
+	struct waited *w = cookie;
+
+	w->called++;
+	w->rc = rc;
+	w->code = code;
+	w->off_loop |= !loop_is_mine(w->loop);
+	util_strlcpy(w->why, why, sizeof(w->why));
+}
+
+struct ticks {
+	struct loop *loop;
+	struct loop_timer *t;
+	int n, at_answer;
+};
+
+static void
+on_tick(void *arg)
+{
+	struct ticks *tk = arg;
+
+	tk->n++;
+	loop_timer_add(tk->loop, tk->t, 100);
+}
+
 static const struct cluster_ops ops = {
 	.intentions_changed = on_intentions,
 };
@@ -205,6 +242,63 @@ Test(cluster, intentions_from_etcd_reach_the_store_and_the_op)
 	cr_assert_eq(intent_check(db, "web", "db", 1, NULL), 0,
 	    "web => db is denied by the intention from etcd");
 	cr_assert_eq(intent_check(db, "web", "other", 1, NULL), 1);
+
+	/* An intention write through the intent store: the saver takes it
+	 * and returns at once (INTENT_EPENDING), the answer comes to the
+	 * waiter on the loop thread, applied. */
+	struct intent in = { .allow = 1 };
+	enum intent_err code = 0;
+	struct waited w = { .loop = loop };
+	char id[37], why[256];
+
+	util_strlcpy(in.src, "api", sizeof(in.src));
+	util_strlcpy(in.dst, "db", sizeof(in.dst));
+	cr_assert_eq(intent_create(db, &in, 0, id, &code, why, sizeof(why)),
+	    -1);
+	cr_assert_eq(code, INTENT_EPENDING, "code %d: %s", code, why);
+	cr_assert(intent_db_busy(db));
+	cr_assert_eq(intent_db_wait(db, on_settled, &w), 0);
+	cr_assert_eq(intent_count(db), 1, "not applied before etcd says");
+	until = util_now_ms_mono() + 30000;
+	while (!w.called && util_now_ms_mono() < until)
+		cr_assert(loop_run_once(loop, 200) >= 0);
+	cr_assert(w.called, "the write was never answered");
+	cr_assert_eq(w.rc, 0, "write refused: %s", w.why);
+	cr_assert_eq(w.off_loop, 0);
+	cr_assert(!intent_db_busy(db));
+	cr_assert_eq(intent_count(db), 2);
+	cr_assert_eq(intent_check(db, "api", "db", 0, NULL), 1);
+
+	/* etcd stopped: the loop keeps running (its timer fires) while the
+	 * write waits; after SAVE_WAIT_MS the outcome is unknown, not an
+	 * error (etcd may apply it when it runs again). */
+	struct loop_timer t;
+	struct ticks tk = { .loop = loop };
+
+	loop_timer_init(&t, on_tick, &tk);
+	tk.t = &t;
+	w = (struct waited){ .loop = loop };
+	util_strlcpy(in.src, "web", sizeof(in.src));
+	util_strlcpy(in.dst, "cache", sizeof(in.dst));
+	cr_assert(kill(etcd_pid, SIGSTOP) == 0);
+	cr_assert_eq(intent_create(db, &in, 0, id, &code, why, sizeof(why)),
+	    -1);
+	cr_assert_eq(code, INTENT_EPENDING, "code %d: %s", code, why);
+	cr_assert_eq(intent_db_wait(db, on_settled, &w), 0);
+	cr_assert(loop_timer_add(loop, &t, 100) == 0);
+	until = util_now_ms_mono() + 30000;
+	while (!w.called && util_now_ms_mono() < until)
+		cr_assert(loop_run_once(loop, 200) >= 0);
+	tk.at_answer = tk.n;
+	loop_timer_del(loop, &t);
+	kill(etcd_pid, SIGCONT);
+	cr_assert(w.called, "the write was never answered");
+	cr_assert_gt(tk.at_answer, 10, "the loop ran %d timer rounds while "
+	    "the write waited for a stopped etcd", tk.at_answer);
+	cr_assert_eq(w.rc, -1);
+	cr_assert_eq(w.code, INTENT_EUNKNOWN, "code %d: %s", w.code, w.why);
+	cr_assert(strstr(w.why, "may have been applied") != NULL, "%s",
+	    w.why);
 
 	cluster_stop(c);
 	etcd_free(e);
