@@ -124,7 +124,7 @@ rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
 static void
 log_metrics(struct helperd *h)
 {
-	struct metrics *m = http_agent_metrics(h);
+	struct metrics *m = http_server_metrics(h->http);
 	char *text, *line, *save;
 	size_t len, n = 0;
 

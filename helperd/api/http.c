@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -23,7 +24,6 @@
 #include "helperd/local/dns.h"
 #include "helperd/local/health.h"
 #include "helperd/api/http_block.h"
-#include "helperd/node/helperd.h"
 #include "helperd/evloop/loop.h"
 #include "helperd/relay/relay.h"
 
@@ -143,10 +143,10 @@ query_flag(const struct http_req *req, const char *key)
 
 /* A local service by ID (API registrations and the configuration). */
 static const struct conf_service *
-service_by_id(struct helperd *h, const char *id)
+service_by_id(const struct api_env *e, const char *id)
 {
-	for (size_t i = 0; i < catalog_local_count(h->catalog); i++) {
-		const struct conf_service *s = catalog_local_at(h->catalog, i);
+	for (size_t i = 0; i < catalog_local_count(e->catalog); i++) {
+		const struct conf_service *s = catalog_local_at(e->catalog, i);
 
 		if (strcmp(s->id, id) == 0)
 			return s;
@@ -157,22 +157,22 @@ service_by_id(struct helperd *h, const char *id)
 /* A TTL check is updated by its service's writers ("service:<id>" and
  * "service:<id>:<n>" are the IDs helperd gives) or operator:write. */
 static int
-check_allowed(struct helperd *h, const struct http_req *req,
+check_allowed(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp, const char *verb_id)
 {
 	const char *id = strchr(verb_id, '/');
 	const struct conf_service *s = NULL;
 	char sid[CONF_NAME_MAX];
 
-	if (acl_operator_write(h->acl, req->caller))
+	if (acl_operator_write(e->acl, req->caller))
 		return 1;
 	if (id != NULL && strncmp(id + 1, "service:", 8) == 0) {
 		util_strlcpy(sid, id + 9, sizeof(sid));
 		sid[strcspn(sid, ":")] = '\0';
-		s = service_by_id(h, sid);
+		s = service_by_id(e, sid);
 	}
 	if (s != NULL)
-		return http_allowed(req, resp, acl_service_write(h->acl,
+		return http_allowed(req, resp, acl_service_write(e->acl,
 		    req->caller, s->name, s), "service:write", s->name);
 	return http_allowed(req, resp, 0, "operator:write", NULL);
 }
@@ -181,27 +181,27 @@ check_allowed(struct helperd *h, const struct http_req *req,
  * and on the name an existing ID had. A uid that has write only as the
  * `user` of a service keeps that `user` in the new definition. */
 static int
-register_allowed(struct helperd *h, const struct http_req *req,
+register_allowed(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp, const struct conf_service *svcs, size_t n)
 {
 	const struct acl_caller *c = req->caller;
 
 	for (size_t i = 0; i < n; i++) {
-		const struct conf_service *old = catalog_local(h->catalog,
-		    svcs[i].name), *byid = service_by_id(h, svcs[i].id);
+		const struct conf_service *old = catalog_local(e->catalog,
+		    svcs[i].name), *byid = service_by_id(e, svcs[i].id);
 
-		if (acl_is_management(h->acl, c))
+		if (acl_is_management(e->acl, c))
 			return 1;
-		if (!http_allowed(req, resp, acl_service_write(h->acl, c,
+		if (!http_allowed(req, resp, acl_service_write(e->acl, c,
 		    svcs[i].name, old), "service:write", svcs[i].name))
 			return 0;
 		if (byid != NULL && !http_allowed(req, resp,
-		    acl_service_write(h->acl, c, byid->name, byid),
+		    acl_service_write(e->acl, c, byid->name, byid),
 		    "service:write", byid->name))
 			return 0;
 		if (old != NULL && old->user[0] != '\0' && c->uid == old->uid &&
 		    (svcs[i].user[0] == '\0' || svcs[i].uid != c->uid) &&
-		    !acl_service_write(h->acl, &(struct acl_caller){
+		    !acl_service_write(e->acl, &(struct acl_caller){
 		    .token = c->token, .uid = ACL_NOUID }, svcs[i].name, NULL)) {
 			http_reply_text(resp, 403, "Permission denied: uid %ld "
 			    "acts for %s as its user; the new definition must "
@@ -215,7 +215,7 @@ register_allowed(struct helperd *h, const struct http_req *req,
 
 /* PUT /v1/agent/check/{pass,warn,fail}/<id>[?note=...]: a TTL check. */
 static void
-agent_check_update(struct helperd *h, const struct http_req *req,
+agent_check_update(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp, const char *rest)
 {
 	static const struct { const char *verb; enum catalog_status st; }
@@ -224,14 +224,14 @@ agent_check_update(struct helperd *h, const struct http_req *req,
 	char why[256];
 	int status;
 
-	if (!check_allowed(h, req, resp, rest))
+	if (!check_allowed(e, req, resp, rest))
 		return;
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(verbs); i++) {
 		size_t vl = strlen(verbs[i].verb);
 
 		if (strncmp(rest, verbs[i].verb, vl) != 0)
 			continue;
-		if (health_ttl_update(h->health, rest + vl, verbs[i].st,
+		if (health_ttl_update(e->health, rest + vl, verbs[i].st,
 		    http_query(req, "note"), &status, why, sizeof(why)) != 0)
 			http_reply_text(resp, (unsigned)status, "%s", why);
 		else
@@ -243,7 +243,7 @@ agent_check_update(struct helperd *h, const struct http_req *req,
 
 /* /v1/agent/service/register: a Consul service definition. */
 static void
-agent_register(struct helperd *h, const struct http_req *req,
+agent_register(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp)
 {
 	struct conf_service *svcs = NULL;
@@ -267,11 +267,11 @@ agent_register(struct helperd *h, const struct http_req *req,
 		conf_services_free(svcs, n);
 		return;
 	}
-	if (!register_allowed(h, req, resp, svcs, n)) {
+	if (!register_allowed(e, req, resp, svcs, n)) {
 		conf_services_free(svcs, n);
 		return;
 	}
-	if (helperd_service_register(h, svcs, n, err, sizeof(err)) != 0) {
+	if (e->ops->service_register(e->cookie, svcs, n, err, sizeof(err)) != 0) {
 		http_reply_text(resp, 400, "%s", err);
 		conf_services_free(svcs, n);
 		return;
@@ -283,52 +283,53 @@ agent_register(struct helperd *h, const struct http_req *req,
  * helperd by it): a relative "socket" is relative to helperd's working
  * directory, which it never changes. */
 static const char *
-ctl_socket_abs(const struct helperd *h, char *buf, size_t len)
+ctl_socket_abs(const struct api_env *e, char *buf, size_t len)
 {
 	char cwd[PATH_MAX];
 
-	if (h->conf.socket[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
-		return h->conf.socket;
-	snprintf(buf, len, "%s/%s", cwd, h->conf.socket);
+	if (e->conf->socket[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
+		return e->conf->socket;
+	snprintf(buf, len, "%s/%s", cwd, e->conf->socket);
 	return buf;
 }
 
 static int
-route_agent_catalog(struct helperd *h, const struct http_req *req,
+route_agent_catalog(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp)
 {
 	const char *p = req->path;
-	char err[CONF_ERR_MAX];
+	char err[CONF_ERR_MAX], note[1000];
 
 	if (strcmp(p, "/v1/agent/services") == 0) {
 		if (method_is(req, resp, "GET"))
 			http_reply_json(resp, 200,
-			    catalog_agent_services_json(h->catalog));
+			    catalog_agent_services_json(e->catalog));
 	} else if (strcmp(p, "/v1/agent/reload") == 0) {
 		if (!method_is(req, resp, "PUT|POST") ||
-		    !http_allowed(req, resp, acl_operator_write(h->acl,
+		    !http_allowed(req, resp, acl_operator_write(e->acl,
 		    req->caller), "operator:write", NULL))
 			return 1;
-		if (helperd_reload(h, err, sizeof(err)) != 0)
+		if (e->ops->reload(e->cookie, note, sizeof(note), err,
+		    sizeof(err)) != 0)
 			http_reply_text(resp, 500, "Reload failed, the running "
 			    "configuration is kept: %s", err);
 		else    /* what it did not apply, if anything */
-			http_reply_text(resp, 200, "%s", h->reload_note);
+			http_reply_text(resp, 200, "%s", note);
 	} else if (strcmp(p, "/v1/agent/service/register") == 0) {
 		if (method_is(req, resp, "PUT|POST"))
-			agent_register(h, req, resp);
+			agent_register(e, req, resp);
 	} else if (strncmp(p, "/v1/agent/service/deregister/", 29) == 0) {
-		const struct conf_service *s = service_by_id(h, p + 29);
+		const struct conf_service *s = service_by_id(e, p + 29);
 
 		if (!method_is(req, resp, "PUT|POST"))
 			return 1;
 		if (s != NULL && !http_allowed(req, resp, acl_service_write(
-		    h->acl, req->caller, s->name, s), "service:write", s->name))
+		    e->acl, req->caller, s->name, s), "service:write", s->name))
 			return 1;
 		if (s == NULL && !http_allowed(req, resp, acl_is_management(
-		    h->acl, req->caller), "service:write", p + 29))
+		    e->acl, req->caller), "service:write", p + 29))
 			return 1;
-		if (helperd_service_deregister(h, p + 29, err,
+		if (e->ops->service_deregister(e->cookie, p + 29, err,
 		    sizeof(err)) != 0)
 			http_reply_text(resp, 404, "%s", err);
 		else
@@ -340,54 +341,54 @@ route_agent_catalog(struct helperd *h, const struct http_req *req,
 			http_reply_json(resp, 200, json_pack(
 			    "{s:{s:s, s:s, s:s, s:i, s:s, s:s, s:b, s:s}, s:{s:I, s:I, "
 			    "s:I, s:I, s:I}}",
-			    "Config", "NodeName", h->conf.node, "Datacenter",
-			    h->conf.datacenter, "Version", "meshshim "
+			    "Config", "NodeName", e->conf->node, "Datacenter",
+			    e->conf->datacenter, "Version", "meshshim "
 			    MESHSHIM_VERSION,
-			    "MeshPort", h->mesh_port_bound, "HTTPSocket",
-			    h->http_sock, "ControlSocket", ctl_socket_abs(h,
+			    "MeshPort", e->mesh_port, "HTTPSocket",
+			    e->http_sock, "ControlSocket", ctl_socket_abs(e,
 			    ctlsock, sizeof(ctlsock)),
-			    "ACLsEnabled", acl_enabled(h->acl),
-			    "DefaultIntention", h->conf.default_allow ?
+			    "ACLsEnabled", acl_enabled(e->acl),
+			    "DefaultIntention", e->conf->default_allow ?
 			    "allow" : "deny",
 			    "Stats",
-			    "Connections", (json_int_t)relay_count(h->relay),
+			    "Connections", (json_int_t)relay_count(e->relay),
 			    "DirectConnections",
-			    (json_int_t)direct_count(h->direct),
-			    "DNSAnswered", (json_int_t)dns_answered(h->dns),
-			    "DNSDropped", (json_int_t)dns_dropped(h->dns),
+			    (json_int_t)direct_count(e->direct),
+			    "DNSAnswered", (json_int_t)dns_answered(e->dns),
+			    "DNSDropped", (json_int_t)dns_dropped(e->dns),
 			    "RefusedAllCritical",
-			    (json_int_t)h->refused_all_critical));
+			    (json_int_t)e->ops->refused_all_critical(e->cookie)));
 	} else if (strcmp(p, "/v1/catalog/services") == 0) {
 		if (method_is(req, resp, "GET"))
 			http_reply_json(resp, 200,
-			    catalog_services_json(h->catalog));
+			    catalog_services_json(e->catalog));
 	} else if (strcmp(p, "/v1/catalog/nodes") == 0) {
 		if (method_is(req, resp, "GET"))
 			http_reply_json(resp, 200,
-			    catalog_nodes_json(h->catalog));
+			    catalog_nodes_json(e->catalog));
 	} else if (strncmp(p, "/v1/catalog/service/", 20) == 0) {
 		if (method_is(req, resp, "GET"))
 			http_reply_json(resp, 200,
-			    catalog_service_json(h->catalog, p + 20));
+			    catalog_service_json(e->catalog, p + 20));
 	} else if (strncmp(p, "/v1/health/connect/", 19) == 0) {
 		if (method_is(req, resp, "GET"))
 			http_reply_json(resp, 200, catalog_health_json(
-			    h->catalog, p + 19, query_flag(req, "passing")));
+			    e->catalog, p + 19, query_flag(req, "passing")));
 	} else if (strncmp(p, "/v1/health/service/", 19) == 0) {
 		if (method_is(req, resp, "GET"))
 			http_reply_json(resp, 200, catalog_health_json(
-			    h->catalog, p + 19, query_flag(req, "passing")));
+			    e->catalog, p + 19, query_flag(req, "passing")));
 	} else if (strcmp(p, "/v1/agent/checks") == 0) {
 		if (method_is(req, resp, "GET"))
 			http_reply_json(resp, 200,
-			    health_agent_checks_json(h->health));
+			    health_agent_checks_json(e->health));
 	} else if (strncmp(p, "/v1/agent/check/", 16) == 0) {
 		if (method_is(req, resp, "PUT"))
-			agent_check_update(h, req, resp, p + 16);
+			agent_check_update(e, req, resp, p + 16);
 	} else if (strcmp(p, "/v1/status/leader") == 0) {
 		if (method_is(req, resp, "GET"))
 			http_reply_json(resp, 200, json_string(
-			    h->http_bound));
+			    e->http_bound));
 	} else {
 		return 0;
 	}
@@ -408,33 +409,34 @@ http_allowed(const struct http_req *req, struct http_resp *resp, int ok,
 }
 
 int
-http_intent_allowed(struct helperd *h, const struct http_req *req,
+http_intent_allowed(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp, const char *dest)
 {
-	return http_allowed(req, resp, acl_intention_write(h->acl,
+	return http_allowed(req, resp, acl_intention_write(e->acl,
 	    req->caller, dest), "intentions:write", dest);
 }
 
 void
-http_dispatch(struct helperd *h, const struct http_req *req,
+http_dispatch(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp)
 {
 	const struct acl_caller *c = req->caller;
 
+	assert(loop_is_mine(e->loop));  /* the node's state: loop thread */
 	if (http_ui_route(req, resp))
 		return;
 	/* An unknown token is refused everywhere, as Consul does; from
 	 * another host even the reads need a token. */
-	if (acl_enabled(h->acl) && (c->bad_token || (!c->local &&
+	if (acl_enabled(e->acl) && (c->bad_token || (!c->local &&
 	    c->token == NULL))) {
 		http_reply_text(resp, 403, "%s", c->bad_token ?
 		    "ACL not found" : "Permission denied: a token is required "
 		    "from a non-loopback address (X-Consul-Token)");
 		return;
 	}
-	if (route_agent_catalog(h, req, resp) ||
-	    http_intent_route(h, req, resp) || http_ca_route(h, req, resp) ||
-	    http_acl_route(h, req, resp) || http_agent_route(h, req, resp))
+	if (route_agent_catalog(e, req, resp) ||
+	    http_intent_route(e, req, resp) || http_ca_route(e, req, resp) ||
+	    http_acl_route(e, req, resp) || http_agent_route(e, req, resp))
 		return;
 	http_reply_text(resp, 404, "Unknown path: %s", req->path);
 }

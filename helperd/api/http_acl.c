@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "helperd/identity/acl.h"
-#include "helperd/node/helperd.h"
 #include "helperd/api/http.h"
 
 #define PFX "/v1/acl/"
@@ -28,24 +27,24 @@ answer(struct http_resp *resp, json_t *j, unsigned status, const char *why)
 }
 
 static void
-create(struct helperd *h, const struct http_req *req, struct http_resp *resp,
+create(const struct api_env *e, const struct http_req *req, struct http_resp *resp,
     int token)
 {
 	char why[512] = "";
 	unsigned st = 500;
 	json_t *body, *j;
 
-	if (!http_allowed(req, resp, acl_acl_write(h->acl, req->caller),
+	if (!http_allowed(req, resp, acl_acl_write(e->acl, req->caller),
 	    "acl:write", NULL) || (body = http_body_json(req, resp)) == NULL)
 		return;
-	j = token ? acl_token_create(h->acl, body, &st, why, sizeof(why)) :
-	    acl_policy_create(h->acl, body, &st, why, sizeof(why));
+	j = token ? acl_token_create(e->acl, body, &st, why, sizeof(why)) :
+	    acl_policy_create(e->acl, body, &st, why, sizeof(why));
 	json_decref(body);
 	answer(resp, j, st, why);
 }
 
 static void
-one(struct helperd *h, const struct http_req *req, struct http_resp *resp,
+one(const struct api_env *e, const struct http_req *req, struct http_resp *resp,
     int token, const char *id)
 {
 	char why[512] = "";
@@ -53,18 +52,18 @@ one(struct helperd *h, const struct http_req *req, struct http_resp *resp,
 	json_t *j = NULL;
 
 	if (is(req, "GET")) {
-		if (!http_allowed(req, resp, acl_acl_read(h->acl, req->caller),
+		if (!http_allowed(req, resp, acl_acl_read(e->acl, req->caller),
 		    "acl:read", NULL))
 			return;
-		j = token ? acl_token_read(h->acl, id, &st, why, sizeof(why)) :
-		    acl_policy_read(h->acl, id, &st, why, sizeof(why));
+		j = token ? acl_token_read(e->acl, id, &st, why, sizeof(why)) :
+		    acl_policy_read(e->acl, id, &st, why, sizeof(why));
 		answer(resp, j, st, why);
 	} else if (is(req, "DELETE")) {
-		if (!http_allowed(req, resp, acl_acl_write(h->acl, req->caller),
+		if (!http_allowed(req, resp, acl_acl_write(e->acl, req->caller),
 		    "acl:write", NULL))
 			return;
-		if ((token ? acl_token_delete(h->acl, id, &st, why,
-		    sizeof(why)) : acl_policy_delete(h->acl, id, &st, why,
+		if ((token ? acl_token_delete(e->acl, id, &st, why,
+		    sizeof(why)) : acl_policy_delete(e->acl, id, &st, why,
 		    sizeof(why))) == 0)
 			http_reply_json(resp, 200, json_true());
 		else
@@ -76,7 +75,7 @@ one(struct helperd *h, const struct http_req *req, struct http_resp *resp,
 }
 
 int
-http_acl_route(struct helperd *h, const struct http_req *req,
+http_acl_route(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp)
 {
 	const char *r;
@@ -86,13 +85,13 @@ http_acl_route(struct helperd *h, const struct http_req *req,
 	if (strncmp(req->path, PFX, strlen(PFX)) != 0)
 		return 0;
 	r = req->path + strlen(PFX);
-	if (!acl_enabled(h->acl)) {
+	if (!acl_enabled(e->acl)) {
 		http_reply_text(resp, 401, "ACL support disabled");
 		return 1;
 	}
 	if (strcmp(r, "token") == 0 || strcmp(r, "policy") == 0) {
 		if (is(req, "PUT"))
-			create(h, req, resp, r[0] == 't');
+			create(e, req, resp, r[0] == 't');
 		else
 			http_reply_text(resp, 405, "method %s not allowed on "
 			    "%s (allowed: PUT)", req->method, req->path);
@@ -100,21 +99,21 @@ http_acl_route(struct helperd *h, const struct http_req *req,
 		if (!is(req, "GET"))
 			http_reply_text(resp, 405, "method %s not allowed on "
 			    "%s (allowed: GET)", req->method, req->path);
-		else if (http_allowed(req, resp, acl_acl_read(h->acl,
+		else if (http_allowed(req, resp, acl_acl_read(e->acl,
 		    req->caller), "acl:read", NULL))
 			http_reply_json(resp, 200, r[0] == 't' ?
-			    acl_token_list(h->acl) : acl_policy_list(h->acl));
+			    acl_token_list(e->acl) : acl_policy_list(e->acl));
 	} else if (strcmp(r, "token/self") == 0) {
-		json_t *j = acl_token_self(h->acl, req->caller, &st, why,
+		json_t *j = acl_token_self(e->acl, req->caller, &st, why,
 		    sizeof(why));
 
 		answer(resp, j, st, why);
 	} else if (strncmp(r, "token/", 6) == 0 && r[6] != '\0') {
-		one(h, req, resp, 1, r + 6);
+		one(e, req, resp, 1, r + 6);
 	} else if (strncmp(r, "policy/name/", 12) == 0 && r[12] != '\0') {
-		one(h, req, resp, 0, r + 12);
+		one(e, req, resp, 0, r + 12);
 	} else if (strncmp(r, "policy/", 7) == 0 && r[7] != '\0') {
-		one(h, req, resp, 0, r + 7);
+		one(e, req, resp, 0, r + 7);
 	} else {
 		return 0;
 	}

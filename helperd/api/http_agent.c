@@ -17,7 +17,6 @@
 #include "helperd/model/catalog.h"
 #include "helperd/cluster/cluster.h"
 #include "helperd/local/health.h"
-#include "helperd/node/helperd.h"
 #include "helperd/api/http.h"
 #include "helperd/obs/metrics.h"
 #include "helperd/relay/relay.h"
@@ -28,18 +27,18 @@
  * metrics and members are aggregates, open to local readers as the
  * catalog is. */
 static int
-agent_operator(struct helperd *h, const struct http_req *req,
+agent_operator(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp, const char *what)
 {
-	return http_allowed(req, resp, acl_operator_write(h->acl, req->caller),
+	return http_allowed(req, resp, acl_operator_write(e->acl, req->caller),
 	    "operator:write", what);
 }
 
 static void
-health_metrics(struct helperd *h, struct metrics *m)
+health_metrics(const struct api_env *e, struct metrics *m)
 {
 	static const char *states[] = { "passing", "warning", "critical" };
-	json_t *checks = health_agent_checks_json(h->health);
+	json_t *checks = health_agent_checks_json(e->health);
 	double n[3] = { 0 };
 	const char *k;
 	json_t *v;
@@ -60,24 +59,22 @@ health_metrics(struct helperd *h, struct metrics *m)
 }
 
 struct metrics *
-http_agent_metrics(struct helperd *h)
+http_agent_metrics(const struct api_env *e)
 {
 	int64_t now_ms = util_now_ms_mono();
-	struct metrics *m = metrics_new((double)(now_ms - h->started_ms) /
+	struct metrics *m = metrics_new((double)(now_ms - *e->started_ms) /
 	    1000.0);
+	const struct ca_leaf *l;
 	uint64_t written, dropped;
 	time_t now = time(NULL);
 
 	if (m == NULL)
 		return NULL;
 	metrics_gauge(m, "meshshim_uptime_seconds", "Seconds since helperd "
-	    "started.", (double)(now_ms - h->started_ms) / 1000.0, NULL);
-	relay_metrics(h->relay, m);
-	for (size_t i = 0; i < h->n_leaves; i++) {
-		const struct ca_leaf *l = h->leaves[i].leaf;
-
-		if (l == NULL)
-			continue;
+	    "started.", (double)(now_ms - *e->started_ms) / 1000.0, NULL);
+	relay_metrics(e->relay, m);
+	for (size_t pos = 0, i = 0; (l = e->ops->leaf_next(e->cookie,
+	    &pos)) != NULL; i++) {
 		metrics_gauge(m, "meshshim_leaf_expiry_seconds", i ? "" :
 		    "Seconds until the current leaf certificate of each "
 		    "service expires.", (double)(l->not_after - now),
@@ -88,18 +85,18 @@ http_agent_metrics(struct helperd *h)
 		    "CA).", (double)(l->renew_at - now), "service", l->service,
 		    NULL);
 	}
-	health_metrics(h, m);
+	health_metrics(e, m);
 	metrics_gauge(m, "meshshim_catalog_remote_instances", "Instances "
 	    "of other nodes known from the store.",
-	    (double)catalog_remote_count(h->catalog), NULL);
+	    (double)catalog_remote_count(e->catalog), NULL);
 	metrics_gauge(m, "meshshim_catalog_local_services", "Services "
-	    "defined on this node.", (double)catalog_local_count(h->catalog),
+	    "defined on this node.", (double)catalog_local_count(e->catalog),
 	    NULL);
-	if (h->cluster != NULL)
+	if ((*e->cluster) != NULL)
 		metrics_gauge(m, "meshshim_etcd_up", "1 while etcd answers, 0 "
 		    "while the node runs degraded on what it last knew.",
-		    cluster_degraded(h->cluster) ? 0 : 1, NULL);
-	accesslog_stats(h->alog, &written, &dropped);
+		    cluster_degraded((*e->cluster)) ? 0 : 1, NULL);
+	accesslog_stats(e->alog, &written, &dropped);
 	metrics_counter(m, "meshshim_access_log_lines_total", "Access log "
 	    "lines written.", (double)written, NULL);
 	metrics_counter(m, "meshshim_access_log_dropped_total", "Access log "
@@ -111,11 +108,11 @@ http_agent_metrics(struct helperd *h)
 }
 
 static void
-agent_metrics(struct helperd *h, const struct http_req *req,
+agent_metrics(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp)
 {
 	const char *fmt = http_query(req, "format");
-	struct metrics *m = http_agent_metrics(h);
+	struct metrics *m = http_agent_metrics(e);
 
 	if (m == NULL) {
 		http_reply_text(resp, 500, "out of memory");
@@ -148,7 +145,7 @@ agent_metrics(struct helperd *h, const struct http_req *req,
 }
 
 static void
-agent_conn_kill(struct helperd *h, const struct http_req *req,
+agent_conn_kill(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp, const char *id_s)
 {
 	long long id;
@@ -162,9 +159,9 @@ agent_conn_kill(struct helperd *h, const struct http_req *req,
 		    "(expected a number from meshctl conns)", id_s);
 		return;
 	}
-	if (!agent_operator(h, req, resp, "connection kill"))
+	if (!agent_operator(e, req, resp, "connection kill"))
 		return;
-	if (relay_conn_kill(h->relay, (uint64_t)id) != 0) {
+	if (relay_conn_kill(e->relay, (uint64_t)id) != 0) {
 		http_reply_text(resp, 404, "No relaying connection with ID %lld",
 		    id);
 		return;
@@ -175,23 +172,23 @@ agent_conn_kill(struct helperd *h, const struct http_req *req,
 
 /* The nodes this node knows (itself first), as `consul members`. */
 static json_t *
-agent_members(struct helperd *h)
+agent_members(const struct api_env *e)
 {
-	json_t *nodes = catalog_nodes_json(h->catalog), *a = json_array(), *n;
+	json_t *nodes = catalog_nodes_json(e->catalog), *a = json_array(), *n;
 	size_t i;
 
 	json_array_foreach(nodes, i, n) {
 		const char *name = json_string_value(json_object_get(n,
 		    "Node"));
-		int self = name != NULL && strcmp(name, h->conf.node) == 0;
+		int self = name != NULL && strcmp(name, e->conf->node) == 0;
 		const char *status = "alive";
 
-		if (self && h->cluster != NULL && cluster_degraded(h->cluster))
+		if (self && (*e->cluster) != NULL && cluster_degraded((*e->cluster)))
 			status = "degraded";
 		json_array_append_new(a, json_pack("{s:s?, s:O?, s:s, s:s, "
 		    "s:s, s:b}", "Name", name, "Addr", json_object_get(n,
 		    "Address"), "Status", status, "Datacenter",
-		    h->conf.datacenter, "Version", self ? MESHSHIM_VERSION :
+		    e->conf->datacenter, "Version", self ? MESHSHIM_VERSION :
 		    "", "Self", self));
 	}
 	json_decref(nodes);
@@ -199,7 +196,7 @@ agent_members(struct helperd *h)
 }
 
 int
-http_agent_route(struct helperd *h, const struct http_req *req,
+http_agent_route(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp)
 {
 	const char *p = req->path;
@@ -207,7 +204,7 @@ http_agent_route(struct helperd *h, const struct http_req *req,
 
 	if (strcmp(p, "/v1/agent/metrics") == 0) {
 		if (strcmp(req->method, "GET") == 0)
-			agent_metrics(h, req, resp);
+			agent_metrics(e, req, resp);
 		else
 			http_reply_text(resp, 405, "Method %s not allowed on "
 			    "%s (allowed: GET)", req->method, p);
@@ -215,11 +212,11 @@ http_agent_route(struct helperd *h, const struct http_req *req,
 		if (strcmp(req->method, "GET") != 0)
 			http_reply_text(resp, 405, "Method %s not allowed on "
 			    "%s (allowed: GET)", req->method, p);
-		else if (agent_operator(h, req, resp, "connections"))
-			http_reply_json(resp, 200, relay_conns_json(h->relay));
+		else if (agent_operator(e, req, resp, "connections"))
+			http_reply_json(resp, 200, relay_conns_json(e->relay));
 	} else if (strncmp(p, cprefix, strlen(cprefix)) == 0) {
 		if (strcmp(req->method, "DELETE") == 0)
-			agent_conn_kill(h, req, resp, p + strlen(cprefix));
+			agent_conn_kill(e, req, resp, p + strlen(cprefix));
 		else
 			http_reply_text(resp, 405, "Method %s not allowed on "
 			    "%s (allowed: DELETE)", req->method, p);
@@ -227,11 +224,11 @@ http_agent_route(struct helperd *h, const struct http_req *req,
 		if (strcmp(req->method, "GET") != 0)
 			http_reply_text(resp, 405, "Method %s not allowed on "
 			    "%s (allowed: GET)", req->method, p);
-		else if (agent_operator(h, req, resp, "monitor"))
+		else if (agent_operator(e, req, resp, "monitor"))
 			http_monitor_start(req, resp);
 	} else if (strcmp(p, "/v1/agent/members") == 0) {
 		if (strcmp(req->method, "GET") == 0)
-			http_reply_json(resp, 200, agent_members(h));
+			http_reply_json(resp, 200, agent_members(e));
 		else
 			http_reply_text(resp, 405, "Method %s not allowed on "
 			    "%s (allowed: GET)", req->method, p);

@@ -8,7 +8,6 @@
 #include "helperd/identity/acl.h"
 #include "helperd/identity/ca.h"
 #include "helperd/model/catalog.h"
-#include "helperd/node/helperd.h"
 #include "helperd/api/http.h"
 
 #define LEAF_PREFIX "/v1/agent/connect/ca/leaf/"
@@ -20,9 +19,9 @@ is(const struct http_req *req, const char *method)
 }
 
 static void
-roots(struct helperd *h, struct http_resp *resp)
+roots(const struct api_env *e, struct http_resp *resp)
 {
-	json_t *j = ca_roots_json(h->ca);
+	json_t *j = ca_roots_json((*e->ca));
 
 	if (j == NULL)
 		http_reply_text(resp, 500, "encoding CA roots failed");
@@ -31,7 +30,7 @@ roots(struct helperd *h, struct http_resp *resp)
 }
 
 static void
-leaf(struct helperd *h, const struct http_req *req, const char *service,
+leaf(const struct api_env *e, const struct http_req *req, const char *service,
     struct http_resp *resp)
 {
 	char err[CONF_ERR_MAX];
@@ -44,34 +43,34 @@ leaf(struct helperd *h, const struct http_req *req, const char *service,
 		return;
 	}
 	/* A private key: management, write on the service, or its user. */
-	if (!http_allowed(req, resp, acl_leaf(h->acl, req->caller, service,
-	    catalog_local(h->catalog, service)), "service:write", service))
+	if (!http_allowed(req, resp, acl_leaf(e->acl, req->caller, service,
+	    catalog_local(e->catalog, service)), "service:write", service))
 		return;
 	/* Borrowed reference: valid for this request. */
-	if ((l = helperd_leaf(h, service, err, sizeof(err))) == NULL) {
+	if ((l = e->ops->leaf(e->cookie, service, err, sizeof(err))) == NULL) {
 		http_reply_text(resp, 500, "leaf certificate for %s: %s",
 		    service, err);
 		return;
 	}
-	if ((j = ca_leaf_json(h->ca, l)) == NULL)
+	if ((j = ca_leaf_json((*e->ca), l)) == NULL)
 		http_reply_text(resp, 500, "encoding leaf failed");
 	else
 		http_reply_json(resp, 200, j);
 }
 
 static void
-rotate(struct helperd *h, struct http_resp *resp)
+rotate(const struct api_env *e, struct http_resp *resp)
 {
 	char err[CONF_ERR_MAX];
 
-	if (helperd_ca_rotate(h, err, sizeof(err)) != 0)
+	if (e->ops->ca_rotate(e->cookie, err, sizeof(err)) != 0)
 		http_reply_text(resp, 500, "CA rotation failed: %s", err);
 	else
-		roots(h, resp);
+		roots(e, resp);
 }
 
 int
-http_ca_route(struct helperd *h, const struct http_req *req,
+http_ca_route(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp)
 {
 	const char *p = req->path;
@@ -82,7 +81,7 @@ http_ca_route(struct helperd *h, const struct http_req *req,
 			http_reply_text(resp, 405, "method %s not allowed on %s",
 			    req->method, p);
 		else
-			roots(h, resp);
+			roots(e, resp);
 		return 1;
 	}
 	if (strncmp(p, LEAF_PREFIX, strlen(LEAF_PREFIX)) == 0) {
@@ -90,16 +89,16 @@ http_ca_route(struct helperd *h, const struct http_req *req,
 			http_reply_text(resp, 405, "method %s not allowed on %s",
 			    req->method, p);
 		else
-			leaf(h, req, p + strlen(LEAF_PREFIX), resp);
+			leaf(e, req, p + strlen(LEAF_PREFIX), resp);
 		return 1;
 	}
 	if (strcmp(p, "/v1/connect/ca/rotate") == 0) {
 		if (!is(req, "PUT") && !is(req, "POST"))
 			http_reply_text(resp, 405, "method %s not allowed on %s",
 			    req->method, p);
-		else if (http_allowed(req, resp, acl_operator_write(h->acl,
+		else if (http_allowed(req, resp, acl_operator_write(e->acl,
 		    req->caller), "operator:write", NULL))
-			rotate(h, resp);
+			rotate(e, resp);
 		return 1;
 	}
 	return 0;

@@ -8,7 +8,8 @@
  *   POST            /v1/agent/connect/authorize
  *
  * Every change is saved by intent.c before it is applied, then reported to
- * helperd_intentions_changed(); every rejected request changes nothing.
+ * the node (api_ops.intentions_changed); every rejected request changes
+ * nothing.
  * With etcd the save is asynchronous (INTENT_EPENDING): the request is
  * suspended, the loop serves others, and it is answered when etcd has
  * (intent_db_wait); a change asked while one is being written waits for
@@ -21,7 +22,6 @@
 #include "common/util.h"
 #include "conf/conf.h"
 #include "helperd/identity/ca.h"
-#include "helperd/node/helperd.h"
 #include "helperd/api/http.h"
 #include "helperd/model/intent.h"
 #include "helperd/model/spiffe.h"
@@ -66,14 +66,14 @@ err_status(enum intent_err c)
 }
 
 static void
-changed(struct helperd *h, const char *what, const struct intent *in)
+changed(const struct api_env *e, const char *what, const struct intent *in)
 {
 	char s[INTENT_STR_MAX], why[INTENT_STR_MAX + 64];
 
 	intent_string(in, s, sizeof(s));
 	snprintf(why, sizeof(why), "intention %s: %s", what, s);
 	log_info("%s (ID %s, via the HTTP API)", why, in->id);
-	helperd_intentions_changed(h, why);
+	e->ops->intentions_changed(e->cookie, why);
 }
 
 static void reply_json(struct http_resp *resp, json_t *j);
@@ -81,7 +81,8 @@ static void reply_json(struct http_resp *resp, json_t *j);
 /* A change the store is writing: the request waits for it. */
 struct write_wait {
 	struct http_later later;
-	struct helperd *h;
+	struct api_env env;         /* a copy: the answer may come after
+	                             * the server stopped */
 	char what[16];              /* "created", "updated", ... */
 	struct intent in;           /* for the log line (meta NULL) */
 	json_t *ok;                 /* the body when applied */
@@ -94,7 +95,7 @@ write_settled(void *cookie, int rc, enum intent_err code, const char *why)
 	struct http_resp resp = { 0 };
 
 	if (rc == 0) {
-		changed(w->h, w->what, &w->in);
+		changed(&w->env, w->what, &w->in);
 		http_reply_json(&resp, 200, w->ok);
 	} else {
 		json_decref(w->ok);
@@ -120,14 +121,14 @@ write_rerun(void *cookie, int rc, enum intent_err code, const char *why)
 /* 1 when the request waits (for the change being written, then runs
  * again): the route returns at once. */
 static int
-write_wait_turn(struct helperd *h, struct http_resp *resp)
+write_wait_turn(const struct api_env *e, struct http_resp *resp)
 {
 	struct http_later *l;
 
-	if (!intent_db_busy(h->intents))
+	if (!intent_db_busy(e->intents))
 		return 0;
 	if ((l = malloc(sizeof(*l))) == NULL ||
-	    intent_db_wait(h->intents, write_rerun, l) != 0) {
+	    intent_db_wait(e->intents, write_rerun, l) != 0) {
 		free(l);
 		http_reply_text(resp, 503, "an intention change is being "
 		    "written; try again");
@@ -141,14 +142,14 @@ write_wait_turn(struct helperd *h, struct http_resp *resp)
  * ok (consumed) is the body when it is applied, what and in for the log.
  * A pending change is answered when the store has. */
 static void
-write_result(struct helperd *h, struct http_resp *resp, int rc,
+write_result(const struct api_env *e, struct http_resp *resp, int rc,
     enum intent_err code, const char *why, const char *what,
     const struct intent *in, json_t *ok)
 {
 	struct write_wait *w;
 
 	if (rc == 0) {
-		changed(h, what, in);
+		changed(e, what, in);
 		reply_json(resp, ok);
 		return;
 	}
@@ -158,7 +159,7 @@ write_result(struct helperd *h, struct http_resp *resp, int rc,
 		return;
 	}
 	if ((w = calloc(1, sizeof(*w))) == NULL || ok == NULL ||
-	    intent_db_wait(h->intents, write_settled, w) != 0) {
+	    intent_db_wait(e->intents, write_settled, w) != 0) {
 		/* Cannot wait: the write goes on without us. */
 		free(w);
 		json_decref(ok);
@@ -167,7 +168,7 @@ write_result(struct helperd *h, struct http_resp *resp, int rc,
 		    "intentions before trying again");
 		return;
 	}
-	w->h = h;
+	w->env = *e;
 	util_strlcpy(w->what, what, sizeof(w->what));
 	w->in = *in;
 	w->in.meta = NULL;
@@ -234,14 +235,14 @@ body_intent(const struct http_req *req, struct http_resp *resp,
 }
 
 static void
-list(struct helperd *h, struct http_resp *resp)
+list(const struct api_env *e, struct http_resp *resp)
 {
 	json_t *arr = json_array();
-	size_t n = intent_count(h->intents);
+	size_t n = intent_count(e->intents);
 
 	for (size_t i = 0; arr != NULL && i < n; i++) {
 		if (json_array_append_new(arr,
-		    intent_to_json(intent_at(h->intents, i))) != 0) {
+		    intent_to_json(intent_at(e->intents, i))) != 0) {
 			json_decref(arr);
 			arr = NULL;
 		}
@@ -254,7 +255,7 @@ list(struct helperd *h, struct http_resp *resp)
 }
 
 static void
-create(struct helperd *h, const struct http_req *req, struct http_resp *resp)
+create(const struct api_env *e, const struct http_req *req, struct http_resp *resp)
 {
 	const char *r = http_query(req, "replace");
 	char id[37], why[WHY_MAX];
@@ -274,26 +275,26 @@ create(struct helperd *h, const struct http_req *req, struct http_resp *resp)
 	}
 	if (body_intent(req, resp, &in) != 0)
 		return;
-	if (!http_intent_allowed(h, req, resp, in.dst)) {
+	if (!http_intent_allowed(e, req, resp, in.dst)) {
 		intent_clear(&in);
 		return;
 	}
-	if (write_wait_turn(h, resp)) {
+	if (write_wait_turn(e, resp)) {
 		intent_clear(&in);
 		return;
 	}
-	existed = intent_find_exact(h->intents, in.src, in.dst) != NULL;
-	rc = intent_create(h->intents, &in, replace, id, &code, why,
+	existed = intent_find_exact(e->intents, in.src, in.dst) != NULL;
+	rc = intent_create(e->intents, &in, replace, id, &code, why,
 	    sizeof(why));
 	util_strlcpy(in.id, id, sizeof(in.id));
-	write_result(h, resp, rc, code, why, existed ? "replaced" : "created",
+	write_result(e, resp, rc, code, why, existed ? "replaced" : "created",
 	    &in, rc == 0 || code == INTENT_EPENDING ?
 	    json_pack("{s:s}", "ID", id) : NULL);
 	intent_clear(&in);
 }
 
 static int
-route_by_id(struct helperd *h, const struct http_req *req,
+route_by_id(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp, const char *id)
 {
 	const struct intent *cur;
@@ -305,40 +306,40 @@ route_by_id(struct helperd *h, const struct http_req *req,
 	if (!method_is(req, "GET") && !method_is(req, "PUT") &&
 	    !method_is(req, "DELETE"))
 		return not_allowed(req, resp, "GET, PUT, DELETE");
-	if (!method_is(req, "GET") && write_wait_turn(h, resp))
+	if (!method_is(req, "GET") && write_wait_turn(e, resp))
 		return 1;
 	if (!intent_valid_id(id)) {
 		http_reply_text(resp, 400, "invalid intention ID \"%.40s\": "
 		    "expected a UUID", id);
 		return 1;
 	}
-	if ((cur = intent_get(h->intents, id)) == NULL) {
+	if ((cur = intent_get(e->intents, id)) == NULL) {
 		http_reply_text(resp, 404, "intention not found: %s", id);
 		return 1;
 	}
 	if (method_is(req, "GET")) {
 		reply_intent(resp, cur);
 	} else if (method_is(req, "PUT")) {
-		if (!http_intent_allowed(h, req, resp, cur->dst) ||
+		if (!http_intent_allowed(e, req, resp, cur->dst) ||
 		    body_intent(req, resp, &in) != 0)
 			return 1;
-		if (!http_intent_allowed(h, req, resp, in.dst)) {
+		if (!http_intent_allowed(e, req, resp, in.dst)) {
 			intent_clear(&in);
 			return 1;
 		}
-		rc = intent_update(h->intents, id, &in, &code, why,
+		rc = intent_update(e->intents, id, &in, &code, why,
 		    sizeof(why));
 		util_strlcpy(in.id, id, sizeof(in.id));
-		write_result(h, resp, rc, code, why, "updated", &in,
+		write_result(e, resp, rc, code, why, "updated", &in,
 		    json_true());
 		intent_clear(&in);
 	} else {
-		if (!http_intent_allowed(h, req, resp, cur->dst))
+		if (!http_intent_allowed(e, req, resp, cur->dst))
 			return 1;
 		in = *cur;   /* for the message: cur dies with the delete */
 		in.meta = NULL;
-		rc = intent_delete(h->intents, id, &code, why, sizeof(why));
-		write_result(h, resp, rc, code, why, "deleted", &in,
+		rc = intent_delete(e->intents, id, &code, why, sizeof(why));
+		write_result(e, resp, rc, code, why, "deleted", &in,
 		    json_true());
 	}
 	return 1;
@@ -347,7 +348,7 @@ route_by_id(struct helperd *h, const struct http_req *req,
 /* PUT .../exact: Consul 1.9's upsert by name; the body's names, when
  * present, must agree with the query. */
 static void
-exact_put(struct helperd *h, const struct http_req *req,
+exact_put(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp, const char *src, const char *dst)
 {
 	static const char *const keys[] = { "SourceName", "DestinationName" };
@@ -385,16 +386,16 @@ exact_put(struct helperd *h, const struct http_req *req,
 		http_reply_text(resp, 400, "invalid intention: %s", why);
 		return;
 	}
-	existed = intent_find_exact(h->intents, in.src, in.dst) != NULL;
-	rc = intent_create(h->intents, &in, 1, in.id, &code, why,
+	existed = intent_find_exact(e->intents, in.src, in.dst) != NULL;
+	rc = intent_create(e->intents, &in, 1, in.id, &code, why,
 	    sizeof(why));
-	write_result(h, resp, rc, code, why, existed ? "replaced" : "created",
+	write_result(e, resp, rc, code, why, existed ? "replaced" : "created",
 	    &in, json_true());
 	intent_clear(&in);
 }
 
 static int
-route_exact(struct helperd *h, const struct http_req *req,
+route_exact(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp)
 {
 	const struct intent *cur;
@@ -410,15 +411,15 @@ route_exact(struct helperd *h, const struct http_req *req,
 	if ((src = name_param(req, resp, "source")) == NULL ||
 	    (dst = name_param(req, resp, "destination")) == NULL)
 		return 1;
-	if (!method_is(req, "GET") && !http_intent_allowed(h, req, resp, dst))
+	if (!method_is(req, "GET") && !http_intent_allowed(e, req, resp, dst))
 		return 1;
-	if (!method_is(req, "GET") && write_wait_turn(h, resp))
+	if (!method_is(req, "GET") && write_wait_turn(e, resp))
 		return 1;
 	if (method_is(req, "PUT")) {
-		exact_put(h, req, resp, src, dst);
+		exact_put(e, req, resp, src, dst);
 		return 1;
 	}
-	if ((cur = intent_find_exact(h->intents, src, dst)) == NULL) {
+	if ((cur = intent_find_exact(e->intents, src, dst)) == NULL) {
 		http_reply_text(resp, 404, "intention not found: %s => %s",
 		    src, dst);
 		return 1;
@@ -429,13 +430,13 @@ route_exact(struct helperd *h, const struct http_req *req,
 	}
 	in = *cur;
 	in.meta = NULL;
-	rc = intent_delete(h->intents, in.id, &code, why, sizeof(why));
-	write_result(h, resp, rc, code, why, "deleted", &in, json_true());
+	rc = intent_delete(e->intents, in.id, &code, why, sizeof(why));
+	write_result(e, resp, rc, code, why, "deleted", &in, json_true());
 	return 1;
 }
 
 static int
-route_check(struct helperd *h, const struct http_req *req,
+route_check(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp)
 {
 	const char *src, *dst;
@@ -446,13 +447,13 @@ route_check(struct helperd *h, const struct http_req *req,
 	if ((src = name_param(req, resp, "source")) == NULL ||
 	    (dst = name_param(req, resp, "destination")) == NULL)
 		return 1;
-	ok = intent_check(h->intents, src, dst, h->conf.default_allow, NULL);
+	ok = intent_check(e->intents, src, dst, e->conf->default_allow, NULL);
 	reply_json(resp, json_pack("{s:b}", "Allowed", ok));
 	return 1;
 }
 
 static int
-route_match(struct helperd *h, const struct http_req *req,
+route_match(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp)
 {
 	const struct intent **m = NULL;
@@ -480,10 +481,10 @@ route_match(struct helperd *h, const struct http_req *req,
 	}
 	if ((name = name_param(req, resp, "name")) == NULL)
 		return 1;
-	n = intent_match(h->intents, by_source, name, NULL, 0);
+	n = intent_match(e->intents, by_source, name, NULL, 0);
 	if (n > 0 && (m = calloc(n, sizeof(*m))) == NULL)
 		goto oom;
-	n = intent_match(h->intents, by_source, name, m, n);
+	n = intent_match(e->intents, by_source, name, m, n);
 	arr = json_array();
 	for (size_t i = 0; arr != NULL && i < n; i++) {
 		if (json_array_append_new(arr, intent_to_json(m[i])) != 0) {
@@ -512,7 +513,7 @@ authorized(struct http_resp *resp, int ok, const char *reason)
 }
 
 static int
-route_authorize(struct helperd *h, const struct http_req *req,
+route_authorize(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp)
 {
 	const struct intent *m;
@@ -544,7 +545,7 @@ route_authorize(struct helperd *h, const struct http_req *req,
 	    spiffe_parse(json_string_value(u), &sid) != 0) {
 		http_reply_text(resp, 400, "ClientCertURI not a valid Connect "
 		    "identifier");
-	} else if (h->ca == NULL || (td = ca_trust_domain(h->ca)) == NULL) {
+	} else if ((*e->ca) == NULL || (td = ca_trust_domain((*e->ca))) == NULL) {
 		http_reply_text(resp, 503, "the mesh CA is not ready");
 	} else {
 		target = json_string_value(t);
@@ -558,8 +559,8 @@ route_authorize(struct helperd *h, const struct http_req *req,
 			    "namespace %s is not supported", sid.ns);
 			authorized(resp, 0, reason);
 		} else {
-			ok = intent_check(h->intents, sid.service, target,
-			    h->conf.default_allow, &m);
+			ok = intent_check(e->intents, sid.service, target,
+			    e->conf->default_allow, &m);
 			if (m != NULL) {
 				intent_string(m, s, sizeof(s));
 				snprintf(reason, sizeof(reason),
@@ -577,21 +578,21 @@ route_authorize(struct helperd *h, const struct http_req *req,
 }
 
 int
-http_intent_route(struct helperd *h, const struct http_req *req,
+http_intent_route(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp)
 {
 	const char *rest;
 
 	if (strcmp(req->path, "/v1/agent/connect/authorize") == 0)
-		return route_authorize(h, req, resp);
+		return route_authorize(e, req, resp);
 	if (strncmp(req->path, PFX, strlen(PFX)) != 0)
 		return 0;
 	rest = req->path + strlen(PFX);
 	if (rest[0] == '\0' || strcmp(rest, "/") == 0) {
 		if (method_is(req, "GET"))
-			list(h, resp);
+			list(e, resp);
 		else if (method_is(req, "POST"))
-			create(h, req, resp);
+			create(e, req, resp);
 		else
 			not_allowed(req, resp, "GET, POST");
 		return 1;
@@ -600,10 +601,10 @@ http_intent_route(struct helperd *h, const struct http_req *req,
 		return 0;
 	rest++;
 	if (strcmp(rest, "exact") == 0)
-		return route_exact(h, req, resp);
+		return route_exact(e, req, resp);
 	if (strcmp(rest, "check") == 0)
-		return route_check(h, req, resp);
+		return route_check(e, req, resp);
 	if (strcmp(rest, "match") == 0)
-		return route_match(h, req, resp);
-	return route_by_id(h, req, resp, rest);
+		return route_match(e, req, resp);
+	return route_by_id(e, req, resp, rest);
 }

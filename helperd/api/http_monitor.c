@@ -12,7 +12,6 @@
 #include <microhttpd.h>
 
 #include "common/log.h"
-#include "helperd/node/helperd.h"
 #include "helperd/api/http.h"
 
 #define MON_BUF   (256 * 1024)

@@ -25,7 +25,6 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "helperd/identity/acl.h"
-#include "helperd/node/helperd.h"
 #include "helperd/api/http_block.h"
 #include "helperd/evloop/loop.h"
 #include "helperd/evloop/sockdiag.h"
@@ -51,7 +50,7 @@ struct http_conn {
 };
 
 struct http_server {
-	struct helperd *h;
+	struct api_env env;         /* the node's handles and ops (http.h) */
 	struct http_listener tcp, unx;
 	char sockpath[108];
 	long max_per_client;
@@ -348,7 +347,7 @@ caller_of(struct http_server *s, struct MHD_Connection *mc,
 	    strncasecmp(auth, "Bearer ", 7) == 0)
 		tok = auth + 7;
 	if (tok != NULL && tok[0] != '\0') {
-		who->token = acl_token_by_secret(s->h->acl, tok);
+		who->token = acl_token_by_secret(s->env.acl, tok);
 		who->bad_token = who->token == NULL;
 	}
 }
@@ -601,7 +600,7 @@ on_request(void *cls, struct MHD_Connection *mc, const char *url,
 	req.body_len = ctx->len;
 	req.mhd_conn = mc;
 	req.caller = &who;
-	http_dispatch(s->h, &req, &resp);
+	http_dispatch(&s->env, &req, &resp);
 	if (resp.later != NULL) {       /* http_later_answer resumes it */
 		later_hold(s, ctx, mc, resp.later);
 		return MHD_YES;
@@ -655,7 +654,7 @@ on_event(void *arg, uint32_t events)
 static void
 http_arm_at(struct http_server *s, int64_t when)
 {
-	if (loop_timer_min(s->h->loop, &s->timer, when) != 0)
+	if (loop_timer_min(s->env.loop, &s->timer, when) != 0)
 		log_err("http: out of memory: timeouts are late");
 }
 
@@ -734,7 +733,7 @@ listener_start(struct http_server *s, struct http_listener *l,
 		return -1;
 	}
 	info = MHD_get_daemon_info(l->d, MHD_DAEMON_INFO_EPOLL_FD);
-	if (info == NULL || loop_add(s->h->loop, &l->w, info->epoll_fd,
+	if (info == NULL || loop_add(s->env.loop, &l->w, info->epoll_fd,
 	    EPOLLIN, on_event, l) != 0) {
 		snprintf(err, errlen, "http: cannot watch the epoll fd");
 		MHD_stop_daemon(l->d);
@@ -790,9 +789,9 @@ unix_listen(const char *path, char *err, size_t errlen)
 }
 
 int
-http_start(struct http_server **out, struct helperd *h, const char *addr,
-    const char *sockpath, long max_per_client, char *bound, size_t boundlen,
-    char *err, size_t errlen)
+http_start(struct http_server **out, const struct api_env *e,
+    const char *addr, const char *sockpath, long max_per_client,
+    char *bound, size_t boundlen, char *err, size_t errlen)
 {
 	struct sockaddr_storage ss = { 0 };
 	const union MHD_DaemonInfo *info;
@@ -823,7 +822,7 @@ http_start(struct http_server **out, struct helperd *h, const char *addr,
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return -1;
-	s->h = h;
+	s->env = *e;
 	loop_timer_init(&s->timer, http_due, s);
 	if ((s->blk = http_block_new()) == NULL) {
 		free(s);
@@ -870,7 +869,7 @@ static void
 listener_stop(struct http_server *s, struct http_listener *l)
 {
 	if (l->on_loop)
-		loop_del(s->h->loop, &l->w);
+		loop_del(s->env.loop, &l->w);
 	if (l->d != NULL)
 		MHD_stop_daemon(l->d);
 	l->d = NULL;
@@ -899,10 +898,16 @@ http_stop(struct http_server *s)
 		MHD_run(s->unx.d);
 	listener_stop(s, &s->tcp);
 	listener_stop(s, &s->unx);
-	loop_timer_del(s->h->loop, &s->timer);
+	loop_timer_del(s->env.loop, &s->timer);
 	if (s->sockpath[0] != '\0')
 		unlink(s->sockpath);
 	sockdiag_close(s->sd);
 	http_block_free(s->blk);
 	free(s);
+}
+
+struct metrics *
+http_server_metrics(struct http_server *s)
+{
+	return s != NULL ? http_agent_metrics(&s->env) : NULL;
 }

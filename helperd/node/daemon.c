@@ -1038,17 +1038,101 @@ start_cluster(struct helperd *h, char *err, size_t errlen)
 	return cluster_start(&h->cluster, &env, err, errlen);
 }
 
+/* The HTTP API's ops (api_ops in http.h): what its routes ask of the
+ * node, on the loop thread. */
+static int
+api_reload(void *cookie, char *note, size_t notelen, char *err,
+    size_t errlen)
+{
+	struct helperd *h = cookie;
+
+	if (helperd_reload(h, err, errlen) != 0)
+		return -1;
+	util_strlcpy(note, h->reload_note, notelen);
+	return 0;
+}
+
+static int
+api_service_register(void *cookie, struct conf_service *svcs, size_t n,
+    char *err, size_t errlen)
+{
+	return helperd_service_register(cookie, svcs, n, err, errlen);
+}
+
+static int
+api_service_deregister(void *cookie, const char *id, char *err,
+    size_t errlen)
+{
+	return helperd_service_deregister(cookie, id, err, errlen);
+}
+
+static int
+api_ca_rotate(void *cookie, char *err, size_t errlen)
+{
+	return helperd_ca_rotate(cookie, err, errlen);
+}
+
+static struct ca_leaf *
+api_leaf(void *cookie, const char *service, char *err, size_t errlen)
+{
+	return helperd_leaf(cookie, service, err, errlen);
+}
+
+static void
+api_intentions_changed(void *cookie, const char *why)
+{
+	helperd_intentions_changed(cookie, why);
+}
+
+static const struct ca_leaf *
+api_leaf_next(void *cookie, size_t *pos)
+{
+	struct helperd *h = cookie;
+
+	for (; *pos < h->n_leaves; (*pos)++)
+		if (h->leaves[*pos].leaf != NULL)
+			return h->leaves[(*pos)++].leaf;
+	return NULL;
+}
+
+static uint64_t
+api_refused_all_critical(void *cookie)
+{
+	return ((struct helperd *)cookie)->refused_all_critical;
+}
+
 /* ACLs, the control socket, the HTTP API, the cluster (store = etcd).
  * 0/-1 with err. */
 static int
 start_api(struct helperd *h, char *err, size_t errlen)
 {
 	struct ctl_env cenv;
+	static const struct api_ops api_ops = {
+		.reload = api_reload,
+		.service_register = api_service_register,
+		.service_deregister = api_service_deregister,
+		.ca_rotate = api_ca_rotate,
+		.leaf = api_leaf,
+		.intentions_changed = api_intentions_changed,
+		.leaf_next = api_leaf_next,
+		.refused_all_critical = api_refused_all_critical,
+	};
+	struct api_env env = {
+		.conf = &h->conf, .loop = h->loop, .catalog = h->catalog,
+		.intents = h->intents, .health = h->health,
+		.relay = h->relay, .direct = h->direct, .dns = h->dns,
+		.alog = h->alog, .ca = &h->ca, .cluster = &h->cluster,
+		.started_ms = &h->started_ms, .mesh_port = h->mesh_port_bound,
+		.http_sock = h->http_sock, .http_bound = h->http_bound,
+		.ops = &api_ops, .cookie = h,
+	};
 
 	if (acl_start(h, err, errlen) != 0 ||
 	    ctl_start(&h->ctl, ctl_env_of(h, &cenv), h->conf.socket, err,
-	    errlen) != 0 ||
-	    http_start(&h->http, h, h->conf.http_addr, h->http_sock,
+	    errlen) != 0)
+		return -1;
+	env.acl = h->acl;       /* acl_start made it */
+	if (http_start(&h->http, &env, h->conf.http_addr, h->http_sock,
 	    h->conf.limits.http_max_conns_per_client, h->http_bound,
 	    sizeof(h->http_bound), err, errlen) != 0)
 		return -1;
