@@ -902,11 +902,23 @@ direct_env_of(struct helperd *h, struct direct_env *e)
 	return e;
 }
 
+/* relay_ops.leaf: a worker's connection waits for this leaf. */
+static struct ca_leaf *
+relay_op_leaf(void *cookie, const char *service, char *err, size_t errlen)
+{
+	return helperd_leaf(cookie, service, err, errlen);
+}
+
 /* Catalog, health, relay (its workers and listeners), direct; then the
  * local services into the catalog. 0/-1 with err. */
 static int
 start_data_path(struct helperd *h, char *err, size_t errlen)
 {
+	static const struct relay_ops relay_ops = { .leaf = relay_op_leaf };
+	struct relay_env renv = {
+		.conf = &h->conf, .loop = h->loop, .policy = &h->policy,
+		.ca = &h->ca, .alog = h->alog, .ops = &relay_ops, .cookie = h,
+	};
 	struct catalog_health_ops ops;
 	struct health_env henv;
 	struct direct_env denv;
@@ -917,7 +929,7 @@ start_data_path(struct helperd *h, char *err, size_t errlen)
 	}
 	if (catalog_new(&h->catalog, h->conf.node, h->conf.datacenter) != 0 ||
 	    health_new(&h->health, health_env_of(h, &henv)) != 0 ||
-	    relay_new(&h->relay, h, h->workers) != 0 ||
+	    relay_new(&h->relay, &renv, h->workers) != 0 ||
 	    direct_new(&h->direct, direct_env_of(h, &denv)) != 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;

@@ -27,7 +27,6 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "helperd/identity/ca.h"
-#include "helperd/node/helperd.h"
 #include "helperd/evloop/loop.h"
 #include "helperd/relay/policy.h"
 #include "helperd/relay/tls.h"
@@ -105,7 +104,7 @@ policy_put_cb(void *arg)
 const struct policy *
 relay_policy(struct worker *w)
 {
-	struct policy_cell *pc = &w->r->h->policy;
+	struct policy_cell *pc = w->r->env.policy;
 	uint64_t gen = policy_cell_gen(pc);
 	const struct policy *old = w->pol;
 
@@ -178,7 +177,7 @@ conn_new(struct worker *w, enum conn_kind kind)
 	c->net.w.fd = -1;
 	c->up.kp[0] = c->up.kp[1] = c->down.kp[0] = c->down.kp[1] = -1;
 	c->move_fd[0] = c->move_fd[1] = -1;
-	c->peer.h = r->h;
+	c->peer.datacenter = r->env.conf->datacenter;
 	relay_obs_new(c);
 	relay_conn_link(w, c);
 	atomic_fetch_add(&r->n_conns, 1);
@@ -253,8 +252,8 @@ start_relay(struct conn *c)
 {
 	c->st = ST_RELAY;
 	c->net.x->start(&c->net);
-	c->deadline = c->r->h->conf.idle_timeout_s > 0 ?
-	    util_now_ms_mono() + c->r->h->conf.idle_timeout_s * 1000 : 0;
+	c->deadline = c->r->env.conf->idle_timeout_s > 0 ?
+	    util_now_ms_mono() + c->r->env.conf->idle_timeout_s * 1000 : 0;
 	log_debug("conn %llu %s => %s relaying", (unsigned long long)c->id,
 	    c->src, c->dst);
 	relay_obs_open(c);
@@ -358,7 +357,7 @@ inbound_dial(struct conn *c, const char *last)
 	/* Only the dialling end may wake us until the service answers. */
 	c->net.x->watch(c->w, &c->net, 0);
 	c->st = ST_DIAL;
-	c->deadline = util_now_ms_mono() + r->h->conf.connect_timeout_ms;
+	c->deadline = util_now_ms_mono() + r->env.conf->connect_timeout_ms;
 	relay_obs_dial(c);
 	return 0;
 }
@@ -472,7 +471,7 @@ conn_dialled(struct conn *c, struct end *e)
 		return;
 	}
 	c->st = ST_HANDSHAKE;
-	c->deadline = util_now_ms_mono() + c->r->h->conf.handshake_timeout_ms;
+	c->deadline = util_now_ms_mono() + c->r->env.conf->handshake_timeout_ms;
 	relay_obs_handshake(c);
 	conn_handshake(c);
 }
@@ -490,9 +489,9 @@ conn_step(struct conn *c, int dirs)
 	case ST_LEAF:
 		break;          /* relay_leaf_redial moves it on */
 	case ST_RELAY:
-		if (c->r->h->conf.idle_timeout_s > 0)
+		if (c->r->env.conf->idle_timeout_s > 0)
 			c->deadline = util_now_ms_mono() +
-			    c->r->h->conf.idle_timeout_s * 1000;
+			    c->r->env.conf->idle_timeout_s * 1000;
 		relay_conn_relay(c, dirs);
 		break;
 	}
@@ -580,7 +579,7 @@ static void
 inbound_shake(struct conn *c)
 {
 	c->st = ST_HANDSHAKE;
-	c->deadline = util_now_ms_mono() + c->r->h->conf.handshake_timeout_ms;
+	c->deadline = util_now_ms_mono() + c->r->env.conf->handshake_timeout_ms;
 	relay_obs_handshake(c);
 }
 
@@ -645,10 +644,10 @@ dial_net(struct conn *c, int tls, const char *host, int port, char *why,
  * chooses among its own instances (and fails over); a plain same-node
  * try dials the instance itself: node/id. */
 static void
-dial_key(const struct helperd *h, const struct policy_inst *in,
+dial_key(const struct conf *conf, const struct policy_inst *in,
     char *key, size_t len)
 {
-	if (in->local && !h->conf.same_node_mtls)
+	if (in->local && !conf->same_node_mtls)
 		snprintf(key, len, "%.63s/%.63s", in->node, in->id);
 	else
 		snprintf(key, len, "%s", in->node);
@@ -666,10 +665,10 @@ leaf_wait(struct conn *c)
 	if (c->st != ST_LEAF) {
 		c->st = ST_LEAF;
 		c->deadline = util_now_ms_mono() +
-		    r->h->conf.connect_timeout_ms;
+		    r->env.conf->connect_timeout_ms;
 		log_info("conn %llu %s => %s: waiting for a certificate for %s "
 		    "(at most %ld ms)", (unsigned long long)c->id, c->src,
-		    c->dst, c->src, r->h->conf.connect_timeout_ms);
+		    c->dst, c->src, r->env.conf->connect_timeout_ms);
 	}
 	if (relay_leaf_want(r, c->src) != 0) {
 		relay_conn_close(c, 1, "no certificate for %s: too many "
@@ -698,7 +697,7 @@ static int
 outbound_dial(struct conn *c, const char *last)
 {
 	struct relay *r = c->r;
-	struct helperd *h = r->h;
+	const struct conf *conf = r->env.conf;
 	const struct policy *pol = relay_policy(c->w);
 	const struct policy_inst *all, *win[POLICY_INST_MAX];
 	const struct policy_inst *in[POLICY_INST_MAX];
@@ -728,7 +727,7 @@ outbound_dial(struct conn *c, const char *last)
 		n = w;
 	}
 	for (size_t i = 0; i < n; i++) {
-		dial_key(h, win[i], key, sizeof(key));
+		dial_key(conf, win[i], key, sizeof(key));
 		if (!was_tried(c, key))
 			in[k++] = win[i];
 	}
@@ -749,9 +748,9 @@ outbound_dial(struct conn *c, const char *last)
 		/* Remote ones: the window already moved on (above). */
 		n = nl > 0 ? atomic_fetch_add(&spread_out, 1) % nl : 0;
 	}
-	dial_key(h, in[n], c->tried[c->tries++], sizeof(c->tried[0]));
+	dial_key(conf, in[n], c->tried[c->tries++], sizeof(c->tried[0]));
 	local = in[n]->local;
-	tls = !local || h->conf.same_node_mtls;
+	tls = !local || conf->same_node_mtls;
 	util_strlcpy(host, tls ? in[n]->address : in[n]->svc_address,
 	    sizeof(host));
 	port = tls ? in[n]->mesh_port : in[n]->svc_port;
@@ -785,7 +784,7 @@ outbound_dial(struct conn *c, const char *last)
 	    dial_net(c, tls, host, port, why, sizeof(why))) != 0)
 		return relay_outbound_retry(c, why) ? 0 : -1;
 	c->st = ST_DIAL;
-	c->deadline = util_now_ms_mono() + h->conf.connect_timeout_ms;
+	c->deadline = util_now_ms_mono() + conf->connect_timeout_ms;
 	relay_obs_dial(c);
 	return 0;
 }

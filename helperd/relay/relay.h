@@ -12,13 +12,53 @@
 #include <sys/types.h>
 #include <jansson.h>
 
-struct helperd;
 struct relay;
+struct conf;
+struct loop;
+struct policy_cell;
+struct ca;
+struct ca_leaf;
+struct accesslog;
+
+/* What the relay reports up to its creator. Called on the creator's loop
+ * thread (env.loop), never on a worker. */
+struct relay_ops {
+	/* The current leaf of service (a local or ad-hoc one), getting one
+	 * if there is none: it may generate a key, or (a CA client) ask a
+	 * CA server and return NULL meanwhile. Borrowed, or NULL with err.
+	 * The relay asks when a connection waits for a leaf its policy
+	 * snapshot lacks; once one is in place the creator calls
+	 * relay_leaf_ready. */
+	struct ca_leaf *(*leaf)(void *cookie, const char *service,
+	    char *err, size_t errlen);
+};
+
+/* What the relay needs from the node, set at relay_new (copied). */
+struct relay_env {
+	/* The running config. The workers read it without a lock: only
+	 * fields a reload never changes (node, datacenter, the timeouts,
+	 * max_conns, same_node_mtls); a reload writes other fields (the
+	 * services, default_intention, access_log, logging) on the loop
+	 * thread. */
+	const struct conf *conf;
+	struct loop *loop;              /* the listeners' (creator's) loop */
+	/* The published policy snapshot: the creator's loop thread is its
+	 * writer, each worker a reader (slot = worker id). */
+	struct policy_cell *policy;
+	/* The field that holds the node's CA (a rotation or a cluster CA
+	 * replaces the pointer, on the loop thread): read through it, on
+	 * the loop thread only. */
+	struct ca *const *ca;
+	struct accesslog *alog;         /* never replaced while the relay
+	                                   lives; any thread */
+	const struct relay_ops *ops;    /* ops->leaf is required */
+	void *cookie;                   /* passed back to every op */
+};
 
 /* workers: event loops on their own threads that carry the connections
- * (at least 1). The listeners stay on the caller's loop, which hands each
+ * (at least 1). The listeners stay on env->loop, which hands each
  * accepted socket to the next worker in turn. */
-int relay_new(struct relay **out, struct helperd *h, int workers);
+int relay_new(struct relay **out, const struct relay_env *env, int workers);
 /* Close every connection and listener, stop the workers, free all. */
 void relay_free(struct relay *r);
 

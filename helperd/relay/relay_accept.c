@@ -15,7 +15,6 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "helperd/node/helperd.h"
 #include "helperd/evloop/loop.h"
 #include "helperd/relay/relay_int.h"
 #include "helperd/identity/ca.h"
@@ -161,8 +160,8 @@ outbound_post(struct relay *r, int fd, const struct sockaddr_storage *ss,
 		return;
 	}
 	/* The worker reads what this thread did so far. */
-	helperd_assert_loop(r->h);
-	policy_sync(&r->h->policy);
+	relay_assert_loop(r);
+	policy_sync(r->env.policy);
 	if (relay_worker_post(r->workers[r->next_worker], &j) != 0) {
 		free(pd);
 		relay_reset_fd(fd);
@@ -278,7 +277,7 @@ acceptor_event(void *arg, uint32_t events)
 	long max;
 
 	(void)events;
-	max = r->h->conf.max_conns;         /* set at start, never changed */
+	max = r->env.conf->max_conns;         /* set at start, never changed */
 	accept_some(r, a->lfd, &a->eg, max, inbound_accepted, a->wk);
 }
 
@@ -289,7 +288,7 @@ listener_event(void *arg, uint32_t events)
 	struct listener *l = arg;
 
 	(void)events;
-	accept_some(l->r, l->fd, &l->eg, l->r->h->conf.max_conns,
+	accept_some(l->r, l->fd, &l->eg, l->r->env.conf->max_conns,
 	    outbound_accepted, l->r);
 }
 
@@ -321,8 +320,8 @@ listen_on(struct relay *r, struct listener *l, int which, const char *host,
 	l->r = r;
 	l->mesh = which == ACC_MESH4;
 	if (!l->mesh) {
-		if (loop_add(r->h->loop, &l->w, fd, EPOLLIN, listener_event,
-		    l) != 0 || emfile_init(&l->eg, r->h->loop, &l->w, fd,
+		if (loop_add(r->env.loop, &l->w, fd, EPOLLIN, listener_event,
+		    l) != 0 || emfile_init(&l->eg, r->env.loop, &l->w, fd,
 		    EPOLLIN, listener_event, l, "outbound port") != 0) {
 			snprintf(err, errlen, "epoll: %s", strerror(errno));
 			return -1;
@@ -419,9 +418,9 @@ relay_outbound_hand(struct relay *r, int fd,
 {
 	struct pending *pd;
 
-	if ((long)atomic_load(&r->n_conns) >= r->h->conf.max_conns) {
+	if ((long)atomic_load(&r->n_conns) >= r->env.conf->max_conns) {
 		log_warn("max_conns (%ld) reached: refusing a connection",
-		    r->h->conf.max_conns);
+		    r->env.conf->max_conns);
 		relay_reset_fd(fd);
 		return -1;
 	}
@@ -450,7 +449,7 @@ relay_inbound_lookup(struct relay *r, const struct sockdiag_id *svc,
 	char peer_addr[sizeof(c->peer_addr)];
 	int peer_port;
 
-	helperd_assert_loop(r->h);
+	relay_assert_loop(r);
 	if (svc->dport == 0)
 		return -1;
 	/* The connection's worker may close it meanwhile: copy out what we
@@ -485,8 +484,8 @@ relay_inbound_lookup(struct relay *r, const struct sockdiag_id *svc,
 	/* Same node without TLS: the source is the app helperd accepted
 	 * for c->src (its identity from its control connection). */
 	if (kind == CONN_OUT) {
-		if (spiffe_format(spiffe, spiffelen, ca_trust_domain(r->h->ca),
-		    r->h->conf.datacenter, src) != 0)
+		if (spiffe_format(spiffe, spiffelen, ca_trust_domain(*r->env.ca),
+		    r->env.conf->datacenter, src) != 0)
 			return -1;
 	} else
 		util_strlcpy(spiffe, peer_spiffe, spiffelen);
@@ -498,7 +497,7 @@ relay_inbound_lookup(struct relay *r, const struct sockdiag_id *svc,
 void
 relay_expire_arm(struct relay *r, int64_t when)
 {
-	if (loop_timer_min(r->h->loop, &r->exp_timer, when) != 0)
+	if (loop_timer_min(r->env.loop, &r->exp_timer, when) != 0)
 		log_err("relay: cannot arm the expiry timer: out of memory");
 }
 
@@ -513,7 +512,7 @@ relay_expire(void *arg)
 	 * the last time the loop looked at the control sockets: a CONNECT
 	 * that arrived while helperd was busy (a reload, a burst) is read
 	 * in the next round, not beaten by the clock. */
-	int64_t seen = loop_woke_ms(r->h->loop);
+	int64_t seen = loop_woke_ms(r->env.loop);
 
 	if (seen > 0 && seen < now)
 		now = seen;

@@ -7,6 +7,7 @@
 #ifndef MESH_RELAY_INT_H
 #define MESH_RELAY_INT_H
 
+#include <assert.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -318,7 +319,7 @@ struct worker {
  * Main thread only: pending, expiry, parked, park_fifo, leaf_w; under
  * port_mu: inbound_by_port; under leaf_mu: leaf_want. */
 struct relay {
-	struct helperd *h;
+	struct relay_env env;
 	struct listener mesh4, out4, out6;
 	struct worker *workers[RELAY_MAX_WORKERS];
 	size_t n_workers, next_worker;
@@ -357,6 +358,10 @@ struct relay {
 	struct loop_watch leaf_w;
 };
 
+
+/* The caller is the creator's loop thread (comments: "main thread"). */
+#define relay_assert_loop(r) \
+	assert((r)->env.loop == NULL || loop_is_mine((r)->env.loop))
 
 /* relay_accept.c ------------------------------------------------------ */
 
@@ -407,7 +412,7 @@ void relay_leaf_redial(struct worker *w);
 
 /* relay_leaf.c: the main loop's side of waiting for a leaf ------------- */
 
-/* A worker: have the main loop get a leaf for service (helperd_leaf:
+/* A worker: have the main loop get a leaf for service (env.ops->leaf:
  * issued there, or asked of a CA server). -1 if too many services are
  * waiting already. Takes leaf_mu only. */
 int relay_leaf_want(struct relay *r, const char *service);

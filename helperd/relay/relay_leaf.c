@@ -5,7 +5,8 @@
  * worker must never generate a key or wait for a CA server. So the worker
  * parks the connection (ST_LEAF, deadline
  * connect_timeout), names the service here, and the main loop gets the
- * leaf (helperd_leaf: issued on a CA server, a CSR on a CA client). When
+ * leaf through the creator's op (env.ops->leaf: issued on a CA server, a
+ * CSR on a CA client). When
  * a leaf is in place, relay_leaf_ready wakes every worker and each one
  * dials its waiting connections again. */
 #include <errno.h>
@@ -18,7 +19,6 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "helperd/identity/ca.h"
-#include "helperd/node/helperd.h"
 #include "helperd/evloop/loop.h"
 #include "helperd/relay/relay_int.h"
 
@@ -59,16 +59,17 @@ on_leaf_want(void *arg, uint32_t events)
 	(void)events;
 	if (read(r->leaf_w.fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		log_warn("relay: leaf eventfd: %m");
-	helperd_assert_loop(r->h);
+	relay_assert_loop(r);
 	pthread_mutex_lock(&r->leaf_mu);
 	n = r->n_leaf_want;
 	memcpy(want, r->leaf_want, n * sizeof(want[0]));
 	r->n_leaf_want = 0;
 	pthread_mutex_unlock(&r->leaf_mu);
 	for (size_t i = 0; i < n; i++) {
-		if (helperd_leaf(r->h, want[i], err, sizeof(err)) != NULL)
+		if (r->env.ops->leaf(r->env.cookie, want[i], err,
+		    sizeof(err)) != NULL)
 			got = 1;
-		else if (ca_is_client(r->h->ca))
+		else if (ca_is_client(*r->env.ca))
 			log_info("leaf for %s: %s; a connection waits for it",
 			    want[i], err);
 		else
@@ -86,8 +87,8 @@ relay_leaf_ready(struct relay *r)
 	if (r == NULL)
 		return;
 	/* The workers dial again with a snapshot that has the leaf. */
-	helperd_assert_loop(r->h);
-	policy_sync(&r->h->policy);
+	relay_assert_loop(r);
+	policy_sync(r->env.policy);
 	for (size_t i = 0; i < r->n_workers; i++) {
 		struct worker *w = r->workers[i];
 
@@ -107,7 +108,7 @@ relay_leaf_init(struct relay *r)
 	r->leaf_w.fd = -1;
 	if (fd < 0)
 		return -1;
-	if (loop_add(r->h->loop, &r->leaf_w, fd, EPOLLIN, on_leaf_want,
+	if (loop_add(r->env.loop, &r->leaf_w, fd, EPOLLIN, on_leaf_want,
 	    r) != 0) {
 		close(fd);
 		return -1;
@@ -122,6 +123,6 @@ relay_leaf_fini(struct relay *r)
 
 	if (fd < 0)
 		return;
-	loop_del(r->h->loop, &r->leaf_w);
+	loop_del(r->env.loop, &r->leaf_w);
 	close(fd);
 }

@@ -21,7 +21,6 @@
 #include "common/util.h"
 #include "helperd/obs/accesslog.h"
 #include "helperd/identity/ca.h"
-#include "helperd/node/helperd.h"
 #include "helperd/obs/metrics.h"
 #include "helperd/relay/relay_int.h"
 
@@ -261,7 +260,7 @@ result_name(const struct conn *c, int abortive)
 static void
 access_log(struct conn *c, int abortive, const char *reason)
 {
-	struct helperd *h = c->r->h;
+	const struct relay_env *env = &c->r->env;
 	struct accesslog_entry e = { 0 };
 	const char *leaf_id = c->peer.leaf != NULL ? c->peer.leaf->spiffe :
 	    NULL;
@@ -279,7 +278,7 @@ access_log(struct conn *c, int abortive, const char *reason)
 	e.uid = c->obs.has_uid ? (long)c->obs.uid : -1;
 	if (c->kind == CONN_OUT) {
 		e.unit = c->obs.unit;
-		e.src_node = h->conf.node;
+		e.src_node = env->conf->node;
 		e.dst_node = c->obs.node;
 		e.src_spiffe = leaf_id;
 		e.dst_spiffe = c->peer.peer_spiffe;
@@ -288,7 +287,7 @@ access_log(struct conn *c, int abortive, const char *reason)
 	} else {
 		e.src_addr = c->peer_addr;
 		e.src_port = c->peer_port;
-		e.dst_node = h->conf.node;
+		e.dst_node = env->conf->node;
 		e.src_spiffe = c->peer.peer_spiffe;
 		e.dst_spiffe = leaf_id;
 		e.bytes_sent = c->down.moved;
@@ -300,7 +299,7 @@ access_log(struct conn *c, int abortive, const char *reason)
 	e.result = result_name(c, abortive);
 	e.reason = c->obs.result == OBS_DENIED || c->obs.result == OBS_CUT ?
 	    c->obs.why : reason;
-	accesslog_submit(h->alog, &e);
+	accesslog_submit(env->alog, &e);
 }
 
 void
@@ -337,7 +336,7 @@ relay_obs_close(struct conn *c, int abortive, const char *reason)
 	if (c->obs.result == OBS_KILLED)
 		log_info("conn %llu %s => %s killed through the API",
 		    (unsigned long long)c->id, c->src, c->dst);
-	if (accesslog_enabled(r->h->alog))
+	if (accesslog_enabled(r->env.alog))
 		access_log(c, abortive, reason);
 }
 
@@ -359,13 +358,13 @@ void
 relay_obs_refused(struct relay *r, const char *src, const char *dst,
     pid_t pid, uid_t uid, const char *unit, const char *why)
 {
-	struct helperd *h = r->h;
+	const struct relay_env *env = &r->env;
 	struct obs_pair *p = pair_find(&r->obs_main, CONN_OUT, src, dst);
 	struct accesslog_entry e = { 0 };
 
 	BUMP(p->denied, 1);
 	BUMP(r->obs_main.checks_deny, 1);
-	if (!accesslog_enabled(h->alog))
+	if (!accesslog_enabled(env->alog))
 		return;
 	e.start_ms = e.end_ms = wall_ms();
 	e.direction = "outbound";
@@ -374,10 +373,10 @@ relay_obs_refused(struct relay *r, const char *src, const char *dst,
 	e.pid = pid;
 	e.uid = (long)uid;
 	e.unit = unit;
-	e.src_node = h->conf.node;
+	e.src_node = env->conf->node;
 	e.result = "denied";
 	e.reason = why;
-	accesslog_submit(h->alog, &e);
+	accesslog_submit(env->alog, &e);
 }
 
 int
@@ -419,7 +418,7 @@ relay_conns_json(struct relay *r)
 		    "ID", (json_int_t)c->id,
 		    "Direction", out ? "outbound" : "inbound",
 		    "Source", c->src, "Destination", c->dst,
-		    "Node", out ? c->obs.node : r->h->conf.node,
+		    "Node", out ? c->obs.node : r->env.conf->node,
 		    "Started", start,
 		    "BytesSent", (json_int_t)(out ? up : down),
 		    "BytesReceived", (json_int_t)(out ? down : up),

@@ -14,7 +14,6 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "helperd/node/helperd.h"
 #include "helperd/evloop/loop.h"
 #include "helperd/relay/relay_int.h"
 

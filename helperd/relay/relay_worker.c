@@ -14,7 +14,6 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "helperd/node/helperd.h"
 #include "helperd/evloop/loop.h"
 #include "helperd/relay/relay_int.h"
 #include "helperd/relay/tls.h"
@@ -227,25 +226,25 @@ worker_tick(struct worker *w, int64_t now)
 
 				snprintf(why, sizeof(why), "connect timed out "
 				    "after %ld ms",
-				    r->h->conf.connect_timeout_ms);
+				    r->env.conf->connect_timeout_ms);
 				relay_outbound_retry(c, why);
 				break;
 			}
 			relay_conn_close(c, 1, "connect timed out after %ld ms",
-			    r->h->conf.connect_timeout_ms);
+			    r->env.conf->connect_timeout_ms);
 			break;
 		case ST_HANDSHAKE:
 			relay_conn_close(c, 1, "TLS handshake timed out after %ld ms",
-			    r->h->conf.handshake_timeout_ms);
+			    r->env.conf->handshake_timeout_ms);
 			break;
 		case ST_RELAY:
 			relay_conn_close(c, 1, "idle for %ld s",
-			    r->h->conf.idle_timeout_s);
+			    r->env.conf->idle_timeout_s);
 			break;
 		case ST_LEAF:
 			relay_conn_close(c, 1, "no certificate for %s within "
 			    "connect_timeout (%ld ms)", c->src,
-			    r->h->conf.connect_timeout_ms);
+			    r->env.conf->connect_timeout_ms);
 			break;
 		}
 	}
@@ -391,13 +390,14 @@ err:
 /* Public ----------------------------------------------------------- */
 
 int
-relay_new(struct relay **out, struct helperd *h, int workers)
+relay_new(struct relay **out, const struct relay_env *env, int workers)
 {
-	struct relay *r = calloc(1, sizeof(*r));
+	struct relay *r;
 
-	if (r == NULL)
+	assert(env->ops != NULL && env->ops->leaf != NULL);
+	if ((r = calloc(1, sizeof(*r))) == NULL)
 		return -1;
-	r->h = h;
+	r->env = *env;
 	pthread_mutex_init(&r->port_mu, NULL);
 	pthread_mutex_init(&r->leaf_mu, NULL);
 	if (sockdiag_open(&r->sd) != 0) {
@@ -440,10 +440,10 @@ relay_free(struct relay *r)
 {
 	if (r == NULL)
 		return;
-	helperd_assert_loop(r->h);
-	loop_del(r->h->loop, &r->out4.w);
-	loop_del(r->h->loop, &r->out6.w);
-	loop_timer_del(r->h->loop, &r->exp_timer);
+	relay_assert_loop(r);
+	loop_del(r->env.loop, &r->out4.w);
+	loop_del(r->env.loop, &r->out6.w);
+	loop_timer_del(r->env.loop, &r->exp_timer);
 	relay_leaf_fini(r);
 	emfile_fini(&r->out4.eg);
 	emfile_fini(&r->out6.eg);
@@ -484,8 +484,8 @@ relay_recheck(struct relay *r, const char *why)
 {
 	/* Each worker re-checks its own connections, at once, against a
 	 * snapshot that holds the change. */
-	helperd_assert_loop(r->h);
-	policy_sync(&r->h->policy);
+	relay_assert_loop(r);
+	policy_sync(r->env.policy);
 	for (size_t i = 0; i < r->n_workers; i++) {
 		struct worker *w = r->workers[i];
 

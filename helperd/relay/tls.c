@@ -11,7 +11,6 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "helperd/identity/ca.h"
-#include "helperd/node/helperd.h"
 #include "helperd/relay/policy.h"
 
 /* TLS 1.3 only; AES-128-GCM first (cheapest with AES-NI), then the rest
@@ -313,7 +312,6 @@ static int
 client_hello_cb(gnutls_session_t session)
 {
 	struct tls_peer *p = gnutls_session_get_ptr(session);
-	struct helperd *h = p->h;
 	char sni[256];
 	size_t len = sizeof(sni) - 1;
 	unsigned type;
@@ -324,7 +322,7 @@ client_hello_cb(gnutls_session_t session)
 		return GNUTLS_E_UNRECOGNIZED_NAME;
 	}
 	sni[len] = '\0';
-	if (tls_sni_service(sni, h->conf.datacenter,
+	if (tls_sni_service(sni, p->datacenter,
 	    policy_trust_domain(p->pol), p->local_service,
 	    sizeof(p->local_service)) != 0) {
 		snprintf(p->why, sizeof(p->why), "SNI %.200s is not a service "
@@ -395,11 +393,10 @@ tls_server_new(int fd, struct tls_peer *peer)
 gnutls_session_t
 tls_client_new(int fd, struct tls_peer *peer)
 {
-	struct helperd *h = peer->h;
 	gnutls_session_t s;
 	char sni[256];
 
-	if (tls_sni_name(sni, sizeof(sni), peer->expect, h->conf.datacenter,
+	if (tls_sni_name(sni, sizeof(sni), peer->expect, peer->datacenter,
 	    policy_trust_domain(peer->pol)) != 0)
 		return NULL;
 	s = session_new(fd, peer, GNUTLS_CLIENT);

@@ -8,14 +8,14 @@
 #include <stddef.h>
 #include <gnutls/gnutls.h>
 
-struct helperd;
 struct ca_leaf;
 struct policy;
 
 /* What a session knows about its two ends; embedded in a connection and
  * attached to the session with gnutls_session_set_ptr. */
 struct tls_peer {
-	struct helperd *h;
+	const char *datacenter;     /* the node's (set at start, never
+	                               changed by a reload) */
 	int server;                 /* we accepted */
 	char local_service[64];     /* server: chosen by SNI; client: source */
 	char expect[64];            /* client: the service we dialled */
