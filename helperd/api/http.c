@@ -293,106 +293,167 @@ ctl_socket_abs(const struct api_env *e, char *buf, size_t len)
 	return buf;
 }
 
-static int
-route_agent_catalog(const struct api_env *e, const struct http_req *req,
-    struct http_resp *resp)
+/* The agent, catalog and health routes, one handler each (rest: what
+ * follows a prefix route's path). */
+static void
+agent_services(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const char *rest)
 {
-	const char *p = req->path;
+	(void)req, (void)rest;
+	http_reply_json(resp, 200, catalog_agent_services_json(e->catalog));
+}
+
+static void
+agent_reload(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const char *rest)
+{
 	char err[CONF_ERR_MAX], note[1000];
 
-	if (strcmp(p, "/v1/agent/services") == 0) {
-		if (method_is(req, resp, "GET"))
-			http_reply_json(resp, 200,
-			    catalog_agent_services_json(e->catalog));
-	} else if (strcmp(p, "/v1/agent/reload") == 0) {
-		if (!method_is(req, resp, "PUT|POST") ||
-		    !http_allowed(req, resp, acl_operator_write(e->acl,
-		    req->caller), "operator:write", NULL))
-			return 1;
-		if (e->ops->reload(e->cookie, note, sizeof(note), err,
-		    sizeof(err)) != 0)
-			http_reply_text(resp, 500, "Reload failed, the running "
-			    "configuration is kept: %s", err);
-		else    /* what it did not apply, if anything */
-			http_reply_text(resp, 200, "%s", note);
-	} else if (strcmp(p, "/v1/agent/service/register") == 0) {
-		if (method_is(req, resp, "PUT|POST"))
-			agent_register(e, req, resp);
-	} else if (strncmp(p, "/v1/agent/service/deregister/", 29) == 0) {
-		const struct conf_service *s = service_by_id(e, p + 29);
+	(void)rest;
+	if (!http_allowed(req, resp, acl_operator_write(e->acl, req->caller),
+	    "operator:write", NULL))
+		return;
+	if (e->ops->reload(e->cookie, note, sizeof(note), err,
+	    sizeof(err)) != 0)
+		http_reply_text(resp, 500, "Reload failed, the running "
+		    "configuration is kept: %s", err);
+	else    /* what it did not apply, if anything */
+		http_reply_text(resp, 200, "%s", note);
+}
 
-		if (!method_is(req, resp, "PUT|POST"))
-			return 1;
-		if (s != NULL && !http_allowed(req, resp, acl_service_write(
-		    e->acl, req->caller, s->name, s), "service:write", s->name))
-			return 1;
-		if (s == NULL && !http_allowed(req, resp, acl_is_management(
-		    e->acl, req->caller), "service:write", p + 29))
-			return 1;
-		if (e->ops->service_deregister(e->cookie, p + 29, err,
-		    sizeof(err)) != 0)
-			http_reply_text(resp, 404, "%s", err);
-		else
-			http_reply_text(resp, 200, "%s", "");
-	} else if (strcmp(p, "/v1/agent/self") == 0) {
-		char ctlsock[PATH_MAX + 128];
+static void
+agent_register_route(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const char *rest)
+{
+	(void)rest;
+	agent_register(e, req, resp);
+}
 
-		if (method_is(req, resp, "GET"))
-			http_reply_json(resp, 200, json_pack(
-			    "{s:{s:s, s:s, s:s, s:i, s:s, s:s, s:b, s:s}, s:{s:I, s:I, "
-			    "s:I, s:I, s:I}}",
-			    "Config", "NodeName", e->conf->node, "Datacenter",
-			    e->conf->datacenter, "Version", "meshshim "
-			    MESHSHIM_VERSION,
-			    "MeshPort", e->mesh_port, "HTTPSocket",
-			    e->http_sock, "ControlSocket", ctl_socket_abs(e,
-			    ctlsock, sizeof(ctlsock)),
-			    "ACLsEnabled", acl_enabled(e->acl),
-			    "DefaultIntention", e->conf->default_allow ?
-			    "allow" : "deny",
-			    "Stats",
-			    "Connections", (json_int_t)relay_count(e->relay),
-			    "DirectConnections",
-			    (json_int_t)direct_count(e->direct),
-			    "DNSAnswered", (json_int_t)dns_answered(e->dns),
-			    "DNSDropped", (json_int_t)dns_dropped(e->dns),
-			    "RefusedAllCritical",
-			    (json_int_t)e->ops->refused_all_critical(e->cookie)));
-	} else if (strcmp(p, "/v1/catalog/services") == 0) {
-		if (method_is(req, resp, "GET"))
-			http_reply_json(resp, 200,
-			    catalog_services_json(e->catalog));
-	} else if (strcmp(p, "/v1/catalog/nodes") == 0) {
-		if (method_is(req, resp, "GET"))
-			http_reply_json(resp, 200,
-			    catalog_nodes_json(e->catalog));
-	} else if (strncmp(p, "/v1/catalog/service/", 20) == 0) {
-		if (method_is(req, resp, "GET"))
-			http_reply_json(resp, 200,
-			    catalog_service_json(e->catalog, p + 20));
-	} else if (strncmp(p, "/v1/health/connect/", 19) == 0) {
-		if (method_is(req, resp, "GET"))
-			http_reply_json(resp, 200, catalog_health_json(
-			    e->catalog, p + 19, query_flag(req, "passing")));
-	} else if (strncmp(p, "/v1/health/service/", 19) == 0) {
-		if (method_is(req, resp, "GET"))
-			http_reply_json(resp, 200, catalog_health_json(
-			    e->catalog, p + 19, query_flag(req, "passing")));
-	} else if (strcmp(p, "/v1/agent/checks") == 0) {
-		if (method_is(req, resp, "GET"))
-			http_reply_json(resp, 200,
-			    health_agent_checks_json(e->health));
-	} else if (strncmp(p, "/v1/agent/check/", 16) == 0) {
-		if (method_is(req, resp, "PUT"))
-			agent_check_update(e, req, resp, p + 16);
-	} else if (strcmp(p, "/v1/status/leader") == 0) {
-		if (method_is(req, resp, "GET"))
-			http_reply_json(resp, 200, json_string(
-			    e->http_bound));
-	} else {
-		return 0;
+static void
+agent_deregister(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const char *id)
+{
+	const struct conf_service *s = service_by_id(e, id);
+	char err[CONF_ERR_MAX];
+
+	if (s != NULL && !http_allowed(req, resp, acl_service_write(e->acl,
+	    req->caller, s->name, s), "service:write", s->name))
+		return;
+	if (s == NULL && !http_allowed(req, resp, acl_is_management(e->acl,
+	    req->caller), "service:write", id))
+		return;
+	if (e->ops->service_deregister(e->cookie, id, err, sizeof(err)) != 0)
+		http_reply_text(resp, 404, "%s", err);
+	else
+		http_reply_text(resp, 200, "%s", "");
+}
+
+static void
+agent_self(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const char *rest)
+{
+	char ctlsock[PATH_MAX + 128];
+
+	(void)req, (void)rest;
+	http_reply_json(resp, 200, json_pack(
+	    "{s:{s:s, s:s, s:s, s:i, s:s, s:s, s:b, s:s}, s:{s:I, s:I, "
+	    "s:I, s:I, s:I}}",
+	    "Config", "NodeName", e->conf->node, "Datacenter",
+	    e->conf->datacenter, "Version", "meshshim " MESHSHIM_VERSION,
+	    "MeshPort", e->mesh_port, "HTTPSocket", e->http_sock,
+	    "ControlSocket", ctl_socket_abs(e, ctlsock, sizeof(ctlsock)),
+	    "ACLsEnabled", acl_enabled(e->acl),
+	    "DefaultIntention", e->conf->default_allow ? "allow" : "deny",
+	    "Stats",
+	    "Connections", (json_int_t)relay_count(e->relay),
+	    "DirectConnections", (json_int_t)direct_count(e->direct),
+	    "DNSAnswered", (json_int_t)dns_answered(e->dns),
+	    "DNSDropped", (json_int_t)dns_dropped(e->dns),
+	    "RefusedAllCritical",
+	    (json_int_t)e->ops->refused_all_critical(e->cookie)));
+}
+
+static void
+catalog_services(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const char *rest)
+{
+	(void)req, (void)rest;
+	http_reply_json(resp, 200, catalog_services_json(e->catalog));
+}
+
+static void
+catalog_nodes(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const char *rest)
+{
+	(void)req, (void)rest;
+	http_reply_json(resp, 200, catalog_nodes_json(e->catalog));
+}
+
+static void
+catalog_service(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const char *name)
+{
+	(void)req;
+	http_reply_json(resp, 200, catalog_service_json(e->catalog, name));
+}
+
+/* /v1/health/service/<name> and /v1/health/connect/<name>. */
+static void
+health_service(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const char *name)
+{
+	http_reply_json(resp, 200, catalog_health_json(e->catalog, name,
+	    query_flag(req, "passing")));
+}
+
+static void
+agent_checks(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const char *rest)
+{
+	(void)req, (void)rest;
+	http_reply_json(resp, 200, health_agent_checks_json(e->health));
+}
+
+static void
+status_leader(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const char *rest)
+{
+	(void)req, (void)rest;
+	http_reply_json(resp, 200, json_string(e->http_bound));
+}
+
+static const struct http_route agent_catalog_routes[] = {
+	{ "GET", "/v1/agent/services", agent_services },
+	{ "PUT|POST", "/v1/agent/reload", agent_reload },
+	{ "PUT|POST", "/v1/agent/service/register", agent_register_route },
+	{ "PUT|POST", "/v1/agent/service/deregister/", agent_deregister },
+	{ "GET", "/v1/agent/self", agent_self },
+	{ "GET", "/v1/catalog/services", catalog_services },
+	{ "GET", "/v1/catalog/nodes", catalog_nodes },
+	{ "GET", "/v1/catalog/service/", catalog_service },
+	{ "GET", "/v1/health/connect/", health_service },
+	{ "GET", "/v1/health/service/", health_service },
+	{ "GET", "/v1/agent/checks", agent_checks },
+	{ "PUT", "/v1/agent/check/", agent_check_update },
+	{ "GET", "/v1/status/leader", status_leader },
+};
+
+int
+http_route_table(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const struct http_route *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(t[i].path);
+		int prefix = len > 0 && t[i].path[len - 1] == '/';
+
+		if (prefix ? strncmp(req->path, t[i].path, len) != 0 :
+		    strcmp(req->path, t[i].path) != 0)
+			continue;
+		if (method_is(req, resp, t[i].methods))
+			t[i].handle(e, req, resp, req->path + len);
+		return 1;
 	}
-	return 1;
+	return 0;
 }
 
 int
@@ -434,7 +495,8 @@ http_dispatch(const struct api_env *e, const struct http_req *req,
 		    "from a non-loopback address (X-Consul-Token)");
 		return;
 	}
-	if (route_agent_catalog(e, req, resp) ||
+	if (http_route_table(e, req, resp, agent_catalog_routes,
+	    UTIL_ARRAY_LEN(agent_catalog_routes)) ||
 	    http_intent_route(e, req, resp) || http_ca_route(e, req, resp) ||
 	    http_acl_route(e, req, resp) || http_agent_route(e, req, resp))
 		return;

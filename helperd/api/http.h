@@ -162,6 +162,21 @@ int http_intent_allowed(const struct api_env *e, const struct http_req *req,
 void http_dispatch(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp);
 
+/* A route: the methods it takes ("GET", "PUT|POST"), its path (exact,
+ * or a prefix when it ends in '/'), and its handler; rest is what follows
+ * a prefix ("" for an exact path). */
+struct http_route {
+	const char *methods;
+	const char *path;
+	void (*handle)(const struct api_env *e, const struct http_req *req,
+	    struct http_resp *resp, const char *rest);
+};
+/* The first route of t[n] whose path matches req's: 405 naming the
+ * allowed methods when req's is not one of them, else its handler. 1 if
+ * a route matched (resp filled), 0 if none did. */
+int http_route_table(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const struct http_route *t, size_t n);
+
 /* Route handlers: return 1 when the path belongs to them (resp filled,
  * 405 on a wrong method), 0 otherwise. */
 int http_intent_route(const struct api_env *e, const struct http_req *req,

@@ -195,45 +195,52 @@ agent_members(const struct api_env *e)
 	return a;
 }
 
+static void
+metrics_route(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const char *rest)
+{
+	(void)rest;
+	agent_metrics(e, req, resp);
+}
+
+static void
+conns_route(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const char *rest)
+{
+	(void)rest;
+	if (agent_operator(e, req, resp, "connections"))
+		http_reply_json(resp, 200, relay_conns_json(e->relay));
+}
+
+static void
+monitor_route(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const char *rest)
+{
+	(void)rest;
+	if (agent_operator(e, req, resp, "monitor"))
+		http_monitor_start(req, resp);
+}
+
+static void
+members_route(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const char *rest)
+{
+	(void)req, (void)rest;
+	http_reply_json(resp, 200, agent_members(e));
+}
+
+static const struct http_route agent_routes[] = {
+	{ "GET", "/v1/agent/metrics", metrics_route },
+	{ "GET", "/v1/agent/connections", conns_route },
+	{ "DELETE", "/v1/agent/connections/", agent_conn_kill },
+	{ "GET", "/v1/agent/monitor", monitor_route },
+	{ "GET", "/v1/agent/members", members_route },
+};
+
 int
 http_agent_route(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp)
 {
-	const char *p = req->path;
-	const char *cprefix = "/v1/agent/connections/";
-
-	if (strcmp(p, "/v1/agent/metrics") == 0) {
-		if (strcmp(req->method, "GET") == 0)
-			agent_metrics(e, req, resp);
-		else
-			http_reply_text(resp, 405, "Method %s not allowed on "
-			    "%s (allowed: GET)", req->method, p);
-	} else if (strcmp(p, "/v1/agent/connections") == 0) {
-		if (strcmp(req->method, "GET") != 0)
-			http_reply_text(resp, 405, "Method %s not allowed on "
-			    "%s (allowed: GET)", req->method, p);
-		else if (agent_operator(e, req, resp, "connections"))
-			http_reply_json(resp, 200, relay_conns_json(e->relay));
-	} else if (strncmp(p, cprefix, strlen(cprefix)) == 0) {
-		if (strcmp(req->method, "DELETE") == 0)
-			agent_conn_kill(e, req, resp, p + strlen(cprefix));
-		else
-			http_reply_text(resp, 405, "Method %s not allowed on "
-			    "%s (allowed: DELETE)", req->method, p);
-	} else if (strcmp(p, "/v1/agent/monitor") == 0) {
-		if (strcmp(req->method, "GET") != 0)
-			http_reply_text(resp, 405, "Method %s not allowed on "
-			    "%s (allowed: GET)", req->method, p);
-		else if (agent_operator(e, req, resp, "monitor"))
-			http_monitor_start(req, resp);
-	} else if (strcmp(p, "/v1/agent/members") == 0) {
-		if (strcmp(req->method, "GET") == 0)
-			http_reply_json(resp, 200, agent_members(e));
-		else
-			http_reply_text(resp, 405, "Method %s not allowed on "
-			    "%s (allowed: GET)", req->method, p);
-	} else {
-		return 0;
-	}
-	return 1;
+	return http_route_table(e, req, resp, agent_routes,
+	    UTIL_ARRAY_LEN(agent_routes));
 }

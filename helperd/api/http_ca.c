@@ -4,6 +4,7 @@
  *   PUT|POST /v1/connect/ca/rotate   (ours: the new roots) */
 #include <string.h>
 
+#include "common/util.h"
 #include "conf/conf.h"
 #include "helperd/identity/acl.h"
 #include "helperd/identity/ca.h"
@@ -11,12 +12,6 @@
 #include "helperd/api/http.h"
 
 #define LEAF_PREFIX "/v1/agent/connect/ca/leaf/"
-
-static int
-is(const struct http_req *req, const char *method)
-{
-	return strcmp(req->method, method) == 0;
-}
 
 static void
 roots(const struct api_env *e, struct http_resp *resp)
@@ -69,37 +64,42 @@ rotate(const struct api_env *e, struct http_resp *resp)
 		roots(e, resp);
 }
 
+static void
+roots_route(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const char *rest)
+{
+	(void)req, (void)rest;
+	roots(e, resp);
+}
+
+static void
+leaf_route(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const char *service)
+{
+	leaf(e, req, service, resp);
+}
+
+static void
+rotate_route(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const char *rest)
+{
+	(void)rest;
+	if (http_allowed(req, resp, acl_operator_write(e->acl, req->caller),
+	    "operator:write", NULL))
+		rotate(e, resp);
+}
+
+static const struct http_route ca_routes[] = {
+	{ "GET", "/v1/agent/connect/ca/roots", roots_route },
+	{ "GET", "/v1/connect/ca/roots", roots_route },
+	{ "GET", LEAF_PREFIX, leaf_route },
+	{ "PUT|POST", "/v1/connect/ca/rotate", rotate_route },
+};
+
 int
 http_ca_route(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp)
 {
-	const char *p = req->path;
-
-	if (strcmp(p, "/v1/agent/connect/ca/roots") == 0 ||
-	    strcmp(p, "/v1/connect/ca/roots") == 0) {
-		if (!is(req, "GET"))
-			http_reply_text(resp, 405, "method %s not allowed on %s",
-			    req->method, p);
-		else
-			roots(e, resp);
-		return 1;
-	}
-	if (strncmp(p, LEAF_PREFIX, strlen(LEAF_PREFIX)) == 0) {
-		if (!is(req, "GET"))
-			http_reply_text(resp, 405, "method %s not allowed on %s",
-			    req->method, p);
-		else
-			leaf(e, req, p + strlen(LEAF_PREFIX), resp);
-		return 1;
-	}
-	if (strcmp(p, "/v1/connect/ca/rotate") == 0) {
-		if (!is(req, "PUT") && !is(req, "POST"))
-			http_reply_text(resp, 405, "method %s not allowed on %s",
-			    req->method, p);
-		else if (http_allowed(req, resp, acl_operator_write(e->acl,
-		    req->caller), "operator:write", NULL))
-			rotate(e, resp);
-		return 1;
-	}
-	return 0;
+	return http_route_table(e, req, resp, ca_routes,
+	    UTIL_ARRAY_LEN(ca_routes));
 }

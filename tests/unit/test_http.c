@@ -147,3 +147,62 @@ Test(http, wrong_method_and_unknown_path_call_nothing)
 	cr_expect_eq(s.fake.reloads, 0);
 	srv_stop(&s);
 }
+
+/* http_route_table: exact paths and prefixes (a path ending in '/'), the
+ * first match wins, the rest after a prefix reaches the handler, a wrong
+ * method is a 405 naming the allowed ones, no match is 0. */
+static char route_seen[64];
+
+static void
+route_a(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const char *rest)
+{
+	(void)e, (void)req;
+	snprintf(route_seen, sizeof(route_seen), "a:%s", rest);
+	resp->status = 200;
+}
+
+static void
+route_b(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const char *rest)
+{
+	(void)e, (void)req;
+	snprintf(route_seen, sizeof(route_seen), "b:%s", rest);
+	resp->status = 200;
+}
+
+static int
+route(const char *method, const char *path, struct http_resp *resp)
+{
+	static const struct http_route t[] = {
+		{ "GET", "/v1/x/checks", route_a },
+		{ "PUT|POST", "/v1/x/check/", route_b },
+		{ "GET", "/v1/x/check/special", route_a }, /* shadowed */
+	};
+	struct http_req req = { .method = method, .path = path };
+
+	free(resp->body);
+	memset(resp, 0, sizeof(*resp));
+	route_seen[0] = '\0';
+	return http_route_table(NULL, &req, resp, t, UTIL_ARRAY_LEN(t));
+}
+
+Test(http, route_table)
+{
+	struct http_resp r = { 0 };
+
+	cr_assert_eq(route("GET", "/v1/x/checks", &r), 1);
+	cr_assert_str_eq(route_seen, "a:");
+	cr_assert_eq(route("POST", "/v1/x/check/pass/web", &r), 1);
+	cr_assert_str_eq(route_seen, "b:pass/web");
+	cr_assert_eq(route("PUT", "/v1/x/check/special", &r), 1);
+	cr_assert_str_eq(route_seen, "b:special", "first match wins");
+	cr_assert_eq(route("GET", "/v1/x/check/special", &r), 1);
+	cr_assert_eq(r.status, 405);
+	cr_assert_str_eq(route_seen, "", "a 405 ran a handler");
+	cr_assert_not_null(strstr(r.body, "(allowed: PUT|POST)"), "%s", r.body);
+	cr_assert_eq(route("GET", "/v1/x/check", &r), 0, "no prefix match "
+	    "without its '/'");
+	cr_assert_eq(route("GET", "/v1/x/checksum", &r), 0);
+	free(r.body);
+}
