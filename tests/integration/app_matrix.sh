@@ -114,7 +114,7 @@ NGX
 }
 t_nginx() { start_nginx && timeout 10 curl -sf "http://127.0.0.1:$NGX/file" | cmp -s - "$T/www/file"; }
 t_wrk() {
-	timeout 30 wrk -t2 -c16 -d3s "http://127.0.0.1:$NGX/file" > "$T/wrk.out" 2>&1 || return 1
+	timeout 40 wrk -t2 -c16 -d3s --timeout 10s "http://127.0.0.1:$NGX/file" > "$T/wrk.out" 2>&1 || return 1
 	cat "$T/wrk.out"
 	grep -q "Requests/sec" "$T/wrk.out" && ! grep -q "Non-2xx\|Socket errors" "$T/wrk.out"
 }
