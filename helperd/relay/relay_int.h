@@ -25,9 +25,9 @@
 #include "helperd/relay/tls.h"
 
 #define TLS_RECORD_MAX  (16 * 1024)  /* plaintext of one TLS record */
-#define RELAY_BUF       (64 * 1024 + 1024) /* 4 records + their overhead */
+#define RELAY_BUF       (256 * 1024 + 4096) /* 16 records + their overhead */
 #define RELAY_SPLICE    (64 * 1024)  /* a default pipe's capacity */
-#define RELAY_POOL_MAX  256          /* idle buffers kept for reuse */
+#define RELAY_POOL_MAX  64           /* idle buffers kept for reuse */
 #define RELAY_PORTS     65536
 #define RELAY_BACKLOG   1024
 #define RELAY_DIAL_TRIES 3           /* instances tried per connection */
@@ -356,6 +356,10 @@ struct relay {
 	char leaf_want[RELAY_LEAF_WANTS][64];
 	size_t n_leaf_want;
 	struct loop_watch leaf_w;
+	/* Buffers workers passed on (relay_io.c), under pool_mu. */
+	pthread_mutex_t pool_mu;
+	char *shared[RELAY_POOL_MAX];
+	size_t n_shared;
 };
 
 
@@ -479,6 +483,8 @@ void relay_obs_fini(struct relay *r);
 /* A RELAY_BUF buffer from the pool (or malloc), back to the pool. */
 char *relay_buf_get(struct worker *w);
 void relay_buf_put(struct worker *w, char *b);
+/* relay_free: the shared pool (after the workers have stopped). */
+void relay_pool_fini(struct relay *r);
 /* An empty kernel pipe from the pool (or a new one). 0/-1. */
 int relay_kpipe_get(struct worker *w, int kp[2]);
 /* Give a kernel pipe back: pooled when empty, closed otherwise. */
@@ -536,12 +542,21 @@ ssize_t relay_mem_push(struct end *e, const void *data, size_t len);
 /* Read what the other side wrote: bytes, 0 at its end (shut down or
  * closed), or -1 with errno (EAGAIN: nothing yet, ECONNRESET: reset). */
 ssize_t relay_mem_pull(struct end *e, void *data, size_t len);
+/* The same without copies, once relaying: give hands len bytes of *buf
+ * (a RELAY_BUF buffer, from off) to the other side: 0 (*buf NULL when
+ * taken over, else copied and still the caller's) or -1 with errno
+ * (EAGAIN: no room, EPIPE). take takes the first buffer the other side
+ * wrote: its byte count (at *buf + *off; the buffer is the caller's),
+ * or as relay_mem_pull. */
+int relay_mem_give(struct end *e, char **buf, size_t off, size_t len);
+ssize_t relay_mem_take(struct end *e, char **buf, size_t *off);
 /* Bytes waiting to be read by e. */
 size_t relay_mem_avail(const struct end *e);
 /* Would a pull by e say something (bytes, end of stream, an error)? */
 int relay_mem_readable(const struct end *e);
-/* Room for e to write, or -1 when the other side is gone. */
-ssize_t relay_mem_room(struct end *e);
+/* Can e write (room for a whole buffer)? 1/0, or -1 when the other
+ * side is gone. */
+int relay_mem_room(struct end *e);
 /* e writes no more (after its last bytes, the other side reads 0). */
 void relay_mem_shut(struct end *e);
 /* Wake e's connection (relay_conn_event) when it can read (in) or write

@@ -4,6 +4,7 @@
  * connection holds none. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -12,9 +13,46 @@
 
 /* Buffers ------------------------------------------------------------ */
 
+/* Buffers move between workers with the bytes of a same-node pair whose
+ * halves run on two of them (the writer takes from its pool, the reader
+ * gives back to its own): a worker whose pool overflows passes half of
+ * it to the relay's shared pool, one that runs dry takes a batch from
+ * there, so neither mallocs nor frees in the steady state. */
+#define POOL_BATCH (RELAY_POOL_MAX / 4)
+
+static void
+pool_refill(struct worker *w)
+{
+	struct relay *r = w->r;
+
+	pthread_mutex_lock(&r->pool_mu);
+	while (r->n_shared > 0 && w->n_pool < POOL_BATCH)
+		w->pool[w->n_pool++] = r->shared[--r->n_shared];
+	pthread_mutex_unlock(&r->pool_mu);
+}
+
+static void
+pool_spill(struct worker *w)
+{
+	struct relay *r = w->r;
+
+	pthread_mutex_lock(&r->pool_mu);
+	while (w->n_pool > RELAY_POOL_MAX / 2) {
+		char *b = w->pool[--w->n_pool];
+
+		if (r->n_shared < RELAY_POOL_MAX)
+			r->shared[r->n_shared++] = b;
+		else
+			free(b);
+	}
+	pthread_mutex_unlock(&r->pool_mu);
+}
+
 char *
 relay_buf_get(struct worker *w)
 {
+	if (w->n_pool == 0)
+		pool_refill(w);
 	if (w->n_pool > 0)
 		return w->pool[--w->n_pool];
 	return malloc(RELAY_BUF);
@@ -25,10 +63,18 @@ relay_buf_put(struct worker *w, char *b)
 {
 	if (b == NULL)
 		return;
-	if (w->n_pool < RELAY_POOL_MAX)
-		w->pool[w->n_pool++] = b;
-	else
-		free(b);
+	if (w->n_pool == RELAY_POOL_MAX)
+		pool_spill(w);
+	w->pool[w->n_pool++] = b;
+}
+
+void
+relay_pool_fini(struct relay *r)
+{
+	for (size_t i = 0; i < r->n_shared; i++)
+		free(r->shared[i]);
+	r->n_shared = 0;
+	pthread_mutex_destroy(&r->pool_mu);
 }
 
 /* Kernel pipes for splice: taken while they hold bytes, pooled when

@@ -11,6 +11,7 @@
  * callback (loop_defer) when it is this worker, through the worker's
  * queue (a job) when the side has moved to another one. One mutex per
  * link guards both directions; it is never held while telling. */
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -20,8 +21,18 @@
 #include "common/log.h"
 #include "helperd/relay/relay_int.h"
 
-/* Chunks per direction: about what a socketpair would buffer. */
-#define MEM_CHUNKS 4
+/* Chunks per direction: about what a socketpair would buffer. A write
+ * of at most MEM_COPY_MAX bytes is copied into the last chunk when it
+ * fits (small records of an interactive flow share a chunk); a larger
+ * one hands its buffer over (relay_mem_give: no copy). */
+#define MEM_CHUNKS   4
+#define MEM_COPY_MAX 4096
+
+/* Bytes of a RELAY_BUF buffer, from off, len of them. */
+struct chunk {
+	char *buf;
+	size_t off, len;
+};
 
 struct mside {
 	struct mlink *ml;
@@ -33,11 +44,11 @@ struct mside {
 	struct worker *queued;  /* a telling is on its way to this worker */
 	int shut;               /* writes no more */
 	int gone;               /* closed: 1, or 2 reset */
-	/* What this side wrote, for the other to read: chunk[0] from head,
-	 * chunk[n - 1] up to tail. */
-	char *chunk[MEM_CHUNKS];
-	int n;
-	size_t head, tail, bytes;
+	/* What this side wrote, for the other to read: a ring of n chunks
+	 * from q[h]. */
+	struct chunk q[MEM_CHUNKS];
+	int h, n;
+	size_t bytes;
 };
 
 struct mlink {
@@ -70,9 +81,9 @@ static void
 side_empty(struct worker *w, struct mside *s)
 {
 	for (int i = 0; i < s->n; i++)
-		relay_buf_put(w, s->chunk[i]);
-	s->n = 0;
-	s->head = s->tail = s->bytes = 0;
+		relay_buf_put(w, s->q[(s->h + i) % MEM_CHUNKS].buf);
+	s->h = s->n = 0;
+	s->bytes = 0;
 }
 
 void
@@ -103,12 +114,32 @@ other_of(const struct end *e)
 	return &e->ml->s[!e->side];
 }
 
-/* Room for s to write. */
-static size_t
-side_room(const struct mside *s)
+/* The chunk s wrote last (NULL: none), and a new last one. */
+static struct chunk *
+side_last(struct mside *s)
 {
-	return (size_t)(MEM_CHUNKS - s->n) * RELAY_BUF +
-	    (s->n > 0 ? RELAY_BUF - s->tail : 0);
+	return s->n > 0 ? &s->q[(s->h + s->n - 1) % MEM_CHUNKS] : NULL;
+}
+
+static struct chunk *
+side_append(struct mside *s)
+{
+	assert(s->n < MEM_CHUNKS);
+	return &s->q[(s->h + s->n++) % MEM_CHUNKS];
+}
+
+/* Bytes the last chunk of s can still take. */
+static size_t
+chunk_room(const struct chunk *t)
+{
+	return t == NULL ? 0 : RELAY_BUF - t->off - t->len;
+}
+
+/* Room for s to write: a whole chunk, as a give needs. */
+static int
+side_has_room(const struct mside *s)
+{
+	return s->n < MEM_CHUNKS;
 }
 
 /* Would a pull from what o wrote say something? */
@@ -121,7 +152,7 @@ side_readable(const struct mside *o)
 static int
 side_writable(const struct mside *s, const struct mside *o)
 {
-	return o->gone || side_room(s) >= TLS_RECORD_ROOM;
+	return o->gone || side_has_room(s);
 }
 
 /* Under the lock: s is to be told. The worker to tell it on (post()
@@ -258,26 +289,24 @@ relay_mem_push(struct end *e, const void *data, size_t len)
 		return -1;
 	}
 	while (done < len) {
+		struct chunk *t = side_last(s);
 		size_t k;
 
-		if (s->n == 0 || s->tail == RELAY_BUF) {
+		if (chunk_room(t) == 0) {
 			char *b;
 
-			if (s->n == MEM_CHUNKS)
+			if (!side_has_room(s))
 				break;
 			if ((b = relay_buf_get(w)) == NULL) {
 				nomem = 1;
 				break;
 			}
-			if (s->n == 0)
-				s->head = 0;
-			s->chunk[s->n++] = b;
-			s->tail = 0;
+			t = side_append(s);
+			*t = (struct chunk){ .buf = b };
 		}
-		k = len - done < RELAY_BUF - s->tail ? len - done :
-		    RELAY_BUF - s->tail;
-		memcpy(s->chunk[s->n - 1] + s->tail, src + done, k);
-		s->tail += k;
+		k = len - done < chunk_room(t) ? len - done : chunk_room(t);
+		memcpy(t->buf + t->off + t->len, src + done, k);
+		t->len += k;
 		done += k;
 	}
 	s->bytes += done;
@@ -294,6 +323,78 @@ relay_mem_push(struct end *e, const void *data, size_t len)
 	return (ssize_t)done;
 }
 
+int
+relay_mem_give(struct end *e, char **buf, size_t off, size_t len)
+{
+	struct worker *w = e->c->w, *to = NULL;
+	struct mside *s = side_of(e), *o = other_of(e);
+	struct chunk *t;
+
+	assert(len > 0 && off + len <= RELAY_BUF);
+	pthread_mutex_lock(&e->ml->lock);
+	if (o->gone) {
+		pthread_mutex_unlock(&e->ml->lock);
+		errno = EPIPE;
+		return -1;
+	}
+	t = side_last(s);
+	if (len <= MEM_COPY_MAX && chunk_room(t) >= len) {
+		memcpy(t->buf + t->off + t->len, *buf + off, len);
+		t->len += len;
+	} else if (side_has_room(s)) {
+		t = side_append(s);
+		*t = (struct chunk){ .buf = *buf, .off = off, .len = len };
+		*buf = NULL;
+	} else {
+		pthread_mutex_unlock(&e->ml->lock);
+		errno = EAGAIN;
+		return -1;
+	}
+	s->bytes += len;
+	if (o->wait_in) {
+		o->wait_in = 0;
+		to = tell(o);
+	}
+	pthread_mutex_unlock(&e->ml->lock);
+	post(w, o, to);
+	return 0;
+}
+
+/* Under the lock: o's first chunk is read; back to the pool. */
+static void
+side_pop(struct worker *w, struct mside *o)
+{
+	relay_buf_put(w, o->q[o->h].buf);
+	o->h = (o->h + 1) % MEM_CHUNKS;
+	o->n--;
+}
+
+/* Under the lock: o was read from. The worker to tell (post()) if it
+ * waited for room. */
+static struct worker *
+side_read(struct mside *o)
+{
+	if (o->wait_out && side_has_room(o)) {
+		o->wait_out = 0;
+		return tell(o);
+	}
+	return NULL;
+}
+
+/* Under the lock: what a read finding nothing says (0: the end). */
+static ssize_t
+side_nothing(const struct mside *o)
+{
+	if (o->gone == 2) {
+		errno = ECONNRESET;
+		return -1;
+	}
+	if (o->shut || o->gone)
+		return 0;
+	errno = EAGAIN;
+	return -1;
+}
+
 ssize_t
 relay_mem_pull(struct end *e, void *data, size_t len)
 {
@@ -303,47 +404,56 @@ relay_mem_pull(struct end *e, void *data, size_t len)
 	size_t done = 0;
 
 	pthread_mutex_lock(&e->ml->lock);
-	if (o->gone == 2) {
-		pthread_mutex_unlock(&e->ml->lock);
-		errno = ECONNRESET;
-		return -1;
-	}
-	if (o->bytes == 0) {
-		int end = o->shut || o->gone;
+	if (o->gone == 2 || o->bytes == 0) {
+		ssize_t rc = side_nothing(o);
 
 		pthread_mutex_unlock(&e->ml->lock);
-		if (end)
-			return 0;
-		errno = EAGAIN;
-		return -1;
+		return rc;
 	}
-	while (done < len && o->bytes > 0) {
-		size_t stop = o->n == 1 ? o->tail : RELAY_BUF;
-		size_t k = len - done < stop - o->head ? len - done :
-		    stop - o->head;
+	while (done < len && o->n > 0) {
+		struct chunk *t = &o->q[o->h];
+		size_t k = len - done < t->len ? len - done : t->len;
 
-		memcpy(dst + done, o->chunk[0] + o->head, k);
-		o->head += k;
-		o->bytes -= k;
+		memcpy(dst + done, t->buf + t->off, k);
+		t->off += k;
+		t->len -= k;
 		done += k;
-		if (o->head < stop)
-			continue;
-		/* Chunk read: back to the pool. */
-		relay_buf_put(w, o->chunk[0]);
-		memmove(o->chunk, o->chunk + 1,
-		    (size_t)(o->n - 1) * sizeof(o->chunk[0]));
-		o->n--;
-		o->head = 0;
-		if (o->n == 0)
-			o->tail = 0;
+		if (t->len == 0)
+			side_pop(w, o);
 	}
-	if (o->wait_out && side_room(o) >= TLS_RECORD_ROOM) {
-		o->wait_out = 0;
-		to = tell(o);
-	}
+	o->bytes -= done;
+	to = side_read(o);
 	pthread_mutex_unlock(&e->ml->lock);
 	post(w, o, to);
 	return (ssize_t)done;
+}
+
+ssize_t
+relay_mem_take(struct end *e, char **buf, size_t *off)
+{
+	struct worker *w = e->c->w, *to = NULL;
+	struct mside *o = other_of(e);
+	struct chunk *t;
+	size_t len;
+
+	pthread_mutex_lock(&e->ml->lock);
+	if (o->gone == 2 || o->n == 0) {
+		ssize_t rc = side_nothing(o);
+
+		pthread_mutex_unlock(&e->ml->lock);
+		return rc;
+	}
+	t = &o->q[o->h];
+	*buf = t->buf;
+	*off = t->off;
+	len = t->len;
+	o->h = (o->h + 1) % MEM_CHUNKS;
+	o->n--;
+	o->bytes -= len;
+	to = side_read(o);
+	pthread_mutex_unlock(&e->ml->lock);
+	post(w, o, to);
+	return (ssize_t)len;
 }
 
 size_t
@@ -368,13 +478,13 @@ relay_mem_readable(const struct end *e)
 	return r;
 }
 
-ssize_t
+int
 relay_mem_room(struct end *e)
 {
-	ssize_t room;
+	int room;
 
 	pthread_mutex_lock(&e->ml->lock);
-	room = other_of(e)->gone ? -1 : (ssize_t)side_room(side_of(e));
+	room = other_of(e)->gone ? -1 : side_has_room(side_of(e));
 	pthread_mutex_unlock(&e->ml->lock);
 	return room;
 }

@@ -400,6 +400,7 @@ relay_new(struct relay **out, const struct relay_env *env, int workers)
 	r->env = *env;
 	pthread_mutex_init(&r->port_mu, NULL);
 	pthread_mutex_init(&r->leaf_mu, NULL);
+	pthread_mutex_init(&r->pool_mu, NULL);
 	if (sockdiag_open(&r->sd) != 0) {
 		/* Fail closed: without it no app connection can be proven
 		 * to be the one its registration names. */
@@ -459,6 +460,7 @@ relay_free(struct relay *r)
 		pthread_join(r->workers[i]->thread, NULL);
 	for (size_t i = 0; i < r->n_workers; i++)
 		worker_free(r->workers[i]);
+	relay_pool_fini(r);
 	if (r->mesh4.fd >= 0)
 		close(r->mesh4.fd);
 	if (r->out4.fd >= 0)

@@ -2,6 +2,7 @@
  * (struct xprt, relay_int.h): a plain socket, TLS over a socket, and TLS
  * over one side of an in-memory link (relay_mem.c: the two TLS ends of a
  * same-node pair, no socket between them). */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -287,52 +288,72 @@ tls_read_records(struct end *e, struct pipe *p,
 	return p->len > before ? XIO_OK : rc;
 }
 
-/* TLS over a socket ------------------------------------------------------
+/* TLS through our buffers ---------------------------------------------
  * Once a session relays, GnuTLS reads from and writes to our buffers
- * instead of the socket: one recv() brings several records, several
- * records leave in one send(). Buffers come from the pool and go back as
- * soon as they are empty, so an idle connection holds none. */
+ * instead of its carrier (a socket, a link): one recv() brings several
+ * records, several records leave in one send(); over a link a buffer of
+ * records changes hands without a copy. Buffers come from the pool and go
+ * back as soon as they are empty, so an idle connection holds none.
+ * fill() brings ciphertext into the empty e->rbuf: its byte count, 0 at
+ * the end, or -1 with errno. */
 
 static ssize_t
-tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
+pull_buffered(struct end *e, void *data, size_t len,
+    ssize_t (*fill)(struct end *e))
 {
-	struct end *e = ptr;
-	struct worker *w = e->c->w;
 	size_t n;
 
 	if (e->rlen == 0) {
-		ssize_t got;
+		ssize_t got = fill(e);
 
-		if (e->rbuf == NULL && (e->rbuf = relay_buf_get(w)) == NULL) {
-			gnutls_transport_set_errno(e->tls, ENOMEM);
-			return -1;
-		}
-		do
-			got = recv(e->w.fd, e->rbuf, RELAY_BUF, 0);
-		while (got < 0 && errno == EINTR);
 		if (got <= 0) {
-			int err = errno;
-
-			relay_buf_put(w, e->rbuf);
-			e->rbuf = NULL;
-			if (got == 0)
-				return 0;
-			gnutls_transport_set_errno(e->tls, err);
-			return -1;
+			if (got < 0)
+				gnutls_transport_set_errno(e->tls, errno);
+			return got;
 		}
-		e->roff = 0;
-		e->rlen = (size_t)got;
-		e->short_read = (size_t)got < RELAY_BUF;
 	}
 	n = len < e->rlen ? len : e->rlen;
 	memcpy(data, e->rbuf + e->roff, n);
 	e->roff += n;
 	e->rlen -= n;
 	if (e->rlen == 0) {
-		relay_buf_put(w, e->rbuf);
+		relay_buf_put(e->c->w, e->rbuf);
 		e->rbuf = NULL;
 	}
 	return (ssize_t)n;
+}
+
+static ssize_t
+sock_fill(struct end *e)
+{
+	struct worker *w = e->c->w;
+	ssize_t got;
+
+	if (e->rbuf == NULL && (e->rbuf = relay_buf_get(w)) == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	do
+		got = recv(e->w.fd, e->rbuf, RELAY_BUF, 0);
+	while (got < 0 && errno == EINTR);
+	if (got <= 0) {
+		int err = errno;
+
+		relay_buf_put(w, e->rbuf);
+		e->rbuf = NULL;
+		errno = err;
+		return got;
+	}
+	e->roff = 0;
+	e->rlen = (size_t)got;
+	e->short_read = (size_t)got < RELAY_BUF;
+	return got;
+}
+
+static ssize_t
+tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
+{
+	return pull_buffered(ptr, data, len, sock_fill);
 }
 
 static ssize_t
@@ -392,6 +413,55 @@ tls_flush(struct worker *w, struct end *e)
 	return XIO_OK;
 }
 
+/* Write p to a TLS end: encrypt records into wbuf while it has room, then
+ * hand them to the carrier at once (flush). */
+static enum xio
+write_records(struct worker *w, struct end *e, struct pipe *p,
+    enum xio (*flush)(struct worker *w, struct end *e))
+{
+	for (;;) {
+		enum xio rc;
+
+		while (p->len > 0 && RELAY_BUF - e->wlen >= TLS_RECORD_ROOM) {
+			size_t chunk = p->len < TLS_RECORD_MAX ? p->len :
+			    TLS_RECORD_MAX;
+			ssize_t n = gnutls_record_send(e->tls, p->buf + p->off,
+			    chunk);
+
+			if (n <= 0)
+				return XIO_ERR;
+			p->off += (size_t)n;
+			p->len -= (size_t)n;
+		}
+		rc = flush(w, e);
+		if (rc != XIO_OK)
+			return rc;
+		if (p->len == 0)
+			return XIO_OK;
+	}
+}
+
+/* close_notify into wbuf, then the carrier's own end of stream (fin). */
+static enum xio
+shutdown_records(struct worker *w, struct end *e,
+    enum xio (*flush)(struct worker *w, struct end *e),
+    void (*fin)(struct end *e))
+{
+	enum xio rc;
+
+	if (!e->bye_queued) {
+		if (gnutls_bye(e->tls, GNUTLS_SHUT_WR) < 0)
+			return XIO_ERR;
+		e->bye_queued = 1;
+	}
+	rc = flush(w, e);
+	if (rc != XIO_OK)
+		return rc;
+	fin(e);
+	e->shut_out = 1;
+	return XIO_OK;
+}
+
 /* No ciphertext left in rbuf, no plaintext left in GnuTLS, and the last
  * recv() was short. */
 static int
@@ -414,50 +484,23 @@ tls_read(struct worker *w, struct end *e, struct pipe *p)
 	return tls_read_records(e, p, tls_queued);
 }
 
-/* Write p to a TLS end: encrypt records into wbuf while it has room, then
- * send them with one send(). */
 static enum xio
 tls_write(struct worker *w, struct end *e, struct pipe *p)
 {
-	for (;;) {
-		enum xio rc;
+	return write_records(w, e, p, tls_flush);
+}
 
-		while (p->len > 0 && RELAY_BUF - e->wlen >= TLS_RECORD_ROOM) {
-			size_t chunk = p->len < TLS_RECORD_MAX ? p->len :
-			    TLS_RECORD_MAX;
-			ssize_t n = gnutls_record_send(e->tls, p->buf + p->off,
-			    chunk);
-
-			if (n <= 0)
-				return XIO_ERR;
-			p->off += (size_t)n;
-			p->len -= (size_t)n;
-		}
-		rc = tls_flush(w, e);
-		if (rc != XIO_OK)
-			return rc;
-		if (p->len == 0)
-			return XIO_OK;
-	}
+static void
+sock_fin(struct end *e)
+{
+	shutdown(e->w.fd, SHUT_WR);
 }
 
 /* close_notify, then TCP FIN. */
 static enum xio
 tls_shutdown(struct worker *w, struct end *e)
 {
-	enum xio rc;
-
-	if (!e->bye_queued) {
-		if (gnutls_bye(e->tls, GNUTLS_SHUT_WR) < 0)
-			return XIO_ERR;
-		e->bye_queued = 1;
-	}
-	rc = tls_flush(w, e);
-	if (rc != XIO_OK)
-		return rc;
-	shutdown(e->w.fd, SHUT_WR);
-	e->shut_out = 1;
-	return XIO_OK;
+	return shutdown_records(w, e, tls_flush, sock_fin);
 }
 
 static int
@@ -503,8 +546,12 @@ static const struct xprt xprt_tls = {
 };
 
 /* TLS over memory ---------------------------------------------------------
- * GnuTLS pushes its records straight into the link and pulls the other
- * side's from it: one copy each way, no syscall, no socket. */
+ * During the handshake GnuTLS pushes its records straight into the link
+ * and pulls the other side's from it (a copy each way, no syscall, no
+ * socket). Once relaying, records go through our buffers as over a
+ * socket, and a buffer of them changes hands whole (relay_mem_give,
+ * relay_mem_take): the link takes no copy and its lock is taken once per
+ * buffer, not once per record. */
 
 static ssize_t
 mem_push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
@@ -528,6 +575,24 @@ mem_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 	return n;
 }
 
+static ssize_t
+link_fill(struct end *e)
+{
+	ssize_t got;
+
+	assert(e->rbuf == NULL);
+	got = relay_mem_take(e, &e->rbuf, &e->roff);
+	if (got > 0)
+		e->rlen = (size_t)got;
+	return got;
+}
+
+static ssize_t
+mem_pull_buffered(gnutls_transport_ptr_t ptr, void *data, size_t len)
+{
+	return pull_buffered(ptr, data, len, link_fill);
+}
+
 /* Never waits: 1 when a pull has something to say, else EAGAIN. */
 static int
 mem_pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
@@ -535,10 +600,32 @@ mem_pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
 	struct end *e = ptr;
 
 	(void)ms;
-	if (relay_mem_readable(e))
+	if (e->rlen > 0 || relay_mem_readable(e))
 		return 1;
 	gnutls_transport_set_errno(e->tls, EAGAIN);
 	return -1;
+}
+
+static void
+mem_start(struct end *e)
+{
+	gnutls_transport_set_pull_function(e->tls, mem_pull_buffered);
+	gnutls_transport_set_push_function(e->tls, tls_push);
+}
+
+/* Hand wbuf's records to the link: the buffer itself, or a copy of a
+ * few bytes into the link's last one. */
+static enum xio
+link_flush(struct worker *w, struct end *e)
+{
+	if (e->wlen == 0)
+		return XIO_OK;
+	if (relay_mem_give(e, &e->wbuf, e->woff, e->wlen) != 0)
+		return errno == EAGAIN ? XIO_AGAIN : XIO_ERR;
+	relay_buf_put(w, e->wbuf);      /* NULL when given whole */
+	e->wbuf = NULL;
+	e->woff = e->wlen = 0;
+	return XIO_OK;
 }
 
 static enum xio
@@ -552,13 +639,13 @@ mem_connected(struct end *e, int *err)
 static int
 mem_queued(struct end *e)
 {
-	return relay_mem_avail(e) > 0;
+	return e->rlen > 0 || relay_mem_avail(e) > 0;
 }
 
 static int
 mem_drained(const struct end *e)
 {
-	return relay_mem_avail(e) == 0 &&
+	return e->rlen == 0 && relay_mem_avail(e) == 0 &&
 	    gnutls_record_check_pending(e->tls) == 0;
 }
 
@@ -569,54 +656,17 @@ mem_read(struct worker *w, struct end *e, struct pipe *p)
 	return tls_read_records(e, p, mem_queued);
 }
 
-/* Records into the link while it has room for a full one. */
 static enum xio
 mem_write(struct worker *w, struct end *e, struct pipe *p)
 {
-	(void)w;
-	while (p->len > 0) {
-		ssize_t room = relay_mem_room(e), n;
-		size_t chunk = p->len < TLS_RECORD_MAX ? p->len :
-		    TLS_RECORD_MAX;
-
-		if (room < 0)
-			return XIO_ERR;
-		if ((size_t)room < TLS_RECORD_ROOM)
-			return XIO_AGAIN;
-		n = gnutls_record_send(e->tls, p->buf + p->off, chunk);
-		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
-			return XIO_AGAIN;
-		if (n <= 0)
-			return XIO_ERR;
-		p->off += (size_t)n;
-		p->len -= (size_t)n;
-	}
-	return XIO_OK;
+	return write_records(w, e, p, link_flush);
 }
 
 /* close_notify, then the link's end of stream. */
 static enum xio
 mem_shutdown(struct worker *w, struct end *e)
 {
-	(void)w;
-	if (!e->bye_queued) {
-		ssize_t room = relay_mem_room(e);
-		int rc;
-
-		if (room < 0)
-			return XIO_ERR;
-		if ((size_t)room < TLS_RECORD_ROOM)
-			return XIO_AGAIN;
-		rc = gnutls_bye(e->tls, GNUTLS_SHUT_WR);
-		if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED)
-			return XIO_AGAIN;
-		if (rc < 0)
-			return XIO_ERR;
-		e->bye_queued = 1;
-	}
-	relay_mem_shut(e);
-	e->shut_out = 1;
-	return XIO_OK;
+	return shutdown_records(w, e, link_flush, relay_mem_shut);
 }
 
 static void
@@ -659,6 +709,10 @@ mem_close(struct worker *w, struct end *e, int abortive)
 		gnutls_deinit(e->tls);
 		e->tls = NULL;
 	}
+	relay_buf_put(w, e->rbuf);
+	relay_buf_put(w, e->wbuf);
+	e->rbuf = e->wbuf = NULL;
+	e->rlen = e->wlen = 0;
 	relay_mem_close(w, e, abortive);
 }
 
@@ -666,11 +720,11 @@ static const struct xprt xprt_mem_tls = {
 	.name = "tls-memory",
 	.connected = mem_connected,
 	.handshake = tls_handshake,
-	.start = none_start,
+	.start = mem_start,
 	.read = mem_read,
 	.write = mem_write,
 	.shutdown = mem_shutdown,
-	.pending = none_pending,
+	.pending = tls_pending,
 	.drained = mem_drained,
 	.watch = mem_watch,
 	.interest = mem_interest,
