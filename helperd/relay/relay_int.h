@@ -27,7 +27,7 @@
 #define TLS_RECORD_MAX  (16 * 1024)  /* plaintext of one TLS record */
 #define RELAY_BUF       (256 * 1024 + 4096) /* 16 records + their overhead */
 #define RELAY_SPLICE    (64 * 1024)  /* a default pipe's capacity */
-#define RELAY_POOL_MAX  64           /* idle buffers kept for reuse */
+#define RELAY_POOL_MAX  32           /* idle buffers kept for reuse */
 #define RELAY_PORTS     65536
 #define RELAY_BACKLOG   1024
 #define RELAY_DIAL_TRIES 3           /* instances tried per connection */
