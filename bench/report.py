@@ -12,15 +12,20 @@ import statistics
 import subprocess
 import sys
 
-PATHS = ["direct", "mesh_tls", "mesh_tls_nolog", "mesh_plain", "stunnel", "haproxy"]
+PATHS = ["direct", "mesh_tls", "mesh_tls_nolog", "mesh_plain", "stunnel", "haproxy",
+         "haproxy_bp"]
+# The targets are against the peers at their defaults; haproxy_bp (round
+# trips only) is shown beside them.
 PEERS = ["stunnel", "haproxy"]
 SHORT = {"direct": "direct", "mesh_tls": "mesh mTLS",
          "mesh_tls_nolog": "mesh mTLS unobserved", "mesh_plain": "mesh plain",
-         "stunnel": "stunnel", "haproxy": "HAProxy"}
+         "stunnel": "stunnel", "haproxy": "HAProxy",
+         "haproxy_bp": "HAProxy busy-polling"}
 LABEL = {"direct": "direct", "mesh_tls": "meshshim (mTLS)",
          "mesh_tls_nolog": "meshshim (mTLS, no access log or scrape)",
          "mesh_plain": "meshshim (no TLS)", "stunnel": "stunnel pair",
-         "haproxy": "HAProxy pair"}
+         "haproxy": "HAProxy pair",
+         "haproxy_bp": "HAProxy pair, busy-polling"}
 
 
 BYROUND = {}  # (path, metric) -> {round: value}

@@ -13,6 +13,10 @@
 #   mesh_plain  the same with same_node_mtls = false
 #   stunnel     client -> stunnel (client) -> stunnel (server) -> backend
 #   haproxy     client -> haproxy (client) -> haproxy (server) -> backend
+#   haproxy_bp  the same with HAProxy's `busy-polling` (its manual's
+#               setting for low latency in virtual machines): round trips
+#               only (it spins a core per thread, bulk and new
+#               connections are its defaults' business)
 # The two peer pairs do mutual TLS 1.3 with ECDSA P-256 certificates from a
 # throwaway CA, at their defaults for key exchange (OpenSSL's default groups:
 # X25519 first, as helperd) and with TLS_AES_128_GCM_SHA256, the suite
@@ -23,7 +27,7 @@
 # bench/results/latest.md and latest.png (bench/report.py).
 # Environment knobs (defaults in brackets): BENCH_ROUNDS [5],
 # BENCH_BULK_SECS [5], BENCH_RTT_SECS [2], BENCH_CONN_SECS [2],
-# BENCH_PATHS ["direct mesh_tls mesh_tls_nolog mesh_plain stunnel haproxy"],
+# BENCH_PATHS ["direct mesh_tls mesh_tls_nolog mesh_plain stunnel haproxy haproxy_bp"],
 # BENCH_SKIP (words: crypto memory rounds), BENCH_KEEP=1 keeps the temp dir,
 # BENCH_WAIT_IDLE [60]: seconds to wait, before each phase and round, for
 # other work on the machine to finish.
@@ -40,7 +44,7 @@ ROUNDS=${BENCH_ROUNDS:-5}
 BULK_SECS=${BENCH_BULK_SECS:-5}
 RTT_SECS=${BENCH_RTT_SECS:-2}
 CONN_SECS=${BENCH_CONN_SECS:-2}
-PATHS=(${BENCH_PATHS:-direct mesh_tls mesh_tls_nolog mesh_plain stunnel haproxy})
+PATHS=(${BENCH_PATHS:-direct mesh_tls mesh_tls_nolog mesh_plain stunnel haproxy haproxy_bp})
 SKIP=" ${BENCH_SKIP:-} "
 NCPU=$(nproc)
 CLK_TCK=$(getconf CLK_TCK)
@@ -360,6 +364,11 @@ haproxy_conf() { # haproxy_conf FILE server|client "accept:connect"...
 	shift 2
 	{
 		printf 'global\n  maxconn 9900\n'
+		# haproxy_bp: the setting HAProxy's manual gives for low
+		# latency in virtual machines (never sleep in the poller).
+		# One thread per process, as the manual asks of busy polling
+		# (threads that spin must not share a CPU).
+		[ "${HAPROXY_BUSY:-0}" = 1 ] && printf '  busy-polling\n  nbthread 1\n'
 		printf 'defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n'
 		for s in "$@"; do
 			printf 'listen s%d\n' $i
@@ -433,6 +442,14 @@ path_up() { # path_up NAME
 		    MESH_UPSTREAMS="iperf:$IPERF_P,echo:$ECHO_P,once:$ONCE_P")
 		PROXY=("${PID[$name-helperd]}")
 		;;
+	haproxy_bp)
+		HAPROXY_BUSY=1 peer_pair haproxy bp "$IPERF_B" "$ECHO_B" "$ONCE_B"
+		IPERF_P=${PAIR_PORTS[0]}
+		ECHO_P=${PAIR_PORTS[1]}
+		ONCE_P=${PAIR_PORTS[2]}
+		wait_ports "$IPERF_P" "$ECHO_P" "$ONCE_P" || return 1
+		PROXY=("${PID[haproxy-bp-s]}" "${PID[haproxy-bp-c]}")
+		;;
 	stunnel | haproxy)
 		peer_pair $name main "$IPERF_B" "$ECHO_B" "$ONCE_B"
 		IPERF_P=${PAIR_PORTS[0]}
@@ -447,7 +464,8 @@ path_up() { # path_up NAME
 path_down() {
 	case $1 in
 	mesh_tls | mesh_tls_nolog | mesh_plain) stop_bg "$1-scrape" "$1-helperd" ;;
-	stunnel | haproxy) stop_prefix "$1-" ;;
+	stunnel | haproxy) stop_prefix "$1-main-" ;;
+	haproxy_bp) stop_prefix "haproxy-bp-" ;;
 	esac
 }
 path_alive() {
@@ -588,6 +606,13 @@ if ! skip rounds; then
 				path_down "$name"
 				continue
 			fi
+			if [ "$name" = haproxy_bp ]; then
+				# Only what busy polling is for: round trips.
+				rtt_run $r "$name" rtt
+				rtt_run $r "$name" rttpin pin
+				path_down "$name"
+				continue
+			fi
 			verify_run $r "$name"
 			iperf_run $r "$name" 1 bulk1
 			iperf_run $r "$name" 8 bulk8
@@ -637,7 +662,9 @@ mem_rec() { # mem_rec PATH METRIC pids...
 	log "  $name $m: RSS $(rss_kib "$@") KiB (PSS $(pss_kib "$@") KiB) over $# process(es)"
 }
 MEM_PATHS=()
-for name in "${PATHS[@]}"; do [ "$name" = direct ] || MEM_PATHS+=("$name"); done
+for name in "${PATHS[@]}"; do
+	case $name in direct | haproxy_bp) ;; *) MEM_PATHS+=("$name") ;; esac
+done
 if ! skip memory; then
 	check_idle memory
 	log "memory: idle, 1,000 and 10,000 idle connections (nofile limit $NOFILE)"

@@ -38,6 +38,7 @@ int util_uuid4(char *buf, size_t len);
 
 /* Current time: seconds since the epoch and a monotonic clock in ms. */
 int64_t util_now_ms_mono(void);
+int64_t util_now_us_mono(void);
 
 /* RFC 3339 UTC timestamp of t into buf (>= 21 bytes). */
 void util_rfc3339(int64_t t, char *buf, size_t len);

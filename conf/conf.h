@@ -163,6 +163,7 @@ struct conf {
 	long handshake_timeout_ms;          /* [10000] */
 	long idle_timeout_s;                /* [0 = none] */
 	long max_conns;                     /* [65536] */
+	int busy_poll_us;                   /* [50], 0 = never */
 	long check_interval_ms;             /* default check interval [10s],
 	                                     * 1s..1h */
 	int dev;                            /* started with -dev */

@@ -291,6 +291,8 @@ const struct ckey conf_top_keys[] = {
 	  .min = 0, .max = DUR_MAX_MS, .def = "0" },
 	{ .name = "max_conns", .type = K_INT, FLD(conf, max_conns),
 	  .min = 1, .max = 1000000, .def = "65536" },
+	{ .name = "busy_poll_us", .type = K_INT, FLD(conf, busy_poll_us),
+	  .min = 0, .max = 1000, .def = "50" },
 	{ .name = "check_interval", .type = K_DUR,
 	  FLD(conf, check_interval_ms), .in_ms = 1, .min = MS_S,
 	  .max = MS_H, .def = "10s" },

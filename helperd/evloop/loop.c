@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -30,6 +31,12 @@ struct loop {
 	uint64_t seq;           /* next timer's arming order */
 	pthread_t owner;        /* the thread running the loop */
 	int running;            /* owner is set */
+	int spin_us;            /* loop_set_spin: 0 never spins */
+	int spin_score;         /* how well spinning has paid lately */
+	unsigned spin_skipped;  /* rounds not spun since the last probe */
+	int spin_cpus;          /* CPUs this thread may run on */
+	int64_t spin_cpus_ms;   /* ... as of then */
+	int busy;               /* the last round handled events */
 };
 
 /* Timers ------------------------------------------------------------------ */
@@ -333,19 +340,95 @@ loop_woke_ms(const struct loop *l)
 	return l->woke_ms;
 }
 
+/* Spinning pays when it finds work before it gives up: each hit raises
+ * the score by one, each miss lowers it by SPIN_MISS, so the loop keeps
+ * spinning only while at least SPIN_MISS of SPIN_MISS + 1 spins hit.
+ * Below SPIN_ON it spins once every SPIN_PROBE rounds to find out
+ * whether the traffic has changed. */
+#define SPIN_MAX   16
+#define SPIN_ON    4
+#define SPIN_MISS  2
+#define SPIN_PROBE 64
+
+/* A thread that may run on one CPU only would spin on the CPU the
+ * thread it waits for needs. Checked once a second (taskset may change
+ * it any time). */
+static int
+spin_alone(struct loop *l)
+{
+	int64_t now = l->woke_ms;
+
+	if (l->spin_cpus_ms == 0 || now - l->spin_cpus_ms >= 1000) {
+		cpu_set_t set;
+
+		l->spin_cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ?
+		    CPU_COUNT(&set) : 1;
+		l->spin_cpus_ms = now > 0 ? now : 1;
+	}
+	return l->spin_cpus < 2;
+}
+
+static int
+spin_wanted(struct loop *l, int timeout)
+{
+	if (l->spin_us == 0 || !l->busy || timeout == 0 || spin_alone(l))
+		return 0;
+	if (l->spin_score >= SPIN_ON)
+		return 1;
+	if (++l->spin_skipped < SPIN_PROBE)
+		return 0;
+	l->spin_skipped = 0;
+	return 1;
+}
+
+/* Poll without sleeping for up to spin_us (and never past the next
+ * timer): the events found, or 0. */
+static int
+spin(struct loop *l, struct epoll_event *evs, int timeout)
+{
+	int64_t until = util_now_us_mono() + l->spin_us;
+	int n;
+
+	if (timeout > 0 && timeout * 1000 < l->spin_us)
+		until = util_now_us_mono() + (int64_t)timeout * 1000;
+	do {
+		n = epoll_wait(l->epfd, evs, LOOP_EVENTS, 0);
+		if (n != 0)
+			break;
+		/* Whatever else is runnable on this CPU goes first. */
+		sched_yield();
+	} while (util_now_us_mono() < until);
+	if (n > 0)
+		l->spin_score += l->spin_score < SPIN_MAX;
+	else
+		l->spin_score -= l->spin_score >= SPIN_MISS ? SPIN_MISS :
+		    l->spin_score;
+	return n > 0 ? n : 0;
+}
+
+void
+loop_set_spin(struct loop *l, int us)
+{
+	l->spin_us = us > 0 ? us : 0;
+	l->spin_score = SPIN_ON;
+}
+
 int
 loop_run_once(struct loop *l, int timeout_ms)
 {
 	struct epoll_event evs[LOOP_EVENTS];
-	int n;
+	int n = 0, timeout;
 
 	if (!l->running) {
 		l->owner = pthread_self();
 		l->running = 1;
 	}
 	assert(pthread_equal(l->owner, pthread_self()));
-	n = epoll_wait(l->epfd, evs, LOOP_EVENTS, timers_timeout(l,
-	    timeout_ms));
+	timeout = timers_timeout(l, timeout_ms);
+	if (spin_wanted(l, timeout))
+		n = spin(l, evs, timeout);
+	if (n == 0)
+		n = epoll_wait(l->epfd, evs, LOOP_EVENTS, timeout);
 	l->woke_ms = util_now_ms_mono();
 	if (n < 0) {
 		if (errno == EINTR)
@@ -355,6 +438,7 @@ loop_run_once(struct loop *l, int timeout_ms)
 			return -1;
 		}
 	}
+	l->busy = n > 0;
 	for (int i = 0; i < n; i++) {
 		struct loop_watch *w = evs[i].data.ptr;
 

@@ -102,6 +102,11 @@ void loop_set_round_end(struct loop *l, void (*fn)(void *), void *arg);
  * earliest timer is due; dispatch the events, then the timers that are due,
  * then the deferred functions. 0, or -1 on a fatal epoll error. */
 int loop_run_once(struct loop *l, int timeout_ms);
+/* After a round that handled events, poll for up to us microseconds
+ * before sleeping, as long as such spins keep finding events (0: never;
+ * the default). Saves the wake-up of a thread that would have slept
+ * for less than that, at the cost of the CPU time spun. */
+void loop_set_spin(struct loop *l, int us);
 
 /* When the last loop_run_once's wait returned (util_now_ms_mono): what
  * had arrived by then has been dispatched. 0 before the first. */

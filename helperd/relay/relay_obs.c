@@ -38,10 +38,7 @@ static const int64_t hist_us[OBS_HIST_BUCKETS] = {
 int64_t
 relay_obs_now_us(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	return util_now_us_mono();
 }
 
 static int64_t

@@ -366,6 +366,7 @@ worker_new(struct relay *r, int id)
 	pthread_mutex_init(&w->qlock, NULL);
 	if (loop_new(&w->loop) != 0)
 		goto err;
+	loop_set_spin(w->loop, r->env.conf->busy_poll_us);
 	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (efd < 0 || loop_add(w->loop, &w->wake, efd, EPOLLIN, worker_wake,
 	    w) != 0) {

@@ -101,6 +101,7 @@ Test(conf, defaults)
 	cr_assert_eq(c.handshake_timeout_ms, 10000);
 	cr_assert_eq(c.idle_timeout_s, 0);
 	cr_assert_eq(c.max_conns, 65536);
+	cr_assert_eq(c.busy_poll_us, 50);
 	cr_assert_eq(c.check_interval_ms, 10000);
 	cr_assert_eq(c.dev, 0);
 	cr_assert_eq(c.ca.leaf_ttl, 72 * 3600);
@@ -156,6 +157,7 @@ Test(conf, good_every_key)
 	cr_assert_eq(c.handshake_timeout_ms, 15000);
 	cr_assert_eq(c.idle_timeout_s, 5400);
 	cr_assert_eq(c.max_conns, 1000);
+	cr_assert_eq(c.busy_poll_us, 0);
 	cr_assert_eq(c.ca.leaf_ttl, 24 * 3600);
 	cr_assert_eq(c.ca.root_ttl, 8760L * 3600);
 	cr_assert_eq(c.ca.allow_short_ttl, 0);
@@ -191,8 +193,8 @@ Test(conf, good_services_in_order)
 	cr_assert_str_eq(c.services[6].source, "good/services.d/socat.json");
 	cr_assert_eq(c.services[6].source_line, 1);
 	cr_assert_str_eq(c.services[0].source, "good/mesh.conf");
-	cr_assert_eq(c.services[0].source_line, 31);
-	cr_assert_eq(c.services[1].source_line, 35);
+	cr_assert_eq(c.services[0].source_line, 32);
+	cr_assert_eq(c.services[1].source_line, 36);
 }
 
 Test(conf, good_mesh_conf_services)

@@ -2,9 +2,14 @@
  * and the watches beside them. Real time, short delays: what is checked
  * is order and count, never speed. */
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -18,7 +23,7 @@ struct rec {
 	int n;
 };
 
-struct tm {
+struct ttimer {
 	struct loop_timer t;
 	struct rec *r;
 	int id;
@@ -30,7 +35,7 @@ struct tm {
 static void
 on_timer(void *arg)
 {
-	struct tm *m = arg;
+	struct ttimer *m = arg;
 
 	cr_assert_lt(m->r->n, MAXLOG);
 	m->r->log[m->r->n++] = m->id;
@@ -43,9 +48,9 @@ on_timer(void *arg)
 }
 
 static void
-tm_init(struct tm *m, struct rec *r, int id)
+tm_init(struct ttimer *m, struct rec *r, int id)
 {
-	*m = (struct tm){ .r = r, .id = id };
+	*m = (struct ttimer){ .r = r, .id = id };
 	loop_timer_init(&m->t, on_timer, m);
 }
 
@@ -61,7 +66,7 @@ drain(struct loop *l)
 Test(loop_timer, order_by_time_then_fifo)
 {
 	struct rec r = { 0 };
-	struct tm m[6];
+	struct ttimer m[6];
 	/* Armed in this order, due at these offsets (ms). */
 	static const int64_t at[6] = { 30, 10, 20, 10, 0, 30 };
 	static const int want[6] = { 4, 1, 3, 2, 0, 5 };
@@ -88,7 +93,7 @@ Test(loop_timer, order_by_time_then_fifo)
 Test(loop_timer, never_early)
 {
 	struct rec r = { 0 };
-	struct tm m;
+	struct ttimer m;
 	int64_t start, fired;
 
 	cr_assert_eq(loop_new(&r.l), 0);
@@ -107,7 +112,7 @@ Test(loop_timer, never_early)
 Test(loop_timer, rearm_moves_it)
 {
 	struct rec r = { 0 };
-	struct tm a, b;
+	struct ttimer a, b;
 
 	cr_assert_eq(loop_new(&r.l), 0);
 	tm_init(&a, &r, 1);
@@ -131,7 +136,7 @@ Test(loop_timer, rearm_moves_it)
 Test(loop_timer, rearm_from_its_callback)
 {
 	struct rec r = { 0 };
-	struct tm m;
+	struct ttimer m;
 	int rounds = 0;
 
 	cr_assert_eq(loop_new(&r.l), 0);
@@ -154,7 +159,7 @@ Test(loop_timer, rearm_from_its_callback)
 Test(loop_timer, delete_from_inside_a_callback)
 {
 	struct rec r = { 0 };
-	struct tm a, b, c;
+	struct ttimer a, b, c;
 	int64_t now;
 
 	cr_assert_eq(loop_new(&r.l), 0);
@@ -195,7 +200,7 @@ Test(loop_timer, many_timers_random_deletes)
 {
 	enum { N = 5000 };
 	static struct rec r;
-	struct tm *m = calloc(N, sizeof(*m));
+	struct ttimer *m = calloc(N, sizeof(*m));
 	struct loop_timer **want = calloc(N, sizeof(*want));
 	int64_t base;
 	unsigned seed = 12345;
@@ -240,7 +245,7 @@ Test(loop_timer, many_timers_random_deletes)
 static void
 on_pipe(void *arg, uint32_t events)
 {
-	struct tm *m = arg;
+	struct ttimer *m = arg;
 	char c;
 
 	(void)events;
@@ -253,7 +258,7 @@ on_pipe(void *arg, uint32_t events)
 Test(loop_timer, event_then_timer_same_round)
 {
 	static struct rec r;
-	struct tm a, ev;
+	struct ttimer a, ev;
 	struct loop_watch w = { .fd = -1 };
 	int p[2];
 
@@ -302,7 +307,7 @@ on_round_end(void *arg)
 Test(loop_round_end, after_timers_and_deferred)
 {
 	struct rec r = { 0 };
-	struct tm m;
+	struct ttimer m;
 
 	cr_assert_eq(loop_new(&r.l), 0);
 	loop_set_round_end(r.l, on_round_end, &r);
@@ -322,4 +327,173 @@ Test(loop_round_end, after_timers_and_deferred)
 	cr_assert_eq(loop_run_once(r.l, 0), 0);
 	cr_assert_eq(r.n, 4);
 	loop_free(r.l);
+}
+
+/* Busy polling (loop_set_spin) ---------------------------------------- */
+
+struct spin_rig {
+	struct loop *l;
+	struct loop_watch w;
+	int efd;
+	int seen;
+	unsigned delay_us;
+};
+
+static void
+on_efd(void *arg, uint32_t ev)
+{
+	struct spin_rig *g = arg;
+	uint64_t v;
+
+	(void)ev;
+	if (read(g->efd, &v, sizeof(v)) == sizeof(v))
+		g->seen++;
+}
+
+static void
+spin_rig_init(struct spin_rig *g, int spin_us)
+{
+	memset(g, 0, sizeof(*g));
+	cr_assert_eq(loop_new(&g->l), 0);
+	g->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	cr_assert_geq(g->efd, 0);
+	cr_assert_eq(loop_add(g->l, &g->w, g->efd, EPOLLIN, on_efd, g), 0);
+	loop_set_spin(g->l, spin_us);
+}
+
+static void
+spin_rig_fini(struct spin_rig *g)
+{
+	loop_del(g->l, &g->w);
+	close(g->efd);
+	loop_free(g->l);
+}
+
+/* A round that handles an event: the next wait may spin. */
+static void
+busy_round(struct spin_rig *g)
+{
+	uint64_t one = 1;
+	int before = g->seen;
+
+	cr_assert_eq(write(g->efd, &one, sizeof(one)), sizeof(one));
+	cr_assert_eq(loop_run_once(g->l, 1000), 0);
+	cr_assert_eq(g->seen, before + 1);
+}
+
+static void *
+write_later(void *arg)
+{
+	struct spin_rig *g = arg;
+	uint64_t one = 1;
+
+	usleep(g->delay_us);
+	if (write(g->efd, &one, sizeof(one)) != sizeof(one))
+		abort();
+	return NULL;
+}
+
+static long
+sleeps(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_THREAD, &ru);
+	return ru.ru_nvcsw;     /* voluntary switches: the thread slept */
+}
+
+static int64_t
+thread_cpu_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int
+two_cpus(void)
+{
+	cpu_set_t set;
+
+	return sched_getaffinity(0, sizeof(set), &set) == 0 &&
+	    CPU_COUNT(&set) >= 2;
+}
+
+Test(loop_spin, an_event_during_the_spin_costs_no_sleep)
+{
+	struct spin_rig g;
+	pthread_t t;
+	long s0;
+
+	if (!two_cpus())
+		cr_skip_test("one CPU: the loop never spins (next test)");
+	/* A long spin (200 ms) so that the writer, 1 ms later, lands in it
+	 * however loaded the machine is. */
+	spin_rig_init(&g, 200000);
+	busy_round(&g);
+	g.delay_us = 1000;
+	cr_assert_eq(pthread_create(&t, NULL, write_later, &g), 0);
+	s0 = sleeps();
+	cr_assert_eq(loop_run_once(g.l, 5000), 0);
+	cr_assert_eq(sleeps(), s0, "the loop slept instead of spinning");
+	cr_assert_eq(g.seen, 2);
+	pthread_join(t, NULL);
+	spin_rig_fini(&g);
+}
+
+/* How much CPU one idle wait of 30 ms burns after a busy round. */
+static int64_t
+idle_wait_cpu_us(struct spin_rig *g)
+{
+	int64_t c0;
+
+	busy_round(g);
+	c0 = thread_cpu_us();
+	cr_assert_eq(loop_run_once(g->l, 30), 0);
+	return thread_cpu_us() - c0;
+}
+
+Test(loop_spin, off_idle_or_confined_it_does_not_spin)
+{
+	struct spin_rig g;
+	cpu_set_t one, all;
+	int64_t us;
+
+	/* Off. */
+	spin_rig_init(&g, 0);
+	us = idle_wait_cpu_us(&g);
+	cr_assert_lt(us, 5000, "spun %lld us with spinning off", (long long)us);
+	spin_rig_fini(&g);
+
+	/* Confined to one CPU: it would spin on the CPU the thread it waits
+	 * for needs. */
+	cr_assert_eq(sched_getaffinity(0, sizeof(all), &all), 0);
+	CPU_ZERO(&one);
+	CPU_SET(sched_getcpu(), &one);
+	cr_assert_eq(sched_setaffinity(0, sizeof(one), &one), 0);
+	spin_rig_init(&g, 20000);
+	us = idle_wait_cpu_us(&g);
+	cr_assert_eq(sched_setaffinity(0, sizeof(all), &all), 0);
+	cr_assert_lt(us, 5000, "spun %lld us on one CPU", (long long)us);
+	spin_rig_fini(&g);
+}
+
+Test(loop_spin, stops_when_spins_find_nothing)
+{
+	struct spin_rig g;
+	int64_t us = 0;
+
+	if (!two_cpus())
+		cr_skip_test("one CPU: the loop never spins");
+	spin_rig_init(&g, 20000);
+	/* Two spins in a row find nothing: it stops spinning (until a
+	 * probe, one round in 64). */
+	(void)idle_wait_cpu_us(&g);
+	(void)idle_wait_cpu_us(&g);
+	for (int i = 0; i < 5; i++)
+		us += idle_wait_cpu_us(&g);
+	cr_assert_lt(us, 15000, "still spinning: %lld us of CPU in 5 idle "
+	    "waits", (long long)us);
+	spin_rig_fini(&g);
 }
