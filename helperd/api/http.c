@@ -423,19 +423,19 @@ status_leader(const struct api_env *e, const struct http_req *req,
 }
 
 static const struct http_route agent_catalog_routes[] = {
-	{ "GET", "/v1/agent/services", agent_services },
-	{ "PUT|POST", "/v1/agent/reload", agent_reload },
-	{ "PUT|POST", "/v1/agent/service/register", agent_register_route },
-	{ "PUT|POST", "/v1/agent/service/deregister/", agent_deregister },
-	{ "GET", "/v1/agent/self", agent_self },
-	{ "GET", "/v1/catalog/services", catalog_services },
-	{ "GET", "/v1/catalog/nodes", catalog_nodes },
-	{ "GET", "/v1/catalog/service/", catalog_service },
-	{ "GET", "/v1/health/connect/", health_service },
-	{ "GET", "/v1/health/service/", health_service },
-	{ "GET", "/v1/agent/checks", agent_checks },
-	{ "PUT", "/v1/agent/check/", agent_check_update },
-	{ "GET", "/v1/status/leader", status_leader },
+	{ "GET", "/v1/agent/services", agent_services, 0 },
+	{ "PUT|POST", "/v1/agent/reload", agent_reload, 0 },
+	{ "PUT|POST", "/v1/agent/service/register", agent_register_route, 0 },
+	{ "PUT|POST", "/v1/agent/service/deregister/", agent_deregister, 0 },
+	{ "GET", "/v1/agent/self", agent_self, 0 },
+	{ "GET", "/v1/catalog/services", catalog_services, 0 },
+	{ "GET", "/v1/catalog/nodes", catalog_nodes, 0 },
+	{ "GET", "/v1/catalog/service/", catalog_service, 0 },
+	{ "GET", "/v1/health/connect/", health_service, 0 },
+	{ "GET", "/v1/health/service/", health_service, 0 },
+	{ "GET", "/v1/agent/checks", agent_checks, 0 },
+	{ "PUT", "/v1/agent/check/", agent_check_update, 0 },
+	{ "GET", "/v1/status/leader", status_leader, 0 },
 };
 
 int
@@ -444,7 +444,7 @@ http_route_table(const struct api_env *e, const struct http_req *req,
 {
 	for (size_t i = 0; i < n; i++) {
 		size_t len = strlen(t[i].path);
-		int prefix = len > 0 && t[i].path[len - 1] == '/';
+		int prefix = !t[i].exact && len > 0 && t[i].path[len - 1] == '/';
 
 		if (prefix ? strncmp(req->path, t[i].path, len) != 0 :
 		    strcmp(req->path, t[i].path) != 0)

@@ -166,10 +166,12 @@ void http_dispatch(const struct api_env *e, const struct http_req *req,
  * or a prefix when it ends in '/'), and its handler; rest is what follows
  * a prefix ("" for an exact path). */
 struct http_route {
-	const char *methods;
-	const char *path;
+	const char *methods;    /* "GET", "PUT|POST" */
+	const char *path;       /* ending in '/': a prefix (rest: what
+	                           follows it), unless exact */
 	void (*handle)(const struct api_env *e, const struct http_req *req,
 	    struct http_resp *resp, const char *rest);
+	int exact;              /* match path as written, '/' and all */
 };
 /* The first route of t[n] whose path matches req's: 405 naming the
  * allowed methods when req's is not one of them, else its handler. 1 if

@@ -230,11 +230,11 @@ members_route(const struct api_env *e, const struct http_req *req,
 }
 
 static const struct http_route agent_routes[] = {
-	{ "GET", "/v1/agent/metrics", metrics_route },
-	{ "GET", "/v1/agent/connections", conns_route },
-	{ "DELETE", "/v1/agent/connections/", agent_conn_kill },
-	{ "GET", "/v1/agent/monitor", monitor_route },
-	{ "GET", "/v1/agent/members", members_route },
+	{ "GET", "/v1/agent/metrics", metrics_route, 0 },
+	{ "GET", "/v1/agent/connections", conns_route, 0 },
+	{ "DELETE", "/v1/agent/connections/", agent_conn_kill, 0 },
+	{ "GET", "/v1/agent/monitor", monitor_route, 0 },
+	{ "GET", "/v1/agent/members", members_route, 0 },
 };
 
 int

@@ -90,10 +90,10 @@ rotate_route(const struct api_env *e, const struct http_req *req,
 }
 
 static const struct http_route ca_routes[] = {
-	{ "GET", "/v1/agent/connect/ca/roots", roots_route },
-	{ "GET", "/v1/connect/ca/roots", roots_route },
-	{ "GET", LEAF_PREFIX, leaf_route },
-	{ "PUT|POST", "/v1/connect/ca/rotate", rotate_route },
+	{ "GET", "/v1/agent/connect/ca/roots", roots_route, 0 },
+	{ "GET", "/v1/connect/ca/roots", roots_route, 0 },
+	{ "GET", LEAF_PREFIX, leaf_route, 0 },
+	{ "PUT|POST", "/v1/connect/ca/rotate", rotate_route, 0 },
 };
 
 int

@@ -35,15 +35,6 @@ method_is(const struct http_req *req, const char *m)
 	return strcmp(req->method, m) == 0;
 }
 
-static int
-not_allowed(const struct http_req *req, struct http_resp *resp,
-    const char *allow)
-{
-	http_reply_text(resp, 405, "method %s not allowed on %s (Allow: %s)",
-	    req->method, req->path, allow);
-	return 1;
-}
-
 static unsigned
 err_status(enum intent_err c)
 {
@@ -293,7 +284,7 @@ create(const struct api_env *e, const struct http_req *req, struct http_resp *re
 	intent_clear(&in);
 }
 
-static int
+static void
 route_by_id(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp, const char *id)
 {
@@ -303,29 +294,26 @@ route_by_id(const struct api_env *e, const struct http_req *req,
 	struct intent in;
 	int rc;
 
-	if (!method_is(req, "GET") && !method_is(req, "PUT") &&
-	    !method_is(req, "DELETE"))
-		return not_allowed(req, resp, "GET, PUT, DELETE");
 	if (!method_is(req, "GET") && write_wait_turn(e, resp))
-		return 1;
+		return;
 	if (!intent_valid_id(id)) {
 		http_reply_text(resp, 400, "invalid intention ID \"%.40s\": "
 		    "expected a UUID", id);
-		return 1;
+		return;
 	}
 	if ((cur = intent_get(e->intents, id)) == NULL) {
 		http_reply_text(resp, 404, "intention not found: %s", id);
-		return 1;
+		return;
 	}
 	if (method_is(req, "GET")) {
 		reply_intent(resp, cur);
 	} else if (method_is(req, "PUT")) {
 		if (!http_intent_allowed(e, req, resp, cur->dst) ||
 		    body_intent(req, resp, &in) != 0)
-			return 1;
+			return;
 		if (!http_intent_allowed(e, req, resp, in.dst)) {
 			intent_clear(&in);
-			return 1;
+			return;
 		}
 		rc = intent_update(e->intents, id, &in, &code, why,
 		    sizeof(why));
@@ -335,14 +323,13 @@ route_by_id(const struct api_env *e, const struct http_req *req,
 		intent_clear(&in);
 	} else {
 		if (!http_intent_allowed(e, req, resp, cur->dst))
-			return 1;
+			return;
 		in = *cur;   /* for the message: cur dies with the delete */
 		in.meta = NULL;
 		rc = intent_delete(e->intents, id, &code, why, sizeof(why));
 		write_result(e, resp, rc, code, why, "deleted", &in,
 		    json_true());
 	}
-	return 1;
 }
 
 /* PUT .../exact: Consul 1.9's upsert by name; the body's names, when
@@ -394,9 +381,9 @@ exact_put(const struct api_env *e, const struct http_req *req,
 	intent_clear(&in);
 }
 
-static int
+static void
 route_exact(const struct api_env *e, const struct http_req *req,
-    struct http_resp *resp)
+    struct http_resp *resp, const char *rest)
 {
 	const struct intent *cur;
 	const char *src, *dst;
@@ -405,56 +392,51 @@ route_exact(const struct api_env *e, const struct http_req *req,
 	struct intent in;
 	int rc;
 
-	if (!method_is(req, "GET") && !method_is(req, "PUT") &&
-	    !method_is(req, "DELETE"))
-		return not_allowed(req, resp, "GET, PUT, DELETE");
+	(void)rest;
 	if ((src = name_param(req, resp, "source")) == NULL ||
 	    (dst = name_param(req, resp, "destination")) == NULL)
-		return 1;
+		return;
 	if (!method_is(req, "GET") && !http_intent_allowed(e, req, resp, dst))
-		return 1;
+		return;
 	if (!method_is(req, "GET") && write_wait_turn(e, resp))
-		return 1;
+		return;
 	if (method_is(req, "PUT")) {
 		exact_put(e, req, resp, src, dst);
-		return 1;
+		return;
 	}
 	if ((cur = intent_find_exact(e->intents, src, dst)) == NULL) {
 		http_reply_text(resp, 404, "intention not found: %s => %s",
 		    src, dst);
-		return 1;
+		return;
 	}
 	if (method_is(req, "GET")) {
 		reply_intent(resp, cur);
-		return 1;
+		return;
 	}
 	in = *cur;
 	in.meta = NULL;
 	rc = intent_delete(e->intents, in.id, &code, why, sizeof(why));
 	write_result(e, resp, rc, code, why, "deleted", &in, json_true());
-	return 1;
 }
 
-static int
+static void
 route_check(const struct api_env *e, const struct http_req *req,
-    struct http_resp *resp)
+    struct http_resp *resp, const char *rest)
 {
 	const char *src, *dst;
 	int ok;
 
-	if (!method_is(req, "GET"))
-		return not_allowed(req, resp, "GET");
+	(void)rest;
 	if ((src = name_param(req, resp, "source")) == NULL ||
 	    (dst = name_param(req, resp, "destination")) == NULL)
-		return 1;
+		return;
 	ok = intent_check(e->intents, src, dst, e->conf->default_allow, NULL);
 	reply_json(resp, json_pack("{s:b}", "Allowed", ok));
-	return 1;
 }
 
-static int
+static void
 route_match(const struct api_env *e, const struct http_req *req,
-    struct http_resp *resp)
+    struct http_resp *resp, const char *rest)
 {
 	const struct intent **m = NULL;
 	const char *by, *name;
@@ -462,13 +444,12 @@ route_match(const struct api_env *e, const struct http_req *req,
 	size_t n;
 	int by_source;
 
-	if (!method_is(req, "GET"))
-		return not_allowed(req, resp, "GET");
+	(void)rest;
 	by = http_query(req, "by");
 	if (by == NULL || by[0] == '\0') {
 		http_reply_text(resp, 400, "required query parameter 'by' not "
 		    "set");
-		return 1;
+		return;
 	}
 	if (strcmp(by, "source") == 0) {
 		by_source = 1;
@@ -477,10 +458,10 @@ route_match(const struct api_env *e, const struct http_req *req,
 	} else {
 		http_reply_text(resp, 400, "'by' must be 'source' or "
 		    "'destination'");
-		return 1;
+		return;
 	}
 	if ((name = name_param(req, resp, "name")) == NULL)
-		return 1;
+		return;
 	n = intent_match(e->intents, by_source, name, NULL, 0);
 	if (n > 0 && (m = calloc(n, sizeof(*m))) == NULL)
 		goto oom;
@@ -499,10 +480,9 @@ route_match(const struct api_env *e, const struct http_req *req,
 		goto oom;
 	}
 	http_reply_json(resp, 200, root);
-	return 1;
+	return;
 oom:
 	http_reply_text(resp, 500, "out of memory");
-	return 1;
 }
 
 static void
@@ -512,9 +492,9 @@ authorized(struct http_resp *resp, int ok, const char *reason)
 	    reason));
 }
 
-static int
+static void
 route_authorize(const struct api_env *e, const struct http_req *req,
-    struct http_resp *resp)
+    struct http_resp *resp, const char *rest)
 {
 	const struct intent *m;
 	struct spiffe_id sid;
@@ -523,10 +503,9 @@ route_authorize(const struct api_env *e, const struct http_req *req,
 	json_t *j, *t, *u;
 	int ok;
 
-	if (!method_is(req, "POST"))
-		return not_allowed(req, resp, "POST");
+	(void)rest;
 	if ((j = http_body_json(req, resp)) == NULL)
-		return 1;
+		return;
 	t = json_object_get(j, "Target");
 	u = json_object_get(j, "ClientCertURI");
 	if (!json_is_object(j)) {
@@ -574,37 +553,34 @@ route_authorize(const struct api_env *e, const struct http_req *req,
 		}
 	}
 	json_decref(j);
-	return 1;
 }
+
+/* The collection: GET lists, POST creates. */
+static void
+route_all(const struct api_env *e, const struct http_req *req,
+    struct http_resp *resp, const char *rest)
+{
+	(void)rest;
+	if (method_is(req, "GET"))
+		list(e, resp);
+	else
+		create(e, req, resp);
+}
+
+static const struct http_route intent_routes[] = {
+	{ "POST", "/v1/agent/connect/authorize", route_authorize, 0 },
+	{ "GET|POST", PFX, route_all, 0 },
+	{ "GET|POST", PFX "/", route_all, 1 },
+	{ "GET|PUT|DELETE", PFX "/exact", route_exact, 0 },
+	{ "GET", PFX "/check", route_check, 0 },
+	{ "GET", PFX "/match", route_match, 0 },
+	{ "GET|PUT|DELETE", PFX "/", route_by_id, 0 },
+};
 
 int
 http_intent_route(const struct api_env *e, const struct http_req *req,
     struct http_resp *resp)
 {
-	const char *rest;
-
-	if (strcmp(req->path, "/v1/agent/connect/authorize") == 0)
-		return route_authorize(e, req, resp);
-	if (strncmp(req->path, PFX, strlen(PFX)) != 0)
-		return 0;
-	rest = req->path + strlen(PFX);
-	if (rest[0] == '\0' || strcmp(rest, "/") == 0) {
-		if (method_is(req, "GET"))
-			list(e, resp);
-		else if (method_is(req, "POST"))
-			create(e, req, resp);
-		else
-			not_allowed(req, resp, "GET, POST");
-		return 1;
-	}
-	if (rest[0] != '/')
-		return 0;
-	rest++;
-	if (strcmp(rest, "exact") == 0)
-		return route_exact(e, req, resp);
-	if (strcmp(rest, "check") == 0)
-		return route_check(e, req, resp);
-	if (strcmp(rest, "match") == 0)
-		return route_match(e, req, resp);
-	return route_by_id(e, req, resp, rest);
+	return http_route_table(e, req, resp, intent_routes,
+	    UTIL_ARRAY_LEN(intent_routes));
 }

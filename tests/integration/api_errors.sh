@@ -35,6 +35,20 @@ req 404 "not found|no intention" GET "$I/exact?source=web&destination=nothere"
 req 400 "source" GET "$I/exact?destination=db"
 req 400 "source|destination|name" GET "$I/check?source=bad%20name&destination=db"
 req 405 "allow" PATCH $I
+# Each intention route's methods (the route table): a wrong one is a 405
+# naming the allowed ones, before any other check of the request.
+req 405 "allowed: GET\|PUT\|DELETE" POST "$I/exact?source=web&destination=db"
+req 405 "allowed: GET\|PUT\|DELETE" POST "$I/exact"
+req 405 "allowed: GET\|PUT\|DELETE" POST $I/0b7c6f2e-5a1b-4c3d-9e8f-0123456789ab
+req 405 "allowed: GET\)" DELETE "$I/check?source=web&destination=db"
+req 405 "allowed: GET\)" PUT "$I/match?by=source&name=web"
+req 405 "allowed: POST" GET /v1/agent/connect/authorize
+req 405 "allowed: GET\|POST" DELETE "$I/"
+req 200 "web" GET "$I/"
+req 200 "web" GET "$I/match?by=source&name=web"
+req 200 "Allowed" GET "$I/check?source=web&destination=db"
+req 400 "by" GET "$I/match?name=web"
+req 404 "unknown path" GET /v1/connect/intentionsx
 head -c 300000 /dev/zero | tr '\0' ' ' > "$T/big"
 req 413 "body" POST $I "@$T/big"
 req 404 "unknown path" GET /v1/nope

@@ -153,6 +153,22 @@ code=$(ncurl -H "X-Consul-Token: $tok" -X PUT --data '{"Name": "pay", "Port": 70
 check "after a restart the token still works: $code" [ "$code" = 200 ]
 code=$(ncurl -H "X-Consul-Token: $(cat "$T/n1/data/management.token")" "$A/v1/acl/tokens")
 check "... and the management token from management.token: $code" [ "$code" = 200 ]
+# The ACL routes' methods and paths (a route table): a wrong method is a
+# 405 naming the right ones, an empty ID an unknown path, and a token
+# reads itself with GET only.
+MT=$(cat "$T/n1/data/management.token")
+code=$(ncurl -H "X-Consul-Token: $MT" -X DELETE "$A/v1/acl/tokens")
+check_expr "DELETE /v1/acl/tokens: 405 (allowed: GET) ($code)" '[ "$code" = 405 ] && grep -q "allowed: GET)" "$NB/out"'
+code=$(ncurl -H "X-Consul-Token: $MT" -X POST "$A/v1/acl/token")
+check_expr "POST /v1/acl/token: 405 (allowed: PUT) ($code)" '[ "$code" = 405 ] && grep -q "allowed: PUT)" "$NB/out"'
+code=$(ncurl -H "X-Consul-Token: $MT" -X PUT "$A/v1/acl/policy/name/pay-w")
+check_expr "PUT /v1/acl/policy/name/pay-w: 405 (allowed: GET|DELETE) ($code)" '[ "$code" = 405 ] && grep -q "allowed: GET|DELETE)" "$NB/out"'
+code=$(ncurl -H "X-Consul-Token: $MT" "$A/v1/acl/policy/name/")
+check "GET /v1/acl/policy/name/ (no name): 404 ($code)" [ "$code" = 404 ]
+code=$(ncurl -H "X-Consul-Token: $tok" "$A/v1/acl/token/self")
+check_expr "GET /v1/acl/token/self with pay-w's token: 200, its policy ($code)" '[ "$code" = 200 ] && grep -q pay-w "$NB/out"'
+code=$(ncurl -H "X-Consul-Token: $MT" "$A/v1/acl/nothing")
+check "GET /v1/acl/nothing: 404 ($code)" [ "$code" = 404 ]
 # --- the CLI reads and deletes what it made (root: the unix socket)
 out=$("$MESHCTL" acl policy read -name pay-w 2>&1)
 check "meshctl acl policy read -name pay-w shows its rules" [ "${out#*service \"pay\"}" != "$out" ]

@@ -175,9 +175,10 @@ static int
 route(const char *method, const char *path, struct http_resp *resp)
 {
 	static const struct http_route t[] = {
-		{ "GET", "/v1/x/checks", route_a },
-		{ "PUT|POST", "/v1/x/check/", route_b },
-		{ "GET", "/v1/x/check/special", route_a }, /* shadowed */
+		{ "GET", "/v1/x/checks", route_a, 0 },
+		{ "GET", "/v1/x/list/", route_a, 1 },      /* exact */
+		{ "PUT|POST", "/v1/x/check/", route_b, 0 },
+		{ "GET", "/v1/x/check/special", route_a, 0 }, /* shadowed */
 	};
 	struct http_req req = { .method = method, .path = path };
 
@@ -204,5 +205,9 @@ Test(http, route_table)
 	cr_assert_eq(route("GET", "/v1/x/check", &r), 0, "no prefix match "
 	    "without its '/'");
 	cr_assert_eq(route("GET", "/v1/x/checksum", &r), 0);
+	/* An exact route ending in '/' is not a prefix. */
+	cr_assert_eq(route("GET", "/v1/x/list/", &r), 1);
+	cr_assert_str_eq(route_seen, "a:");
+	cr_assert_eq(route("GET", "/v1/x/list/more", &r), 0);
 	free(r.body);
 }
