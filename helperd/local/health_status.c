@@ -137,8 +137,13 @@ health_check_set(struct hcheck *c, enum catalog_status st, const char *out)
 	struct hsvc *p;
 
 	before = eff_status(hl, c->svc_id, &eo);
+	/* What the workers' dial table reads is the status: a new output
+	 * alone (a check that passes again) changes nothing there, and
+	 * would rebuild that table (every remote instance) once per check
+	 * run. */
+	if (st != c->status)
+		hl->gen++;
 	c->status = st;
-	hl->gen++;
 	util_strlcpy(c->output, out, sizeof(c->output));
 	after = health_svc_status(hl, c->svc_id, c->prev, &o);
 	if ((int)after != c->logged) {

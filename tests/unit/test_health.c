@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -44,6 +45,7 @@ listener(int *port)
 	cr_assert_geq(fd, 0);
 	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
 	cr_assert_eq(listen(fd, 16), 0);
+	cr_assert_eq(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
 	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &al), 0);
 	*port = ntohs(a.sin_port);
 	return fd;
@@ -61,6 +63,8 @@ Test(health, tcp_check_reports_each_change_through_the_op)
 	const char *out;
 	int port, lfd = listener(&port);
 	int64_t end;
+	struct catalog_health_ops gops;
+	uint64_t gen;
 
 	conf_defaults(&conf, 1);
 	util_strlcpy(conf.node, "n1", sizeof(conf.node));
@@ -94,6 +98,27 @@ Test(health, tcp_check_reports_each_change_through_the_op)
 	cr_assert_eq(seen.calls, 1);
 	cr_assert_eq(seen.last, CATALOG_PASSING);
 
+	/* Runs that pass again change nothing the relay's dial table reads:
+	 * the generation stays (each run is a connection to lfd). */
+	gops = health_catalog_ops(seen.hl);
+	gen = gops.generation(gops.arg);
+	while (accept4(lfd, NULL, NULL, SOCK_NONBLOCK) >= 0)
+		;
+	end = util_now_ms_mono() + 20000;
+	for (int runs = 0; runs < 3 && util_now_ms_mono() < end; ) {
+		int fd;
+
+		loop_run_once(loop, 100);
+		while ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
+			close(fd);
+			runs++;
+		}
+	}
+	cr_assert_eq(health_status(seen.hl, seen.svc, &out), CATALOG_PASSING);
+	cr_assert_eq(gops.generation(gops.arg), gen, "passing again bumped "
+	    "the generation (a dial-table rebuild per check run)");
+	cr_assert_eq(seen.calls, 1);
+
 	/* The service goes: its next run is refused, critical, reported. */
 	close(lfd);
 	end = util_now_ms_mono() + 20000;
@@ -104,6 +129,8 @@ Test(health, tcp_check_reports_each_change_through_the_op)
 	cr_assert_eq(health_status(seen.hl, seen.svc, &out),
 	    CATALOG_CRITICAL);
 	cr_assert_not_null(strstr(out, "connect"), "output: %s", out);
+	cr_assert_neq(gops.generation(gops.arg), gen, "a new status must "
+	    "change the generation");
 
 	health_free(seen.hl);
 	catalog_free(cat);
