@@ -86,7 +86,7 @@ helperd_stats_log(struct helperd *h)
 /* The ACL store and the API's unix socket path; says at start what is
  * open (-dev, acl.enabled = false) and what is exposed. */
 int
-node_acl_start(struct helperd *h, char *err, size_t errlen)
+node_acl_load(struct helperd *h, char *err, size_t errlen)
 {
 	const char *sp = h->conf.http_socket;
 

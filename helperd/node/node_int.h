@@ -25,7 +25,7 @@ void node_path_in(char *buf, size_t len, const struct helperd *h,
     const char *name);
 int node_write_json(struct helperd *h, const char *name, json_t *j, mode_t mode,
     char *err, size_t errlen);
-int node_acl_start(struct helperd *h, char *err, size_t errlen);
+int node_acl_load(struct helperd *h, char *err, size_t errlen);
 
 /* wire.c */
 int node_start_data_path(struct helperd *h, char *err, size_t errlen);

@@ -303,11 +303,11 @@ node_start_api(struct helperd *h, char *err, size_t errlen)
 		.ops = &api_ops, .cookie = h,
 	};
 
-	if (node_acl_start(h, err, errlen) != 0 ||
+	if (node_acl_load(h, err, errlen) != 0 ||
 	    ctl_start(&h->ctl, ctl_env_of(h, &cenv), h->conf.socket, err,
 	    errlen) != 0)
 		return -1;
-	env.acl = h->acl;       /* node_acl_start made it */
+	env.acl = h->acl;       /* node_acl_load made it */
 	if (http_start(&h->http, &env, h->conf.http_addr, h->http_sock,
 	    h->conf.limits.http_max_conns_per_client, h->http_bound,
 	    sizeof(h->http_bound), err, errlen) != 0)
