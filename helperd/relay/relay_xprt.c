@@ -282,9 +282,6 @@ tls_read_records(struct end *e, struct pipe *p,
 			rc = XIO_ERR;
 		break;
 	}
-	/* Client: keep the session ticket once the server has sent it. */
-	if (!e->c->peer.server)
-		tls_ticket_save(&e->c->peer, e->tls);
 	return p->len > before ? XIO_OK : rc;
 }
 

@@ -117,18 +117,25 @@ pair_key(char *buf, size_t len, const struct tls_peer *p)
 	snprintf(buf, len, "%s>%s", p->local_service, p->expect);
 }
 
-void
-tls_ticket_save(struct tls_peer *p, gnutls_session_t s)
+/* Client: keep every ticket the server sends (a GnuTLS server sends two
+ * per handshake, full or resumed): a pair then gains a ticket with each
+ * connection, and connections that start at once find one each instead
+ * of falling back to a full handshake (public-key operations at both
+ * ends, ten times a resumption's CPU). A handshake hook, so it runs
+ * whenever GnuTLS handles a NewSessionTicket, handshake or relay. */
+static int
+ticket_hook(gnutls_session_t s, unsigned int htype, unsigned int when,
+    unsigned int incoming, const gnutls_datum_t *msg)
 {
+	struct tls_peer *p = gnutls_session_get_ptr(s);
 	struct tls_ticket *t;
 	gnutls_datum_t d;
 
-	if (p->ticket_saved ||
-	    !(gnutls_session_get_flags(s) & GNUTLS_SFLAGS_SESSION_TICKET))
-		return;
-	p->ticket_saved = 1;
-	if (gnutls_session_get_data2(s, &d) < 0)
-		return;
+	(void)msg;
+	if (htype != GNUTLS_HANDSHAKE_NEW_SESSION_TICKET ||
+	    when != GNUTLS_HOOK_POST || !incoming || p == NULL ||
+	    gnutls_session_get_data2(s, &d) < 0)
+		return 0;
 	pthread_mutex_lock(&tls_mu);
 	t = &tls_cache[tls_cache_next];
 	tls_cache_next = (tls_cache_next + 1) % TLS_CACHE_MAX;
@@ -136,6 +143,9 @@ tls_ticket_save(struct tls_peer *p, gnutls_session_t s)
 	t->data = d;
 	pair_key(t->pair, sizeof(t->pair), p);
 	pthread_mutex_unlock(&tls_mu);
+	log_debug("TLS: session ticket kept for %s > %s", p->local_service,
+	    p->expect);
+	return 0;
 }
 
 /* Take a ticket for the pair of p (once), or 0 if none. */
@@ -410,6 +420,8 @@ tls_client_new(int fd, struct tls_peer *peer)
 		return NULL;
 	}
 	ticket_take(peer, s);
+	gnutls_handshake_set_hook_function(s,
+	    GNUTLS_HANDSHAKE_NEW_SESSION_TICKET, GNUTLS_HOOK_POST, ticket_hook);
 	return s;
 }
 

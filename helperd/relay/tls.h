@@ -28,7 +28,6 @@ struct tls_peer {
 	                               borrowed for that step only */
 	char why[256];              /* reason of a failed handshake */
 	int resumed;                /* the handshake resumed a session */
-	int ticket_saved;           /* client: this session's ticket kept */
 	int same_process;           /* both ends are this helperd (same-node
 	                               pair, joined in memory) */
 };
@@ -52,9 +51,6 @@ int tls_sni_service(const char *sni, const char *dc, const char *td,
 /* After a successful gnutls_handshake: a resumed session is verified here
  * (its certificates come from the ticket). 0 ok, -1 reject (p->why). */
 int tls_handshake_done(struct tls_peer *p, gnutls_session_t s);
-/* Client: keep the session ticket once the server has sent it, for the
- * next connection of the same pair. Cheap to call after every read. */
-void tls_ticket_save(struct tls_peer *p, gnutls_session_t s);
 /* Forget every ticket and change the server's ticket key: after a leaf
  * renewal or a root rotation. */
 void tls_tickets_reset(void);

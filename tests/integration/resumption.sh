@@ -15,6 +15,8 @@ for i in 1 2 3 4 5 6; do
 	[ "$(echo_through "$UP" web "socat:$UP")" = "hello-$UP" ] && good=$((good + 1))
 done
 check "6 sequential connections under default deny + allow web => socat" [ "$good" = 6 ]
+kept=$(grep -c "TLS: session ticket kept for web > socat" "$T/n1/helperd.log")
+check "the client keeps both tickets of every handshake ($kept of 6 connections, 12 expected)" [ "$kept" -ge 11 ]
 n=$(grep -c "established (.*, resumed)" "$T/n1/helperd.log")
 check "later connections resumed the TLS session ($n of 6)" [ "$n" -ge 4 ]
 # Same node, both ends in helperd over a socketpair: resumed with psk_ke,
