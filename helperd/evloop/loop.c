@@ -386,11 +386,11 @@ spin_wanted(struct loop *l, int timeout)
 static int
 spin(struct loop *l, struct epoll_event *evs, int timeout)
 {
-	int64_t until = util_now_us_mono() + l->spin_us;
+	int64_t budget = timeout > 0 && (int64_t)timeout * 1000 < l->spin_us ?
+	    (int64_t)timeout * 1000 : l->spin_us;
+	int64_t until = util_now_us_mono() + budget;
 	int n;
 
-	if (timeout > 0 && timeout * 1000 < l->spin_us)
-		until = util_now_us_mono() + (int64_t)timeout * 1000;
 	do {
 		n = epoll_wait(l->epfd, evs, LOOP_EVENTS, 0);
 		if (n != 0)

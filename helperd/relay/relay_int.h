@@ -554,9 +554,6 @@ ssize_t relay_mem_take(struct end *e, char **buf, size_t *off);
 size_t relay_mem_avail(const struct end *e);
 /* Would a pull by e say something (bytes, end of stream, an error)? */
 int relay_mem_readable(const struct end *e);
-/* Can e write (room for a whole buffer)? 1/0, or -1 when the other
- * side is gone. */
-int relay_mem_room(struct end *e);
 /* e writes no more (after its last bytes, the other side reads 0). */
 void relay_mem_shut(struct end *e);
 /* Wake e's connection (relay_conn_event) when it can read (in) or write

@@ -478,17 +478,6 @@ relay_mem_readable(const struct end *e)
 	return r;
 }
 
-int
-relay_mem_room(struct end *e)
-{
-	int room;
-
-	pthread_mutex_lock(&e->ml->lock);
-	room = other_of(e)->gone ? -1 : side_has_room(side_of(e));
-	pthread_mutex_unlock(&e->ml->lock);
-	return room;
-}
-
 void
 relay_mem_shut(struct end *e)
 {

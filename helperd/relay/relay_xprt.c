@@ -77,12 +77,10 @@ sock_attach(struct worker *w, struct end *e, int fd, uint32_t ev)
 	return 0;
 }
 
+/* An end's TLS session and the buffers it holds, whatever carries it. */
 static void
-sock_close(struct worker *w, struct end *e, int abortive)
+end_release(struct worker *w, struct end *e)
 {
-	int fd = e->w.fd;
-
-	loop_del(w->loop, &e->w);
 	if (e->tls != NULL) {
 		gnutls_deinit(e->tls);
 		e->tls = NULL;
@@ -90,6 +88,16 @@ sock_close(struct worker *w, struct end *e, int abortive)
 	relay_buf_put(w, e->rbuf);
 	relay_buf_put(w, e->wbuf);
 	e->rbuf = e->wbuf = NULL;
+	e->rlen = e->wlen = 0;
+}
+
+static void
+sock_close(struct worker *w, struct end *e, int abortive)
+{
+	int fd = e->w.fd;
+
+	loop_del(w->loop, &e->w);
+	end_release(w, e);
 	if (fd < 0)
 		return;
 	if (abortive) {
@@ -702,14 +710,7 @@ mem_attach(struct worker *w, struct end *e, int fd, uint32_t ev)
 static void
 mem_close(struct worker *w, struct end *e, int abortive)
 {
-	if (e->tls != NULL) {
-		gnutls_deinit(e->tls);
-		e->tls = NULL;
-	}
-	relay_buf_put(w, e->rbuf);
-	relay_buf_put(w, e->wbuf);
-	e->rbuf = e->wbuf = NULL;
-	e->rlen = e->wlen = 0;
+	end_release(w, e);
 	relay_mem_close(w, e, abortive);
 }
 
