@@ -34,7 +34,6 @@
 #include "helperd/model/spiffe.h"
 
 static void conn_step(struct conn *c, int dirs);
-static int outbound_dial(struct conn *c, const char *last);
 
 /* Teardown ----------------------------------------------------------- */
 
@@ -69,8 +68,8 @@ relay_conn_link(struct worker *w, struct conn *c)
 	w->n_conns++;
 }
 
-static void
-end_close(struct worker *w, struct end *e, int abortive)
+void
+relay_end_close(struct worker *w, struct end *e, int abortive)
 {
 	if (e->x == NULL)
 		return;
@@ -80,8 +79,8 @@ end_close(struct worker *w, struct end *e, int abortive)
 }
 
 /* c no longer owns its local port towards the service (ACCEPT). */
-static void
-port_unpublish(struct conn *c)
+void
+relay_port_unpublish(struct conn *c)
 {
 	struct relay *r = c->r;
 
@@ -130,32 +129,46 @@ relay_conn_close(struct conn *c, int abortive, const char *fmt, ...)
 	char reason[512];
 	va_list ap;
 
+	int net_abortive = abortive;
+
 	if (c->closed)
 		return;
 	c->closed = 1;
 	va_start(ap, fmt);
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
-	relay_obs_close(c, abortive, reason);
+	relay_stream_unpool(c);
+	if (c->pooled)          /* a session between streams */
+		log_debug("session %s => %s (%s) closed: %s", c->src, c->dst,
+		    c->kind == CONN_OUT ? c->sess_host : c->peer_addr, reason);
+	else
+		relay_obs_close(c, abortive, reason);
 	if (c->pair != NULL)
 		c->pair->pair = NULL;
 	c->pair = NULL;
-	if (abortive)
+	if (abortive && !c->pooled)
 		log_info("conn %llu %s %s => %s closed: %s",
 		    (unsigned long long)c->id, c->kind == CONN_OUT ? "out" : "in",
 		    c->src[0] ? c->src : "?", c->dst[0] ? c->dst : "?", reason);
-	else
+	else if (!c->pooled)
 		log_debug("conn %llu %s => %s done: %s",
 		    (unsigned long long)c->id, c->src, c->dst, reason);
-	end_close(w, &c->app, abortive);
-	end_close(w, &c->net, abortive);
+	/* A stream refused before it relays: the client hears why (and
+	 * reads it before the session's end). */
+	if (abortive && c->kind == CONN_IN && c->st != ST_RELAY &&
+	    !c->pooled && relay_is_stream(&c->net)) {
+		relay_stream_refuse(c, reason);
+		net_abortive = 0;
+	}
+	relay_end_close(w, &c->app, abortive);
+	relay_end_close(w, &c->net, net_abortive);
 	relay_buf_put(w, c->up.buf);
 	relay_buf_put(w, c->down.buf);
 	c->up.buf = c->down.buf = NULL;
 	relay_kpipe_put(w, c->up.kp, c->up.len == 0);
 	relay_kpipe_put(w, c->down.kp, c->down.len == 0);
 	tls_peer_release(&c->peer);
-	port_unpublish(c);
+	relay_port_unpublish(c);
 	relay_conn_unlink(w, c);
 	atomic_fetch_sub(&r->n_conns, 1);
 	loop_defer(w->loop, conn_free, c);
@@ -208,7 +221,12 @@ relay_conn_relay(struct conn *c, int dirs)
 		c->net.want_in = c->app.want_out = 0;
 		if (relay_pump(w, &c->net, &c->app, &c->down, &why) !=
 		    PUMP_OK) {
-			relay_conn_close(c, 1, "%s", why);
+			if (c->stream_why[0] != '\0')
+				relay_conn_close(c, 1, "refused by %s's "
+				    "helperd: %s", c->obs.node[0] ?
+				    c->obs.node : "the peer", c->stream_why);
+			else
+				relay_conn_close(c, 1, "%s", why);
 			return;
 		}
 	}
@@ -223,7 +241,8 @@ relay_conn_relay(struct conn *c, int dirs)
 	}
 	if (c->app.eof_in && c->net.eof_in && c->app.shut_out &&
 	    c->net.shut_out && c->up.len == 0 && c->down.len == 0) {
-		relay_conn_close(c, 0, "both sides finished");
+		if (!relay_stream_done(c))
+			relay_conn_close(c, 0, "both sides finished");
 		return;
 	}
 	relay_obs_round(c);
@@ -247,9 +266,14 @@ relay_allows(struct worker *w, const char *src, const char *dst,
 	return policy_allows(relay_policy(w), src, dst, why, whylen);
 }
 
-static void
-start_relay(struct conn *c)
+void
+relay_start(struct conn *c)
 {
+	if (c->kind == CONN_IN && relay_is_stream(&c->net) &&
+	    relay_stream_ready(c) != 0) {
+		relay_conn_close(c, 1, "TLS write failed");
+		return;
+	}
 	c->st = ST_RELAY;
 	c->net.x->start(&c->net);
 	c->deadline = c->r->env.conf->idle_timeout_s > 0 ?
@@ -312,8 +336,8 @@ was_tried(const struct conn *c, const char *key)
  * c->dst not tried yet: a passing one (round robin), else any
  * (the source's helperd judged it passing). last: why the previous try
  * failed. 0, or -1 (closed). */
-static int
-inbound_dial(struct conn *c, const char *last)
+int
+relay_inbound_dial(struct conn *c, const char *last)
 {
 	struct relay *r = c->r;
 	const struct policy *pol = relay_policy(c->w);
@@ -371,14 +395,14 @@ inbound_retry(struct conn *c, const char *why)
 
 	snprintf(last, sizeof(last), "%s (instance %s)", why,
 	    c->tries > 0 ? c->tried[c->tries - 1] : "?");
-	end_close(c->w, &c->app, 1);
-	port_unpublish(c);
+	relay_end_close(c->w, &c->app, 1);
+	relay_port_unpublish(c);
 	c->app_port = 0;
 	if (c->tries < RELAY_DIAL_TRIES)
 		log_info("conn %llu %s => %s: local %s: trying another "
 		    "instance", (unsigned long long)c->id, c->src, c->dst,
 		    last);
-	return inbound_dial(c, last);
+	return relay_inbound_dial(c, last);
 }
 
 static void
@@ -386,6 +410,8 @@ handshake_done(struct conn *c)
 {
 	char why[256];
 
+	if (c->peer.stream)
+		relay_stream_begin(c);
 	if (c->kind == CONN_OUT) {
 		if (log_enabled(LOG_LVL_DEBUG)) {
 			char *desc = gnutls_session_get_desc(c->net.tls);
@@ -396,7 +422,7 @@ handshake_done(struct conn *c)
 			    c->peer.resumed ? ", resumed" : "");
 			gnutls_free(desc);
 		}
-		start_relay(c);
+		relay_start(c);
 		return;
 	}
 	util_strlcpy(c->src, c->peer.peer_service, sizeof(c->src));
@@ -409,7 +435,7 @@ handshake_done(struct conn *c)
 		return;
 	}
 	relay_obs_check(c, 1, NULL);
-	(void)inbound_dial(c, NULL);
+	(void)relay_inbound_dial(c, NULL);
 }
 
 static void
@@ -467,7 +493,7 @@ conn_dialled(struct conn *c, struct end *e)
 		/* Inbound: the local service answered. Outbound plain
 		 * (same node, same_node_mtls = false): the service did. */
 		c->app.x->watch(c->w, &c->app, EPOLLIN);
-		start_relay(c);
+		relay_start(c);
 		return;
 	}
 	c->st = ST_HANDSHAKE;
@@ -488,6 +514,11 @@ conn_step(struct conn *c, int dirs)
 		break;
 	case ST_LEAF:
 		break;          /* relay_leaf_redial moves it on */
+	case ST_OPEN:
+	case ST_IDLE:
+	case ST_POOL:
+		relay_stream_step(c);
+		break;
 	case ST_RELAY:
 		if (c->r->env.conf->idle_timeout_s > 0)
 			c->deadline = util_now_ms_mono() +
@@ -555,7 +586,7 @@ relay_outbound_start(struct worker *w, int fd, const struct sockaddr_storage *ss
 		relay_conn_close(c, 1, "epoll: %s", strerror(errno));
 		return;
 	}
-	outbound_dial(c, NULL);
+	relay_outbound_dial(c, NULL);
 }
 
 /* Inbound: a new connection from addr:port (colocated: the inbound half
@@ -686,15 +717,15 @@ relay_leaf_redial(struct worker *w)
 	for (c = w->conns; c != NULL; c = next) {
 		next = c->next;
 		if (!c->closed && c->st == ST_LEAF)
-			(void)outbound_dial(c, NULL);
+			(void)relay_outbound_dial(c, NULL);
 	}
 }
 
 /* Choose an instance of c->dst not tried yet (a local one first, round
  * robin) and start dialling it. last: why the previous
  * try failed, for the message when none is left. 0, or -1 (closed). */
-static int
-outbound_dial(struct conn *c, const char *last)
+int
+relay_outbound_dial(struct conn *c, const char *last)
 {
 	struct relay *r = c->r;
 	const struct conf *conf = r->env.conf;
@@ -778,6 +809,15 @@ outbound_dial(struct conn *c, const char *last)
 		c->peer.same_process = local;
 		c->peer.pol = pol;
 	}
+	/* Across nodes: a session kept from an earlier stream, if any. */
+	if (tls && !local && !c->no_reuse) {
+		if (relay_stream_take(c, host, port))
+			return 0;
+		util_strlcpy(c->sess_host, host, sizeof(c->sess_host));
+		if (strcmp(c->sess_host, host) != 0)
+			c->sess_host[0] = '\0';        /* too long: no pool */
+		c->sess_port = port;
+	}
 	/* Same node with mTLS: both TLS ends run here, joined in memory,
 	 * and both halves start on this worker (see relay_conn_relay). */
 	if ((tls && local ? local_pair(c, why, sizeof(why)) :
@@ -799,19 +839,19 @@ relay_outbound_retry(struct conn *c, const char *why)
 
 	snprintf(last, sizeof(last), "%s (node %s)", why,
 	    c->tries > 0 ? c->tried[c->tries - 1] : "?");
-	end_close(c->w, &c->net, 1);
+	relay_end_close(c->w, &c->net, 1);
 	/* The inbound half of a same-node try goes with it. */
 	if (c->pair != NULL)
 		relay_conn_close(c->pair, 1, "outbound half gave up: %s", why);
 	tls_peer_release(&c->peer);
 	/* A plain same-node try published its local port (ACCEPT): that
 	 * port is no longer ours. */
-	port_unpublish(c);
+	relay_port_unpublish(c);
 	c->app_port = 0;
 	if (c->tries < RELAY_DIAL_TRIES)
 		log_info("conn %llu %s => %s: %s: trying another instance",
 		    (unsigned long long)c->id, c->src, c->dst, last);
-	return outbound_dial(c, last) == 0;
+	return relay_outbound_dial(c, last) == 0;
 }
 
 /* Inbound: a connection on the mesh port. */

@@ -72,6 +72,8 @@ struct obs_worker {
 	_Atomic size_t n_pairs;         /* published with release */
 	struct obs_hist hist[OBS_H_N];
 	_Atomic uint64_t hs_full[2], hs_resumed[2];     /* [server] */
+	_Atomic uint64_t streams_reused[2];     /* [server]: streams on a
+	                                           session of an earlier one */
 	_Atomic uint64_t checks_allow, checks_deny;
 	_Atomic uint64_t rounds;        /* relay rounds run */
 };
@@ -100,8 +102,12 @@ struct conn_obs {
 };
 /* ST_LEAF: an outbound connection waiting for its source service's first
  * certificate (the main loop issues it, or asks a CA server), bounded by
- * connect_timeout. */
-enum conn_state { ST_DIAL, ST_HANDSHAKE, ST_RELAY, ST_LEAF };
+ * connect_timeout. Sessions that carry streams (relay_stream.c): ST_OPEN,
+ * an outbound connection on a reused session waiting for the peer's
+ * ready; ST_IDLE, an inbound session between streams; ST_POOL, an
+ * outbound session between streams, in its worker's pool. */
+enum conn_state { ST_DIAL, ST_HANDSHAKE, ST_RELAY, ST_LEAF, ST_OPEN,
+	ST_IDLE, ST_POOL };
 
 struct end;
 struct pipe;
@@ -179,6 +185,12 @@ struct end {
 	int bye_queued;         /* TLS close_notify is queued or sent */
 	int short_read;         /* the last read got less than asked: the
 	                           socket is drained, epoll will say more */
+	/* A session that carries streams (relay_stream.c): its framing. */
+	unsigned char fh[4];    /* the frame header being read */
+	size_t fh_got;
+	size_t in_left;         /* bytes of the data frame being read */
+	size_t out_left;        /* bytes of the data frame being sent */
+	int fin_in;             /* end of stream read: EOF at the next read */
 	char *rbuf, *wbuf;      /* TLS socket: received / to-send ciphertext */
 	size_t roff, rlen, woff, wlen;
 };
@@ -223,6 +235,16 @@ struct conn {
 	                           (-1: none, or a memory end) */
 	uint32_t move_ev[2];
 	int tries;              /* instances dialled so far */
+	/* Streams (relay_stream.c). */
+	int pooled;             /* between streams (ST_IDLE, ST_POOL): no
+	                           connection of its own to observe */
+	int no_reuse;           /* outbound: a reused session failed, dial */
+	int64_t born_ms;        /* the session's handshake (monotonic) */
+	uint64_t tls_gen;       /* tls_gen() then */
+	char stream_why[208];   /* the peer's reason for a refused stream */
+	char sess_host[64];     /* outbound: the mesh port dialled */
+	int sess_port;
+	struct conn *snext, *sprev;     /* ST_POOL: in w->spool */
 	char tried[RELAY_DIAL_TRIES][128]; /* ... which: out: node (node/id
 	                           for a plain local one); in: local id */
 	struct conn_obs obs;
@@ -308,6 +330,9 @@ struct worker {
 	struct acceptor acc[ACC_N];
 	struct conn *conns;
 	size_t n_conns;
+	struct conn *spool;             /* sessions between streams, newest
+	                                   first (relay_stream.c) */
+	size_t n_spool;
 	char *pool[RELAY_POOL_MAX];
 	size_t n_pool;
 	int pipes[RELAY_POOL_MAX][2];   /* empty kernel pipes for reuse */
@@ -414,6 +439,43 @@ int relay_outbound_retry(struct conn *c, const char *why);
  * one (those whose leaf is still missing wait on, same deadline). */
 void relay_leaf_redial(struct worker *w);
 
+/* What relay_stream.c uses of a connection's steps. */
+void relay_end_close(struct worker *w, struct end *e, int abortive);
+/* Inbound: c no longer owns its local port towards the service. */
+void relay_port_unpublish(struct conn *c);
+/* Inbound, authorised: dial a local instance (last: why the previous
+ * failed). 0, or -1 (closed). */
+int relay_inbound_dial(struct conn *c, const char *last);
+/* Outbound: choose an instance and dial it. 0, or -1 (closed). */
+int relay_outbound_dial(struct conn *c, const char *last);
+/* The relay of c starts (both ends are connected, the peer verified). */
+void relay_start(struct conn *c);
+
+/* relay_stream.c: streams over a reused session between helperds ------ */
+
+/* The transport of a TLS socket end whose session carries streams, and
+ * whether e has it. */
+const struct xprt *relay_xprt_stream(void);
+int relay_is_stream(const struct end *e);
+/* c's handshake agreed on streams: its net end frames them. */
+void relay_stream_begin(struct conn *c);
+/* Outbound c (peer names and leaf set) to the mesh port host:port: open
+ * a stream on a pooled session of its key (ST_OPEN). 1 taken, 0 none. */
+int relay_stream_take(struct conn *c, const char *host, int port);
+/* Both directions of c's stream ended cleanly: keep its session for the
+ * next stream (pooled or idle; c may also be closed). 1 kept, 0 not a
+ * stream session (close it as usual). */
+int relay_stream_done(struct conn *c);
+/* An event on a session in ST_OPEN, ST_IDLE or ST_POOL; its deadline. */
+void relay_stream_step(struct conn *c);
+void relay_stream_timeout(struct conn *c);
+/* Inbound: queue R (the stream's relay starts). 0/-1. */
+int relay_stream_ready(struct conn *c);
+/* Inbound, before the stream relays: tell the peer why it is refused. */
+void relay_stream_refuse(struct conn *c, const char *why);
+/* c is closing: out of its worker's pool. */
+void relay_stream_unpool(struct conn *c);
+
 /* relay_leaf.c: the main loop's side of waiting for a leaf ------------- */
 
 /* A worker: have the main loop get a leaf for service (env.ops->leaf:
@@ -506,6 +568,12 @@ enum relay_pump relay_pump(struct worker *w, struct end *from,
 
 /* Room a TLS end needs to hand over one more full record. */
 #define TLS_RECORD_ROOM (TLS_RECORD_MAX + 256)
+
+/* TLS over a socket, for the stream transport (relay_stream.c): the
+ * transport, its record writer (all of p, then flushed) and its flush. */
+const struct xprt *relay_xprt_tls(void);
+enum xio relay_tls_write(struct worker *w, struct end *e, struct pipe *p);
+enum xio relay_tls_flush(struct worker *w, struct end *e);
 
 /* Open e as a plain socket end of c on fd, waiting for ev. 0, or -1
  * with errno (fd left open). */

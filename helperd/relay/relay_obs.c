@@ -543,7 +543,7 @@ hist_metric(struct relay *r, struct metrics *m, int which, const char *name,
 void
 relay_metrics(struct relay *r, struct metrics *m)
 {
-	uint64_t full[2] = { 0 }, res[2] = { 0 }, allow = 0, deny = 0;
+	uint64_t full[2] = { 0 }, res[2] = { 0 }, reu[2] = { 0 }, allow = 0, deny = 0;
 	size_t listed;
 
 	pairs_metric(r, m, "meshshim_connections_opened_total", "Connections "
@@ -575,6 +575,7 @@ relay_metrics(struct relay *r, struct metrics *m)
 		for (int s = 0; s < 2; s++) {
 			full[s] += LD(o->hs_full[s]);
 			res[s] += LD(o->hs_resumed[s]);
+			reu[s] += LD(o->streams_reused[s]);
 		}
 		allow += LD(o->checks_allow);
 		deny += LD(o->checks_deny);
@@ -596,6 +597,11 @@ relay_metrics(struct relay *r, struct metrics *m)
 		    (double)full[s], "role", role, "kind", "full", NULL);
 		metrics_counter(m, "meshshim_tls_handshakes_total", "",
 		    (double)res[s], "role", role, "kind", "resumed", NULL);
+		metrics_counter(m, "meshshim_tls_streams_reused_total",
+		    s ? "" : "Connections carried by an mTLS session of an "
+		    "earlier one between the same pair of services and nodes "
+		    "(no TCP connect, no handshake).", (double)reu[s], "role",
+		    role, NULL);
 	}
 	hist_metric(r, m, OBS_H_HS_CLIENT, "meshshim_tls_handshake_seconds",
 	    "Duration of mTLS handshakes.", "role", "client");

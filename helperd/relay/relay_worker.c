@@ -142,6 +142,12 @@ worker_recheck(struct worker *w, const char *why)
 		next = c->next;
 		if (c->closed || c->src[0] == '\0' || c->dst[0] == '\0')
 			continue;
+		if (c->pooled) {        /* a session between streams */
+			if (!relay_allows(w, c->src, c->dst, reason,
+			    sizeof(reason)))
+				relay_conn_close(c, 1, "%s", reason);
+			continue;
+		}
 		if (relay_allows(w, c->src, c->dst, reason,
 		    sizeof(reason))) {
 			relay_obs_check(c, 1, NULL);
@@ -245,6 +251,11 @@ worker_tick(struct worker *w, int64_t now)
 			relay_conn_close(c, 1, "no certificate for %s within "
 			    "connect_timeout (%ld ms)", c->src,
 			    r->env.conf->connect_timeout_ms);
+			break;
+		case ST_OPEN:
+		case ST_IDLE:
+		case ST_POOL:
+			relay_stream_timeout(c);
 			break;
 		}
 	}

@@ -735,6 +735,24 @@ static const struct xprt xprt_mem_tls = {
 	.read_failed = "TLS read failed or peer closed without close_notify",
 };
 
+const struct xprt *
+relay_xprt_tls(void)
+{
+	return &xprt_tls;
+}
+
+enum xio
+relay_tls_write(struct worker *w, struct end *e, struct pipe *p)
+{
+	return tls_write(w, e, p);
+}
+
+enum xio
+relay_tls_flush(struct worker *w, struct end *e)
+{
+	return tls_flush(w, e);
+}
+
 /* Opening ends ------------------------------------------------------------ */
 
 int

@@ -1,6 +1,7 @@
 #include "helperd/relay/tls.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -28,6 +29,17 @@
 #define TLS_PRIORITY_LOCAL TLS_PRIORITY ":+PSK"
 
 static gnutls_priority_t tls_prio, tls_prio_local;
+
+/* Sessions that cross a network offer to carry streams, one after
+ * another (relay_stream.c); a peer that does not know it answers no
+ * ALPN and the session carries one connection, as before. */
+static const gnutls_datum_t tls_alpn = {
+	(unsigned char *)TLS_ALPN_STREAM, sizeof(TLS_ALPN_STREAM) - 1
+};
+
+/* Bumped by tls_tickets_reset: sessions verified before it carry no new
+ * stream. */
+static atomic_uint_fast64_t tls_generation;
 static int verify_cb(gnutls_session_t session);
 
 /* The ticket key, the ticket cache and the verified-leaf cache are this
@@ -101,6 +113,7 @@ tls_tickets_reset(void)
 	int rc = gnutls_session_ticket_key_generate(&k);
 
 	pthread_mutex_lock(&tls_mu);
+	atomic_fetch_add(&tls_generation, 1);
 	cache_clear();
 	memset(tls_verified, 0, sizeof(tls_verified));
 	if (rc == 0) {
@@ -177,9 +190,21 @@ ticket_take(const struct tls_peer *p, gnutls_session_t s)
 	return rc == 0;
 }
 
+uint64_t
+tls_gen(void)
+{
+	return atomic_load(&tls_generation);
+}
+
 int
 tls_handshake_done(struct tls_peer *p, gnutls_session_t s)
 {
+	gnutls_datum_t proto;
+
+	p->stream = !p->same_process &&
+	    gnutls_alpn_get_selected_protocol(s, &proto) == 0 &&
+	    proto.size == tls_alpn.size &&
+	    memcmp(proto.data, tls_alpn.data, proto.size) == 0;
 	/* A resumed session exchanged no certificates, so the verify
 	 * callback did not run: check the identity the ticket carries
 	 * (still valid, still chained to a trusted root) the same way. */
@@ -397,6 +422,11 @@ tls_server_new(int fd, struct tls_peer *peer)
 		return NULL;
 	}
 	gnutls_handshake_set_post_client_hello_function(s, client_hello_cb);
+	if (!peer->same_process &&
+	    gnutls_alpn_set_protocols(s, &tls_alpn, 1, 0) < 0) {
+		gnutls_deinit(s);
+		return NULL;
+	}
 	return s;
 }
 
@@ -415,7 +445,8 @@ tls_client_new(int fd, struct tls_peer *peer)
 	peer->server = 0;
 	if (gnutls_server_name_set(s, GNUTLS_NAME_DNS, sni, strlen(sni)) < 0 ||
 	    gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE,
-	    peer->leaf->cred) < 0) {
+	    peer->leaf->cred) < 0 || (!peer->same_process &&
+	    gnutls_alpn_set_protocols(s, &tls_alpn, 1, 0) < 0)) {
 		gnutls_deinit(s);
 		return NULL;
 	}

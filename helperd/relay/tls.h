@@ -6,6 +6,7 @@
 #define MESH_TLS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <gnutls/gnutls.h>
 
 struct ca_leaf;
@@ -30,6 +31,8 @@ struct tls_peer {
 	int resumed;                /* the handshake resumed a session */
 	int same_process;           /* both ends are this helperd (same-node
 	                               pair, joined in memory) */
+	int stream;                 /* the handshake agreed on streams
+	                               (TLS_ALPN_STREAM) */
 };
 
 int tls_global_init(char *err, size_t errlen);
@@ -51,6 +54,10 @@ int tls_sni_service(const char *sni, const char *dc, const char *td,
 /* After a successful gnutls_handshake: a resumed session is verified here
  * (its certificates come from the ticket). 0 ok, -1 reject (p->why). */
 int tls_handshake_done(struct tls_peer *p, gnutls_session_t s);
+/* The ALPN name of sessions that carry streams (relay_stream.c). */
+#define TLS_ALPN_STREAM "meshshim-stream/1"
+/* Changes with every tls_tickets_reset (a leaf renewed, a root rotated). */
+uint64_t tls_gen(void);
 /* Forget every ticket and change the server's ticket key: after a leaf
  * renewal or a root rotation. */
 void tls_tickets_reset(void);
