@@ -119,12 +119,15 @@ L.append("")
 cpc = med("mesh", "connpar_cpu_us_per_conn")
 ncpu = next((int(v) for k, v in machine if k == "ncpu"), 2)
 if cpc:
-    L.append("New connections: each cross-node connection is a new TCP "
-             "connection from helperd A to helperd B with its own TLS 1.3 "
-             "handshake (resumed when A holds a ticket, else full). Both "
-             "helperds together spend %.0f µs of CPU per connection at 16 "
-             "parallel, so %d cores cap the path at about %d conn/s "
-             "whatever the scheduling (%d × 10⁶ / %.0f)." % (
+    L.append("New connections: a cross-node connection takes the mTLS "
+             "session an earlier one of the same pair left between helperd "
+             "A and helperd B (relay_stream.c: no TCP connect, no "
+             "handshake); only the first of each worker shakes hands. The "
+             "peers make a TCP connection and a TLS handshake (resumed "
+             "with their session cache) for each. Both helperds together "
+             "spend %.0f µs of CPU per connection at 16 parallel, so %d "
+             "cores cap the path at about %d conn/s whatever the "
+             "scheduling (%d × 10⁶ / %.0f)." % (
                  cpc, ncpu, ncpu * 1e6 / cpc, ncpu, cpc))
     L.append("")
 L.append("Machine and run:")
