@@ -439,6 +439,11 @@ int relay_outbound_retry(struct conn *c, const char *why);
  * one (those whose leaf is still missing wait on, same deadline). */
 void relay_leaf_redial(struct worker *w);
 
+/* A new connection of kind on w, listed. NULL: out of memory. */
+struct conn *relay_conn_new(struct worker *w, enum conn_kind kind);
+/* relay_dial.c: inbound, the dial of a local instance failed (why): try
+ * another. 0, or -1 (closed). */
+int relay_inbound_retry(struct conn *c, const char *why);
 /* What relay_stream.c uses of a connection's steps. */
 void relay_end_close(struct worker *w, struct end *e, int abortive);
 /* Inbound: c no longer owns its local port towards the service. */
