@@ -56,7 +56,9 @@
 
 #define BUMP(x, n) atomic_fetch_add_explicit(&(x), (n), memory_order_relaxed)
 
-enum { FIN_NONE, FIN_READ, FIN_REFUSED };
+/* end.fin_in: what ended the reading of a stream; it holds until the
+ * next stream (a read that returns bytes first says it next time). */
+enum { FIN_NONE, FIN_READ, FIN_REFUSED, FIN_BROKEN };
 
 /* Frames --------------------------------------------------------------- */
 
@@ -219,12 +221,15 @@ stream_read(struct worker *w, struct end *e, struct pipe *p)
 		p->len += got;
 		e->in_left -= got;
 	}
+	/* A bad frame, or the session's end inside a stream (that stream
+	 * was cut short): an error, now or after the bytes read before. */
+	if (rc == XIO_ERR || rc == XIO_EOF)
+		e->fin_in = FIN_BROKEN;
 	if (p->len > before)
 		return XIO_OK;
 	if (e->fin_in != FIN_NONE)
 		return e->fin_in == FIN_READ ? XIO_EOF : XIO_ERR;
-	/* The session ended inside a stream: that stream was cut short. */
-	return rc == XIO_EOF ? XIO_ERR : rc;
+	return rc;
 }
 
 static enum xio
