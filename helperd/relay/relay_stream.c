@@ -524,8 +524,14 @@ open_step(struct conn *c)
 	}
 	if (rc == XIO_OK && type == 'X' && frame_why(&c->net, len) ==
 	    XIO_OK) {
-		relay_conn_close(c, 1, "refused by %s's helperd: %s",
+		/* Nothing of the application was sent yet: another instance
+		 * may take it, as after a failed dial. */
+		char why[320];
+
+		snprintf(why, sizeof(why), "refused by %s's helperd: %s",
 		    c->obs.node[0] ? c->obs.node : "the peer", c->stream_why);
+		c->stream_why[0] = '\0';
+		(void)relay_outbound_retry(c, why);
 		return;
 	}
 	open_failed(c, rc == XIO_OK ? "unexpected frame" : "closed");

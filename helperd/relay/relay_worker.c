@@ -142,12 +142,10 @@ worker_recheck(struct worker *w, const char *why)
 		next = c->next;
 		if (c->closed || c->src[0] == '\0' || c->dst[0] == '\0')
 			continue;
-		if (c->pooled) {        /* a session between streams */
-			if (!relay_allows(w, c->src, c->dst, reason,
-			    sizeof(reason)))
-				relay_conn_close(c, 1, "%s", reason);
+		/* A session between streams carries nothing: the check of
+		 * its next stream decides (relay_stream.c). */
+		if (c->pooled)
 			continue;
-		}
 		if (relay_allows(w, c->src, c->dst, reason,
 		    sizeof(reason))) {
 			relay_obs_check(c, 1, NULL);

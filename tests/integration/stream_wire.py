@@ -2,7 +2,7 @@
 """The stream protocol on the wire (helperd/relay/relay_stream.c), spoken
 by hand to a helperd's mesh port with a real leaf.
 
-usage: stream_wire.py HOST PORT SNI CERT KEY ROOTS
+usage: stream_wire.py HOST PORT SNI CERT KEY ROOTS MESHCTL
 
 Prints one line per check ("ok - ..." or "FAIL - ..."), exits 1 if any
 failed. The destination behind SNI must be an echo service that closes
@@ -11,9 +11,11 @@ after its input ends (socat ... exec:/bin/cat).
 import socket
 import ssl
 import struct
+import subprocess
 import sys
+import time
 
-host, port, sni, cert, key, roots = sys.argv[1:7]
+host, port, sni, cert, key, roots, meshctl = sys.argv[1:8]
 port = int(port)
 ALPN = "meshshim-stream/1"
 failed = 0
@@ -132,6 +134,39 @@ try:
     report(ends(s), "data without O between streams ends the session")
 except (ValueError, EOFError, OSError) as e:
     report(False, "data without O: %s" % e)
+s.close()
+
+# A deny made while a session waits between streams: its next stream is
+# refused with the reason (X), then the session ends.
+def says(what):
+    out = subprocess.run([meshctl, "intention", "check", "web", "socat"],
+                         capture_output=True, text=True).stdout.strip()
+    return out == what
+
+
+s = session()
+try:
+    stream(s, b"before the deny\n")
+    subprocess.run([meshctl, "intention", "create", "-deny", "web", "socat"],
+                   check=True, capture_output=True)
+    for _ in range(50):
+        if says("Denied"):
+            break
+        time.sleep(0.1)
+    s.sendall(frame(b"O"))
+    t, why = next_frame(s)
+    report(t == b"X" and b"deny" in why,
+           "after a deny, O on a waiting session is refused: %r %r" % (t, why))
+    report(ends(s), "... and the session ends")
+except (ValueError, EOFError, OSError, subprocess.CalledProcessError) as e:
+    report(False, "a deny between streams: %s" % e)
+finally:
+    subprocess.run([meshctl, "intention", "delete", "web", "socat"],
+                   capture_output=True)
+    for _ in range(50):
+        if says("Allowed"):
+            break
+        time.sleep(0.1)
 s.close()
 
 # Without the ALPN the session is one plain connection, as before.
