@@ -402,6 +402,7 @@ relay_outbound_dial(struct conn *c, const char *last)
 	if ((tls && local ? local_pair(c, why, sizeof(why)) :
 	    dial_net(c, tls, host, port, why, sizeof(why))) != 0)
 		return relay_outbound_retry(c, why) ? 0 : -1;
+	c->peer.pol = NULL;     /* this round's: each handshake step sets it */
 	c->st = ST_DIAL;
 	c->deadline = util_now_ms_mono() + conf->connect_timeout_ms;
 	relay_obs_dial(c);
@@ -448,7 +449,6 @@ relay_inbound_start(struct worker *w, int fd, const char *addr, int port)
 		relay_conn_close(c, 1, "epoll: %s", strerror(errno));
 		return NULL;
 	}
-	c->peer.pol = relay_policy(w);
 	if (relay_end_tls(&c->net, 1) != 0) {
 		relay_conn_close(c, 1, "TLS session setup failed");
 		return NULL;
