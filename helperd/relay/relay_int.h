@@ -193,6 +193,17 @@ struct end {
 	int fin_in;             /* end of stream read: EOF at the next read */
 	char *rbuf, *wbuf;      /* TLS socket: received / to-send ciphertext */
 	size_t roff, rlen, woff, wlen;
+	/* Records sealed and opened in rbuf/wbuf (tls_rec.c) once relaying,
+	 * when the session's cipher allows; else GnuTLS's record layer. */
+	struct tls_rec *rec;
+	int rec_tried;          /* tls_rec_new was asked (rec: its answer) */
+	int rec_eof;            /* close_notify read */
+	int rec_owed;           /* GnuTLS read a record of ours (a key
+	                           update may want one back): the next
+	                           write goes through it */
+	int gated;              /* GnuTLS reads one record for us: it may
+	                           pull gate bytes more, then EAGAIN */
+	size_t gate;
 };
 
 /* Bytes read from one end, not yet written to the other. */

@@ -14,6 +14,7 @@
 #include <gnutls/gnutls.h>
 
 #include "helperd/relay/relay_int.h"
+#include "helperd/relay/tls_rec.h"
 
 /* Sockets: what plain and TLS ends share ------------------------------ */
 
@@ -82,6 +83,9 @@ static void
 end_release(struct worker *w, struct end *e)
 {
 	if (e->tls != NULL) {
+		tls_rec_free(e->rec);
+		e->rec = NULL;
+		e->rec_tried = 0;
 		gnutls_deinit(e->tls);
 		e->tls = NULL;
 	}
@@ -250,17 +254,132 @@ tls_handshake(struct worker *w, struct end *e, const char **err)
 	return XIO_OK;
 }
 
+/* Records in our buffers (tls_rec.c) --------------------------------
+ * Once an end relays and its session's cipher allows, its records are
+ * sealed straight into wbuf and opened straight out of rbuf into the
+ * relay's buffer: GnuTLS keeps the session (keys, sequence numbers, every
+ * record that is not application data) and is told the sequence numbers
+ * after each batch, so that what it sends or reads itself stays in step.
+ * Its own reads of a record we hand it go through pull_buffered, gated to
+ * that record. */
+
+/* e's records go through tls_rec (asked once per session). */
+static int
+rec_on(struct end *e)
+{
+	if (!e->rec_tried) {
+		e->rec_tried = 1;
+		e->rec = tls_rec_new(e->tls);
+	}
+	return e->rec != NULL;
+}
+
+static void
+rbuf_consume(struct end *e, size_t n)
+{
+	e->roff += n;
+	e->rlen -= n;
+	if (e->rlen == 0) {
+		relay_buf_put(e->c->w, e->rbuf);
+		e->rbuf = NULL;
+		e->roff = 0;
+	}
+}
+
+/* A record that is not application data (a ticket, a key update, an
+ * alert), whole at the head of rbuf (used bytes): GnuTLS reads it itself,
+ * at the sequence number it came with, and may change its keys. */
+static enum xio
+rec_to_gnutls(struct end *e, struct pipe *p, size_t used)
+{
+	ssize_t n;
+
+	if (tls_rec_commit(e->rec, TLS_REC_READ) != 0)
+		return XIO_ERR;
+	e->gated = 1;
+	e->gate = used;
+	n = gnutls_record_recv(e->tls, p->buf + p->len, RELAY_BUF - p->len);
+	e->gated = 0;
+	/* A key update may ask for ours: GnuTLS sends it with its next
+	 * record. */
+	e->rec_owed = 1;
+	if (tls_rec_sync(e->rec, TLS_REC_READ) != 0)
+		return XIO_ERR;
+	if (n > 0) {
+		p->len += (size_t)n;
+		return XIO_OK;
+	}
+	if (n == 0) {
+		e->rec_eof = 1;
+		return XIO_EOF;
+	}
+	if ((n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) && e->gate == 0)
+		return XIO_OK;
+	return XIO_ERR;
+}
+
+/* The next record of rbuf into p, or more ciphertext from the carrier
+ * (fill): XIO_OK (go on), XIO_AGAIN, XIO_EOF (close_notify), XIO_ERR (a
+ * record failed to open, or the carrier ended inside the stream). */
+static enum xio
+rec_open_one(struct end *e, struct pipe *p, size_t before,
+    ssize_t (*fill)(struct end *e))
+{
+	enum tls_rec_open k = TLS_REC_SHORT;
+	size_t used = 0, plain = 0;
+	ssize_t got;
+
+	if (e->rlen > 0)
+		k = tls_rec_open(e->rec, (unsigned char *)e->rbuf + e->roff,
+		    e->rlen, (unsigned char *)p->buf + p->len, &used, &plain);
+	if (k == TLS_REC_DATA) {
+		p->len += plain;
+		rbuf_consume(e, used);
+		return XIO_OK;
+	}
+	if (k == TLS_REC_OTHER)
+		return rec_to_gnutls(e, p, used);
+	if (k == TLS_REC_BAD)
+		return XIO_ERR;
+	if (p->len > before && e->x->drained(e))
+		return XIO_AGAIN;
+	got = fill(e);
+	if (got < 0)
+		return errno == EAGAIN ? XIO_AGAIN : XIO_ERR;
+	return got == 0 ? XIO_ERR : XIO_OK;
+}
+
+/* tls_read_records through tls_rec. */
+static enum xio
+rec_read(struct end *e, struct pipe *p, ssize_t (*fill)(struct end *e))
+{
+	size_t before = p->len;
+	enum xio rc = XIO_OK;
+
+	if (e->rec_eof)
+		return XIO_EOF;
+	if (tls_rec_sync(e->rec, TLS_REC_READ) != 0)
+		return XIO_ERR;
+	while (rc == XIO_OK && RELAY_BUF - p->len >= TLS_REC_PLAIN_MAX)
+		rc = rec_open_one(e, p, before, fill);
+	if (tls_rec_commit(e->rec, TLS_REC_READ) != 0)
+		return XIO_ERR;
+	return p->len > before ? XIO_OK : rc;
+}
+
 /* Read into p from a TLS end: records until the buffer cannot take a
  * full one or nothing is left. queued: ciphertext waits in the carrier
- * (our buffer, the link). */
+ * (our buffer, the link); fill: brings more of it (pull_buffered). */
 static enum xio
 tls_read_records(struct end *e, struct pipe *p,
-    int (*queued)(struct end *e))
+    int (*queued)(struct end *e), ssize_t (*fill)(struct end *e))
 {
 	size_t before = p->len;
 	enum xio rc = XIO_OK;
 	int spins = 0;
 
+	if (rec_on(e) && gnutls_record_check_pending(e->tls) == 0)
+		return rec_read(e, p, fill);
 	while (RELAY_BUF - p->len >= TLS_RECORD_MAX) {
 		ssize_t n;
 
@@ -299,8 +418,9 @@ tls_read_records(struct end *e, struct pipe *p,
  * records, several records leave in one send(); over a link a buffer of
  * records changes hands without a copy. Buffers come from the pool and go
  * back as soon as they are empty, so an idle connection holds none.
- * fill() brings ciphertext into the empty e->rbuf: its byte count, 0 at
- * the end, or -1 with errno. */
+ * fill() brings ciphertext into the empty e->rbuf (or after the head of
+ * a record tls_rec left there): its byte count, 0 at the end, or -1 with
+ * errno. */
 
 static ssize_t
 pull_buffered(struct end *e, void *data, size_t len,
@@ -308,6 +428,15 @@ pull_buffered(struct end *e, void *data, size_t len,
 {
 	size_t n;
 
+	if (e->gated) {
+		/* Reading one record for tls_rec: that record only. */
+		if (e->gate == 0) {
+			gnutls_transport_set_errno(e->tls, EAGAIN);
+			return -1;
+		}
+		if (len > e->gate)
+			len = e->gate;
+	}
 	if (e->rlen == 0) {
 		ssize_t got = fill(e);
 
@@ -319,39 +448,44 @@ pull_buffered(struct end *e, void *data, size_t len,
 	}
 	n = len < e->rlen ? len : e->rlen;
 	memcpy(data, e->rbuf + e->roff, n);
-	e->roff += n;
-	e->rlen -= n;
-	if (e->rlen == 0) {
-		relay_buf_put(e->c->w, e->rbuf);
-		e->rbuf = NULL;
-	}
+	if (e->gated)
+		e->gate -= n;
+	rbuf_consume(e, n);
 	return (ssize_t)n;
 }
 
+/* A record's head left in rbuf (tls_rec: split across two recv()s) moves
+ * to the front; the rest comes after it. */
 static ssize_t
 sock_fill(struct end *e)
 {
 	struct worker *w = e->c->w;
+	size_t keep = e->rlen, room;
 	ssize_t got;
 
 	if (e->rbuf == NULL && (e->rbuf = relay_buf_get(w)) == NULL) {
 		errno = ENOMEM;
 		return -1;
 	}
+	if (keep > 0 && e->roff > 0)
+		memmove(e->rbuf, e->rbuf + e->roff, keep);
+	e->roff = 0;
+	room = RELAY_BUF - keep;
 	do
-		got = recv(e->w.fd, e->rbuf, RELAY_BUF, 0);
+		got = recv(e->w.fd, e->rbuf + keep, room, 0);
 	while (got < 0 && errno == EINTR);
 	if (got <= 0) {
 		int err = errno;
 
-		relay_buf_put(w, e->rbuf);
-		e->rbuf = NULL;
+		if (keep == 0) {
+			relay_buf_put(w, e->rbuf);
+			e->rbuf = NULL;
+		}
 		errno = err;
 		return got;
 	}
-	e->roff = 0;
-	e->rlen = (size_t)got;
-	e->short_read = (size_t)got < RELAY_BUF;
+	e->rlen = keep + (size_t)got;
+	e->short_read = (size_t)got < room;
 	return got;
 }
 
@@ -418,16 +552,88 @@ tls_flush(struct worker *w, struct end *e)
 	return XIO_OK;
 }
 
+/* Room for one more record at the end of wbuf (TLS_RECORD_ROOM bytes,
+ * RELAY_BUF - wlen >= TLS_RECORD_ROOM): where it goes, or NULL. */
+static unsigned char *
+wbuf_tail(struct end *e)
+{
+	if (e->wbuf == NULL && (e->wbuf = relay_buf_get(e->c->w)) == NULL)
+		return NULL;
+	if (e->woff + e->wlen + TLS_RECORD_ROOM > RELAY_BUF) {
+		memmove(e->wbuf, e->wbuf + e->woff, e->wlen);
+		e->woff = 0;
+	}
+	return (unsigned char *)e->wbuf + e->woff + e->wlen;
+}
+
+/* One record of p through GnuTLS: after it read a record of ours (it may
+ * owe a key update of its own, sent first), or when our write key has
+ * sealed enough (gnutls_session_key_update, then the keys are new). */
+static enum xio
+rec_by_gnutls(struct end *e, struct pipe *p)
+{
+	size_t chunk = p->len < TLS_RECORD_MAX ? p->len : TLS_RECORD_MAX;
+	ssize_t n;
+
+	if (tls_rec_commit(e->rec, TLS_REC_WRITE) != 0 || wbuf_tail(e) == NULL)
+		return XIO_ERR;
+	if (e->rec_owed) {
+		n = gnutls_record_send(e->tls, p->buf + p->off, chunk);
+		if (n <= 0)
+			return XIO_ERR;
+		p->off += (size_t)n;
+		p->len -= (size_t)n;
+		e->rec_owed = 0;
+	} else if (gnutls_session_key_update(e->tls, 0) < 0)
+		return XIO_ERR;
+	return tls_rec_sync(e->rec, TLS_REC_WRITE) == 0 ? XIO_OK : XIO_ERR;
+}
+
+/* Seal records of p into wbuf while it has room (tls_rec). */
+static enum xio
+rec_seal(struct end *e, struct pipe *p)
+{
+	if (tls_rec_sync(e->rec, TLS_REC_WRITE) != 0)
+		return XIO_ERR;
+	if (p->len > 0 && RELAY_BUF - e->wlen >= TLS_RECORD_ROOM &&
+	    (e->rec_owed || tls_rec_rekey_due(e->rec)) &&
+	    rec_by_gnutls(e, p) != XIO_OK)
+		return XIO_ERR;
+	while (p->len > 0 && RELAY_BUF - e->wlen >= TLS_RECORD_ROOM) {
+		size_t chunk = p->len < TLS_RECORD_MAX ? p->len :
+		    TLS_RECORD_MAX;
+		unsigned char *out = wbuf_tail(e);
+		ssize_t n;
+
+		/* The byte after the chunk is in p's buffer: sealed from
+		 * there, no copy. */
+		n = out == NULL ? -1 : tls_rec_seal(e->rec,
+		    (unsigned char *)p->buf + p->off, chunk,
+		    p->off + chunk < RELAY_BUF, out);
+		if (n < 0)
+			return XIO_ERR;
+		e->wlen += (size_t)n;
+		p->off += chunk;
+		p->len -= chunk;
+	}
+	return tls_rec_commit(e->rec, TLS_REC_WRITE) == 0 ? XIO_OK : XIO_ERR;
+}
+
 /* Write p to a TLS end: encrypt records into wbuf while it has room, then
  * hand them to the carrier at once (flush). */
 static enum xio
 write_records(struct worker *w, struct end *e, struct pipe *p,
     enum xio (*flush)(struct worker *w, struct end *e))
 {
+	int rec = rec_on(e);
+
 	for (;;) {
 		enum xio rc;
 
-		while (p->len > 0 && RELAY_BUF - e->wlen >= TLS_RECORD_ROOM) {
+		if (rec && rec_seal(e, p) != XIO_OK)
+			return XIO_ERR;
+		while (!rec && p->len > 0 &&
+		    RELAY_BUF - e->wlen >= TLS_RECORD_ROOM) {
 			size_t chunk = p->len < TLS_RECORD_MAX ? p->len :
 			    TLS_RECORD_MAX;
 			ssize_t n = gnutls_record_send(e->tls, p->buf + p->off,
@@ -486,7 +692,7 @@ static enum xio
 tls_read(struct worker *w, struct end *e, struct pipe *p)
 {
 	(void)w;
-	return tls_read_records(e, p, tls_queued);
+	return tls_read_records(e, p, tls_queued, sock_fill);
 }
 
 static enum xio
@@ -580,15 +786,51 @@ mem_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 	return n;
 }
 
+/* A record's head left in rbuf (tls_rec), its rest in b (len bytes at
+ * off): one run of bytes. The link carries whole records once relaying
+ * (wbuf's are whole); only bytes it copied during the handshake could
+ * split one. */
+static ssize_t
+link_join(struct end *e, char *b, size_t off, size_t len)
+{
+	struct worker *w = e->c->w;
+	size_t keep = e->rlen;
+
+	if (off >= keep) {
+		memcpy(b + off - keep, e->rbuf + e->roff, keep);
+		relay_buf_put(w, e->rbuf);
+		e->rbuf = b;
+		e->roff = off - keep;
+	} else if (keep + len <= RELAY_BUF) {
+		memmove(e->rbuf, e->rbuf + e->roff, keep);
+		memcpy(e->rbuf + keep, b + off, len);
+		relay_buf_put(w, b);
+		e->roff = 0;
+	} else {
+		relay_buf_put(w, b);
+		errno = EPROTO;
+		return -1;
+	}
+	e->rlen = keep + len;
+	return (ssize_t)len;
+}
+
 static ssize_t
 link_fill(struct end *e)
 {
+	char *b = NULL;
+	size_t off = 0;
 	ssize_t got;
 
-	assert(e->rbuf == NULL);
-	got = relay_mem_take(e, &e->rbuf, &e->roff);
-	if (got > 0)
-		e->rlen = (size_t)got;
+	assert(e->rlen > 0 || e->rbuf == NULL);
+	got = relay_mem_take(e, &b, &off);
+	if (got <= 0)
+		return got;
+	if (e->rlen > 0)
+		return link_join(e, b, off, (size_t)got);
+	e->rbuf = b;
+	e->roff = off;
+	e->rlen = (size_t)got;
 	return got;
 }
 
@@ -658,7 +900,7 @@ static enum xio
 mem_read(struct worker *w, struct end *e, struct pipe *p)
 {
 	(void)w;
-	return tls_read_records(e, p, mem_queued);
+	return tls_read_records(e, p, mem_queued, link_fill);
 }
 
 static enum xio
