@@ -59,8 +59,11 @@ tls_rec_new(gnutls_session_t s)
 	struct tls_rec *r;
 	gnutls_cipher_algorithm_t alg = gnutls_cipher_get(s);
 
+	/* We seal full 16 KiB records: not for a peer that asked for
+	 * smaller ones (record_size_limit). */
 	if (gnutls_protocol_get_version(s) != GNUTLS_TLS1_3 ||
-	    key_len(alg) == 0)
+	    key_len(alg) == 0 || gnutls_record_get_max_size(s) <
+	    TLS_REC_DATA_MAX)
 		return NULL;
 	if ((r = calloc(1, sizeof(*r))) == NULL)
 		return NULL;
