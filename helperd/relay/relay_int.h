@@ -585,6 +585,29 @@ enum relay_pump relay_pump(struct worker *w, struct end *from,
 /* Room a TLS end needs to hand over one more full record. */
 #define TLS_RECORD_ROOM (TLS_RECORD_MAX + 256)
 
+/* The TLS record layer both TLS transports share (relay_xprt.c), for
+ * the one over memory (relay_xprt_mem.c). fill(): more ciphertext into
+ * e->rbuf (its byte count, 0 at the end, -1 with errno); flush(): wbuf
+ * out to the carrier; fin(): the carrier's own end of stream. */
+enum xio relay_tls_handshake(struct worker *w, struct end *e,
+    const char **err);
+ssize_t relay_tls_pull_buffered(struct end *e, void *data, size_t len,
+    ssize_t (*fill)(struct end *e));
+ssize_t relay_tls_push(gnutls_transport_ptr_t ptr, const void *data,
+    size_t len);
+enum xio relay_tls_read_records(struct end *e, struct pipe *p,
+    int (*queued)(struct end *e), ssize_t (*fill)(struct end *e));
+enum xio relay_tls_write_records(struct worker *w, struct end *e,
+    struct pipe *p, enum xio (*flush)(struct worker *w, struct end *e));
+enum xio relay_tls_shutdown_records(struct worker *w, struct end *e,
+    enum xio (*flush)(struct worker *w, struct end *e),
+    void (*fin)(struct end *e));
+int relay_tls_pending(const struct end *e);
+/* A TLS operation that would block says which way (want_in). */
+void relay_tls_direction(struct end *e);
+/* Release an end's TLS session and buffers, whatever carries it. */
+void relay_end_release(struct worker *w, struct end *e);
+
 /* TLS over a socket, for the stream transport (relay_stream.c): the
  * transport, its record writer (all of p, then flushed) and its flush. */
 const struct xprt *relay_xprt_tls(void);

@@ -1,7 +1,9 @@
 /* relay_xprt: the transports an end of a relayed connection can have
- * (struct xprt, relay_int.h): a plain socket, TLS over a socket, and TLS
- * over one side of an in-memory link (relay_mem.c: the two TLS ends of a
- * same-node pair, no socket between them). */
+ * (struct xprt, relay_int.h): a plain socket, TLS over a socket, and the
+ * TLS record layer both TLS transports share (records through our
+ * buffers, sealed and opened there by tls_rec.c when the cipher allows).
+ * TLS over one side of an in-memory link (the two TLS ends of a same-node
+ * pair): relay_xprt_mem.c. */
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -79,8 +81,8 @@ sock_attach(struct worker *w, struct end *e, int fd, uint32_t ev)
 }
 
 /* An end's TLS session and the buffers it holds, whatever carries it. */
-static void
-end_release(struct worker *w, struct end *e)
+void
+relay_end_release(struct worker *w, struct end *e)
 {
 	if (e->tls != NULL) {
 		tls_rec_free(e->rec);
@@ -101,7 +103,7 @@ sock_close(struct worker *w, struct end *e, int abortive)
 	int fd = e->w.fd;
 
 	loop_del(w->loop, &e->w);
-	end_release(w, e);
+	relay_end_release(w, e);
 	if (fd < 0)
 		return;
 	if (abortive) {
@@ -235,8 +237,8 @@ static const struct xprt xprt_plain = {
 
 /* TLS, whatever carries it ---------------------------------------------- */
 
-static enum xio
-tls_handshake(struct worker *w, struct end *e, const char **err)
+enum xio
+relay_tls_handshake(struct worker *w, struct end *e, const char **err)
 {
 	int rc = gnutls_handshake(e->tls);
 
@@ -260,7 +262,7 @@ tls_handshake(struct worker *w, struct end *e, const char **err)
  * relay's buffer: GnuTLS keeps the session (keys, sequence numbers, every
  * record that is not application data) and is told the sequence numbers
  * after each batch, so that what it sends or reads itself stays in step.
- * Its own reads of a record we hand it go through pull_buffered, gated to
+ * Its own reads of a record we hand it go through relay_tls_pull_buffered, gated to
  * that record. */
 
 /* e's records go through tls_rec (asked once per session). */
@@ -349,7 +351,7 @@ rec_open_one(struct end *e, struct pipe *p, size_t before,
 	return got == 0 ? XIO_ERR : XIO_OK;
 }
 
-/* tls_read_records through tls_rec. */
+/* relay_tls_read_records through tls_rec. */
 static enum xio
 rec_read(struct end *e, struct pipe *p, ssize_t (*fill)(struct end *e))
 {
@@ -369,9 +371,9 @@ rec_read(struct end *e, struct pipe *p, ssize_t (*fill)(struct end *e))
 
 /* Read into p from a TLS end: records until the buffer cannot take a
  * full one or nothing is left. queued: ciphertext waits in the carrier
- * (our buffer, the link); fill: brings more of it (pull_buffered). */
-static enum xio
-tls_read_records(struct end *e, struct pipe *p,
+ * (our buffer, the link); fill: brings more of it (relay_tls_pull_buffered). */
+enum xio
+relay_tls_read_records(struct end *e, struct pipe *p,
     int (*queued)(struct end *e), ssize_t (*fill)(struct end *e))
 {
 	size_t before = p->len;
@@ -422,8 +424,8 @@ tls_read_records(struct end *e, struct pipe *p,
  * a record tls_rec left there): its byte count, 0 at the end, or -1 with
  * errno. */
 
-static ssize_t
-pull_buffered(struct end *e, void *data, size_t len,
+ssize_t
+relay_tls_pull_buffered(struct end *e, void *data, size_t len,
     ssize_t (*fill)(struct end *e))
 {
 	size_t n;
@@ -492,11 +494,11 @@ sock_fill(struct end *e)
 static ssize_t
 tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
 {
-	return pull_buffered(ptr, data, len, sock_fill);
+	return relay_tls_pull_buffered(ptr, data, len, sock_fill);
 }
 
-static ssize_t
-tls_push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
+ssize_t
+relay_tls_push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
 {
 	struct end *e = ptr;
 	struct worker *w = e->c->w;
@@ -526,7 +528,7 @@ tls_start(struct end *e)
 {
 	gnutls_transport_set_ptr(e->tls, e);
 	gnutls_transport_set_pull_function(e->tls, tls_pull);
-	gnutls_transport_set_push_function(e->tls, tls_push);
+	gnutls_transport_set_push_function(e->tls, relay_tls_push);
 }
 
 /* Send the encrypted bytes waiting in e->wbuf. */
@@ -621,8 +623,8 @@ rec_seal(struct end *e, struct pipe *p)
 
 /* Write p to a TLS end: encrypt records into wbuf while it has room, then
  * hand them to the carrier at once (flush). */
-static enum xio
-write_records(struct worker *w, struct end *e, struct pipe *p,
+enum xio
+relay_tls_write_records(struct worker *w, struct end *e, struct pipe *p,
     enum xio (*flush)(struct worker *w, struct end *e))
 {
 	int rec = rec_on(e);
@@ -653,8 +655,8 @@ write_records(struct worker *w, struct end *e, struct pipe *p,
 }
 
 /* close_notify into wbuf, then the carrier's own end of stream (fin). */
-static enum xio
-shutdown_records(struct worker *w, struct end *e,
+enum xio
+relay_tls_shutdown_records(struct worker *w, struct end *e,
     enum xio (*flush)(struct worker *w, struct end *e),
     void (*fin)(struct end *e))
 {
@@ -692,13 +694,13 @@ static enum xio
 tls_read(struct worker *w, struct end *e, struct pipe *p)
 {
 	(void)w;
-	return tls_read_records(e, p, tls_queued, sock_fill);
+	return relay_tls_read_records(e, p, tls_queued, sock_fill);
 }
 
 static enum xio
 tls_write(struct worker *w, struct end *e, struct pipe *p)
 {
-	return write_records(w, e, p, tls_flush);
+	return relay_tls_write_records(w, e, p, tls_flush);
 }
 
 static void
@@ -711,18 +713,18 @@ sock_fin(struct end *e)
 static enum xio
 tls_shutdown(struct worker *w, struct end *e)
 {
-	return shutdown_records(w, e, tls_flush, sock_fin);
+	return relay_tls_shutdown_records(w, e, tls_flush, sock_fin);
 }
 
-static int
-tls_pending(const struct end *e)
+int
+relay_tls_pending(const struct end *e)
 {
 	return e->wlen > 0;
 }
 
 /* A TLS operation that would block tells which way. */
-static void
-tls_direction(struct end *e)
+void
+relay_tls_direction(struct end *e)
 {
 	if (e->want_out && gnutls_record_get_direction(e->tls) == 0)
 		e->want_in = 1;
@@ -731,19 +733,19 @@ tls_direction(struct end *e)
 static void
 tls_interest(struct worker *w, struct end *e)
 {
-	tls_direction(e);
+	relay_tls_direction(e);
 	sock_interest(w, e);
 }
 
 static const struct xprt xprt_tls = {
 	.name = "tls",
 	.connected = sock_connected,
-	.handshake = tls_handshake,
+	.handshake = relay_tls_handshake,
 	.start = tls_start,
 	.read = tls_read,
 	.write = tls_write,
 	.shutdown = tls_shutdown,
-	.pending = tls_pending,
+	.pending = relay_tls_pending,
 	.drained = tls_drained,
 	.watch = sock_watch,
 	.interest = tls_interest,
@@ -752,227 +754,6 @@ static const struct xprt xprt_tls = {
 	.detach = sock_detach,
 	.attach = sock_attach,
 	.close = sock_close,
-	.write_waits_read = 1,
-	.read_failed = "TLS read failed or peer closed without close_notify",
-};
-
-/* TLS over memory ---------------------------------------------------------
- * During the handshake GnuTLS pushes its records straight into the link
- * and pulls the other side's from it (a copy each way, no syscall, no
- * socket). Once relaying, records go through our buffers as over a
- * socket, and a buffer of them changes hands whole (relay_mem_give,
- * relay_mem_take): the link takes no copy and its lock is taken once per
- * buffer, not once per record. */
-
-static ssize_t
-mem_push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
-{
-	struct end *e = ptr;
-	ssize_t n = relay_mem_push(e, data, len);
-
-	if (n < 0)
-		gnutls_transport_set_errno(e->tls, errno);
-	return n;
-}
-
-static ssize_t
-mem_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
-{
-	struct end *e = ptr;
-	ssize_t n = relay_mem_pull(e, data, len);
-
-	if (n < 0)
-		gnutls_transport_set_errno(e->tls, errno);
-	return n;
-}
-
-/* A record's head left in rbuf (tls_rec), its rest in b (len bytes at
- * off): one run of bytes. The link carries whole records once relaying
- * (wbuf's are whole); only bytes it copied during the handshake could
- * split one. */
-static ssize_t
-link_join(struct end *e, char *b, size_t off, size_t len)
-{
-	struct worker *w = e->c->w;
-	size_t keep = e->rlen;
-
-	if (off >= keep) {
-		memcpy(b + off - keep, e->rbuf + e->roff, keep);
-		relay_buf_put(w, e->rbuf);
-		e->rbuf = b;
-		e->roff = off - keep;
-	} else if (keep + len <= RELAY_BUF) {
-		memmove(e->rbuf, e->rbuf + e->roff, keep);
-		memcpy(e->rbuf + keep, b + off, len);
-		relay_buf_put(w, b);
-		e->roff = 0;
-	} else {
-		relay_buf_put(w, b);
-		errno = EPROTO;
-		return -1;
-	}
-	e->rlen = keep + len;
-	return (ssize_t)len;
-}
-
-static ssize_t
-link_fill(struct end *e)
-{
-	char *b = NULL;
-	size_t off = 0;
-	ssize_t got;
-
-	assert(e->rlen > 0 || e->rbuf == NULL);
-	got = relay_mem_take(e, &b, &off);
-	if (got <= 0)
-		return got;
-	if (e->rlen > 0)
-		return link_join(e, b, off, (size_t)got);
-	e->rbuf = b;
-	e->roff = off;
-	e->rlen = (size_t)got;
-	return got;
-}
-
-static ssize_t
-mem_pull_buffered(gnutls_transport_ptr_t ptr, void *data, size_t len)
-{
-	return pull_buffered(ptr, data, len, link_fill);
-}
-
-/* Never waits: 1 when a pull has something to say, else EAGAIN. */
-static int
-mem_pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
-{
-	struct end *e = ptr;
-
-	(void)ms;
-	if (e->rlen > 0 || relay_mem_readable(e))
-		return 1;
-	gnutls_transport_set_errno(e->tls, EAGAIN);
-	return -1;
-}
-
-static void
-mem_start(struct end *e)
-{
-	gnutls_transport_set_pull_function(e->tls, mem_pull_buffered);
-	gnutls_transport_set_push_function(e->tls, tls_push);
-}
-
-/* Hand wbuf's records to the link: the buffer itself, or a copy of a
- * few bytes into the link's last one. */
-static enum xio
-link_flush(struct worker *w, struct end *e)
-{
-	if (e->wlen == 0)
-		return XIO_OK;
-	if (relay_mem_give(e, &e->wbuf, e->woff, e->wlen) != 0)
-		return errno == EAGAIN ? XIO_AGAIN : XIO_ERR;
-	relay_buf_put(w, e->wbuf);      /* NULL when given whole */
-	e->wbuf = NULL;
-	e->woff = e->wlen = 0;
-	return XIO_OK;
-}
-
-static enum xio
-mem_connected(struct end *e, int *err)
-{
-	(void)e;
-	*err = 0;
-	return XIO_OK;
-}
-
-static int
-mem_queued(struct end *e)
-{
-	return e->rlen > 0 || relay_mem_avail(e) > 0;
-}
-
-static int
-mem_drained(const struct end *e)
-{
-	return e->rlen == 0 && relay_mem_avail(e) == 0 &&
-	    gnutls_record_check_pending(e->tls) == 0;
-}
-
-static enum xio
-mem_read(struct worker *w, struct end *e, struct pipe *p)
-{
-	(void)w;
-	return tls_read_records(e, p, mem_queued, link_fill);
-}
-
-static enum xio
-mem_write(struct worker *w, struct end *e, struct pipe *p)
-{
-	return write_records(w, e, p, link_flush);
-}
-
-/* close_notify, then the link's end of stream. */
-static enum xio
-mem_shutdown(struct worker *w, struct end *e)
-{
-	return shutdown_records(w, e, link_flush, relay_mem_shut);
-}
-
-static void
-mem_watch(struct worker *w, struct end *e, uint32_t ev)
-{
-	(void)w;
-	relay_mem_wait(e, (ev & EPOLLIN) != 0, (ev & EPOLLOUT) != 0);
-}
-
-static void
-mem_interest(struct worker *w, struct end *e)
-{
-	(void)w;
-	tls_direction(e);
-	relay_mem_wait(e, e->want_in, e->want_out);
-}
-
-static void
-mem_detach(struct worker *w, struct end *e, int *fd, uint32_t *ev)
-{
-	(void)w;
-	*fd = -1;
-	*ev = 0;
-	relay_mem_owner(e, NULL);
-}
-
-static int
-mem_attach(struct worker *w, struct end *e, int fd, uint32_t ev)
-{
-	(void)fd;
-	(void)ev;
-	relay_mem_owner(e, w);
-	return 0;
-}
-
-static void
-mem_close(struct worker *w, struct end *e, int abortive)
-{
-	end_release(w, e);
-	relay_mem_close(w, e, abortive);
-}
-
-static const struct xprt xprt_mem_tls = {
-	.name = "tls-memory",
-	.connected = mem_connected,
-	.handshake = tls_handshake,
-	.start = mem_start,
-	.read = mem_read,
-	.write = mem_write,
-	.shutdown = mem_shutdown,
-	.pending = tls_pending,
-	.drained = mem_drained,
-	.watch = mem_watch,
-	.interest = mem_interest,
-	.rcv_pipe = NULL,
-	.snd_pipe = NULL,
-	.detach = mem_detach,
-	.attach = mem_attach,
-	.close = mem_close,
 	.write_waits_read = 1,
 	.read_failed = "TLS read failed or peer closed without close_notify",
 };
@@ -1017,25 +798,5 @@ relay_end_tls(struct end *e, int server)
 	if (e->tls == NULL)
 		return -1;
 	e->x = &xprt_tls;
-	return 0;
-}
-
-int
-relay_end_mem_tls(struct conn *c, struct end *e, struct mlink *ml, int side,
-    int server, uint32_t ev)
-{
-	e->c = c;
-	e->w.fd = -1;
-	e->tls = server ? tls_server_new(-1, &c->peer) :
-	    tls_client_new(-1, &c->peer);
-	if (e->tls == NULL)
-		return -1;
-	gnutls_transport_set_ptr(e->tls, e);
-	gnutls_transport_set_push_function(e->tls, mem_push);
-	gnutls_transport_set_pull_function(e->tls, mem_pull);
-	gnutls_transport_set_pull_timeout_function(e->tls, mem_pull_timeout);
-	relay_mem_attach(ml, side, e, c->w);
-	e->x = &xprt_mem_tls;
-	e->x->watch(c->w, e, ev);
 	return 0;
 }
