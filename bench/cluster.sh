@@ -23,7 +23,10 @@
 #   live cut      a session from node 99 to nNs1 of node 50 (its helperd
 #                 enforces) cut by an intention written on node 1
 #   convergence   10 nodes' helperd killed (SIGKILL): until no node lists
-#                 them as passing (what a node dials); 10 new nodes started:
+#                 them as passing (what a node dials; a blocking query per
+#                 node), with each one's last lease renewal (its log, at
+#                 debug level) and etcd's DELETE of its keys (an etcdctl
+#                 watch) for the timeline; 10 new nodes started:
 #                 until every old node lists them, and until node 1's
 #                 connections through the shim reach each of them
 # Results: bench/results/cluster.md (printed; cluster-<N>.md for another
@@ -190,6 +193,15 @@ ETCDCTL_API=3 in_br etcdctl --endpoints "$ECTL" --command-timeout=2s \
 # --- nodes ------------------------------------------------------------------------------
 MBENCH="$T/mbench"
 cc -O2 -Wall -Wextra -pthread -o "$MBENCH" "$HERE/mbench.c" || exit 1
+# the nodes the convergence step kills log at debug level (their lease
+# renewals, for the timeline of bench/cluster_report.py), the others at
+# warn (BENCH_LOG_LEVEL: every node)
+KILL=()
+for ((k = 0; k < CHURN; k++)); do KILL+=($((NODES - k * (NODES / CHURN)))); done
+node_log_level() {
+	[ -n "${BENCH_LOG_LEVEL:-}" ] && { echo "$BENCH_LOG_LEVEL"; return; }
+	[[ " ${KILL[*]} " == *" $1 "* ]] && echo debug || echo warn
+}
 node_conf() { # node_conf N
 	local n=$1 d="$T/n$1" k first=$(($1 % 3 + 1)) eps s
 	mkdir -p "$d/services.d"
@@ -201,7 +213,7 @@ node_conf() { # node_conf N
 		printf 'node = "n%s";\ndata_dir = "%s/data";\nsocket = "%s/helperd.sock";\n' "$n" "$d" "$d"
 		printf 'http_addr = "%s:8500";\nmesh_port = 21000;\nadvertise_addr = "%s";\n' "$(node_ip "$n")" "$(node_ip "$n")"
 		printf 'services_dir = "%s/services.d";\ndefault_intention = "allow";\n' "$d"
-		printf 'log_level = "%s";\njoin_token = "cluster-bench-%s";\n' "${BENCH_LOG_LEVEL:-warn}" "$P"
+		printf 'log_level = "%s";\njoin_token = "cluster-bench-%s";\n' "$(node_log_level "$n")" "$P"
 		printf 'acl = { initial_management = "%s"; };\n' "$TOKEN"
 		printf 'store = { backend = "etcd"; endpoints = [ %s ]; prefix = "/meshscale"; };\n' "$eps"
 		[ "$n" = 1 ] || printf 'ca = { server = false; };\n'
@@ -389,19 +401,37 @@ else
 fi
 
 # --- catalog convergence ---------------------------------------------------------------
-KILL=()
-for ((k = 0; k < CHURN; k++)); do KILL+=($((NODES - k * (NODES / CHURN)))); done
 OBS=()
 for ((i = 1; i <= NODES; i++)); do
 	[[ " ${KILL[*]} " == *" $i "* ]] || OBS+=("$(node_ip $i)")
 done
 log "convergence: SIGKILL to helperd on nodes ${KILL[*]}; ${#OBS[@]} observers"
 printf 'load_convergence\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW/machine.tsv"
+# etcd's side, stamped per line: the catalog keys' events (the DELETEs
+# are the leases' revocation) and each key's lease before the kill
+ETCDCTL_API=3 in_br etcdctl --endpoints "$ECTL" -w json get --prefix \
+    /meshscale/services/ --keys-only >"$RAW/kill-keys.json" 2>/dev/null
+mkfifo "$T/watch.fifo"
+python3 -u -c 'import sys,time
+for l in sys.stdin: print("%.6f %s" % (time.time(), l.rstrip()))' \
+    <"$T/watch.fifo" >"$RAW/kill-watch.txt" &
+PIDS+=($!)
+ETCDCTL_API=3 in_br etcdctl --endpoints "$ECTL" watch --prefix \
+    /meshscale/services/ >"$T/watch.fifo" 2>/dev/null &
+wpid=$!
+PIDS+=("$wpid")
+sleep 1
 t0=$EPOCHREALTIME
 for n in "${KILL[@]}"; do kill -9 "${HPID[$n]}"; done
 in_br python3 "$PROBE" gone "$TOKEN" "$t0" $((LEASE_TTL * 3)) "$(IFS=,; echo "${KILL[*]}")" "${OBS[@]}" \
     >"$RAW/gone.json" 2>"$RAW/gone.err" || note "gone probe failed: $(tail -3 "$RAW/gone.err")"
 log "  $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("all observers stopped listing them after", d["all_s"], "s")' "$RAW/gone.json" 2>/dev/null)"
+printf '%s\n' "$t0" >"$RAW/kill-t0.txt"
+for n in "${KILL[@]}"; do
+	grep 'lease .* renewed' "$T/log/helperd-n$n.log" | tail -1 |
+	    sed "s/^/n$n /" >>"$RAW/kill-renewals.txt"
+done
+kill "$wpid" 2>/dev/null
 
 NEW=()
 ups=""

@@ -14,11 +14,11 @@ as the nodes' and the script's). Each command prints one JSON object.
   write TOKEN WRITER SOURCE DEST
       one deny intention; prints the time just before the write
   gone TOKEN T0 LIMIT KILLED_CSV NODE...
-      until no NODE lists a passing instance of <n>s1 for any killed n
-      (the service only that node has); per killed node, the time the
-      last observer stopped listing it, minus T0
+      until no NODE lists a passing instance of common on any killed n
+      (a blocking query per NODE); per killed node, the time the last
+      observer stopped listing it, minus T0; per observer too
   present TOKEN T0 LIMIT NEW_CSV NODE...
-      the same until every NODE lists each new node's service passing
+      polled until every NODE lists each new node's <n>s1 passing
   reach T0 LIMIT PORT...
       (run under the shim, in an observer's namespace, with
       MESH_UPSTREAMS mapping each PORT to a new node's service): per port,
@@ -41,6 +41,10 @@ class Api:
         return self.req("GET", path, None)
 
     def req(self, method, path, body):
+        st, data, _ = self.req_h(method, path, body)
+        return st, data
+
+    def req_h(self, method, path, body):
         for attempt in (0, 1):
             try:
                 if self.c is None:
@@ -52,14 +56,14 @@ class Api:
                 self.c.request(method, path, body=body, headers=h)
                 r = self.c.getresponse()
                 data = r.read()
-                return r.status, data
+                return r.status, data, r.getheader("X-Consul-Index")
             except (OSError, http.client.HTTPException):
                 if self.c is not None:
                     self.c.close()
                 self.c = None
                 if attempt == 1:
-                    return 0, b""
-        return 0, b""
+                    return 0, b"", None
+        return 0, b"", None
 
 
 def pct(v, p):
@@ -198,6 +202,59 @@ def catalog(token, t0, limit, ids, nodes, want_present):
         "per_node": per}))
 
 
+def gone(token, t0, limit, ids, nodes):
+    """One blocking query per observer on common?passing (every node has
+    common): an observer answers when its view changes (helperd looks at
+    held queries every 100 ms), so each observer's time is when it
+    stopped listing a killed node, within 0.1 s, not a round over all
+    the observers (polling 10 x 90 nodes took 1-2 s a round at 100
+    nodes, docs/SCALE.md)."""
+    names = {"n%s" % n: n for n in ids}
+    first = {}
+    lock = threading.Lock()
+
+    def watch(ip):
+        a, idx, left = Api(ip, token), None, set(names)
+        while left and time.time() < t0 + limit:
+            q = "/v1/health/service/common?passing"
+            if idx is not None:
+                q += "&index=%s&wait=2s" % idx
+            st, data, hdr = a.req_h("GET", q, None)
+            now = time.time()
+            try:
+                listed = {e["Node"]["Node"] for e in json.loads(data)}
+            except (ValueError, KeyError, TypeError):
+                listed = None
+            if st != 200 or listed is None:
+                idx = None
+                time.sleep(0.05)
+                continue
+            idx = hdr
+            with lock:
+                for n in [n for n in left if n not in listed]:
+                    first[(ip, names[n])] = now
+                    left.discard(n)
+
+    ts = [threading.Thread(target=watch, args=(ip,)) for ip in nodes]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    per = {}
+    for n in ids:
+        got = [first[(ip, n)] - t0 for ip in nodes if (ip, n) in first]
+        miss = len(nodes) - len(got)
+        per[n] = {"last_observer_s": max(got) if got and not miss else None,
+                  "first_observer_s": min(got) if got else None,
+                  "missing": miss}
+    worst = [p["last_observer_s"] for p in per.values()]
+    print(json.dumps({
+        "observers": len(nodes), "nodes": ids, "method": "blocking",
+        "all_s": None if None in worst else max(worst),
+        "per_node": per,
+        "per_observer_s": {"%s/%s" % k: v - t0 for k, v in first.items()}}))
+
+
 def reach(t0, limit, ports):
     import socket
     got = {}
@@ -229,11 +286,14 @@ def main():
         t0, _ = write_deny(Api(sys.argv[3], sys.argv[2]), sys.argv[4],
                            sys.argv[5])
         print("%.6f" % t0)
-    elif cmd in ("gone", "present"):
+    elif cmd == "gone":
+        gone(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]),
+             sys.argv[5].split(","), sys.argv[6:])
+    elif cmd == "present":
         global THREADS
         THREADS = 2   # one poll per node id already runs in parallel
         catalog(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]),
-                sys.argv[5].split(","), sys.argv[6:], cmd == "present")
+                sys.argv[5].split(","), sys.argv[6:], True)
     elif cmd == "reach":
         reach(float(sys.argv[2]), float(sys.argv[3]), sys.argv[4:])
     else:

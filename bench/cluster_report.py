@@ -123,6 +123,47 @@ h_cpu = float(res.get("helperd_cpu_pct_per_node", "nan"))
 e_cpu = float(res.get("etcd_cpu_pct_all_members", "nan"))
 prop = js("propagation.json") or {}
 gone = js("gone.json") or {}
+
+
+def kill_timeline():
+    """Per killed node, from the SIGKILL (s): its last lease renewal (its
+    helperd's debug log), that + TTL (when etcd may expire it), etcd's
+    DELETE of its keys (an etcdctl watch started before the kill), the
+    last observer that stopped listing it."""
+    try:
+        t0 = float(rd("kill-t0.txt", ""))
+    except ValueError:
+        return []
+    import datetime
+    ren, dele, lt = {}, {}, {}
+    for l in (rd("kill-renewals.txt", "") or "").splitlines():
+        w = l.split()
+        ts = datetime.datetime.strptime(w[1], "%Y-%m-%dT%H:%M:%S.%fZ")
+        ren[w[0][1:]] = ts.replace(
+            tzinfo=datetime.timezone.utc).timestamp() - t0
+        m = re.search(r"\(TTL (\d+) s\)", l)
+        lt[w[0][1:]] = float(m.group(1)) if m else ttl
+    ev = [l.split(" ", 1) for l in (rd("kill-watch.txt", "") or
+                                    "").splitlines()]
+    for i, w in enumerate(ev):
+        m = re.match(r"\S+/services/common/n(\d+)$", w[-1].strip())
+        if m and i > 0 and ev[i - 1][-1].strip() == "DELETE":
+            dele.setdefault(m.group(1), float(w[0]) - t0)
+    per = gone.get("per_node", {})
+    rows = []
+    for n in sorted(per, key=int):
+        r, d, g = ren.get(n), dele.get(n), per[n].get("last_observer_s")
+        if r is None or d is None or g is None:
+            continue
+        rows.append("n%s %.2f / %.2f / %.2f (%+.2f) / %.2f (%+.2f)" % (
+            n, r, r + lt[n], d, d - r - lt[n], g, g - d))
+    if not rows:
+        return []
+    return ["- killed nodes from the SIGKILL (s): last lease renewal / "
+            "+ the TTL etcd granted (%s s) / etcd deleted its keys (after "
+            "that) / last observer stopped listing it (after the delete): "
+            % "/".join("%g" % v for v in sorted(set(lt.values())))
+            + "; ".join(rows)]
 pres = js("present.json") or {}
 reach = js("reach.json") or {}
 cut = res.get("live_cut_s")
@@ -232,6 +273,8 @@ if gone.get("per_node"):
     L.append("- killed nodes, last observer (s): " + ", ".join(
         "n%s %s" % (k, f(v["last_observer_s"]))
         for k, v in sorted(gone["per_node"].items(), key=lambda x: int(x[0]))))
+for line in kill_timeline():
+    L.append(line)
 if pres.get("per_node"):
     L.append("- new nodes, last observer (s): " + ", ".join(
         "n%s %s" % (k, f(v["last_observer_s"]))
