@@ -715,8 +715,9 @@ cluster_start(struct cluster **out, const struct cluster_env *env,
 		goto err;
 	}
 	intent_db_set_saver(env->intents, save_intentions, c);
-	log_info("cluster: etcd store at %s (prefix %s, lease TTL %ld s)",
-	    conf->store.endpoints[0], conf->store.prefix, c->ttl);
+	log_info("cluster: etcd store at %s (prefix %s, lease TTL %ld s: "
+	    "%ld s asked of etcd)", conf->store.endpoints[0],
+	    conf->store.prefix, c->ttl, cluster_lease_grant_ttl(c->ttl));
 	*out = c;
 	return 0;
 err:

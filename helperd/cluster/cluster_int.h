@@ -184,6 +184,8 @@ int cluster_sync_start(struct cluster *c);
 void cluster_sync_stop(struct cluster *c);
 void cluster_sync_wake(struct cluster *c);
 void cluster_ev_free(struct ev *e);
+/* The lease TTL asked of etcd for store.lease_ttl ttl (s). */
+long cluster_lease_grant_ttl(long ttl);
 /* Jittered backoff after fails failures in a row (ms). */
 int64_t cluster_backoff_ms(int fails);
 

@@ -138,6 +138,19 @@ wait_until(struct cluster *c, pthread_cond_t *cv, int64_t at)
 
 /* Keeper -------------------------------------------------------------- */
 
+/* The TTL we ask etcd for: store.lease_ttl less 1 s. etcd's leader
+ * looks for expired leases every 500 ms (lessor runLoop, 3.4), then
+ * revokes through raft, then the watches deliver: a lease granted for
+ * the full TTL left a killed node listed up to TTL + ~0.65 s after its
+ * last renewal (docs/SCALE.md). With 1 s kept for that, a dead node's
+ * instances are gone within lease_ttl, as documented. At 2 s or less
+ * (etcd's minimum is ~2 s) the TTL is asked for as it is. */
+long
+cluster_lease_grant_ttl(long ttl)
+{
+	return ttl >= 3 ? ttl - 1 : ttl;
+}
+
 static void
 keeper_set(struct cluster *c, int64_t lease)
 {
@@ -156,6 +169,7 @@ keeper(void *arg)
 	struct cluster *c = arg;
 	char err[ETCD_ERR_MAX];
 	int64_t lease = 0, next = 0;
+	long ttl = cluster_lease_grant_ttl(c->ttl);
 	int fails = 0;
 
 	for (;;) {
@@ -174,7 +188,7 @@ keeper(void *arg)
 			break;
 		(void)check;    /* a keepalive now says whether it is gone */
 		if (lease == 0) {
-			if (etcd_lease_grant(c->ketcd, c->ttl, &lease, err,
+			if (etcd_lease_grant(c->ketcd, ttl, &lease, err,
 			    sizeof(err)) != 0) {
 				lease = 0;
 				if (++fails == 1)
@@ -189,7 +203,7 @@ keeper(void *arg)
 				    "failed attempt(s)", fails);
 			fails = 0;
 			keeper_set(c, lease);
-			next = util_now_ms_mono() + c->ttl * 1000 / 3;
+			next = util_now_ms_mono() + ttl * 1000 / 3;
 			continue;
 		}
 		if (etcd_lease_keepalive(c->ketcd, lease, &left, err,
@@ -224,7 +238,9 @@ keeper(void *arg)
 			log_info("cluster: lease renewed again after %d "
 			    "failed attempt(s)", fails);
 		fails = 0;
-		next = util_now_ms_mono() + c->ttl * 1000 / 3;
+		log_debug("cluster: lease %" PRIx64 " renewed (TTL %ld s)",
+		    (uint64_t)lease, left);
+		next = util_now_ms_mono() + ttl * 1000 / 3;
 	}
 	if (lease != 0 && etcd_lease_revoke(c->ketcd, lease, err,
 	    sizeof(err)) != 0)
