@@ -159,6 +159,15 @@ def kill_timeline():
             n, r, r + lt[n], d, d - r - lt[n], g, g - d))
     if not rows:
         return []
+    lag = sorted(v - dele[k.split("/")[1]] for k, v in
+                 gone.get("per_observer_s", {}).items()
+                 if k.split("/")[1] in dele)
+    if lag:
+        rows[-1] += ("; every (observer, killed node): stopped listing it "
+                     "p50 / p99 / max %.2f / %.2f / %.2f s after etcd's "
+                     "DELETE" % (lag[len(lag) // 2],
+                                 lag[min(len(lag) - 1, int(len(lag) * .99))],
+                                 lag[-1]))
     return ["- killed nodes from the SIGKILL (s): last lease renewal / "
             "+ the TTL etcd granted (%s s) / etcd deleted its keys (after "
             "that) / last observer stopped listing it (after the delete): "
