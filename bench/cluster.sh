@@ -416,8 +416,10 @@ python3 -u -c 'import sys,time
 for l in sys.stdin: print("%.6f %s" % (time.time(), l.rstrip()))' \
     <"$T/watch.fifo" >"$RAW/kill-watch.txt" &
 PIDS+=($!)
-ETCDCTL_API=3 in_br etcdctl --endpoints "$ECTL" watch --prefix \
-    /meshscale/services/ >"$T/watch.fifo" 2>/dev/null &
+# not through in_br: $! must be etcdctl (ip netns exec execs it), not a
+# subshell whose etcdctl would outlive the kill below
+ETCDCTL_API=3 ip netns exec "$NSBR" etcdctl --endpoints "$ECTL" watch \
+    --prefix /meshscale/services/ >"$T/watch.fifo" 2>/dev/null &
 wpid=$!
 PIDS+=("$wpid")
 sleep 1
