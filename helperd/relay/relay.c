@@ -221,12 +221,10 @@ relay_conn_relay(struct conn *c, int dirs)
 		c->net.want_in = c->app.want_out = 0;
 		if (relay_pump(w, &c->net, &c->app, &c->down, &why) !=
 		    PUMP_OK) {
-			if (c->stream_why[0] != '\0')
-				relay_conn_close(c, 1, "refused by %s's "
-				    "helperd: %s", c->obs.node[0] ?
-				    c->obs.node : "the peer", c->stream_why);
-			else
-				relay_conn_close(c, 1, "%s", why);
+			char buf[320];
+
+			relay_conn_close(c, 1, "%s",
+			    relay_stream_why(c, why, buf, sizeof(buf)));
 			return;
 		}
 	}
@@ -287,8 +285,6 @@ relay_start(struct conn *c)
 static void
 handshake_done(struct conn *c)
 {
-	char why[256];
-
 	if (c->peer.stream)
 		relay_stream_begin(c);
 	if (c->kind == CONN_OUT) {
@@ -306,6 +302,14 @@ handshake_done(struct conn *c)
 	}
 	util_strlcpy(c->src, c->peer.peer_service, sizeof(c->src));
 	util_strlcpy(c->dst, c->peer.local_service, sizeof(c->dst));
+	relay_inbound_admit(c);
+}
+
+void
+relay_inbound_admit(struct conn *c)
+{
+	char why[256];
+
 	if (!relay_allows(c->w, c->src, c->dst, why, sizeof(why))) {
 		relay_obs_check(c, 0, why);
 		log_warn("denied %s (%s:%d) => %s: %s", c->peer.peer_spiffe,

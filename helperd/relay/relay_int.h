@@ -464,6 +464,9 @@ void relay_port_unpublish(struct conn *c);
 int relay_inbound_dial(struct conn *c, const char *last);
 /* Outbound: choose an instance and dial it. 0, or -1 (closed). */
 int relay_outbound_dial(struct conn *c, const char *last);
+/* Inbound, source and destination known: check the intention (denied:
+ * logged, counted, closed), then dial a local instance. */
+void relay_inbound_admit(struct conn *c);
 /* The relay of c starts (both ends are connected, the peer verified). */
 void relay_start(struct conn *c);
 
@@ -489,6 +492,10 @@ void relay_stream_timeout(struct conn *c);
 int relay_stream_ready(struct conn *c);
 /* Inbound, before the stream relays: tell the peer why it is refused. */
 void relay_stream_refuse(struct conn *c, const char *why);
+/* Why c's stream ended: the refusal its peer sent ("refused by N's
+ * helperd: ...", into buf), else why. */
+const char *relay_stream_why(struct conn *c, const char *why, char *buf,
+    size_t len);
 /* c is closing: out of its worker's pool. */
 void relay_stream_unpool(struct conn *c);
 

@@ -471,8 +471,6 @@ relay_stream_take(struct conn *c, const char *host, int port)
 			relay_conn_close(s, 0, "session too old");
 			continue;
 		}
-		pool_unlink(s);
-		s->st = ST_IDLE;        /* not in the pool any more */
 		if (session_move(s, c) != 0 ||
 		    frame_put(w, &c->net, 'O', 0, NULL, 0) != XIO_OK ||
 		    relay_tls_flush(w, &c->net) == XIO_ERR) {
@@ -528,8 +526,7 @@ open_step(struct conn *c)
 		 * may take it, as after a failed dial. */
 		char why[320];
 
-		snprintf(why, sizeof(why), "refused by %s's helperd: %s",
-		    c->obs.node[0] ? c->obs.node : "the peer", c->stream_why);
+		relay_stream_why(c, NULL, why, sizeof(why));
 		c->stream_why[0] = '\0';
 		(void)relay_outbound_retry(c, why);
 		return;
@@ -541,7 +538,6 @@ open_step(struct conn *c)
 static void
 idle_step(struct conn *c)
 {
-	char why[256];
 	int type = 0;
 	size_t len = 0;
 	enum xio rc = frame_next(&c->net, &type, &len);
@@ -564,15 +560,7 @@ idle_step(struct conn *c)
 	c->id = atomic_fetch_add(&c->r->next_id, 1) + 1;
 	relay_obs_new(c);
 	BUMP(c->w->obs.streams_reused[1], 1);
-	if (!relay_allows(c->w, c->src, c->dst, why, sizeof(why))) {
-		relay_obs_check(c, 0, why);
-		log_warn("denied %s (%s:%d) => %s: %s", c->peer.peer_spiffe,
-		    c->peer_addr, c->peer_port, c->dst, why);
-		relay_conn_close(c, 1, "%s", why);
-		return;
-	}
-	relay_obs_check(c, 1, NULL);
-	(void)relay_inbound_dial(c, NULL);
+	relay_inbound_admit(c);
 }
 
 void
@@ -615,6 +603,16 @@ relay_stream_refuse(struct conn *c, const char *why)
 		n = STREAM_WHY_MAX;
 	if (frame_put(c->w, &c->net, 'X', n, why, n) == XIO_OK)
 		(void)relay_tls_flush(c->w, &c->net);
+}
+
+const char *
+relay_stream_why(struct conn *c, const char *why, char *buf, size_t len)
+{
+	if (c->stream_why[0] == '\0')
+		return why;
+	snprintf(buf, len, "refused by %s's helperd: %s",
+	    c->obs.node[0] ? c->obs.node : "the peer", c->stream_why);
+	return buf;
 }
 
 void

@@ -50,15 +50,6 @@ sys.exit(1)
 PY
 }
 still_open() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["closed_at"] is None and d["bad"]==0 else 1)' "$T/$1.json"; }
-wait_until() { # wait_until SECONDS cmd...: poll every 0.1 s
-	lim=$1; shift
-	end=$(python3 -c "import time; print(time.time() + $lim)")
-	while :; do
-		"$@" && return 0
-		python3 -c "import sys,time; sys.exit(0 if time.time() < $end else 1)" || return 1
-		sleep 0.1
-	done
-}
 catalog_is() { [ "$(instances "$1" "$2")" = "$3" ]; }
 check_is() { # check_is HOST expected(Allowed|Denied)
 	[ "$(meshctl_in "$1" intention check web socat)" = "$2" ]

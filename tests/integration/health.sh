@@ -9,15 +9,6 @@ ECHO=$(free_port); UP=$(free_port); HTTPP=$(free_port)
 A=""
 # Times in ms from bash's clock (no python start-up in what is measured).
 now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
-wait_until() { # wait_until SECONDS cmd...: poll every 0.1 s
-	lim=$1; shift
-	end=$(( $(now_ms) + ${lim%.*} * 1000 ))
-	while :; do
-		"$@" && return 0
-		[ "$(now_ms)" -lt "$end" ] || return 1
-		sleep 0.1
-	done
-}
 now() { now_ms; }
 since() { # since T0_MS [T1_MS]: seconds from T0 to T1 (default now)
 	local d=$(( ${2:-$(now_ms)} - $1 ))

@@ -237,6 +237,19 @@ stop_helperd() { # stop_helperd PID: SIGTERM, wait, return its exit code
 	wait_helperd "$1"
 }
 
+# wait_until SECONDS cmd...: run cmd every 0.1 s until it succeeds (0) or
+# SECONDS (whole) have passed (1). bash's clock: no process per poll.
+wait_until() {
+	local lim=$1 end
+	shift
+	end=$(( ${EPOCHREALTIME/./} / 1000 + lim * 1000 ))
+	while :; do
+		"$@" && return 0
+		[ $(( ${EPOCHREALTIME/./} / 1000 )) -lt "$end" ] || return 1
+		sleep 0.1
+	done
+}
+
 jq_get() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 
 # Run a program with the shim as service $1.

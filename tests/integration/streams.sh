@@ -18,15 +18,6 @@ AT_EXIT=hosts_down
 PY=$SRCDIR/tests/integration/streams.py
 UPS=socat:9191,sink:9292,greet:9393
 
-wait_until() { # wait_until SECONDS cmd...: poll every 0.1 s
-	lim=$1; shift
-	end=$(python3 -c "import time; print(time.time() + $lim)")
-	while :; do
-		"$@" && return 0
-		python3 -c "import sys,time; sys.exit(0 if time.time() < $end else 1)" || return 1
-		sleep 0.1
-	done
-}
 # client SERVICE MODE PORT N [SIZE]: streams.py as SERVICE on a
 client() {
 	svc=$1; shift
