@@ -23,8 +23,10 @@
 # Results: bench/results/raw/crossnode-<stamp>/ (gitignored) and
 # bench/results/crossnode.md (printed at the end). Knobs: BENCH_ROUNDS [5],
 # BENCH_BULK_SECS [5], BENCH_RTT_SECS [2], BENCH_CONN_SECS [2],
-# BENCH_XPATHS ["direct mesh stunnel haproxy"], BENCH_KEEP=1 keeps the
-# temp dir. Needs root (ip netns).
+# BENCH_XPATHS ["direct mesh stunnel haproxy"], BENCH_XWORK ["verify bulk
+# rtt connseq connpar"] (a subset for quick A/B runs; the report then has
+# only those rows), BENCH_XMESH_CONF (lines added to both helperds'
+# mesh.conf, for A/B runs of a setting), BENCH_KEEP=1 keeps the temp dir. Needs root (ip netns).
 set -uo pipefail
 
 BUILD=${1:-build}
@@ -39,6 +41,7 @@ BULK_SECS=${BENCH_BULK_SECS:-5}
 RTT_SECS=${BENCH_RTT_SECS:-2}
 CONN_SECS=${BENCH_CONN_SECS:-2}
 PATHS=(${BENCH_XPATHS:-direct mesh stunnel haproxy})
+WORK=" ${BENCH_XWORK:-verify bulk rtt connseq connpar} "
 CLK_TCK=$(getconf CLK_TCK)
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -268,6 +271,7 @@ services_dir = "$d/services.d";
 default_intention = "allow";
 log_level = "warn";
 join_token = "crossnode-bench";
+${BENCH_XMESH_CONF:-}
 store = { backend = "etcd"; endpoints = [ "http://$IPA:2379" ]; prefix = "/meshbench"; };
 ${3:-}
 CONF
@@ -434,11 +438,11 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	log "round $r/$ROUNDS: ${order[*]} (load $(cut -d' ' -f1-3 /proc/loadavg))"
 	printf 'load_round%s\t%s\n' "$r" "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW/machine.tsv"
 	for name in "${order[@]}"; do
-		verify_run $r "$name"
-		iperf_run $r "$name"
-		rtt_run $r "$name"
-		conn_run $r "$name" connseq 1
-		conn_run $r "$name" connpar 16
+		[[ $WORK == *" verify "* ]] && verify_run $r "$name"
+		[[ $WORK == *" bulk "* ]] && iperf_run $r "$name"
+		[[ $WORK == *" rtt "* ]] && rtt_run $r "$name"
+		[[ $WORK == *" connseq "* ]] && conn_run $r "$name" connseq 1
+		[[ $WORK == *" connpar "* ]] && conn_run $r "$name" connpar 16
 		for p in ${PROXY_PIDS[$name]}; do
 			kill -0 "$p" 2>/dev/null || note "$name round $r: a proxy process died"
 		done

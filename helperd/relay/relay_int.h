@@ -609,6 +609,11 @@ enum xio relay_tls_write_records(struct worker *w, struct end *e,
 enum xio relay_tls_shutdown_records(struct worker *w, struct end *e,
     enum xio (*flush)(struct worker *w, struct end *e),
     void (*fin)(struct end *e));
+/* Up to want bytes of e's plaintext into buf (room bytes are free
+ * there): XIO_OK with *got > 0, XIO_AGAIN, XIO_EOF (close_notify) or
+ * XIO_ERR. For reads in pieces (relay_stream.c). */
+enum xio relay_tls_recv(struct end *e, void *buf, size_t want, size_t room,
+    size_t *got, ssize_t (*fill)(struct end *e));
 int relay_tls_pending(const struct end *e);
 /* A TLS operation that would block says which way (want_in). */
 void relay_tls_direction(struct end *e);
@@ -620,6 +625,9 @@ void relay_end_release(struct worker *w, struct end *e);
 const struct xprt *relay_xprt_tls(void);
 enum xio relay_tls_write(struct worker *w, struct end *e, struct pipe *p);
 enum xio relay_tls_flush(struct worker *w, struct end *e);
+/* relay_tls_recv from e's socket. */
+enum xio relay_tls_sock_recv(struct end *e, void *buf, size_t want,
+    size_t room, size_t *got);
 
 /* Open e as a plain socket end of c on fd, waiting for ev. 0, or -1
  * with errno (fd left open). */

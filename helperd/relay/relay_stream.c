@@ -44,6 +44,7 @@
 #include "common/util.h"
 #include "helperd/relay/relay_int.h"
 #include "helperd/relay/tls.h"
+#include "helperd/relay/tls_rec.h"
 
 #define STREAM_SMALL     4096   /* data this small goes in one record
                                    with its header */
@@ -67,23 +68,7 @@ enum { FIN_NONE, FIN_READ, FIN_REFUSED, FIN_BROKEN };
 static enum xio
 srecv(struct end *e, void *buf, size_t len, size_t *got)
 {
-	int spins = 0;
-
-	for (;;) {
-		ssize_t n = gnutls_record_recv(e->tls, buf, len);
-
-		if (n > 0) {
-			*got = (size_t)n;
-			return XIO_OK;
-		}
-		if (n != GNUTLS_E_AGAIN && n != GNUTLS_E_INTERRUPTED)
-			return n == 0 ? XIO_EOF : XIO_ERR;
-		/* AGAIN also follows a record with no data (a ticket, a key
-		 * update): more may wait where no event will announce it. */
-		if ((e->rlen == 0 && gnutls_record_check_pending(e->tls) == 0) ||
-		    ++spins >= 64)
-			return XIO_AGAIN;
-	}
+	return relay_tls_sock_recv(e, buf, len, len, got);
 }
 
 /* The next frame's header (it may come in pieces). */
@@ -199,7 +184,7 @@ stream_read(struct worker *w, struct end *e, struct pipe *p)
 
 	(void)w;
 	while (e->fin_in == FIN_NONE && p->len < RELAY_BUF) {
-		size_t got, want;
+		size_t got, want, room;
 
 		if (e->in_left == 0) {
 			int type;
@@ -212,10 +197,13 @@ stream_read(struct worker *w, struct end *e, struct pipe *p)
 				break;
 			continue;
 		}
-		want = RELAY_BUF - p->len;
-		if (want > e->in_left)
-			want = e->in_left;
-		rc = srecv(e, p->buf + p->len, want, &got);
+		room = RELAY_BUF - p->len;
+		/* Less room than a record: what came so far goes first (the
+		 * next read opens a whole record in place). */
+		if (room < TLS_REC_PLAIN_MAX && p->len > before)
+			break;
+		want = room < e->in_left ? room : e->in_left;
+		rc = relay_tls_sock_recv(e, p->buf + p->len, want, room, &got);
 		if (rc != XIO_OK)
 			break;
 		p->len += got;

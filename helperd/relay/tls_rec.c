@@ -238,6 +238,14 @@ body_len(const unsigned char *h)
 	return n;
 }
 
+size_t
+tls_rec_size(const unsigned char h[TLS_REC_HEADER])
+{
+	size_t n = body_len(h);
+
+	return n == 0 ? 0 : TLS_REC_HEADER + n;
+}
+
 enum tls_rec_open
 tls_rec_open(struct tls_rec *r, const unsigned char *in, size_t avail,
     unsigned char *out, size_t *used, size_t *plain)

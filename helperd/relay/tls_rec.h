@@ -64,6 +64,10 @@ ssize_t tls_rec_seal(struct tls_rec *r, unsigned char *data, size_t len,
 enum tls_rec_open tls_rec_open(struct tls_rec *r, const unsigned char *in,
     size_t avail, unsigned char *out, size_t *used, size_t *plain);
 
+/* The size of the record whose header is h, header included; 0: not a
+ * TLS 1.3 protected record (or longer than one may be). */
+size_t tls_rec_size(const unsigned char h[TLS_REC_HEADER]);
+
 /* The write key has sealed as many records as we let it: a key update
  * (gnutls_session_key_update) is due before the next. */
 int tls_rec_rekey_due(const struct tls_rec *r);
