@@ -336,6 +336,7 @@ CONF
 	echo "cpu	$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)"
 	echo "ncpu	$(nproc)"
 	echo "kernel	$(uname -r)"
+	echo "tcp_cc	$(sysctl -n net.ipv4.tcp_congestion_control) (every socket but helperd's loopback ones and the app's socket to helperd: loopback_congestion)"
 	echo "rounds	$ROUNDS"
 	echo "stunnel	$(stunnel -version 2>&1 | awk '/^stunnel/{print $2; exit}')"
 	echo "haproxy	$(haproxy -v | awk 'NR==1{print $3}')"

@@ -333,9 +333,13 @@ def main():
     L = []
     L.append("# meshshim benchmark — %s" % mach.get("date", "?"))
     L.append("")
-    L.append("Machine: %s, %s CPUs, %s, Linux %s, %s. kTLS: %s." % (
+    L.append("Machine: %s, %s CPUs, %s, Linux %s, %s. kTLS: %s. TCP "
+             "congestion control: %s for every socket but helperd's loopback "
+             "ones and the app's socket the shim sends to helperd "
+             "(`loopback_congestion`, cubic unless set)." % (
         mach.get("cpu", "?"), mach.get("ncpu", "?"), mach.get("mem", "?"),
-        mach.get("kernel", "?"), mach.get("os", "?"), mach.get("ktls", "?")))
+        mach.get("kernel", "?"), mach.get("os", "?"), mach.get("ktls", "?"),
+        mach.get("tcp_cc", "?")))
     L.append("Software: helperd %s (%s), stunnel %s, HAProxy %s, OpenSSL %s, "
              "GnuTLS %s, iperf3 %s." % (
                  mach.get("helperd", "?"), mach.get("buildtype", "?"),

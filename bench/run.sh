@@ -29,6 +29,7 @@
 # BENCH_BULK_SECS [5], BENCH_RTT_SECS [2], BENCH_CONN_SECS [2],
 # BENCH_PATHS ["direct mesh_tls mesh_tls_nolog mesh_plain stunnel haproxy haproxy_bp"],
 # BENCH_SKIP (words: crypto memory rounds), BENCH_KEEP=1 keeps the temp dir,
+# BENCH_MESH_CONF (lines added to helperd's mesh.conf, for A/B runs),
 # BENCH_WAIT_IDLE [60]: seconds to wait, before each phase and round, for
 # other work on the machine to finish.
 set -uo pipefail
@@ -250,6 +251,7 @@ BACKEND_PIDS=("${PID[be_echo]}")
 	echo "iperf3	$(iperf3 --version | awk 'NR==1{print $2}')"
 	echo "helperd	$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty')"
 	echo "buildtype	$(meson introspect "$BUILD" --buildoptions 2>/dev/null | python3 -c 'import json,sys; o={x["name"]:x["value"] for x in json.load(sys.stdin)}; print(o.get("buildtype","?"), "sanitize=" + str(o.get("b_sanitize","?")))' 2>/dev/null)"
+	echo "tcp_cc	$(sysctl -n net.ipv4.tcp_congestion_control) (qdisc $(sysctl -n net.core.default_qdisc))"
 	echo "ktls	$( [ -d /proc/sys/net/tls ] || lsmod 2>/dev/null | grep -q '^tls' && echo yes || echo no)"
 	echo "load_start	$(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$RAW/machine.tsv"
@@ -313,6 +315,7 @@ mesh_conf() { # mesh_conf DIR TLS(true|false) "name:port"... ; ALOG=1: access lo
 		printf 'node = "bench";\ndata_dir = "%s/data";\nsocket = "%s/helperd.sock";\n' "$d" "$d"
 		printf 'http_addr = "127.0.0.1:0";\nmesh_port = 0;\nservices_dir = "%s/services.d";\n' "$d"
 		printf 'default_intention = "allow";\nsame_node_mtls = %s;\nlog_level = "warn";\n' "$tls"
+		[ -n "${BENCH_MESH_CONF:-}" ] && printf '%s\n' "$BENCH_MESH_CONF"
 		printf 'services = (\n'
 		for s in "$@"; do
 			[ $first = 1 ] || printf ',\n'

@@ -12,8 +12,11 @@
  *          [inbound=strict|permissive svc_port=<port>]
  *          [up=<dest>,<addr>,<port>]...
  *       ERR <ERRNO-NAME> <message>
+ *          [cc=<congestion-control>]
  *       direct=1: this helperd offers DIRECT (same_node_mtls = false and
  *       it can destroy sockets); without it the shim never asks.
+ *       cc: loopback_congestion, for the app's sockets that reach
+ *       helperd (or a local instance) over loopback; absent: leave them.
  *   CONNECT <destination> <local-port> [<socket-cookie>]
  *       Registers the original destination of the app socket whose local
  *       (loopback) port is <local-port>; that same socket connects to

@@ -164,6 +164,9 @@ struct conf {
 	long idle_timeout_s;                /* [0 = none] */
 	long max_conns;                     /* [65536] */
 	int busy_poll_us;                   /* [50], 0 = never */
+	char loopback_congestion[16];       /* TCP congestion control of
+	                                     * helperd's loopback sockets
+	                                     * ["cubic"], "" = the system's */
 	long check_interval_ms;             /* default check interval [10s],
 	                                     * 1s..1h */
 	int dev;                            /* started with -dev */

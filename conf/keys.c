@@ -90,6 +90,20 @@ chk_log_level(const char *v, char *why, size_t whylen)
 	return -1;
 }
 
+/* A TCP congestion control's name (TCP_CA_NAME_MAX is 16), or "". */
+static int
+chk_congestion(const char *v, char *why, size_t whylen)
+{
+	size_t n = strlen(v);
+
+	if (n < 16 && strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789_") == n)
+		return 0;
+	snprintf(why, whylen, "\"%s\" is not a congestion control name (up "
+	    "to 15 of a-z 0-9 _, as in net.ipv4.tcp_available_congestion_"
+	    "control; \"\" for the system's)", v);
+	return -1;
+}
+
 static int
 chk_prefix(const char *v, char *why, size_t whylen)
 {
@@ -293,6 +307,9 @@ const struct ckey conf_top_keys[] = {
 	  .min = 1, .max = 1000000, .def = "65536" },
 	{ .name = "busy_poll_us", .type = K_INT, FLD(conf, busy_poll_us),
 	  .min = 0, .max = 1000, .def = "50" },
+	{ .name = "loopback_congestion", .type = K_STR,
+	  FLD(conf, loopback_congestion), .check = chk_congestion,
+	  .def = "cubic" },
 	{ .name = "check_interval", .type = K_DUR,
 	  FLD(conf, check_interval_ms), .in_ms = 1, .min = MS_S,
 	  .max = MS_H, .def = "10s" },

@@ -12,6 +12,8 @@
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -433,6 +435,24 @@ prep_bind(int fd, const struct shim_dest *d, const char *svc)
 	return port;
 }
 
+/* A socket about to reach helperd (or a local instance) over loopback:
+ * helperd's loopback_congestion, as helperd sets on its own end. The
+ * app's choice of congestion control is for a network path, and this
+ * socket's path is loopback; helperd's socket carries the traffic on.
+ * Best effort: an unprivileged process may only set the names in
+ * net.ipv4.tcp_allowed_congestion_control. */
+static void
+loopback_cc(int fd)
+{
+	char cc[SHIM_CC_MAX];
+	int saved = errno;
+
+	if (ctl_loopback_cc(cc, sizeof(cc)) == 0)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc,
+		    (socklen_t)strlen(cc));
+	errno = saved;
+}
+
 /* Decide what a connect (or a MSG_FASTOPEN send) to sa does. On PREP_MESH,
  * PREP_AGAIN, PREP_LATE and PREP_DIRECT, via/vialen is where the socket
  * must really go (helperd, or the local service for PREP_DIRECT), and *e
@@ -489,6 +509,7 @@ prepare(int fd, const struct sockaddr *sa, socklen_t len, union shim_sa *via,
 		memcpy(late_svc, svc, sizeof(svc));
 		rc = direct_prepare(fd, &d, svc, via, vialen) ? PREP_DIRECT :
 		    PREP_LATE;
+		loopback_cc(fd);
 		errno = saved;
 		return rc;
 	}
@@ -516,6 +537,7 @@ prepare(int fd, const struct sockaddr *sa, socklen_t len, union shim_sa *via,
 	out_entry(e, fd, sa, len, via, *vialen);
 	shim_log("connect fd %d -> %s via local port %u, helperd port %u",
 	    fd, svc, lport, outport);
+	loopback_cc(fd);
 	errno = saved;
 	return PREP_MESH;
 pass:

@@ -20,6 +20,7 @@
 
 #define SHIM_NAME_MAX     64    /* service names, incl NUL (CONF_NAME_MAX) */
 #define SHIM_DOMAIN_MAX   256   /* dns_domain, incl NUL */
+#define SHIM_CC_MAX       16    /* a congestion control's name, incl NUL */
 #define SHIM_ID_MAX       256   /* SPIFFE ID of an inbound peer, incl NUL */
 #define SHIM_MAX_ROUTES   128   /* upstreams from helperd + MESH_UPSTREAMS */
 #define SHIM_FD_MAX       65536 /* fds tracked by the per-fd table */
@@ -182,6 +183,8 @@ void ctl_atfork_child(void) SHIM_HIDDEN;
 int ctl_parse_hello(char *line) SHIM_HIDDEN;
 /* helperd's outbound port from the last HELLO (0 if none). */
 uint16_t ctl_outport(void) SHIM_HIDDEN;
+/* HELLO's cc (loopback_congestion) into buf: 0, or -1 when there is none. */
+int ctl_loopback_cc(char *buf, size_t len) SHIM_HIDDEN;
 /* 1 if the last HELLO offered DIRECT (direct=1). */
 int ctl_direct_on(void) SHIM_HIDDEN;
 /* Address literal (v4, v6, [v6], "localhost") of s[0..n) in normalised

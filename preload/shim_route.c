@@ -30,6 +30,7 @@ static struct {
 	int n;
 	struct route r[SHIM_MAX_ROUTES];
 	char dns[SHIM_DOMAIN_MAX];
+	char cc[SHIM_CC_MAX];   /* loopback_congestion, "" = leave */
 } hd = { .dns = "mesh" };
 
 /* Learned from HELLO (atomic; written under the control mutex). */
@@ -279,27 +280,50 @@ ctl_route(const struct shim_dest *d, char *svc, size_t svclen)
 	return 0;
 }
 
+/* A consistent copy of n bytes of hd at src (the seqlock): 0, or -1 if
+ * the writer kept it busy. */
+static int
+hd_copy(void *dst, const void *src, size_t n)
+{
+	for (int tries = 0; tries < 1000; tries++) {
+		unsigned a = __atomic_load_n(&hd.seq, __ATOMIC_ACQUIRE), b;
+
+		if (a & 1u)
+			continue;
+		memcpy(dst, src, n);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		b = __atomic_load_n(&hd.seq, __ATOMIC_RELAXED);
+		if (a == b)
+			return 0;
+	}
+	return -1;
+}
+
 void
 ctl_dns_domain(char *buf, size_t len)
 {
-	unsigned a, b;
 	char tmp[SHIM_DOMAIN_MAX];
-	int tries;
 
-	for (tries = 0; tries < 1000; tries++) {
-		a = __atomic_load_n(&hd.seq, __ATOMIC_ACQUIRE);
-		if (a & 1u)
-			continue;
-		memcpy(tmp, hd.dns, sizeof(tmp));
-		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		b = __atomic_load_n(&hd.seq, __ATOMIC_RELAXED);
-		if (a == b) {
-			tmp[sizeof(tmp) - 1] = '\0';
-			snprintf(buf, len, "%s", tmp);
-			return;
-		}
+	if (hd_copy(tmp, hd.dns, sizeof(tmp)) != 0) {
+		snprintf(buf, len, "mesh");
+		return;
 	}
-	snprintf(buf, len, "mesh");
+	tmp[sizeof(tmp) - 1] = '\0';
+	snprintf(buf, len, "%s", tmp);
+}
+
+int
+ctl_loopback_cc(char *buf, size_t len)
+{
+	char tmp[SHIM_CC_MAX];
+
+	if (hd_copy(tmp, hd.cc, sizeof(tmp)) != 0)
+		return -1;
+	tmp[sizeof(tmp) - 1] = '\0';
+	if (tmp[0] == '\0' || strlen(tmp) >= len)
+		return -1;
+	memcpy(buf, tmp, strlen(tmp) + 1);
+	return 0;
 }
 
 int
@@ -334,6 +358,7 @@ ctl_outport(void)
 struct hello {
 	int port, n, strict, svc_port, direct;
 	char dns[SHIM_DOMAIN_MAX];
+	char cc[SHIM_CC_MAX];
 };
 
 /* dns=<domain>: letters, digits, '-' and '.', trailing dots dropped. */
@@ -400,6 +425,14 @@ hello_key(struct hello *h, const char *key, size_t klen, const char *val)
 		return hello_dns(h, val, vlen);
 	if (klen == 2 && memcmp(key, "up", 2) == 0)
 		return hello_up(h, val);
+	if (klen == 2 && memcmp(key, "cc", 2) == 0) {
+		if (vlen > 0 && vlen < sizeof(h->cc) &&
+		    strspn(val, "abcdefghijklmnopqrstuvwxyz0123456789_") == vlen)
+			memcpy(h->cc, val, vlen + 1);
+		else
+			shim_log("HELLO: ignoring bad cc \"%.40s\"", val);
+		return 0;
+	}
 	if (klen == 7 && memcmp(key, "inbound", 7) == 0)
 		h->strict = strcmp(val, "strict") == 0;
 	else if (klen == 6 && memcmp(key, "direct", 6) == 0)
@@ -422,6 +455,7 @@ hello_publish(const struct hello *h)
 	hd.n = h->n;
 	if (h->dns[0] != '\0')
 		memcpy(hd.dns, h->dns, sizeof(h->dns));
+	memcpy(hd.cc, h->cc, sizeof(h->cc));
 	__atomic_store_n(&hd.seq, v + 1, __ATOMIC_RELEASE);
 	__atomic_store_n(&pol.outport, h->port, __ATOMIC_RELEASE);
 	if (h->strict >= 0)
@@ -432,7 +466,8 @@ hello_publish(const struct hello *h)
 }
 
 /* OK port=<p> dns=<d> [direct=1] [up=<dest>,<addr>,<port>]...
- * [inbound=strict|permissive] [svc_port=<p>]; unknown keys are ignored.
+ * [inbound=strict|permissive] [svc_port=<p>] [cc=<name>]; unknown keys
+ * are ignored.
  * Modifies line. Caller holds ctl_mu. 0, or -1 if malformed (nothing
  * changed). */
 int

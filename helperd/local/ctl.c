@@ -147,6 +147,9 @@ hello_ok(struct ctl_client *c, const struct conf_service *svc)
 		    " inbound=%s svc_port=%d",
 		    svc->inbound == CONF_INBOUND_STRICT ? "strict" :
 		    "permissive", svc->port);
+	if (e->relay != NULL && relay_loopback_cc(e->relay)[0] != '\0')
+		off += (size_t)snprintf(line + off, sizeof(line) - off,
+		    " cc=%s", relay_loopback_cc(e->relay));
 	for (size_t i = 0; svc != NULL && i < svc->n_upstreams; i++) {
 		int n = snprintf(line + off, sizeof(line) - off,
 		    " up=%s,%s,%d", svc->upstreams[i].dest,

@@ -61,6 +61,10 @@ struct relay_env {
 int relay_new(struct relay **out, const struct relay_env *env, int workers);
 /* Close every connection and listener, stop the workers, free all. */
 void relay_free(struct relay *r);
+/* The congestion control set on loopback sockets (loopback_congestion;
+ * "" when the system's default is left), fixed at relay_new: HELLO
+ * passes it to the shims for the app's socket to helperd. */
+const char *relay_loopback_cc(const struct relay *r);
 
 /* Listen on bind_addr:port for mesh (TLS) connections; the bound port is
  * returned in *bound. 0/-1 with err. */

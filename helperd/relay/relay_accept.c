@@ -253,7 +253,7 @@ accept_some(struct relay *r, int lfd, struct emfile *g, long max,
 			close(fd);
 			continue;
 		}
-		relay_sock_tune(fd);
+		relay_sock_tune(r, fd, &ss);
 		got(arg, fd, &ss);
 	}
 }
@@ -431,7 +431,7 @@ relay_outbound_hand(struct relay *r, int fd,
 	util_strlcpy(pd->src, src, sizeof(pd->src));
 	util_strlcpy(pd->dst, dst, sizeof(pd->dst));
 	pd->uid = uid;
-	relay_sock_tune(fd);
+	relay_sock_tune(r, fd, ss);
 	outbound_post(r, fd, ss, pd);
 	return 0;
 }

@@ -35,7 +35,7 @@ dial_published(struct conn *c, const char *addr, int port, char *why,
 	int fd;
 
 	pthread_mutex_lock(&r->port_mu);
-	fd = relay_dial(addr, port, why, whylen);
+	fd = relay_dial(r, addr, port, why, whylen);
 	/* Non-blocking: the peer may not be connected yet, but its address
 	 * is set (getpeername says ENOTCONN only in SYN_SENT: then the
 	 * address we dialled is the one). */
@@ -233,7 +233,7 @@ static int
 dial_net(struct conn *c, int tls, const char *host, int port, char *why,
     size_t whylen)
 {
-	int fd = tls ? relay_dial(host, port, why, whylen) :
+	int fd = tls ? relay_dial(c->r, host, port, why, whylen) :
 	    dial_published(c, host, port, why, whylen);
 
 	if (fd < 0)

@@ -377,6 +377,7 @@ struct relay {
 	 * (NULL: sock_diag unavailable, the shim's connections are refused)
 	 * and that a shim's ACCEPT names our socket. */
 	struct sockdiag *sd;
+	char loop_cc[16];               /* loopback_congestion, "" = leave */
 	struct { int port; int64_t expires; } park_fifo[RELAY_PORTS];
 	size_t park_head, park_len, n_parked;
 	struct loop_timer exp_timer;    /* the heads of both fifos */
@@ -526,12 +527,19 @@ void relay_conn_move(struct conn *c);
 
 /* relay_sock.c: sockets ------------------------------------------------ */
 
-void relay_sock_tune(int fd);
+/* TCP_NODELAY, and loopback_congestion on a socket whose peer is
+ * loopback. */
+void relay_sock_tune(const struct relay *r, int fd,
+    const struct sockaddr_storage *peer);
+/* r->loop_cc from loopback_congestion: "" when it is the system's
+ * default already or the kernel refuses it (logged). */
+void relay_sock_cc_init(struct relay *r, const char *cc);
 void relay_addr_string(const struct sockaddr_storage *ss, char *buf,
     size_t len, int *port);
 int relay_is_loopback(const struct sockaddr_storage *ss);
 /* Start a non-blocking connect to host:port. fd, or -1 with why. */
-int relay_dial(const char *host, int port, char *why, size_t whylen);
+int relay_dial(const struct relay *r, const char *host, int port, char *why,
+    size_t whylen);
 /* A listening TCP socket on host:port (0: any); the port in *bound. fd or
  * -1 with err. */
 int relay_listen_socket(const char *host, int port, int *bound, char *err,

@@ -18,11 +18,53 @@
 #include "helperd/relay/relay_int.h"
 
 void
-relay_sock_tune(int fd)
+relay_sock_tune(const struct relay *r, int fd,
+    const struct sockaddr_storage *peer)
 {
 	int one = 1;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* A loopback leg has no path to pace or probe, yet BBR (a common
+	 * default) paces it too: a timer interrupt and a deferred send per
+	 * burst, paid by whatever runs on that CPU (bench/PROFILE.md). */
+	if (r->loop_cc[0] != '\0' && relay_is_loopback(peer))
+		setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, r->loop_cc,
+		    (socklen_t)strlen(r->loop_cc));
+}
+
+const char *
+relay_loopback_cc(const struct relay *r)
+{
+	return r->loop_cc;
+}
+
+void
+relay_sock_cc_init(struct relay *r, const char *cc)
+{
+	char sys[sizeof(r->loop_cc)] = "";
+	socklen_t len = sizeof(sys) - 1;
+	int fd;
+
+	r->loop_cc[0] = '\0';
+	if (cc[0] == '\0')
+		return;
+	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		log_warn("loopback_congestion: socket: %m");
+		return;
+	}
+	if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, sys, &len) == 0 &&
+	    strcmp(sys, cc) == 0) {
+		close(fd);      /* the system's already: nothing to set */
+		return;
+	}
+	if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc,
+	    (socklen_t)strlen(cc)) != 0)
+		log_warn("loopback_congestion \"%s\": %m (not in "
+		    "net.ipv4.tcp_available_congestion_control?): loopback "
+		    "sockets keep the system's, \"%s\"", cc, sys);
+	else
+		util_strlcpy(r->loop_cc, cc, sizeof(r->loop_cc));
+	close(fd);
 }
 
 static int
@@ -85,7 +127,8 @@ relay_is_loopback(const struct sockaddr_storage *ss)
 
 /* Start a non-blocking connect to host:port. fd or -1 with why. */
 int
-relay_dial(const char *host, int port, char *why, size_t whylen)
+relay_dial(const struct relay *r, const char *host, int port, char *why,
+    size_t whylen)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -101,7 +144,7 @@ relay_dial(const char *host, int port, char *why, size_t whylen)
 		snprintf(why, whylen, "socket: %s", strerror(errno));
 		return -1;
 	}
-	relay_sock_tune(fd);
+	relay_sock_tune(r, fd, &ss);
 	if (connect(fd, (struct sockaddr *)&ss, len) != 0 &&
 	    errno != EINPROGRESS) {
 		snprintf(why, whylen, "connect %s:%d: %s", host, port,

@@ -169,3 +169,24 @@ Test(env, mesh_upstreams_win_over_hello)
 	cr_assert_eq(ctl_route(&d, svc, sizeof(svc)), 1);
 	cr_assert_str_eq(svc, "counting", "MESH_UPSTREAMS wins, as -upstream");
 }
+
+Test(hello, congestion_control_name)
+{
+	char cc[SHIM_CC_MAX];
+
+	cr_assert_eq(hello("OK port=21001 cc=cubic"), 0);
+	cr_assert_eq(ctl_loopback_cc(cc, sizeof(cc)), 0);
+	cr_assert_str_eq(cc, "cubic");
+	cr_assert_eq(ctl_loopback_cc(cc, 3), -1, "a short buffer gets none");
+	/* Bad names are ignored (not a malformed reply): none is set. */
+	logged[0] = '\0';
+	cr_assert_eq(hello("OK port=21001 cc=../../x"), 0);
+	cr_assert_eq(ctl_loopback_cc(cc, sizeof(cc)), -1);
+	cr_assert_not_null(strstr(logged, "bad cc"));
+	cr_assert_eq(hello("OK port=21001 cc=averyveryverylongname"), 0);
+	cr_assert_eq(ctl_loopback_cc(cc, sizeof(cc)), -1);
+	/* A reply without cc= clears the last one (helperd leaves them). */
+	cr_assert_eq(hello("OK port=21001 cc=reno"), 0);
+	cr_assert_eq(hello("OK port=21001"), 0);
+	cr_assert_eq(ctl_loopback_cc(cc, sizeof(cc)), -1);
+}
