@@ -12,7 +12,14 @@
 SOCK_NETNS=1
 . "$(dirname "$0")/sock_lib.sh"
 
-ECHO=$(free_port); UP=$(free_port); SINK=$(free_port)
+# Fixed ports below the namespace's ephemeral range: a port taken from that
+# range (free_port) could meanwhile become the local port of one of
+# helperd's connections (health checks, dials) before the attacker binds it.
+if [ -n "${SOCK_IN_NETNS:-}" ]; then
+	ECHO=39001; UP=39002; SINK=39003
+else
+	ECHO=$(free_port); UP=$(free_port); SINK=$(free_port)
+fi
 start_echo "$ECHO"
 write_conf n1 'default_intention = "allow";' 'check_interval = "1s";' "services = (
   { name = \"socat\"; port = $ECHO; connect = {}; },

@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -153,6 +154,41 @@ on_tick(void *arg)
 	loop_timer_add(tk->loop, tk->t, 100);
 }
 
+/* Whether every thread of pid is stopped (state T in its task's stat).
+ * kill(SIGSTOP) returns before the signal reaches a running thread. */
+static int
+all_stopped(pid_t pid)
+{
+	char path[64];
+	DIR *d;
+	struct dirent *de;
+	int stopped = 1;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	if ((d = opendir(path)) == NULL)
+		return 0;
+	while (stopped && (de = readdir(d)) != NULL) {
+		char stat[256], *p;
+		FILE *f;
+		size_t n;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%.16s/stat",
+		    (int)pid, de->d_name);
+		if ((f = fopen(path, "r")) == NULL)
+			continue; /* the thread exited */
+		n = fread(stat, 1, sizeof(stat) - 1, f);
+		fclose(f);
+		stat[n] = '\0';
+		/* "tid (comm) S ...": the state follows the last ')'. */
+		p = strrchr(stat, ')');
+		stopped = p != NULL && p[1] == ' ' && p[2] == 'T';
+	}
+	closedir(d);
+	return stopped;
+}
+
 static const struct cluster_ops ops = {
 	.intentions_changed = on_intentions,
 };
@@ -281,6 +317,10 @@ Test(cluster, intentions_from_etcd_reach_the_store_and_the_op)
 	util_strlcpy(in.src, "web", sizeof(in.src));
 	util_strlcpy(in.dst, "cache", sizeof(in.dst));
 	cr_assert(kill(etcd_pid, SIGSTOP) == 0);
+	until = util_now_ms_mono() + 10000;
+	while (!all_stopped(etcd_pid) && util_now_ms_mono() < until)
+		usleep(10000);
+	cr_assert(all_stopped(etcd_pid), "etcd's threads never stopped");
 	cr_assert_eq(intent_create(db, &in, 0, id, &code, why, sizeof(why)),
 	    -1);
 	cr_assert_eq(code, INTENT_EPENDING, "code %d: %s", code, why);
