@@ -37,6 +37,8 @@ struct loop {
 	int spin_cpus;          /* CPUs this thread may run on */
 	int64_t spin_cpus_ms;   /* ... as of then */
 	int busy;               /* the last round handled events */
+	size_t round_bytes;     /* loop_note_bytes during this round */
+	size_t last_bytes;      /* ... during the last one */
 };
 
 /* Timers ------------------------------------------------------------------ */
@@ -349,6 +351,12 @@ loop_woke_ms(const struct loop *l)
 #define SPIN_ON    4
 #define SPIN_MISS  2
 #define SPIN_PROBE 64
+/* A round that read more than this is moving a stream: what comes next
+ * is queued behind it in the socket buffers, so a wake-up's latency is
+ * hidden and spinning would only burn the CPU the stream needs (a
+ * cross-node stream's receiver spun for 15 % more CPU per GB). Requests
+ * and answers are mostly smaller. */
+#define SPIN_BYTES 16384
 
 /* A thread that may run on one CPU only would spin on the CPU the
  * thread it waits for needs. Checked once a second (taskset may change
@@ -371,7 +379,8 @@ spin_alone(struct loop *l)
 static int
 spin_wanted(struct loop *l, int timeout)
 {
-	if (l->spin_us == 0 || !l->busy || timeout == 0 || spin_alone(l))
+	if (l->spin_us == 0 || !l->busy || timeout == 0 ||
+	    l->last_bytes > SPIN_BYTES || spin_alone(l))
 		return 0;
 	if (l->spin_score >= SPIN_ON)
 		return 1;
@@ -411,6 +420,12 @@ loop_set_spin(struct loop *l, int us)
 {
 	l->spin_us = us > 0 ? us : 0;
 	l->spin_score = SPIN_ON;
+}
+
+void
+loop_note_bytes(struct loop *l, size_t n)
+{
+	l->round_bytes += n;
 }
 
 int
@@ -455,5 +470,7 @@ loop_run_once(struct loop *l, int timeout_ms)
 	l->n_defer = 0;
 	if (l->round_end != NULL)
 		l->round_end(l->round_end_arg);
+	l->last_bytes = l->round_bytes;
+	l->round_bytes = 0;
 	return 0;
 }

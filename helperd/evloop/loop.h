@@ -107,6 +107,9 @@ int loop_run_once(struct loop *l, int timeout_ms);
  * the default). Saves the wake-up of a thread that would have slept
  * for less than that, at the cost of the CPU time spun. */
 void loop_set_spin(struct loop *l, int us);
+/* The round's handlers read n bytes: after a round that read more than
+ * a TLS record's worth (a stream, not a request) the loop does not spin. */
+void loop_note_bytes(struct loop *l, size_t n);
 
 /* When the last loop_run_once's wait returned (util_now_ms_mono): what
  * had arrived by then has been dispatched. 0 before the first. */

@@ -166,6 +166,7 @@ pump_copy(struct worker *w, struct end *from, struct end *to,
 		switch (from->x->read(w, from, p)) {
 		case XIO_OK:
 			p->moved += (uint64_t)(p->len - before);
+			loop_note_bytes(w->loop, p->len - before);
 			break;
 		case XIO_EOF:
 			from->eof_in = 1;
@@ -217,6 +218,7 @@ pump_splice(struct worker *w, struct end *from, struct end *to,
 		switch (from->x->rcv_pipe(from, p->kp, RELAY_SPLICE, &n)) {
 		case XIO_OK:
 			p->len = n;
+			loop_note_bytes(w->loop, n);
 			break;
 		case XIO_EOF:
 			from->eof_in = 1;

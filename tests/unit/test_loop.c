@@ -337,6 +337,7 @@ struct spin_rig {
 	int efd;
 	int seen;
 	unsigned delay_us;
+	size_t bytes;           /* each event reads this much (loop_note_bytes) */
 };
 
 static void
@@ -348,6 +349,7 @@ on_efd(void *arg, uint32_t ev)
 	(void)ev;
 	if (read(g->efd, &v, sizeof(v)) == sizeof(v))
 		g->seen++;
+	loop_note_bytes(g->l, g->bytes);
 }
 
 static void
@@ -495,5 +497,41 @@ Test(loop_spin, stops_when_spins_find_nothing)
 		us += idle_wait_cpu_us(&g);
 	cr_assert_lt(us, 15000, "still spinning: %lld us of CPU in 5 idle "
 	    "waits", (long long)us);
+	spin_rig_fini(&g);
+}
+
+/* One wait after a round that read rd bytes, an event 1 ms into it:
+ * whether the thread slept. */
+static int
+slept_after(struct spin_rig *g, size_t rd)
+{
+	pthread_t t;
+	long s0, s1;
+
+	g->bytes = rd;
+	busy_round(g);
+	g->bytes = 0;
+	g->delay_us = 1000;
+	cr_assert_eq(pthread_create(&t, NULL, write_later, g), 0);
+	s0 = sleeps();
+	cr_assert_eq(loop_run_once(g->l, 5000), 0);
+	s1 = sleeps();
+	pthread_join(t, NULL);
+	return s1 != s0;
+}
+
+Test(loop_spin, not_after_a_round_that_moved_a_stream)
+{
+	struct spin_rig g;
+
+	if (!two_cpus())
+		cr_skip_test("one CPU: the loop never spins");
+	spin_rig_init(&g, 200000);
+	/* A request's worth: it spins (as in the first test). */
+	cr_assert(!slept_after(&g, 512), "slept after a small read");
+	/* A stream's (more than a TLS record): it sleeps at once. */
+	cr_assert(slept_after(&g, 65536), "spun after a 64 KiB read");
+	/* The next small round spins again. */
+	cr_assert(!slept_after(&g, 512), "slept after a small read, later");
 	spin_rig_fini(&g);
 }
