@@ -167,6 +167,9 @@ struct conf {
 	char loopback_congestion[16];       /* TCP congestion control of
 	                                     * helperd's loopback sockets
 	                                     * ["cubic"], "" = the system's */
+	char mesh_congestion[16];           /* ... of its sockets to other
+	                                     * nodes ["auto"], "" = the
+	                                     * system's */
 	long check_interval_ms;             /* default check interval [10s],
 	                                     * 1s..1h */
 	int dev;                            /* started with -dev */

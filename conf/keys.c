@@ -105,6 +105,17 @@ chk_congestion(const char *v, char *why, size_t whylen)
 }
 
 static int
+chk_mesh_congestion(const char *v, char *why, size_t whylen)
+{
+	if (chk_congestion(v, why, whylen) == 0)      /* "auto" too */
+		return 0;
+	snprintf(why, whylen, "\"%s\" is not a congestion control name (up "
+	    "to 15 of a-z 0-9 _, as in net.ipv4.tcp_available_congestion_"
+	    "control; \"auto\", or \"\" for the system's)", v);
+	return -1;
+}
+
+static int
 chk_prefix(const char *v, char *why, size_t whylen)
 {
 	if (v[0] == '/')
@@ -310,6 +321,9 @@ const struct ckey conf_top_keys[] = {
 	{ .name = "loopback_congestion", .type = K_STR,
 	  FLD(conf, loopback_congestion), .check = chk_congestion,
 	  .def = "cubic" },
+	{ .name = "mesh_congestion", .type = K_STR,
+	  FLD(conf, mesh_congestion), .check = chk_mesh_congestion,
+	  .def = "auto" },
 	{ .name = "check_interval", .type = K_DUR,
 	  FLD(conf, check_interval_ms), .in_ms = 1, .min = MS_S,
 	  .max = MS_H, .def = "10s" },

@@ -319,6 +319,7 @@ listen_on(struct relay *r, struct listener *l, int which, const char *host,
 	l->fd = fd;
 	l->r = r;
 	l->mesh = which == ACC_MESH4;
+	relay_sock_listen_cc(r, fd, l->mesh);
 	if (!l->mesh) {
 		if (loop_add(r->env.loop, &l->w, fd, EPOLLIN, listener_event,
 		    l) != 0 || emfile_init(&l->eg, r->env.loop, &l->w, fd,

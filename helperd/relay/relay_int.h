@@ -378,6 +378,7 @@ struct relay {
 	 * and that a shim's ACCEPT names our socket. */
 	struct sockdiag *sd;
 	char loop_cc[16];               /* loopback_congestion, "" = leave */
+	char mesh_cc[16];               /* mesh_congestion resolved, ditto */
 	struct { int port; int64_t expires; } park_fifo[RELAY_PORTS];
 	size_t park_head, park_len, n_parked;
 	struct loop_timer exp_timer;    /* the heads of both fifos */
@@ -528,12 +529,17 @@ void relay_conn_move(struct conn *c);
 /* relay_sock.c: sockets ------------------------------------------------ */
 
 /* TCP_NODELAY, and loopback_congestion on a socket whose peer is
- * loopback. */
+ * loopback, mesh_congestion on any other. */
 void relay_sock_tune(const struct relay *r, int fd,
     const struct sockaddr_storage *peer);
-/* r->loop_cc from loopback_congestion: "" when it is the system's
- * default already or the kernel refuses it (logged). */
-void relay_sock_cc_init(struct relay *r, const char *cc);
+/* The congestion control for the sockets a listener accepts: the mesh
+ * port's (mesh: 1) or the outbound port's (loopback). */
+void relay_sock_listen_cc(const struct relay *r, int fd, int mesh);
+/* r->loop_cc and r->mesh_cc from loopback_congestion and mesh_congestion
+ * ("auto" resolved): "" when it is the system's default already or the
+ * kernel refuses it (logged). */
+void relay_sock_cc_init(struct relay *r, const char *loop_cc,
+    const char *mesh_cc);
 void relay_addr_string(const struct sockaddr_storage *ss, char *buf,
     size_t len, int *port);
 int relay_is_loopback(const struct sockaddr_storage *ss);

@@ -17,6 +17,14 @@
 #include "helperd/evloop/loop.h"
 #include "helperd/relay/relay_int.h"
 
+static void
+set_cc(int fd, const char *cc)
+{
+	if (cc[0] != '\0')
+		setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc,
+		    (socklen_t)strlen(cc));
+}
+
 void
 relay_sock_tune(const struct relay *r, int fd,
     const struct sockaddr_storage *peer)
@@ -27,9 +35,15 @@ relay_sock_tune(const struct relay *r, int fd,
 	/* A loopback leg has no path to pace or probe, yet BBR (a common
 	 * default) paces it too: a timer interrupt and a deferred send per
 	 * burst, paid by whatever runs on that CPU (bench/PROFILE.md). */
-	if (r->loop_cc[0] != '\0' && relay_is_loopback(peer))
-		setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, r->loop_cc,
-		    (socklen_t)strlen(r->loop_cc));
+	set_cc(fd, relay_is_loopback(peer) ? r->loop_cc : r->mesh_cc);
+}
+
+void
+relay_sock_listen_cc(const struct relay *r, int fd, int mesh)
+{
+	/* Set on the listener, a name is the accepted sockets' from their
+	 * first segment; set after accept(), BBR's pacing would stay on. */
+	set_cc(fd, mesh ? r->mesh_cc : r->loop_cc);
 }
 
 const char *
@@ -38,33 +52,80 @@ relay_loopback_cc(const struct relay *r)
 	return r->loop_cc;
 }
 
-void
-relay_sock_cc_init(struct relay *r, const char *cc)
+/* The first line of a /proc/sys file, or "" */
+static void
+read_sysctl(const char *path, char *buf, size_t len)
 {
-	char sys[sizeof(r->loop_cc)] = "";
-	socklen_t len = sizeof(sys) - 1;
+	FILE *f = fopen(path, "re");
+
+	buf[0] = '\0';
+	if (f == NULL)
+		return;
+	if (fgets(buf, (int)len, f) == NULL)
+		buf[0] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	fclose(f);
+}
+
+/* out = cc if the kernel takes it and it is not the system's already,
+ * else "" (a refusal logged, naming key). */
+static void
+cc_pick(const char *key, const char *cc, const char *sys, char *out,
+    size_t len)
+{
 	int fd;
 
-	r->loop_cc[0] = '\0';
-	if (cc[0] == '\0')
+	out[0] = '\0';
+	if (cc[0] == '\0' || strcmp(sys, cc) == 0)
 		return;
 	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
-		log_warn("loopback_congestion: socket: %m");
-		return;
-	}
-	if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, sys, &len) == 0 &&
-	    strcmp(sys, cc) == 0) {
-		close(fd);      /* the system's already: nothing to set */
+		log_warn("%s: socket: %m", key);
 		return;
 	}
 	if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc,
 	    (socklen_t)strlen(cc)) != 0)
-		log_warn("loopback_congestion \"%s\": %m (not in "
-		    "net.ipv4.tcp_available_congestion_control?): loopback "
-		    "sockets keep the system's, \"%s\"", cc, sys);
+		log_warn("%s \"%s\": %m (not in "
+		    "net.ipv4.tcp_available_congestion_control?): its sockets "
+		    "keep the system's, \"%s\"", key, cc, sys);
 	else
-		util_strlcpy(r->loop_cc, cc, sizeof(r->loop_cc));
+		util_strlcpy(out, cc, len);
 	close(fd);
+}
+
+void
+relay_sock_cc_init(struct relay *r, const char *loop_cc, const char *mesh_cc)
+{
+	char sys[sizeof(r->loop_cc)] = "", qdisc[32];
+	socklen_t len = sizeof(sys) - 1;
+	int fd;
+
+	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0) {
+		if (getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, sys, &len) != 0)
+			sys[0] = '\0';
+		close(fd);
+	}
+	cc_pick("loopback_congestion", loop_cc, sys, r->loop_cc,
+	    sizeof(r->loop_cc));
+	if (strcmp(mesh_cc, "auto") != 0) {
+		cc_pick("mesh_congestion", mesh_cc, sys, r->mesh_cc,
+		    sizeof(r->mesh_cc));
+		return;
+	}
+	/* auto: BBR needs its sends paced. Without the fq qdisc, TCP paces
+	 * each socket itself, with a high-resolution timer and a deferred
+	 * send per burst: across a LAN that costs more CPU than the
+	 * stream's crypto (bench/PROFILE.md). Then Linux's default, cubic;
+	 * any other choice of the system's stays. */
+	read_sysctl("/proc/sys/net/core/default_qdisc", qdisc, sizeof(qdisc));
+	if (strncmp(sys, "bbr", 3) == 0 && strcmp(qdisc, "fq") != 0) {
+		cc_pick("mesh_congestion", "cubic", sys, r->mesh_cc,
+		    sizeof(r->mesh_cc));
+		if (r->mesh_cc[0] != '\0')
+			log_info("mesh_congestion auto: the system's %s "
+			    "without the fq qdisc (default_qdisc %s) paces "
+			    "with a timer per burst: cubic on sockets to "
+			    "other nodes", sys, qdisc[0] ? qdisc : "?");
+	}
 }
 
 static int

@@ -421,7 +421,8 @@ relay_new(struct relay **out, const struct relay_env *env, int workers)
 		r->sd = NULL;
 	}
 	relay_obs_init(r);
-	relay_sock_cc_init(r, env->conf->loopback_congestion);
+	relay_sock_cc_init(r, env->conf->loopback_congestion,
+	    env->conf->mesh_congestion);
 	r->mesh4.fd = r->out4.fd = r->out6.fd = -1;
 	r->out4.w.fd = r->out6.w.fd = -1;
 	r->leaf_w.fd = -1;

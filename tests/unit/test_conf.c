@@ -103,6 +103,7 @@ Test(conf, defaults)
 	cr_assert_eq(c.max_conns, 65536);
 	cr_assert_eq(c.busy_poll_us, 50);
 	cr_assert_str_eq(c.loopback_congestion, "cubic");
+	cr_assert_str_eq(c.mesh_congestion, "auto");
 	cr_assert_eq(c.check_interval_ms, 10000);
 	cr_assert_eq(c.dev, 0);
 	cr_assert_eq(c.ca.leaf_ttl, 72 * 3600);
@@ -160,6 +161,7 @@ Test(conf, good_every_key)
 	cr_assert_eq(c.max_conns, 1000);
 	cr_assert_eq(c.busy_poll_us, 0);
 	cr_assert_str_eq(c.loopback_congestion, "");
+	cr_assert_str_eq(c.mesh_congestion, "bbr");
 	cr_assert_eq(c.ca.leaf_ttl, 24 * 3600);
 	cr_assert_eq(c.ca.root_ttl, 8760L * 3600);
 	cr_assert_eq(c.ca.allow_short_ttl, 0);
@@ -384,6 +386,11 @@ Test(conf, bad_other_keys)
 	expect_load_error("bad/loopback_congestion.conf",
 	    "bad/loopback_congestion.conf:2: loopback_congestion: \"../bbr\" "
 	    "is not a congestion control name");
+	expect_load_error("bad/mesh_congestion.conf",
+	    "bad/mesh_congestion.conf:2: mesh_congestion: \"Cubic\" "
+	    "is not a congestion control name (up to 15 of a-z 0-9 _, as in "
+	    "net.ipv4.tcp_available_congestion_control; \"auto\", or \"\" "
+	    "for the system's)");
 	expect_load_error("bad/log_level.conf",
 	    "bad/log_level.conf:2: log_level: must be \"err\"");
 	expect_load_error("bad/bind_addr.conf", "bad/bind_addr.conf:2: "
