@@ -533,7 +533,8 @@ void relay_conn_move(struct conn *c);
 void relay_sock_tune(const struct relay *r, int fd,
     const struct sockaddr_storage *peer);
 /* The congestion control for the sockets a listener accepts: the mesh
- * port's (mesh: 1) or the outbound port's (loopback). */
+ * port's (mesh: 1; loopback_congestion if it is bound to a loopback
+ * address) or the outbound port's (loopback). */
 void relay_sock_listen_cc(const struct relay *r, int fd, int mesh);
 /* r->loop_cc and r->mesh_cc from loopback_congestion and mesh_congestion
  * ("auto" resolved): "" when it is the system's default already or the

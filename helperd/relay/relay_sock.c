@@ -41,8 +41,14 @@ relay_sock_tune(const struct relay *r, int fd,
 void
 relay_sock_listen_cc(const struct relay *r, int fd, int mesh)
 {
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
 	/* Set on the listener, a name is the accepted sockets' from their
 	 * first segment; set after accept(), BBR's pacing would stay on. */
+	if (mesh && getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+	    relay_is_loopback(&ss))
+		mesh = 0;       /* only this host's programs reach it */
 	set_cc(fd, mesh ? r->mesh_cc : r->loop_cc);
 }
 
