@@ -336,7 +336,7 @@ CONF
 	echo "cpu	$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)"
 	echo "ncpu	$(nproc)"
 	echo "kernel	$(uname -r)"
-	echo "tcp_cc	$(sysctl -n net.ipv4.tcp_congestion_control) (every socket but helperd's loopback ones and the app's socket to helperd: loopback_congestion)"
+	echo "tcp_cc	$(sysctl -n net.ipv4.tcp_congestion_control), qdisc $(sysctl -n net.core.default_qdisc) (every socket but helperd's: loopback_congestion on its loopback ones and the app's socket to helperd, mesh_congestion on its link to the other node, see mesh_link_cc)"
 	echo "rounds	$ROUNDS"
 	echo "stunnel	$(stunnel -version 2>&1 | awk '/^stunnel/{print $2; exit}')"
 	echo "haproxy	$(haproxy -v | awk 'NR==1{print $3}')"
@@ -450,6 +450,13 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	done
 done
 printf 'load_end\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$RAW/machine.tsv"
+# What helperd's sessions to B use (mesh_congestion, "auto" by default:
+# cubic when the system's BBR would pace without fq); the peers' TLS legs
+# keep the system's.
+if [[ " ${PATHS[*]} " == *" mesh "* ]]; then
+	printf 'mesh_link_cc\t%s\n' "$(in_a ss -tinH state established '( dport = :21000 )' 2>/dev/null |
+	    awk 'NR % 2 == 0 { print $1 }' | sort -u | tr '\n' ' ')(helperd A to B, mesh_congestion ${BENCH_XMESH_CONF:+as set by BENCH_XMESH_CONF}${BENCH_XMESH_CONF:-auto})" >>"$RAW/machine.tsv"
+fi
 grep -h 'resum\|handshake' "$T/log/helperd-node"*.log 2>/dev/null | tail -5 >>"$RAW/helperd-log-tail.txt"
 
 python3 "$HERE/crossnode_report.py" "$RAW" "$RESULTS/crossnode.md" || { log "report failed"; exit 1; }
