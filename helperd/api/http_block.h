@@ -5,8 +5,10 @@
  * query, and takes a new index from one counter when it differs). A
  * request with ?index=N (the index it last saw) and an answer still at N
  * is held (suspended) until the answer changes or ?wait (default 5m, at
- * most 10m) runs out; held requests are looked at again every 100 ms
- * (the server's timer, armed only while any is held).
+ * most 10m) runs out; held requests run again within 100 ms of a change
+ * of the catalog, the intentions or the CA, and at least once a second
+ * (http_req.h: HTTP_RECHECK_MS; the server's timer, armed only while
+ * any is held).
  * Bounded: HTTP_BLOCK_MAX held in all, HTTP_BLOCK_PER_CLIENT per client
  * address; over that, the answer comes at once. */
 #ifndef MESH_HTTP_BLOCK_H

@@ -18,6 +18,9 @@
 #include "common/util.h"
 #include "helperd/identity/acl.h"
 #include "helperd/api/http_block.h"
+#include "helperd/identity/ca.h"
+#include "helperd/model/catalog.h"
+#include "helperd/model/intent.h"
 
 void
 http_req_arm_at(struct http_server *s, int64_t when)
@@ -222,6 +225,8 @@ block_or_index(struct http_server *s, struct http_ctx *ctx,
 	ctx->held = 1;
 	ctx->mc = mc;
 	ctx->suspended = 1;
+	ctx->held_gen = http_req_state_gen(s);
+	ctx->held_ran = now;
 	ctx->hprev = NULL;
 	ctx->hnext = s->held;
 	if (s->held != NULL)
@@ -232,14 +237,38 @@ block_or_index(struct http_server *s, struct http_ctx *ctx,
 	return 1;
 }
 
-/* Every held request runs again: answered if its endpoint changed or
- * its wait ran out, else held once more. */
+uint64_t
+http_req_state_gen(const struct http_server *s)
+{
+	const struct api_env *e = &s->env;
+	uint64_t g = 0;
+
+	if (e->catalog != NULL)
+		g += catalog_generation(e->catalog);
+	if (e->intents != NULL)
+		g += intent_db_index(e->intents);
+	if (e->ca != NULL && *e->ca != NULL)
+		g += ca_generation(*e->ca);
+	return g;
+}
+
+/* Held requests run again (answered if their endpoint's answer changed
+ * or their wait ran out, else held once more): all of them when the
+ * server stops, else those whose state may have changed (see
+ * HTTP_RECHECK_MS) or whose wait is over. */
 void
 http_req_resume_held(struct http_server *s)
 {
-	while (s->held != NULL) {
-		struct http_ctx *ctx = s->held;
+	struct http_ctx *ctx = s->held, *next;
+	uint64_t gen = http_req_state_gen(s);
+	int64_t now = util_now_ms_mono();
 
+	for (; ctx != NULL; ctx = next) {
+		next = ctx->hnext;
+		if (!s->stopping && ctx->held_gen == gen &&
+		    now - ctx->held_ran < HTTP_RECHECK_MS &&
+		    now < ctx->hold_until)
+			continue;
 		held_unlink(s, ctx);
 		MHD_resume_connection(ctx->mc);
 	}

@@ -55,6 +55,14 @@ struct http_server {
  * lines come from any thread) are looked at this often while any is
  * there. */
 #define HTTP_POLL_MS 100
+/* A held query runs again within HTTP_POLL_MS when the state its answer
+ * comes from changed (the catalog with health statuses, intentions, CA
+ * roots: http_req_state_gen), and at least this often for what that
+ * does not cover (a check's output, ACL changes). Not every 100 ms:
+ * each run renders the whole answer, which one held query of a
+ * 100-instance service on each of 90 nodes turned into 900 renders a
+ * second on one machine (docs/SCALE.md). */
+#define HTTP_RECHECK_MS 1000
 
 /* Per request: the body as it arrives, capped. */
 struct http_ctx {
@@ -69,6 +77,8 @@ struct http_ctx {
 	int64_t hold_until;         /* monotonic ms; 0: not blocking yet */
 	int held;                   /* counted in blk (until released) */
 	int suspended;              /* in the server's held list */
+	uint64_t held_gen;          /* http_req_state_gen when last run */
+	int64_t held_ran;           /* ... at this monotonic ms */
 	char client[64];            /* whose hold it is (http_conn.client) */
 	struct http_ctx *hprev, *hnext;
 	/* An answer that comes later (http_reply_later). */
@@ -95,6 +105,9 @@ void http_req_done(struct http_server *s, struct http_ctx *ctx);
 
 /* Every held blocking query runs again (on the server's timer). */
 void http_req_resume_held(struct http_server *s);
+/* One number that changes with the catalog (instances, health
+ * statuses), the intentions or the CA. */
+uint64_t http_req_state_gen(const struct http_server *s);
 
 /* The server's timer (http_due in http_srv.c) due by when at the latest. */
 void http_req_arm_at(struct http_server *s, int64_t when);
