@@ -195,12 +195,13 @@ MBENCH="$T/mbench"
 cc -O2 -Wall -Wextra -pthread -o "$MBENCH" "$HERE/mbench.c" || exit 1
 # the nodes the convergence step kills log at debug level (their lease
 # renewals, for the timeline of bench/cluster_report.py), the others at
-# warn (BENCH_LOG_LEVEL: every node)
+# info (when each dropped a killed node's instance, ditto; BENCH_LOG_LEVEL:
+# every node)
 KILL=()
 for ((k = 0; k < CHURN; k++)); do KILL+=($((NODES - k * (NODES / CHURN)))); done
 node_log_level() {
 	[ -n "${BENCH_LOG_LEVEL:-}" ] && { echo "$BENCH_LOG_LEVEL"; return; }
-	[[ " ${KILL[*]} " == *" $1 "* ]] && echo debug || echo warn
+	[[ " ${KILL[*]} " == *" $1 "* ]] && echo debug || echo info
 }
 node_conf() { # node_conf N
 	local n=$1 d="$T/n$1" k first=$(($1 % 3 + 1)) eps s
@@ -434,6 +435,13 @@ for n in "${KILL[@]}"; do
 	    sed "s/^/n$n /" >>"$RAW/kill-renewals.txt"
 done
 kill "$wpid" 2>/dev/null
+# each observer's helperd: when it applied the DELETE ("instance common/nK
+# left"), against when the probe saw the node gone from its answer
+for ((i = 1; i <= NODES; i++)); do
+	[[ " ${KILL[*]} " == *" $i "* ]] && continue
+	grep -o '^[^ ]* \[INFO\] cluster: instance common/n[0-9]* left' "$T/log/helperd-n$i.log" |
+	    awk -v o="$(node_ip $i)" '{ sub("common/n", "", $5); print o, $1, $5 }'
+done >"$RAW/kill-left.txt"
 
 NEW=()
 ups=""

@@ -168,6 +168,35 @@ def kill_timeline():
                      "DELETE" % (lag[len(lag) // 2],
                                  lag[min(len(lag) - 1, int(len(lag) * .99))],
                                  lag[-1]))
+    # each observer's helperd applied the DELETE (its log, "instance
+    # common/nK left") and the probe saw the node gone from its answer
+    left = {}
+    for l in (rd("kill-left.txt", "") or "").splitlines():
+        w = l.split()
+        if len(w) != 3:
+            continue
+        ts = datetime.datetime.strptime(w[1], "%Y-%m-%dT%H:%M:%S.%fZ")
+        t = ts.replace(tzinfo=datetime.timezone.utc).timestamp() - t0
+        if t > 0:
+            left[(w[0], w[2])] = t
+    if left:
+        applied = sorted(v - dele[k[1]] for k, v in left.items()
+                         if k[1] in dele)
+        seen = sorted(v - left[tuple(k.split("/"))] for k, v in
+                      gone.get("per_observer_s", {}).items()
+                      if tuple(k.split("/")) in left)
+
+        def pq(a):
+            return "%.2f / %.2f / %.2f" % (
+                a[len(a) // 2], a[min(len(a) - 1, int(len(a) * .99))], a[-1])
+        if applied:
+            rows[-1] += ("; observers' helperd applied etcd's DELETE "
+                         "(log) p50 / p99 / max %s s after it (%d)"
+                         % (pq(applied), len(applied)))
+        if seen:
+            rows[-1] += ("; the probe saw it gone %s s after the "
+                         "observer's helperd applied it (%d)"
+                         % (pq(seen), len(seen)))
     return ["- killed nodes from the SIGKILL (s): last lease renewal / "
             "+ the TTL etcd granted (%s s) / etcd deleted its keys (after "
             "that) / last observer stopped listing it (after the delete): "
