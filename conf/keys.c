@@ -90,9 +90,10 @@ chk_log_level(const char *v, char *why, size_t whylen)
 	return -1;
 }
 
-/* A TCP congestion control's name (TCP_CA_NAME_MAX is 16), or "". */
+/* A TCP congestion control's name (TCP_CA_NAME_MAX is 16), or ""; the
+ * message names what else the key takes (also: "" or "\"auto\", "). */
 static int
-chk_congestion(const char *v, char *why, size_t whylen)
+congestion_name(const char *v, char *why, size_t whylen, const char *also)
 {
 	size_t n = strlen(v);
 
@@ -100,19 +101,21 @@ chk_congestion(const char *v, char *why, size_t whylen)
 		return 0;
 	snprintf(why, whylen, "\"%s\" is not a congestion control name (up "
 	    "to 15 of a-z 0-9 _, as in net.ipv4.tcp_available_congestion_"
-	    "control; \"\" for the system's)", v);
+	    "control; %s\"\" for the system's)", v, also);
 	return -1;
 }
 
 static int
+chk_congestion(const char *v, char *why, size_t whylen)
+{
+	return congestion_name(v, why, whylen, "");
+}
+
+/* "auto" is a name by that rule too. */
+static int
 chk_mesh_congestion(const char *v, char *why, size_t whylen)
 {
-	if (chk_congestion(v, why, whylen) == 0)      /* "auto" too */
-		return 0;
-	snprintf(why, whylen, "\"%s\" is not a congestion control name (up "
-	    "to 15 of a-z 0-9 _, as in net.ipv4.tcp_available_congestion_"
-	    "control; \"auto\", or \"\" for the system's)", v);
-	return -1;
+	return congestion_name(v, why, whylen, "\"auto\", or ");
 }
 
 static int
