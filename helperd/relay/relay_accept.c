@@ -226,11 +226,13 @@ outbound_accepted(void *arg, int fd, const struct sockaddr_storage *ss)
 	}
 }
 
-/* Accept up to 64 connections from lfd and hand each, tuned, to
- * got(arg, ...); refused at once beyond max connections in all. */
+/* Accept up to 64 connections from lfd (whose sockets start with
+ * congestion control lcc) and hand each, tuned, to got(arg, ...);
+ * refused at once beyond max connections in all. */
 static void
-accept_some(struct relay *r, int lfd, struct emfile *g, long max,
-    void (*got)(void *, int, const struct sockaddr_storage *), void *arg)
+accept_some(struct relay *r, int lfd, const char *lcc, struct emfile *g,
+    long max, void (*got)(void *, int, const struct sockaddr_storage *),
+    void *arg)
 {
 	for (int i = 0; i < 64; i++) {
 		struct sockaddr_storage ss;
@@ -253,7 +255,7 @@ accept_some(struct relay *r, int lfd, struct emfile *g, long max,
 			close(fd);
 			continue;
 		}
-		relay_sock_tune(r, fd, &ss);
+		relay_sock_tune(r, fd, &ss, lcc);
 		got(arg, fd, &ss);
 	}
 }
@@ -278,7 +280,7 @@ acceptor_event(void *arg, uint32_t events)
 
 	(void)events;
 	max = r->env.conf->max_conns;         /* set at start, never changed */
-	accept_some(r, a->lfd, &a->eg, max, inbound_accepted, a->wk);
+	accept_some(r, a->lfd, a->cc, &a->eg, max, inbound_accepted, a->wk);
 }
 
 /* Main thread: the outbound port is readable. */
@@ -288,22 +290,24 @@ listener_event(void *arg, uint32_t events)
 	struct listener *l = arg;
 
 	(void)events;
-	accept_some(l->r, l->fd, &l->eg, l->r->env.conf->max_conns,
+	accept_some(l->r, l->fd, l->cc, &l->eg, l->r->env.conf->max_conns,
 	    outbound_accepted, l->r);
 }
 
 static int
-acceptor_add(struct worker *w, int which, int fd, int mesh, uint32_t ev)
+acceptor_add(struct worker *w, int which, const struct listener *l,
+    uint32_t ev)
 {
 	struct acceptor *a = &w->acc[which];
 
 	a->wk = w;
-	a->mesh = mesh;
-	a->lfd = fd;
-	if (loop_add(w->loop, &a->w, fd, ev, acceptor_event, a) != 0)
+	a->mesh = l->mesh;
+	a->lfd = l->fd;
+	a->cc = l->cc;
+	if (loop_add(w->loop, &a->w, l->fd, ev, acceptor_event, a) != 0)
 		return -1;
-	return emfile_init(&a->eg, w->loop, &a->w, fd, ev, acceptor_event, a,
-	    "mesh port");
+	return emfile_init(&a->eg, w->loop, &a->w, l->fd, ev, acceptor_event,
+	    a, "mesh port");
 }
 
 /* Listen on host:port; every worker polls the socket and whichever wakes
@@ -319,8 +323,8 @@ listen_on(struct relay *r, struct listener *l, int which, const char *host,
 	l->fd = fd;
 	l->r = r;
 	l->mesh = which == ACC_MESH4;
-	relay_sock_listen_cc(r, fd, l->mesh);
-	if (!l->mesh) {
+	l->cc = relay_sock_listen_cc(r, fd, l->mesh);
+	if (which < 0) {        /* the outbound port: the main loop's */
 		if (loop_add(r->env.loop, &l->w, fd, EPOLLIN, listener_event,
 		    l) != 0 || emfile_init(&l->eg, r->env.loop, &l->w, fd,
 		    EPOLLIN, listener_event, l, "outbound port") != 0) {
@@ -330,7 +334,7 @@ listen_on(struct relay *r, struct listener *l, int which, const char *host,
 		return 0;
 	}
 	for (size_t i = 0; i < r->n_workers; i++)
-		if (acceptor_add(r->workers[i], which, fd, l->mesh,
+		if (acceptor_add(r->workers[i], which, l,
 		    EPOLLIN | EPOLLEXCLUSIVE) != 0) {
 			snprintf(err, errlen, "epoll: %s", strerror(errno));
 			return -1;      /* relay_free closes fd */
@@ -432,7 +436,7 @@ relay_outbound_hand(struct relay *r, int fd,
 	util_strlcpy(pd->src, src, sizeof(pd->src));
 	util_strlcpy(pd->dst, dst, sizeof(pd->dst));
 	pd->uid = uid;
-	relay_sock_tune(r, fd, ss);
+	relay_sock_tune(r, fd, ss, "");
 	outbound_post(r, fd, ss, pd);
 	return 0;
 }

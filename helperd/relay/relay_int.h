@@ -279,6 +279,8 @@ struct listener {
 	struct relay *r;
 	int fd;
 	int mesh;               /* 1 mesh port, 0 outbound */
+	const char *cc;         /* its accepted sockets' congestion control
+	                           ("": the system's) */
 	struct emfile eg;       /* outbound: out of fds on accept */
 };
 
@@ -289,6 +291,7 @@ struct acceptor {
 	int mesh;               /* 1: inbound mTLS, 0: outbound (app side) */
 	int lfd;                /* the listening socket (w.fd is -1 while
 	                           paused) */
+	const char *cc;         /* listener.cc */
 	struct emfile eg;       /* out of fds on accept */
 };
 
@@ -529,13 +532,15 @@ void relay_conn_move(struct conn *c);
 /* relay_sock.c: sockets ------------------------------------------------ */
 
 /* TCP_NODELAY, and loopback_congestion on a socket whose peer is
- * loopback, mesh_congestion on any other. */
+ * loopback, mesh_congestion on any other, unless the socket has it
+ * already (has: from its listener, "" for the system's). */
 void relay_sock_tune(const struct relay *r, int fd,
-    const struct sockaddr_storage *peer);
-/* The congestion control for the sockets a listener accepts: the mesh
- * port's (mesh: 1; loopback_congestion if it is bound to a loopback
- * address) or the outbound port's (loopback). */
-void relay_sock_listen_cc(const struct relay *r, int fd, int mesh);
+    const struct sockaddr_storage *peer, const char *has);
+/* Set the congestion control for the sockets a listener accepts: the
+ * mesh port's (mesh: 1; loopback_congestion if it is bound to a loopback
+ * address) or the outbound port's (loopback). Returns it ("": the
+ * system's). */
+const char *relay_sock_listen_cc(const struct relay *r, int fd, int mesh);
 /* r->loop_cc and r->mesh_cc from loopback_congestion and mesh_congestion
  * ("auto" resolved): "" when it is the system's default already or the
  * kernel refuses it (logged). */

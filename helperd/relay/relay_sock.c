@@ -27,20 +27,23 @@ set_cc(int fd, const char *cc)
 
 void
 relay_sock_tune(const struct relay *r, int fd,
-    const struct sockaddr_storage *peer)
+    const struct sockaddr_storage *peer, const char *has)
 {
+	const char *cc = relay_is_loopback(peer) ? r->loop_cc : r->mesh_cc;
 	int one = 1;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	/* A loopback leg has no path to pace or probe, yet BBR (a common
 	 * default) paces it too: a timer interrupt and a deferred send per
 	 * burst, paid by whatever runs on that CPU (bench/PROFILE.md). */
-	set_cc(fd, relay_is_loopback(peer) ? r->loop_cc : r->mesh_cc);
+	if (strcmp(cc, has) != 0)
+		set_cc(fd, cc);
 }
 
-void
+const char *
 relay_sock_listen_cc(const struct relay *r, int fd, int mesh)
 {
+	const char *cc;
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 
@@ -49,28 +52,15 @@ relay_sock_listen_cc(const struct relay *r, int fd, int mesh)
 	if (mesh && getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
 	    relay_is_loopback(&ss))
 		mesh = 0;       /* only this host's programs reach it */
-	set_cc(fd, mesh ? r->mesh_cc : r->loop_cc);
+	cc = mesh ? r->mesh_cc : r->loop_cc;
+	set_cc(fd, cc);
+	return cc;
 }
 
 const char *
 relay_loopback_cc(const struct relay *r)
 {
 	return r->loop_cc;
-}
-
-/* The first line of a /proc/sys file, or "" */
-static void
-read_sysctl(const char *path, char *buf, size_t len)
-{
-	FILE *f = fopen(path, "re");
-
-	buf[0] = '\0';
-	if (f == NULL)
-		return;
-	if (fgets(buf, (int)len, f) == NULL)
-		buf[0] = '\0';
-	buf[strcspn(buf, "\n")] = '\0';
-	fclose(f);
 }
 
 /* out = cc if the kernel takes it and it is not the system's already,
@@ -101,7 +91,7 @@ cc_pick(const char *key, const char *cc, const char *sys, char *out,
 void
 relay_sock_cc_init(struct relay *r, const char *loop_cc, const char *mesh_cc)
 {
-	char sys[sizeof(r->loop_cc)] = "", qdisc[32];
+	char sys[sizeof(r->loop_cc)] = "", *qdisc;
 	socklen_t len = sizeof(sys) - 1;
 	int fd;
 
@@ -122,16 +112,21 @@ relay_sock_cc_init(struct relay *r, const char *loop_cc, const char *mesh_cc)
 	 * send per burst: across a LAN that costs more CPU than the
 	 * stream's crypto (bench/PROFILE.md). Then Linux's default, cubic;
 	 * any other choice of the system's stays. */
-	read_sysctl("/proc/sys/net/core/default_qdisc", qdisc, sizeof(qdisc));
-	if (strncmp(sys, "bbr", 3) == 0 && strcmp(qdisc, "fq") != 0) {
+	if (strncmp(sys, "bbr", 3) != 0)
+		return;
+	qdisc = util_read_file("/proc/sys/net/core/default_qdisc", 64, NULL);
+	if (qdisc != NULL)
+		qdisc[strcspn(qdisc, "\n")] = '\0';
+	if (qdisc == NULL || strcmp(qdisc, "fq") != 0) {
 		cc_pick("mesh_congestion", "cubic", sys, r->mesh_cc,
 		    sizeof(r->mesh_cc));
 		if (r->mesh_cc[0] != '\0')
 			log_info("mesh_congestion auto: the system's %s "
 			    "without the fq qdisc (default_qdisc %s) paces "
 			    "with a timer per burst: cubic on sockets to "
-			    "other nodes", sys, qdisc[0] ? qdisc : "?");
+			    "other nodes", sys, qdisc != NULL ? qdisc : "?");
 	}
+	free(qdisc);
 }
 
 static int
@@ -211,7 +206,7 @@ relay_dial(const struct relay *r, const char *host, int port, char *why,
 		snprintf(why, whylen, "socket: %s", strerror(errno));
 		return -1;
 	}
-	relay_sock_tune(r, fd, &ss);
+	relay_sock_tune(r, fd, &ss, "");
 	if (connect(fd, (struct sockaddr *)&ss, len) != 0 &&
 	    errno != EINPROGRESS) {
 		snprintf(why, whylen, "connect %s:%d: %s", host, port,
